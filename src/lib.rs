@@ -1,0 +1,79 @@
+//! user-purge erases removed users: one pass pulls the user service's events
+//! from a Pub/Sub subscription, deletes the users named by valid USER_REMOVED
+//! events from one MySQL table in one transaction, and only after the commit
+//! acknowledges the messages.
+//!
+//! The modules, in the order a run meets them:
+//!
+//! - [`cli`]: flags and environment (clap) into a validated configuration.
+//! - [`config`]: the typed configuration; secrets that never print.
+//! - [`pass`]: one pass, top to bottom, over two seams (`Subscription`, `Store`).
+//! - [`event`]: the user service's protobuf schema (prost) and what a message means.
+//! - [`plan`]: pure bookkeeping: ids to delete, messages to ack or hand back.
+//! - [`pubsub`]: the `Subscription` seam on Google Cloud Pub/Sub (gcloud-pubsub).
+//! - [`store`]: the `Store` seam on MySQL / MariaDB (mysql_async).
+//! - [`outcome`]: exit codes, outcomes and the summary line.
+//!
+//! `main.rs` sets up logging and signals, calls [`run`], prints the summary and
+//! returns the exit code.
+
+pub mod cli;
+pub mod config;
+pub mod event;
+pub mod outcome;
+pub mod pass;
+pub mod plan;
+pub mod pubsub;
+pub mod store;
+
+use log::info;
+
+use config::Config;
+use outcome::{Outcome, Report, Signal, Summary};
+
+/// Connects to Pub/Sub and runs one pass. The database is connected inside the
+/// pass, before the first Pull.
+pub async fn run(config: Config, shutdown: impl Future<Output = Signal>) -> Report {
+    let started = std::time::Instant::now();
+    let mut shutdown = std::pin::pin!(shutdown);
+    info!(
+        "purging users named by {} from {}.{} ({}){}",
+        config.subscription,
+        store::describe(config.database.url.expose()),
+        config.database.table.as_str(),
+        config.database.id_column.as_str(),
+        if config.pass.dry_run { ", dry run" } else { "" }
+    );
+    let connect = pubsub::PubSub::connect(
+        &config.subscription,
+        &config.credentials,
+        config.pass.pull_timeout,
+    );
+    let subscription = tokio::select! {
+        connected = connect => connected,
+        signal = shutdown.as_mut() => return failed_early(Outcome::Interrupted(signal), &config, started),
+    };
+    let subscription = match subscription {
+        Ok(subscription) => subscription,
+        Err(error) => return failed_early(Outcome::PubSubFailed(error), &config, started),
+    };
+    let database = &config.database;
+    pass::run(
+        subscription,
+        store::MySql::connect(database),
+        &config.pass,
+        shutdown,
+    )
+    .await
+}
+
+fn failed_early(outcome: Outcome, config: &Config, started: std::time::Instant) -> Report {
+    Report {
+        outcome,
+        summary: Summary {
+            dry_run: config.pass.dry_run,
+            elapsed_ms: started.elapsed().as_millis(),
+            ..Summary::default()
+        },
+    }
+}

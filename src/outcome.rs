@@ -1,0 +1,205 @@
+//! How a run ends: the exit codes, the outcome of a pass, and its summary line.
+//!
+//! [`Outcome::exit`] is the one place that turns what happened into an exit
+//! code; `main` only returns it.
+
+use std::fmt::Write as _;
+
+/// The signal that asked the run to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// SIGINT (Ctrl-C).
+    Interrupt,
+    /// SIGTERM (Kubernetes at `activeDeadlineSeconds` or on a node drain, systemd on stop).
+    Terminate,
+}
+
+/// The documented exit codes. Each says whether running again can help, which
+/// is what a Kubernetes `podFailurePolicy` keys on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Exit {
+    /// The pass completed, including when there was nothing to do. Malformed
+    /// messages were handed back and show in the summary.
+    Success = 0,
+    /// Configuration or usage error. Nothing was contacted; a retry cannot help
+    /// until the configuration is fixed.
+    Config = 2,
+    /// Pub/Sub unreachable, permission denied, or subscription not found.
+    /// Nothing was acknowledged; the next run retries.
+    PubSub = 3,
+    /// Database error. Nothing was acknowledged, so every message comes back to
+    /// the next run.
+    Database = 4,
+    /// Deleted and committed, but some acknowledgements failed. Those messages
+    /// come back and their deletes repeat harmlessly.
+    Ack = 5,
+    /// Stopped by SIGINT; held messages were handed back or finished.
+    Interrupted = 130,
+    /// Stopped by SIGTERM; held messages were handed back or finished.
+    Terminated = 143,
+}
+
+impl Exit {
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+}
+
+/// The exit-code table, for `--help`.
+pub const EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0    the pass completed (also when there was nothing to do; malformed messages
+       were handed back and are counted in the summary)
+  2    configuration or usage error; nothing was contacted
+  3    Pub/Sub error (unreachable, permission denied, subscription not found)
+  4    database error; nothing was acknowledged, every message comes back
+  5    deleted and committed, but some acknowledgements failed; those messages
+       come back and their deletes repeat harmlessly
+  130  interrupted by SIGINT
+  143  terminated by SIGTERM";
+
+/// What happened to one pass.
+#[derive(Debug)]
+pub enum Outcome {
+    Completed,
+    PubSubFailed(anyhow::Error),
+    DatabaseFailed(anyhow::Error),
+    AckFailed(anyhow::Error),
+    Interrupted(Signal),
+}
+
+impl Outcome {
+    pub fn exit(&self) -> Exit {
+        match self {
+            Outcome::Completed => Exit::Success,
+            Outcome::PubSubFailed(_) => Exit::PubSub,
+            Outcome::DatabaseFailed(_) => Exit::Database,
+            Outcome::AckFailed(_) => Exit::Ack,
+            Outcome::Interrupted(Signal::Interrupt) => Exit::Interrupted,
+            Outcome::Interrupted(Signal::Terminate) => Exit::Terminated,
+        }
+    }
+
+    /// The `outcome` field of the summary line.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Outcome::Completed => "completed",
+            Outcome::PubSubFailed(_) => "pubsub_error",
+            Outcome::DatabaseFailed(_) => "database_error",
+            Outcome::AckFailed(_) => "ack_error",
+            Outcome::Interrupted(_) => "interrupted",
+        }
+    }
+
+    /// The error behind a failed outcome, for the log.
+    pub fn error(&self) -> Option<&anyhow::Error> {
+        match self {
+            Outcome::PubSubFailed(e) | Outcome::DatabaseFailed(e) | Outcome::AckFailed(e) => {
+                Some(e)
+            }
+            Outcome::Completed | Outcome::Interrupted(_) => None,
+        }
+    }
+}
+
+/// The counts of one pass, printed as the one line on stdout.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Summary {
+    /// Messages received.
+    pub received: usize,
+    /// Distinct user ids of valid USER_REMOVED events.
+    pub removed_ids: usize,
+    /// Rows the DELETE removed from the table (fewer when some were gone already).
+    pub deleted_rows: u64,
+    /// Valid events that ask for nothing.
+    pub ignored: usize,
+    /// Messages that could not be acted on, handed back.
+    pub malformed: usize,
+    /// Messages acknowledged.
+    pub acked: usize,
+    /// Messages handed back (nacked).
+    pub nacked: usize,
+    pub dry_run: bool,
+    pub elapsed_ms: u128,
+}
+
+/// A pass's outcome with its counts.
+#[derive(Debug)]
+pub struct Report {
+    pub outcome: Outcome,
+    pub summary: Summary,
+}
+
+impl Report {
+    /// The summary as one JSON object. Every value is a number, a boolean or a
+    /// fixed name, so no escaping is needed.
+    pub fn json_line(&self) -> String {
+        let s = &self.summary;
+        let mut line = String::with_capacity(200);
+        let _ = write!(
+            line,
+            "{{\"outcome\":\"{}\",\"received\":{},\"removed_ids\":{},\"deleted_rows\":{},\
+             \"ignored\":{},\"malformed\":{},\"acked\":{},\"nacked\":{},\"dry_run\":{},\"elapsed_ms\":{}}}",
+            self.outcome.name(),
+            s.received,
+            s.removed_ids,
+            s.deleted_rows,
+            s.ignored,
+            s.malformed,
+            s.acked,
+            s.nacked,
+            s.dry_run,
+            s.elapsed_ms
+        );
+        line
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_outcome_has_its_documented_code() {
+        let error = || anyhow::anyhow!("x");
+        let cases = [
+            (Outcome::Completed, 0),
+            (Outcome::PubSubFailed(error()), 3),
+            (Outcome::DatabaseFailed(error()), 4),
+            (Outcome::AckFailed(error()), 5),
+            (Outcome::Interrupted(Signal::Interrupt), 130),
+            (Outcome::Interrupted(Signal::Terminate), 143),
+        ];
+        for (outcome, code) in cases {
+            assert_eq!(outcome.exit().code(), code, "{outcome:?}");
+            assert!(
+                EXIT_CODES_HELP.contains(&format!("\n  {code} ")),
+                "{code} is not in --help"
+            );
+        }
+        assert!(EXIT_CODES_HELP.contains("\n  2 "));
+    }
+
+    #[test]
+    fn the_summary_is_one_line_of_json() {
+        let report = Report {
+            outcome: Outcome::Completed,
+            summary: Summary {
+                received: 7,
+                removed_ids: 2,
+                deleted_rows: 1,
+                ignored: 3,
+                malformed: 2,
+                acked: 5,
+                nacked: 2,
+                dry_run: false,
+                elapsed_ms: 12,
+            },
+        };
+        assert_eq!(
+            report.json_line(),
+            r#"{"outcome":"completed","received":7,"removed_ids":2,"deleted_rows":1,"ignored":3,"malformed":2,"acked":5,"nacked":2,"dry_run":false,"elapsed_ms":12}"#
+        );
+    }
+}

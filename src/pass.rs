@@ -1,0 +1,395 @@
+//! One pass, in the order of the promise: receive → plan → delete and commit →
+//! acknowledge → outcome.
+//!
+//! The pass talks to the world through two narrow seams, [`Subscription`] and
+//! [`Store`], so it runs the same against the real services and against the
+//! in-memory fakes of its unit tests. Shutdown is a future passed in and
+//! selected against the work.
+
+use std::pin::pin;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use log::{debug, info, warn};
+use tokio::task::JoinSet;
+use tokio::time::{Interval, MissedTickBehavior};
+
+use crate::config::PassSettings;
+use crate::event;
+use crate::outcome::{Outcome, Report, Signal, Summary};
+use crate::plan::Plan;
+
+/// One message as the subscription delivered it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    pub ack_id: String,
+    pub message_id: String,
+    pub publish_time: Option<SystemTime>,
+    pub data: Vec<u8>,
+}
+
+/// The result of acknowledging, or changing the deadline of, a set of messages.
+#[derive(Debug, Default)]
+pub struct Settled {
+    /// Messages whose request succeeded.
+    pub done: usize,
+    /// Messages whose request failed.
+    pub failed: usize,
+    /// The first failure, for the log.
+    pub error: Option<anyhow::Error>,
+}
+
+/// Where the messages come from.
+pub trait Subscription: Clone + Send + Sync + 'static {
+    /// One Pull of at most `max` messages. An empty answer means that nothing
+    /// arrived within the pull timeout: the subscription is drained for now.
+    fn pull(&self, max: usize) -> impl Future<Output = anyhow::Result<Vec<Received>>> + Send;
+    /// Acknowledges the messages; Pub/Sub will not deliver them again.
+    fn acknowledge(&self, ack_ids: Vec<String>) -> impl Future<Output = Settled> + Send;
+    /// Sets the messages' ack deadline: a lease extension, or with 0 a nack that
+    /// hands them back at once.
+    fn set_deadline(
+        &self,
+        ack_ids: Vec<String>,
+        seconds: u16,
+    ) -> impl Future<Output = Settled> + Send;
+}
+
+/// Where the users are deleted.
+pub trait Store {
+    /// Deletes the users in one statement and one transaction, and commits.
+    /// Returns the rows deleted.
+    fn delete(&mut self, user_ids: &[u64]) -> impl Future<Output = anyhow::Result<u64>>;
+}
+
+/// How many Pulls are in flight at once: enough to hide one Pull's latency,
+/// few enough that every message taken is one this run can finish.
+const PULLS_IN_FLIGHT: usize = 4;
+
+/// Ask for this many per Pull; the service caps it (the emulator at 100).
+const PULL_BATCH: usize = 1_000;
+
+/// Leases are renewed this often. The shortest ack deadline Pub/Sub allows is
+/// 10 s, so a message received just after one renewal gets its first before then.
+const LEASE_RENEWAL: Duration = Duration::from_secs(4);
+
+/// Each renewal sets the ack deadline this far ahead: long enough to ride out a
+/// slow renewal, short enough that a killed run's messages come back soon.
+const LEASE_SECONDS: u16 = 60;
+
+/// How long connecting to the database may take.
+const DB_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why receiving stopped before the subscription was drained.
+enum Stop {
+    Signal(Signal),
+    PubSub(anyhow::Error),
+}
+
+/// Runs one pass and reports what happened. Never panics on bad input: every
+/// failure becomes an [`Outcome`].
+///
+/// The database is connected first, so that an outage leaves every message
+/// untouched: each delivery counts toward the subscription's dead-letter limit.
+pub async fn run<S, D>(
+    subscription: S,
+    connect_store: impl Future<Output = anyhow::Result<D>>,
+    settings: &PassSettings,
+    shutdown: impl Future<Output = Signal>,
+) -> Report
+where
+    S: Subscription,
+    D: Store,
+{
+    let started = Instant::now();
+    let mut shutdown = pin!(shutdown);
+    let mut summary = Summary {
+        dry_run: settings.dry_run,
+        ..Summary::default()
+    };
+    let finish = |outcome: Outcome, mut summary: Summary| {
+        summary.elapsed_ms = started.elapsed().as_millis();
+        Report { outcome, summary }
+    };
+
+    let mut store = if settings.dry_run {
+        None
+    } else {
+        let connect = tokio::time::timeout(DB_CONNECT_TIMEOUT, connect_store);
+        tokio::select! {
+            connected = connect => match connected {
+                Ok(Ok(store)) => Some(store),
+                Ok(Err(error)) => return finish(Outcome::DatabaseFailed(error), summary),
+                Err(_) => {
+                    let error = anyhow::anyhow!("no connection to the database within {DB_CONNECT_TIMEOUT:?}");
+                    return finish(Outcome::DatabaseFailed(error), summary);
+                }
+            },
+            signal = shutdown.as_mut() => return finish(Outcome::Interrupted(signal), summary),
+        }
+    };
+
+    // Receive.
+    let mut plan = Plan::default();
+    let mut lease = lease_timer();
+    let receiving = Instant::now();
+    let stopped = receive(
+        &subscription,
+        &mut plan,
+        settings.max_messages,
+        &mut lease,
+        shutdown.as_mut(),
+    )
+    .await;
+    plan.finish();
+    summary.received = plan.len();
+    summary.removed_ids = plan.user_ids().len();
+    summary.ignored = plan.ignored;
+    summary.malformed = plan.malformed();
+    info!(
+        "received {} messages in {} ms: {} users to delete, {} ignored, {} malformed",
+        summary.received,
+        receiving.elapsed().as_millis(),
+        summary.removed_ids,
+        summary.ignored,
+        summary.malformed
+    );
+    if let Err(stop) = stopped {
+        summary.nacked = hand_back_all(&subscription, &mut plan).await;
+        let outcome = match stop {
+            Stop::Signal(signal) => Outcome::Interrupted(signal),
+            Stop::PubSub(error) => {
+                Outcome::PubSubFailed(error.context("receiving stopped; nothing was deleted"))
+            }
+        };
+        return finish(outcome, summary);
+    }
+
+    let Some(store) = store.as_mut() else {
+        info!(
+            "dry run: would delete {} users, acknowledge {} messages and hand back {}; handing all back",
+            summary.removed_ids,
+            plan.ack.len(),
+            plan.hand_back.len()
+        );
+        debug!("dry run: user ids {:?}", plan.user_ids());
+        summary.nacked = hand_back_all(&subscription, &mut plan).await;
+        return finish(Outcome::Completed, summary);
+    };
+
+    // Delete and commit, before any acknowledgement.
+    if !plan.user_ids().is_empty() {
+        let deleting = Instant::now();
+        let deleted = {
+            let mut delete = pin!(store.delete(plan.user_ids()));
+            loop {
+                tokio::select! {
+                    deleted = delete.as_mut() => break Ok(deleted),
+                    signal = shutdown.as_mut() => break Err(signal),
+                    _ = lease.tick() => renew(&subscription, &plan).await,
+                }
+            }
+        };
+        match deleted {
+            Ok(Ok(rows)) => {
+                summary.deleted_rows = rows;
+                info!(
+                    "deleted {rows} rows for {} users and committed in {} ms",
+                    summary.removed_ids,
+                    deleting.elapsed().as_millis()
+                );
+            }
+            Ok(Err(error)) => {
+                summary.nacked = hand_back_all(&subscription, &mut plan).await;
+                let error =
+                    error.context("nothing was acknowledged; every message was handed back");
+                return finish(Outcome::DatabaseFailed(error), summary);
+            }
+            Err(signal) => {
+                // The delete future is dropped with its connection, so an
+                // uncommitted transaction rolls back; if COMMIT had already
+                // landed, the redelivered messages repeat it harmlessly.
+                warn!(
+                    "stopped by {signal:?} before the delete committed; handing every message back"
+                );
+                summary.nacked = hand_back_all(&subscription, &mut plan).await;
+                return finish(Outcome::Interrupted(signal), summary);
+            }
+        }
+    }
+
+    // Acknowledge, and hand back the malformed. A signal now does not stop
+    // this: the delete has committed, so finishing the acks is the quickest
+    // way to a clean state.
+    let acking = Instant::now();
+    let ack_ids = std::mem::take(&mut plan.ack);
+    let hand_back = std::mem::take(&mut plan.hand_back);
+    let mut settle = pin!(async {
+        tokio::join!(
+            subscription.acknowledge(ack_ids),
+            subscription.set_deadline(hand_back, 0)
+        )
+    });
+    let mut signalled = None;
+    let (acked, handed_back) = loop {
+        tokio::select! {
+            settled = settle.as_mut() => break settled,
+            signal = shutdown.as_mut(), if signalled.is_none() => {
+                info!("{signal:?} received; finishing the acknowledgements of the committed delete");
+                signalled = Some(signal);
+            }
+        }
+    };
+    summary.acked = acked.done;
+    summary.nacked = handed_back.done;
+    info!(
+        "acknowledged {} and handed back {} messages in {} ms",
+        acked.done,
+        handed_back.done,
+        acking.elapsed().as_millis()
+    );
+    if let Some(error) = handed_back.error {
+        // They come back when their deadline passes; nothing is lost.
+        warn!(
+            "{} malformed messages could not be handed back: {error:#}",
+            handed_back.failed
+        );
+    }
+    let outcome = match (acked.error, signalled) {
+        (Some(error), _) => Outcome::AckFailed(error.context(format!(
+            "the delete committed, but {} acknowledgements failed; those messages will come back \
+             and their deletes repeat harmlessly",
+            acked.failed
+        ))),
+        (None, Some(signal)) => Outcome::Interrupted(signal),
+        (None, None) => Outcome::Completed,
+    };
+    finish(outcome, summary)
+}
+
+/// Pulls until `max` messages are held or a Pull comes back empty, with up to
+/// [`PULLS_IN_FLIGHT`] Pulls at once, and classifies each message as it arrives.
+async fn receive<S: Subscription>(
+    subscription: &S,
+    plan: &mut Plan,
+    max: usize,
+    lease: &mut Interval,
+    mut shutdown: std::pin::Pin<&mut impl Future<Output = Signal>>,
+) -> Result<(), Stop> {
+    let mut pulls = JoinSet::new();
+    // Messages asked for by the Pulls in flight: held + reserved never exceeds max.
+    let mut reserved = 0;
+    let mut drained = false;
+    loop {
+        while !drained && pulls.len() < PULLS_IN_FLIGHT && plan.len() + reserved < max {
+            let ask = (max - plan.len() - reserved).min(PULL_BATCH);
+            reserved += ask;
+            let subscription = subscription.clone();
+            pulls.spawn(async move { (ask, subscription.pull(ask).await) });
+        }
+        let joined = tokio::select! {
+            joined = pulls.join_next() => joined,
+            signal = shutdown.as_mut() => {
+                warn!("stopped by {signal:?} while receiving; handing every message back");
+                return Err(Stop::Signal(signal));
+            }
+            _ = lease.tick() => {
+                renew(subscription, plan).await;
+                continue;
+            }
+        };
+        let Some(joined) = joined else {
+            return Ok(());
+        };
+        let (ask, pulled) =
+            joined.map_err(|e| Stop::PubSub(anyhow::anyhow!("a Pull task failed: {e}")))?;
+        reserved -= ask;
+        let messages = pulled.map_err(Stop::PubSub)?;
+        if messages.is_empty() {
+            drained = true;
+        }
+        for message in messages {
+            let verdict = event::classify(&message.data);
+            if let Err(why) = verdict {
+                warn!(
+                    "malformed message {} published {}: {why}; it will be handed back",
+                    message.message_id,
+                    message
+                        .publish_time
+                        .map_or_else(|| "at an unknown time".into(), rfc3339)
+                );
+            }
+            plan.add(message.ack_id, verdict);
+        }
+    }
+}
+
+/// A timer whose first tick comes one renewal period from now.
+fn lease_timer() -> Interval {
+    let mut timer =
+        tokio::time::interval_at(tokio::time::Instant::now() + LEASE_RENEWAL, LEASE_RENEWAL);
+    timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    timer
+}
+
+/// Extends the lease of every held message, so that Pub/Sub does not deliver
+/// them to another run while this one still works on them.
+async fn renew<S: Subscription>(subscription: &S, plan: &Plan) {
+    let held = plan.all_ack_ids();
+    if held.is_empty() {
+        return;
+    }
+    let n = held.len();
+    let renewed = subscription.set_deadline(held, LEASE_SECONDS).await;
+    match renewed.error {
+        None => debug!("renewed the lease of {n} messages for {LEASE_SECONDS} s"),
+        // Not fatal: at worst a message is delivered twice, and deletes repeat harmlessly.
+        Some(error) => warn!(
+            "could not renew the lease of {} messages: {error:#}",
+            renewed.failed
+        ),
+    }
+}
+
+/// Nacks every held message so that the next run gets it at once. Returns how
+/// many were handed back; the others come back when their deadline passes.
+async fn hand_back_all<S: Subscription>(subscription: &S, plan: &mut Plan) -> usize {
+    let all = plan.take_all();
+    if all.is_empty() {
+        return 0;
+    }
+    let handed_back = subscription.set_deadline(all, 0).await;
+    if let Some(error) = handed_back.error {
+        warn!(
+            "{} messages could not be handed back and will return when their deadline passes: {error:#}",
+            handed_back.failed
+        );
+    }
+    handed_back.done
+}
+
+/// `2026-11-26T07:04:47.123Z`, for log lines.
+fn rfc3339(time: SystemTime) -> String {
+    let since_epoch = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since_epoch.as_secs();
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rest / 3_600,
+        rest % 3_600 / 60,
+        rest % 60,
+        since_epoch.subsec_millis()
+    )
+}
+
+#[cfg(test)]
+mod tests;
