@@ -4,15 +4,17 @@
 //! Unary Pull only: a cancelled streaming pull strands messages in the emulator,
 //! and unary Pull lets one run take exactly as many messages as it can finish.
 
-use std::time::{Duration, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use anyhow::{Context as _, anyhow};
-use gcloud_gax::conn::{ConnectionOptions, Environment};
-use gcloud_gax::grpc::{Code, Status};
+use anyhow::anyhow;
+use gcloud_gax::conn::{Channel, ConnectionOptions, Environment};
+use gcloud_gax::grpc::{Code, Request, Status};
+use gcloud_googleapis::pubsub::v1::subscriber_client::SubscriberClient;
 use gcloud_googleapis::pubsub::v1::{AcknowledgeRequest, ModifyAckDeadlineRequest, PullRequest};
-use gcloud_pubsub::apiv1::subscriber_client::SubscriberClient;
+use gcloud_pubsub::apiv1::conn_pool::ConnectionManager;
+use gcloud_pubsub::client::ClientConfig;
 use gcloud_pubsub::client::google_cloud_auth::credentials::CredentialsFile;
-use gcloud_pubsub::client::{Client, ClientConfig};
 use tokio::task::JoinSet;
 
 use crate::config::{Credentials, SubscriptionName};
@@ -25,17 +27,26 @@ pub const ACK_IDS_PER_REQUEST: usize = 1_000;
 /// The most messages one Pull may ask for on the real service.
 const MAX_PER_PULL: usize = 1_000;
 
-/// How long one acknowledge or deadline change may take, retries included, so
+/// How long acknowledging or changing deadlines may take, retries included, so
 /// that a run told to stop still exits within its 10 s budget.
-const RPC_TIMEOUT: Duration = Duration::from_secs(5);
+const RPC_BUDGET: Duration = Duration::from_secs(5);
 
 /// How long connecting may take before Pub/Sub counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// One subscription, reached through a shared gRPC client.
+/// Largest message the service sends (a Pull of 1,000 messages of up to 10 MB
+/// each is capped by the service at this response size).
+const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+
+/// One subscription, reached through a shared pool of gRPC channels.
+///
+/// Every request carries its deadline to the server (`grpc-timeout`). A Pull
+/// that the client merely abandoned stays open in the emulator and later
+/// swallows messages that were handed back; a Pull whose deadline the server
+/// knows ends on the server too.
 #[derive(Clone)]
 pub struct PubSub {
-    client: SubscriberClient,
+    connections: Arc<ConnectionManager>,
     /// `projects/P/subscriptions/S`, as every request names it.
     name: String,
     /// How long a Pull waits for messages before the subscription counts as drained.
@@ -43,7 +54,7 @@ pub struct PubSub {
 }
 
 impl PubSub {
-    /// Opens the client. With the emulator this connects at once, so an
+    /// Opens the channels. With the emulator this connects at once, so an
     /// unreachable emulator is reported here.
     pub async fn connect(
         subscription: &SubscriptionName,
@@ -61,6 +72,7 @@ impl PubSub {
         let config = match credentials {
             Credentials::Emulator(host) => ClientConfig {
                 environment: Environment::Emulator(host.clone()),
+                pool_size: 1,
                 ..config
             },
             Credentials::ServiceAccountKey(key) => {
@@ -80,37 +92,76 @@ impl PubSub {
                 .await
                 .map_err(|e| anyhow!("cannot find Application Default Credentials: {e}"))?,
         };
-        let client = Client::new(config)
-            .await
-            .with_context(|| format!("cannot connect to Pub/Sub for {subscription}"))?;
-        let name = subscription.to_string();
-        let client = client.subscription(&name).get_client();
+        let connections = ConnectionManager::new(
+            config.pool_size,
+            &config.endpoint,
+            &config.environment,
+            &config.connection_option,
+        )
+        .await
+        .map_err(|e| anyhow!("cannot connect to Pub/Sub for {subscription}: {e}"))?;
         Ok(PubSub {
-            client,
-            name,
+            connections: Arc::new(connections),
+            name: subscription.to_string(),
             pull_timeout,
         })
     }
 
-    async fn modify_deadline_chunk(
-        &self,
-        ack_ids: Vec<String>,
-        seconds: i32,
-    ) -> Result<(), Status> {
-        let request = ModifyAckDeadlineRequest {
-            subscription: self.name.clone(),
-            ack_ids,
-            ack_deadline_seconds: seconds,
-        };
-        within(RPC_TIMEOUT, self.client.modify_ack_deadline(request, None)).await
+    fn client(&self) -> SubscriberClient<Channel> {
+        SubscriberClient::new(self.connections.conn()).max_decoding_message_size(MAX_RESPONSE_BYTES)
     }
 
-    async fn acknowledge_chunk(&self, ack_ids: Vec<String>) -> Result<(), Status> {
-        let request = AcknowledgeRequest {
-            subscription: self.name.clone(),
-            ack_ids,
-        };
-        within(RPC_TIMEOUT, self.client.acknowledge(request, None)).await
+    /// A request that names its subscription for routing and carries its deadline.
+    fn request<T>(&self, body: T, deadline: Duration) -> Request<T> {
+        let mut request = Request::new(body);
+        request.set_timeout(deadline);
+        if let Ok(value) = format!("subscription={}", self.name).parse() {
+            request
+                .metadata_mut()
+                .insert("x-goog-request-params", value);
+        }
+        request
+    }
+
+    /// One Acknowledge or ModifyAckDeadline, retried on transient errors within
+    /// [`RPC_BUDGET`]. Both are idempotent, so a retry is always safe.
+    async fn settle_chunk(
+        &self,
+        ack_ids: Vec<String>,
+        deadline: Option<i32>,
+    ) -> Result<(), Status> {
+        let give_up = Instant::now() + RPC_BUDGET;
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            let budget = give_up.saturating_duration_since(Instant::now());
+            let result = match deadline {
+                None => {
+                    let body = AcknowledgeRequest {
+                        subscription: self.name.clone(),
+                        ack_ids: ack_ids.clone(),
+                    };
+                    self.client().acknowledge(self.request(body, budget)).await
+                }
+                Some(seconds) => {
+                    let body = ModifyAckDeadlineRequest {
+                        subscription: self.name.clone(),
+                        ack_ids: ack_ids.clone(),
+                        ack_deadline_seconds: seconds,
+                    };
+                    self.client()
+                        .modify_ack_deadline(self.request(body, budget))
+                        .await
+                }
+            };
+            match result {
+                Ok(_) => return Ok(()),
+                Err(status) if transient(&status) && Instant::now() + backoff < give_up => {
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 2;
+                }
+                Err(status) => return Err(status),
+            }
+        }
     }
 
     /// Sends one request per chunk of ack ids, all at once, and waits for every
@@ -129,11 +180,7 @@ impl PubSub {
             let this = self.clone();
             requests.spawn(async move {
                 let n = chunk.len();
-                let result = match deadline {
-                    Some(seconds) => this.modify_deadline_chunk(chunk, seconds).await,
-                    None => this.acknowledge_chunk(chunk).await,
-                };
-                (n, result)
+                (n, this.settle_chunk(chunk, deadline).await)
             });
         }
         let mut settled = Settled::default();
@@ -157,22 +204,48 @@ impl PubSub {
     }
 }
 
+/// Errors worth another try: the service asks for one, or the call was lost.
+fn transient(status: &Status) -> bool {
+    matches!(
+        status.code(),
+        Code::Unavailable
+            | Code::Aborted
+            | Code::Internal
+            | Code::Unknown
+            | Code::ResourceExhausted
+    )
+}
+
 impl Subscription for PubSub {
     async fn pull(&self, max: usize) -> anyhow::Result<Vec<Received>> {
-        #[allow(deprecated)] // return_immediately: set false, as Google recommends.
-        let request = PullRequest {
+        #[allow(deprecated)] // return_immediately: false, as Google recommends.
+        let body = PullRequest {
             subscription: self.name.clone(),
             max_messages: max.min(MAX_PER_PULL) as i32,
             return_immediately: false,
         };
-        let response =
-            match tokio::time::timeout(self.pull_timeout, self.client.pull(request, None)).await {
-                // Nothing arrived in time: the subscription is drained for this run.
-                Err(_elapsed) => return Ok(Vec::new()),
-                Ok(Err(status)) if status.code() == Code::DeadlineExceeded => return Ok(Vec::new()),
-                Ok(Err(status)) => return Err(rpc_error("Pull", &self.name, &status)),
-                Ok(Ok(response)) => response.into_inner(),
-            };
+        let mut attempts = 0;
+        let response = loop {
+            attempts += 1;
+            match self
+                .client()
+                .pull(self.request(body.clone(), self.pull_timeout))
+                .await
+            {
+                Ok(response) => break response.into_inner(),
+                // Nothing arrived before the deadline (the server says so, or
+                // the client's timer fired first): drained for this run.
+                Err(status)
+                    if matches!(status.code(), Code::DeadlineExceeded | Code::Cancelled) =>
+                {
+                    return Ok(Vec::new());
+                }
+                Err(status) if transient(&status) && attempts < 3 => {
+                    tokio::time::sleep(Duration::from_millis(100 * attempts)).await;
+                }
+                Err(status) => return Err(rpc_error("Pull", &self.name, &status)),
+            }
+        };
         Ok(response
             .received_messages
             .into_iter()
@@ -199,20 +272,6 @@ impl Subscription for PubSub {
     async fn set_deadline(&self, ack_ids: Vec<String>, seconds: u16) -> Settled {
         self.settle(ack_ids, "ModifyAckDeadline", Some(i32::from(seconds)))
             .await
-    }
-}
-
-/// Bounds one call, retries included; running out of time is reported as
-/// DEADLINE_EXCEEDED like any other failed call.
-async fn within<T>(
-    limit: Duration,
-    call: impl Future<Output = Result<gcloud_gax::grpc::Response<T>, Status>>,
-) -> Result<T, Status> {
-    match tokio::time::timeout(limit, call).await {
-        Ok(result) => result.map(|response| response.into_inner()),
-        Err(_) => Err(Status::deadline_exceeded(format!(
-            "no answer within {limit:?}"
-        ))),
     }
 }
 

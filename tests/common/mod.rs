@@ -1,0 +1,455 @@
+//! Shared helpers of the integration tests: each test gets its own database,
+//! topic and subscription on the real MariaDB and the real Pub/Sub emulator,
+//! runs the real binary, and reads back what it did.
+//!
+//! The emulator is `PUBSUB_EMULATOR_HOST` when that is set (`scripts/test` starts
+//! one for the whole suite); otherwise this process starts its own on a free port,
+//! and the kernel stops it when the process exits.
+
+#![allow(dead_code)] // Each test binary uses a different part of this module.
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use gcloud_gax::conn::Environment;
+use gcloud_googleapis::pubsub::v1::{PubsubMessage, PullRequest};
+use gcloud_pubsub::client::{Client, ClientConfig};
+use gcloud_pubsub::subscription::SubscriptionConfig;
+use mysql_async::prelude::Queryable as _;
+use serde_json::Value;
+use user_purge::event;
+
+pub use user_purge::event::event_type;
+
+pub const PROJECT: &str = "test-project";
+
+/// MariaDB as root, for setting up and inspecting each test's database.
+pub fn mysql_root_url() -> String {
+    std::env::var("TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into())
+}
+
+/// host:port of the emulator every test in this process uses.
+pub fn emulator_host() -> String {
+    static HOST: OnceLock<String> = OnceLock::new();
+    HOST.get_or_init(|| match std::env::var("PUBSUB_EMULATOR_HOST") {
+        Ok(host) if !host.is_empty() => host,
+        _ => start_emulator(),
+    })
+    .clone()
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start_emulator() -> String {
+    let port = free_port();
+    let host = format!("127.0.0.1:{port}");
+    let bin = std::env::var("PUBSUB_EMULATOR_BIN").unwrap_or_else(|_| {
+        "/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator".into()
+    });
+    let dir = std::env::temp_dir().join(format!("user-purge-emulator-{port}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = std::fs::File::create(dir.join("log")).unwrap();
+    // Spawned from a thread that lives as long as the process: the kernel sends
+    // SIGKILL to the emulator when that thread, and so the process, is gone.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::os::unix::process::CommandExt as _;
+        let mut command = std::process::Command::new(&bin);
+        command
+            .arg(format!("--host=127.0.0.1"))
+            .arg(format!("--port={port}"))
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = command.spawn();
+        tx.send(child.map(|c| c.id())).unwrap();
+        loop {
+            std::thread::park();
+        }
+    });
+    rx.recv()
+        .unwrap()
+        .unwrap_or_else(|e| panic!("cannot start the Pub/Sub emulator ({e})"));
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while std::net::TcpStream::connect(&host).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the Pub/Sub emulator did not start on {host}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    host
+}
+
+fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "{prefix}{}x{}x{}",
+        std::process::id(),
+        nanos % 100_000,
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// One test's world: its database with a `users` table (and `orders` that
+/// reference it with ON DELETE CASCADE), its topic and its subscription.
+pub struct TestEnv {
+    pub database: String,
+    pub topic: String,
+    pub subscription: String,
+    pub client: Client,
+    pub pool: mysql_async::Pool,
+}
+
+impl TestEnv {
+    /// Sets up with users 1..=users, each with one order.
+    pub async fn new(users: u64) -> TestEnv {
+        Self::with_ack_deadline(users, 10).await
+    }
+
+    pub async fn with_ack_deadline(users: u64, ack_deadline_seconds: i32) -> TestEnv {
+        let database = unique("up_");
+        let root = mysql_async::Pool::new(mysql_root_url().as_str());
+        let mut conn = root
+            .get_conn()
+            .await
+            .expect("MariaDB must be running at 127.0.0.1:3306");
+        conn.query_drop(format!("CREATE DATABASE `{database}`"))
+            .await
+            .unwrap();
+        drop(conn);
+        root.disconnect().await.unwrap();
+        let pool = mysql_async::Pool::new(database_url_as("root", "", &database).as_str());
+        let mut conn = pool.get_conn().await.unwrap();
+        conn.query_drop(
+            "CREATE TABLE users (id BIGINT UNSIGNED PRIMARY KEY, email VARCHAR(100) NOT NULL) ENGINE=InnoDB",
+        )
+        .await
+        .unwrap();
+        conn.query_drop(
+            "CREATE TABLE orders (id BIGINT UNSIGNED AUTO_INCREMENT PRIMARY KEY, \
+             user_id BIGINT UNSIGNED NOT NULL, \
+             FOREIGN KEY (user_id) REFERENCES users(id) ON DELETE CASCADE) ENGINE=InnoDB",
+        )
+        .await
+        .unwrap();
+        for start in (1..=users).step_by(5_000) {
+            let end = (start + 4_999).min(users);
+            let rows: Vec<String> = (start..=end)
+                .map(|id| format!("({id},'user{id}@example.com')"))
+                .collect();
+            conn.query_drop(format!("INSERT INTO users VALUES {}", rows.join(",")))
+                .await
+                .unwrap();
+            conn.query_drop(format!("INSERT INTO orders (user_id) SELECT id FROM users WHERE id BETWEEN {start} AND {end}"))
+                .await
+                .unwrap();
+        }
+        drop(conn);
+
+        let client = pubsub_client().await;
+        let topic = unique("topic-");
+        let subscription = unique("sub-");
+        let t = client.topic(&topic);
+        t.create(None, None).await.unwrap();
+        let config = SubscriptionConfig {
+            ack_deadline_seconds,
+            ..SubscriptionConfig::default()
+        };
+        client
+            .create_subscription(&subscription, &topic, config, None)
+            .await
+            .unwrap();
+        TestEnv {
+            database,
+            topic,
+            subscription,
+            client,
+            pool,
+        }
+    }
+
+    /// The DATABASE_URL the job gets.
+    pub fn database_url(&self) -> String {
+        database_url_as("root", "", &self.database)
+    }
+
+    /// Publishes each payload as one message, and waits until all are stored.
+    pub async fn publish(&self, payloads: Vec<Vec<u8>>) {
+        let mut publisher = self.client.topic(&self.topic).new_publisher(None);
+        for chunk in payloads.chunks(1_000) {
+            let messages = chunk
+                .iter()
+                .map(|data| PubsubMessage {
+                    data: data.clone(),
+                    ..PubsubMessage::default()
+                })
+                .collect();
+            for awaiter in publisher.publish_bulk(messages).await {
+                awaiter.get().await.expect("publish failed");
+            }
+        }
+        publisher.shutdown().await;
+    }
+
+    /// Publishes USER_REMOVED for each id.
+    pub async fn publish_removals(&self, ids: impl IntoIterator<Item = u64>) {
+        self.publish(
+            ids.into_iter()
+                .map(|id| event::encode(event_type::REMOVED, id))
+                .collect(),
+        )
+        .await;
+    }
+
+    /// The user ids left in the table, ascending.
+    pub async fn users(&self) -> Vec<u64> {
+        let mut conn = self.pool.get_conn().await.unwrap();
+        conn.query("SELECT id FROM users ORDER BY id")
+            .await
+            .unwrap()
+    }
+
+    /// The user ids that still have orders, ascending and distinct.
+    pub async fn users_with_orders(&self) -> Vec<u64> {
+        let mut conn = self.pool.get_conn().await.unwrap();
+        conn.query("SELECT DISTINCT user_id FROM orders ORDER BY user_id")
+            .await
+            .unwrap()
+    }
+
+    /// Takes every message left in the subscription (acknowledging them) and
+    /// returns their payloads. Waits for leased messages only as long as `wait`.
+    pub async fn drain(&self, wait: Duration) -> Vec<Vec<u8>> {
+        let client = self.client.subscription(&self.subscription).get_client();
+        let name = format!("projects/{PROJECT}/subscriptions/{}", self.subscription);
+        let deadline = Instant::now() + wait;
+        let mut payloads = Vec::new();
+        loop {
+            #[allow(deprecated)]
+            let request = PullRequest {
+                subscription: name.clone(),
+                max_messages: 1_000,
+                return_immediately: false,
+            };
+            let pulled =
+                tokio::time::timeout(Duration::from_millis(700), client.pull(request, None)).await;
+            let received = match pulled {
+                Ok(response) => response.unwrap().into_inner().received_messages,
+                Err(_) => Vec::new(),
+            };
+            if received.is_empty() {
+                if Instant::now() >= deadline {
+                    return payloads;
+                }
+                continue;
+            }
+            let ack_ids = received.iter().map(|m| m.ack_id.clone()).collect();
+            self.client
+                .subscription(&self.subscription)
+                .ack(ack_ids)
+                .await
+                .unwrap();
+            payloads.extend(
+                received
+                    .into_iter()
+                    .filter_map(|m| m.message.map(|m| m.data)),
+            );
+        }
+    }
+
+    /// Runs the binary against this test's world, with extra arguments and
+    /// environment.
+    pub async fn run(&self, args: &[&str]) -> Run {
+        self.run_with_env(args, &[]).await
+    }
+
+    pub async fn run_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        self.command(args, env)
+            .output()
+            .await
+            .map(Run::from)
+            .unwrap()
+    }
+
+    /// The job's command, ready to spawn: emulator, subscription and database set.
+    pub fn command(&self, args: &[&str], env: &[(&str, &str)]) -> tokio::process::Command {
+        let mut command = job_command(args);
+        command
+            .env("PUBSUB_EMULATOR_HOST", emulator_host())
+            .env("PUBSUB_SUBSCRIPTION", &self.subscription)
+            .env("PUBSUB_PROJECT", PROJECT)
+            .env("DATABASE_URL", self.database_url())
+            // The tests share one emulator on two cores: a Pull can take longer
+            // than the production default before the first message arrives.
+            .env("PULL_TIMEOUT_MS", "2000");
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        command
+    }
+
+    /// Drops the database, the subscription and the topic. Called at the end of
+    /// each test; a failed test leaves them behind for inspection.
+    pub async fn cleanup(self) {
+        let _ = self
+            .client
+            .subscription(&self.subscription)
+            .delete(None)
+            .await;
+        let _ = self.client.topic(&self.topic).delete(None).await;
+        let mut conn = self.pool.get_conn().await.unwrap();
+        conn.query_drop(format!("DROP DATABASE `{}`", self.database))
+            .await
+            .unwrap();
+        drop(conn);
+        self.pool.disconnect().await.unwrap();
+    }
+
+    /// Runs SQL in this test's database.
+    pub async fn sql(&self, statement: &str) {
+        let mut conn = self.pool.get_conn().await.unwrap();
+        conn.query_drop(statement).await.unwrap();
+    }
+}
+
+/// The job's binary with a clean environment: none of the caller's settings leak in.
+pub fn job_command(args: &[&str]) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_user-purge"));
+    for key in [
+        "PUBSUB_EMULATOR_HOST",
+        "PUBSUB_SUBSCRIPTION",
+        "PUBSUB_PROJECT",
+        "DATABASE_URL",
+        "PURGE_TABLE",
+        "PURGE_ID_COLUMN",
+        "MAX_MESSAGES",
+        "DRY_RUN",
+        "PULL_TIMEOUT_MS",
+        "LOCK_WAIT_TIMEOUT",
+        "PUBSUB_SERVICE_ACCOUNT",
+        "GOOGLE_APPLICATION_CREDENTIALS",
+        "RUST_LOG",
+    ] {
+        command.env_remove(key);
+    }
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command.kill_on_drop(true);
+    command
+}
+
+pub fn database_url_as(user: &str, password: &str, database: &str) -> String {
+    let host = mysql_async::Opts::from_url(&mysql_root_url()).unwrap();
+    format!(
+        "mysql://{user}:{password}@{}:{}/{database}",
+        host.ip_or_hostname(),
+        host.tcp_port()
+    )
+}
+
+pub async fn pubsub_client() -> Client {
+    let config = ClientConfig {
+        project_id: Some(PROJECT.into()),
+        environment: Environment::Emulator(emulator_host()),
+        ..ClientConfig::default()
+    };
+    Client::new(config)
+        .await
+        .expect("cannot reach the Pub/Sub emulator")
+}
+
+/// What one run of the binary did.
+#[derive(Debug)]
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<std::process::Output> for Run {
+    fn from(output: std::process::Output) -> Run {
+        Run {
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
+impl Run {
+    /// The one summary line on stdout, parsed.
+    pub fn summary(&self) -> HashMap<String, Value> {
+        let lines: Vec<&str> = self.stdout.lines().collect();
+        assert_eq!(
+            lines.len(),
+            1,
+            "stdout must be exactly one line; it was {:?}\nstderr:\n{}",
+            self.stdout,
+            self.stderr
+        );
+        serde_json::from_str(lines[0])
+            .unwrap_or_else(|e| panic!("the summary is not JSON ({e}): {}", lines[0]))
+    }
+
+    /// One numeric field of the summary.
+    pub fn count(&self, field: &str) -> u64 {
+        self.summary()[field]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{field} is not a number: {}", self.stdout))
+    }
+
+    pub fn outcome(&self) -> String {
+        self.summary()["outcome"].as_str().unwrap().to_owned()
+    }
+
+    /// Asserts the exit code, showing the log when it is not the expected one.
+    pub fn assert_code(&self, code: i32) -> &Run {
+        assert_eq!(
+            self.code,
+            Some(code),
+            "stdout: {}\nstderr:\n{}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+}
+
+/// Decodes drained payloads into (event type, user id) for comparison; payloads
+/// that do not decode become (-1, 0).
+pub fn decoded(payloads: &[Vec<u8>]) -> Vec<(i32, u64)> {
+    let mut events: Vec<(i32, u64)> = payloads
+        .iter()
+        .map(|data| match event::classify(data) {
+            Ok(event::Event::Removed(id)) => (event_type::REMOVED, id),
+            _ => (-1, 0),
+        })
+        .collect();
+    events.sort_unstable();
+    events
+}
