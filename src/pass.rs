@@ -268,6 +268,10 @@ where
 
 /// Pulls until `max` messages are held or a Pull comes back empty, with up to
 /// [`PULLS_IN_FLIGHT`] Pulls at once, and classifies each message as it arrives.
+///
+/// When it stops early, the Pulls still in flight are cancelled, and the
+/// messages of those that had already answered join the plan, so that they
+/// are handed back with the rest instead of waiting out their deadline.
 async fn receive<S: Subscription>(
     subscription: &S,
     plan: &mut Plan,
@@ -279,7 +283,7 @@ async fn receive<S: Subscription>(
     // Messages asked for by the Pulls in flight: held + reserved never exceeds max.
     let mut reserved = 0;
     let mut drained = false;
-    loop {
+    let stop = loop {
         while !drained && pulls.len() < PULLS_IN_FLIGHT && plan.len() + reserved < max {
             let ask = (max - plan.len() - reserved).min(PULL_BATCH);
             reserved += ask;
@@ -290,36 +294,48 @@ async fn receive<S: Subscription>(
             joined = pulls.join_next() => joined,
             signal = shutdown.as_mut() => {
                 warn!("stopped by {signal:?} while receiving; handing every message back");
-                return Err(Stop::Signal(signal));
+                break Stop::Signal(signal);
             }
             _ = lease.tick() => {
                 renew(subscription, plan).await;
                 continue;
             }
         };
-        let Some(joined) = joined else {
-            return Ok(());
-        };
-        let (ask, pulled) =
-            joined.map_err(|e| Stop::PubSub(anyhow::anyhow!("a Pull task failed: {e}")))?;
-        reserved -= ask;
-        let messages = pulled.map_err(Stop::PubSub)?;
-        if messages.is_empty() {
-            drained = true;
-        }
-        for message in messages {
-            let verdict = event::classify(&message.data);
-            if let Err(why) = verdict {
-                warn!(
-                    "malformed message {} published {}: {why}; it will be handed back",
-                    message.message_id,
-                    message
-                        .publish_time
-                        .map_or_else(|| "at an unknown time".into(), rfc3339)
-                );
+        match joined {
+            None => return Ok(()),
+            Some(Ok((ask, Ok(messages)))) => {
+                reserved -= ask;
+                drained |= messages.is_empty();
+                take(plan, messages);
             }
-            plan.add(message.ack_id, verdict);
+            Some(Ok((_, Err(error)))) => break Stop::PubSub(error),
+            Some(Err(e)) => break Stop::PubSub(anyhow::anyhow!("a Pull task failed: {e}")),
         }
+    };
+    pulls.abort_all();
+    while let Some(joined) = pulls.join_next().await {
+        if let Ok((_, Ok(messages))) = joined {
+            take(plan, messages);
+        }
+    }
+    Err(stop)
+}
+
+/// Classifies received messages into the plan, logging the malformed ones by
+/// id and publish time, never by content.
+fn take(plan: &mut Plan, messages: Vec<Received>) {
+    for message in messages {
+        let verdict = event::classify(&message.data);
+        if let Err(why) = verdict {
+            warn!(
+                "malformed message {} published {}: {why}; it will be handed back",
+                message.message_id,
+                message
+                    .publish_time
+                    .map_or_else(|| "at an unknown time".into(), rfc3339)
+            );
+        }
+        plan.add(message.ack_id, verdict);
     }
 }
 

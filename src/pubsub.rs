@@ -173,6 +173,7 @@ impl PubSub {
         deadline: Option<i32>,
     ) -> Settled {
         let mut requests = JoinSet::new();
+        let total = ack_ids.len();
         let mut ack_ids = ack_ids;
         while !ack_ids.is_empty() {
             let rest = ack_ids.split_off(ack_ids.len().min(ACK_IDS_PER_REQUEST));
@@ -187,8 +188,7 @@ impl PubSub {
         while let Some(joined) = requests.join_next().await {
             match joined {
                 Ok((n, Ok(()))) => settled.done += n,
-                Ok((n, Err(status))) => {
-                    settled.failed += n;
+                Ok((_, Err(status))) => {
                     settled
                         .error
                         .get_or_insert_with(|| rpc_error(what, &self.name, &status));
@@ -200,6 +200,8 @@ impl PubSub {
                 }
             }
         }
+        // A task that failed to join counts as failed too.
+        settled.failed = total - settled.done;
         settled
     }
 }

@@ -1,1 +1,863 @@
 //! Unit tests of the pass against in-memory fakes.
+//!
+//! The fake subscription and the fake store write to one shared [`Log`], so a
+//! test can assert the order of the calls across both seams: no acknowledgement
+//! before the commit, lease renewals before the acks.
+//!
+//! Time is real, so the tests need no tokio `test-util`: waits are tens of
+//! milliseconds, except in the lease-renewal test, which must outlast
+//! [`LEASE_RENEWAL`].
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, UNIX_EPOCH};
+
+use anyhow::{anyhow, bail};
+
+use super::*;
+use crate::event::{encode, event_type};
+
+/// The emulator answers at most this many messages per Pull.
+const EMULATOR_PULL_CAP: usize = 100;
+
+/// Long enough that only a signal, or a dropped future, ends it within a test.
+const FOREVER: Duration = Duration::from_secs(3_600);
+
+/// One call through either seam, in the order they happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Call {
+    Connect,
+    Pull { asked: usize, got: usize },
+    Acknowledge(Vec<String>),
+    SetDeadline(Vec<String>, u16),
+    DeleteStarted(Vec<u64>),
+    DeleteCommitted(Vec<u64>),
+}
+
+#[derive(Clone, Default)]
+struct Log(Arc<Mutex<Vec<Call>>>);
+
+impl Log {
+    fn push(&self, call: Call) {
+        self.0.lock().unwrap().push(call);
+    }
+
+    fn calls(&self) -> Vec<Call> {
+        self.0.lock().unwrap().clone()
+    }
+
+    fn position(&self, wanted: impl Fn(&Call) -> bool) -> Option<usize> {
+        self.calls().iter().position(wanted)
+    }
+
+    fn connected(&self) -> bool {
+        self.position(|c| *c == Call::Connect).is_some()
+    }
+
+    /// The ids of every delete that was started.
+    fn deletes(&self) -> Vec<Vec<u64>> {
+        self.calls()
+            .into_iter()
+            .filter_map(|c| match c {
+                Call::DeleteStarted(ids) => Some(ids),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn committed(&self) -> bool {
+        self.position(|c| matches!(c, Call::DeleteCommitted(_)))
+            .is_some()
+    }
+}
+
+/// A subscription held in memory, behaving like the emulator.
+#[derive(Clone)]
+struct FakeSubscription {
+    state: Arc<Mutex<Queue>>,
+    log: Log,
+}
+
+#[derive(Default)]
+struct Queue {
+    /// Published and not yet pulled.
+    waiting: VecDeque<Received>,
+    /// Ack ids of every message pulled, in order.
+    pulled: Vec<String>,
+    pulls: usize,
+    /// Pulls after this many fail.
+    fail_pulls_after: Option<usize>,
+    /// These Pulls (counted from 1) fail.
+    failing_pulls: Vec<usize>,
+    /// Acknowledging these ack ids fails.
+    failing_acks: HashSet<String>,
+    /// Ack ids acknowledged successfully.
+    acked: Vec<String>,
+    /// Every deadline change: lease extensions, and with 0 hand-backs.
+    deadlines: Vec<(Vec<String>, u16)>,
+    /// How long an empty Pull waits, like a real Pull until its timeout.
+    empty_pull_wait: Duration,
+    ack_delay: Duration,
+}
+
+impl FakeSubscription {
+    fn new(messages: Vec<Received>) -> FakeSubscription {
+        FakeSubscription {
+            state: Arc::new(Mutex::new(Queue {
+                waiting: messages.into(),
+                ..Queue::default()
+            })),
+            log: Log::default(),
+        }
+    }
+
+    fn with(self, change: impl FnOnce(&mut Queue)) -> FakeSubscription {
+        change(&mut self.state.lock().unwrap());
+        self
+    }
+
+    /// A store sharing this subscription's log, holding users `1..=1000`.
+    fn store(&self) -> FakeStore {
+        FakeStore {
+            log: self.log.clone(),
+            users: (1..=1_000).collect(),
+            delay: Duration::ZERO,
+            fail: false,
+        }
+    }
+
+    fn waiting(&self) -> usize {
+        self.state.lock().unwrap().waiting.len()
+    }
+
+    fn pulled(&self) -> Vec<String> {
+        self.state.lock().unwrap().pulled.clone()
+    }
+
+    fn acked(&self) -> Vec<String> {
+        self.state.lock().unwrap().acked.clone()
+    }
+
+    fn deadlines(&self) -> Vec<(Vec<String>, u16)> {
+        self.state.lock().unwrap().deadlines.clone()
+    }
+
+    /// Every ack id nacked with deadline 0.
+    fn handed_back(&self) -> Vec<String> {
+        self.deadlines()
+            .into_iter()
+            .filter(|(_, seconds)| *seconds == 0)
+            .flat_map(|(ids, _)| ids)
+            .collect()
+    }
+
+    /// Each message pulled was either acknowledged or handed back, exactly once.
+    fn assert_each_settled_once(&self) {
+        let mut pulled = self.pulled();
+        let mut settled = self.acked();
+        settled.extend(self.handed_back());
+        pulled.sort();
+        settled.sort();
+        assert_eq!(settled, pulled, "acked + handed back != pulled");
+    }
+}
+
+impl Subscription for FakeSubscription {
+    async fn pull(&self, max: usize) -> anyhow::Result<Vec<Received>> {
+        let (messages, wait) = {
+            let mut queue = self.state.lock().unwrap();
+            queue.pulls += 1;
+            let n = queue.pulls;
+            if queue.fail_pulls_after.is_some_and(|after| n > after)
+                || queue.failing_pulls.contains(&n)
+            {
+                bail!("fake: Pull {n} failed: UNAVAILABLE");
+            }
+            let take = max.min(EMULATOR_PULL_CAP).min(queue.waiting.len());
+            let messages: Vec<Received> = queue.waiting.drain(..take).collect();
+            queue
+                .pulled
+                .extend(messages.iter().map(|m| m.ack_id.clone()));
+            (messages, queue.empty_pull_wait)
+        };
+        self.log.push(Call::Pull {
+            asked: max,
+            got: messages.len(),
+        });
+        if messages.is_empty() && !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+        Ok(messages)
+    }
+
+    async fn acknowledge(&self, ack_ids: Vec<String>) -> Settled {
+        self.log.push(Call::Acknowledge(ack_ids.clone()));
+        let delay = self.state.lock().unwrap().ack_delay;
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        let mut queue = self.state.lock().unwrap();
+        let (failed, done): (Vec<String>, Vec<String>) = ack_ids
+            .into_iter()
+            .partition(|id| queue.failing_acks.contains(id));
+        let settled = Settled {
+            done: done.len(),
+            failed: failed.len(),
+            error: (!failed.is_empty()).then(|| anyhow!("fake: Acknowledge failed for {failed:?}")),
+        };
+        queue.acked.extend(done);
+        settled
+    }
+
+    async fn set_deadline(&self, ack_ids: Vec<String>, seconds: u16) -> Settled {
+        self.log.push(Call::SetDeadline(ack_ids.clone(), seconds));
+        let done = ack_ids.len();
+        self.state
+            .lock()
+            .unwrap()
+            .deadlines
+            .push((ack_ids, seconds));
+        Settled {
+            done,
+            ..Settled::default()
+        }
+    }
+}
+
+/// A users table held in memory.
+struct FakeStore {
+    log: Log,
+    users: HashSet<u64>,
+    delay: Duration,
+    fail: bool,
+}
+
+impl FakeStore {
+    fn slow(self, delay: Duration) -> FakeStore {
+        FakeStore { delay, ..self }
+    }
+
+    fn failing(self) -> FakeStore {
+        FakeStore { fail: true, ..self }
+    }
+}
+
+impl Store for FakeStore {
+    async fn delete(&mut self, user_ids: &[u64]) -> anyhow::Result<u64> {
+        self.log.push(Call::DeleteStarted(user_ids.to_vec()));
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
+        if self.fail {
+            bail!("fake: Lock wait timeout exceeded; the transaction rolled back");
+        }
+        let rows = user_ids.iter().filter(|id| self.users.remove(id)).count();
+        self.log.push(Call::DeleteCommitted(user_ids.to_vec()));
+        Ok(rows as u64)
+    }
+}
+
+/// Connects to the store, leaving a trace in the log when polled.
+async fn connected(store: FakeStore) -> anyhow::Result<FakeStore> {
+    store.log.push(Call::Connect);
+    Ok(store)
+}
+
+fn message(ack_id: &str, data: Vec<u8>) -> Received {
+    Received {
+        ack_id: ack_id.into(),
+        message_id: format!("m-{ack_id}"),
+        publish_time: Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000)),
+        data,
+    }
+}
+
+fn removal(ack_id: &str, user_id: u64) -> Received {
+    message(ack_id, encode(event_type::REMOVED, user_id))
+}
+
+/// `count` removals of users `1..=count`, with ack ids `a1`, `a2`, ...
+fn removals(count: u64) -> Vec<Received> {
+    (1..=count)
+        .map(|id| removal(&format!("a{id}"), id))
+        .collect()
+}
+
+fn settings(max_messages: usize) -> PassSettings {
+    PassSettings {
+        max_messages,
+        dry_run: false,
+        pull_timeout: Duration::from_millis(100),
+    }
+}
+
+fn no_signal() -> impl Future<Output = Signal> {
+    std::future::pending()
+}
+
+async fn signal_after(delay: Duration, signal: Signal) -> Signal {
+    tokio::time::sleep(delay).await;
+    signal
+}
+
+fn assert_outcome(report: &Report, name: &str, code: u8) {
+    assert_eq!(
+        (report.outcome.name(), report.outcome.exit().code()),
+        (name, code),
+        "{:?}",
+        report.outcome
+    );
+}
+
+/// The summary, with the elapsed time taken from the report.
+fn expected(report: &Report, summary: Summary) -> Summary {
+    Summary {
+        elapsed_ms: report.summary.elapsed_ms,
+        ..summary
+    }
+}
+
+fn ids(ack_ids: &[&str]) -> Vec<String> {
+    ack_ids.iter().map(|id| id.to_string()).collect()
+}
+
+/// Removals (one repeated, one of a user already gone), other events and
+/// every kind of malformed message.
+fn mixed() -> Vec<Received> {
+    vec![
+        removal("r9", 9),
+        message("c1", encode(event_type::CHANGED, 1)),
+        removal("r3", 3),
+        removal("r9-again", 9),
+        message("junk", b"not protobuf \xff\xff".to_vec()),
+        removal("r0", 0),
+        message("n2", encode(event_type::CREATED, 2)),
+        message("u17", encode(17, 4)),
+        removal("r-gone", 5_000),
+        message("x5", encode(event_type::ACCESS_CHANGED, 5)),
+        message("unspecified", encode(event_type::UNSPECIFIED, 6)),
+    ]
+}
+
+const MIXED_VALID: [&str; 7] = ["r9", "c1", "r3", "r9-again", "n2", "r-gone", "x5"];
+const MIXED_MALFORMED: [&str; 4] = ["junk", "r0", "u17", "unspecified"];
+
+#[tokio::test]
+async fn a_mixed_batch_deletes_distinct_removals_and_settles_every_message_once() {
+    let subscription = FakeSubscription::new(mixed());
+    let store = subscription.store();
+    let report = run(
+        subscription.clone(),
+        connected(store),
+        &settings(1_000),
+        no_signal(),
+    )
+    .await;
+
+    assert_outcome(&report, "completed", 0);
+    assert_eq!(subscription.log.deletes(), [vec![3, 9, 5_000]]);
+    let mut acked = subscription.acked();
+    acked.sort();
+    let mut valid = ids(&MIXED_VALID);
+    valid.sort();
+    assert_eq!(acked, valid);
+    assert_eq!(subscription.deadlines(), [(ids(&MIXED_MALFORMED), 0)]);
+    subscription.assert_each_settled_once();
+    assert_eq!(
+        report.summary,
+        expected(
+            &report,
+            Summary {
+                received: 11,
+                removed_ids: 3,
+                // User 5000 was gone already.
+                deleted_rows: 2,
+                ignored: 3,
+                malformed: 4,
+                acked: 7,
+                nacked: 4,
+                dry_run: false,
+                elapsed_ms: 0,
+            }
+        )
+    );
+}
+
+#[tokio::test]
+async fn acknowledgements_come_only_after_the_delete_commits() {
+    let subscription = FakeSubscription::new(mixed());
+    // Slow, so that an ack sent alongside the delete would land first.
+    let store = subscription.store().slow(Duration::from_millis(50));
+    let report = run(
+        subscription.clone(),
+        connected(store),
+        &settings(1_000),
+        no_signal(),
+    )
+    .await;
+
+    assert_outcome(&report, "completed", 0);
+    let calls = subscription.log.calls();
+    let committed = subscription
+        .log
+        .position(|c| matches!(c, Call::DeleteCommitted(_)))
+        .expect("the delete committed");
+    for (i, call) in calls.iter().enumerate() {
+        if matches!(call, Call::Acknowledge(_) | Call::SetDeadline(_, 0)) {
+            assert!(i > committed, "{call:?} before the commit: {calls:?}");
+        }
+    }
+    assert!(
+        calls
+            .iter()
+            .any(|c| matches!(c, Call::Acknowledge(ids) if !ids.is_empty()))
+    );
+}
+
+#[tokio::test]
+async fn max_messages_is_respected_exactly() {
+    let subscription = FakeSubscription::new(removals(250));
+    let store = subscription.store();
+    let report = run(
+        subscription.clone(),
+        connected(store),
+        &settings(130),
+        no_signal(),
+    )
+    .await;
+
+    assert_outcome(&report, "completed", 0);
+    assert_eq!(subscription.pulled().len(), 130);
+    assert_eq!(subscription.waiting(), 120);
+    assert_eq!(
+        subscription.log.deletes(),
+        [(1..=130).collect::<Vec<u64>>()]
+    );
+    assert_eq!(subscription.acked().len(), 130);
+    subscription.assert_each_settled_once();
+    assert_eq!(
+        (
+            report.summary.received,
+            report.summary.removed_ids,
+            report.summary.acked
+        ),
+        (130, 130, 130)
+    );
+}
+
+#[tokio::test]
+async fn max_messages_is_respected_with_several_pulls_in_flight() {
+    let subscription = FakeSubscription::new(removals(3_000));
+    let mut store = subscription.store();
+    store.users = (1..=3_000).collect();
+    let report = run(
+        subscription.clone(),
+        connected(store),
+        &settings(2_500),
+        no_signal(),
+    )
+    .await;
+
+    assert_outcome(&report, "completed", 0);
+    assert_eq!(subscription.pulled().len(), 2_500);
+    assert_eq!(subscription.waiting(), 500);
+    for call in subscription.log.calls() {
+        if let Call::Pull { asked, .. } = call {
+            assert!((1..=PULL_BATCH).contains(&asked), "asked for {asked}");
+        }
+    }
+    assert_eq!(
+        subscription.log.deletes(),
+        [(1..=2_500).collect::<Vec<u64>>()]
+    );
+    assert_eq!(report.summary.deleted_rows, 2_500);
+    subscription.assert_each_settled_once();
+}
+
+#[tokio::test]
+async fn an_empty_subscription_completes_and_deletes_nothing() {
+    let subscription = FakeSubscription::new(Vec::new());
+    let store = subscription.store();
+    let report = run(
+        subscription.clone(),
+        connected(store),
+        &settings(1_000),
+        no_signal(),
+    )
+    .await;
+
+    assert_outcome(&report, "completed", 0);
+    assert!(
+        subscription.log.deletes().iter().all(Vec::is_empty),
+        "{:?}",
+        subscription.log.deletes()
+    );
+    assert!(subscription.acked().is_empty());
+    assert!(subscription.handed_back().is_empty());
+    assert_eq!(report.summary, expected(&report, Summary::default()));
+}
+
+#[tokio::test]
+async fn a_dry_run_deletes_nothing_and_hands_everything_back() {
+    let subscription = FakeSubscription::new(mixed());
+    let store = subscription.store();
+    let settings = PassSettings {
+        dry_run: true,
+        ..settings(1_000)
+    };
+    let report = run(
+        subscription.clone(),
+        connected(store),
+        &settings,
+        no_signal(),
+    )
+    .await;
+
+    assert_outcome(&report, "completed", 0);
+    assert!(
+        !subscription.log.connected(),
+        "a dry run connected the store"
+    );
+    assert!(subscription.log.deletes().is_empty());
+    assert!(subscription.acked().is_empty());
+    let mut handed_back = subscription.handed_back();
+    handed_back.sort();
+    let mut all = subscription.pulled();
+    all.sort();
+    assert_eq!(handed_back, all);
+    assert_eq!(all.len(), 11);
+    assert_eq!(
+        report.summary,
+        expected(
+            &report,
+            Summary {
+                received: 11,
+                removed_ids: 3,
+                deleted_rows: 0,
+                ignored: 3,
+                malformed: 4,
+                acked: 0,
+                nacked: 11,
+                dry_run: true,
+                elapsed_ms: 0,
+            }
+        )
+    );
+}
+
+#[tokio::test]
+async fn a_store_that_cannot_connect_stops_the_pass_before_any_pull() {
+    let subscription = FakeSubscription::new(mixed());
+    let report = run(
+        subscription.clone(),
+        async { Err::<FakeStore, _>(anyhow!("fake: connection refused")) },
+        &settings(1_000),
+        no_signal(),
+    )
+    .await;
+
+    assert_outcome(&report, "database_error", 4);
+    assert!(
+        subscription.log.calls().is_empty(),
+        "{:?}",
+        subscription.log.calls()
+    );
+    assert_eq!(subscription.state.lock().unwrap().pulls, 0);
+    assert_eq!(subscription.waiting(), 11);
+    assert_eq!(report.summary, expected(&report, Summary::default()));
+}
+
+#[tokio::test]
+async fn a_signal_while_connecting_stops_the_pass_before_any_pull() {
+    let subscription = FakeSubscription::new(mixed());
+    let report = run(
+        subscription.clone(),
+        std::future::pending::<anyhow::Result<FakeStore>>(),
+        &settings(1_000),
+        signal_after(Duration::from_millis(10), Signal::Interrupt),
+    )
+    .await;
+
+    assert_outcome(&report, "interrupted", 130);
+    assert!(subscription.log.calls().is_empty());
+    assert_eq!(subscription.waiting(), 11);
+}
+
+#[tokio::test]
+async fn a_failed_delete_acknowledges_nothing_and_hands_everything_back() {
+    let subscription = FakeSubscription::new(mixed());
+    let store = subscription.store().failing();
+    let report = run(
+        subscription.clone(),
+        connected(store),
+        &settings(1_000),
+        no_signal(),
+    )
+    .await;
+
+    assert_outcome(&report, "database_error", 4);
+    assert_eq!(subscription.log.deletes(), [vec![3, 9, 5_000]]);
+    assert!(!subscription.log.committed());
+    assert!(subscription.acked().is_empty());
+    assert!(
+        !subscription
+            .log
+            .calls()
+            .iter()
+            .any(|c| matches!(c, Call::Acknowledge(_)))
+    );
+    subscription.assert_each_settled_once();
+    assert_eq!(subscription.handed_back().len(), 11);
+    assert_eq!(
+        (
+            report.summary.received,
+            report.summary.deleted_rows,
+            report.summary.acked,
+            report.summary.nacked
+        ),
+        (11, 0, 0, 11)
+    );
+}
+
+#[tokio::test]
+async fn a_failed_pull_deletes_nothing_and_hands_back_what_was_held() {
+    // max 1000: one Pull at a time, so the first gets 100 and the second fails.
+    let subscription = FakeSubscription::new(removals(150)).with(|q| q.fail_pulls_after = Some(1));
+    let store = subscription.store();
+    let report = run(
+        subscription.clone(),
+        connected(store),
+        &settings(1_000),
+        no_signal(),
+    )
+    .await;
+
+    assert_outcome(&report, "pubsub_error", 3);
+    assert!(subscription.log.deletes().is_empty());
+    assert!(subscription.acked().is_empty());
+    assert_eq!(subscription.pulled().len(), 100);
+    subscription.assert_each_settled_once();
+    assert_eq!(subscription.handed_back().len(), 100);
+    assert_eq!(
+        (
+            report.summary.received,
+            report.summary.acked,
+            report.summary.nacked
+        ),
+        (100, 0, 100)
+    );
+}
+
+#[tokio::test]
+async fn a_failed_pull_hands_back_what_the_other_pulls_in_flight_received() {
+    // max 5000: four Pulls in flight; the first fails, the other three get 100 each.
+    let subscription = FakeSubscription::new(removals(1_000)).with(|q| q.failing_pulls = vec![1]);
+    let store = subscription.store();
+    let report = run(
+        subscription.clone(),
+        connected(store),
+        &settings(5_000),
+        no_signal(),
+    )
+    .await;
+
+    assert_outcome(&report, "pubsub_error", 3);
+    assert!(subscription.log.deletes().is_empty());
+    assert!(!subscription.pulled().is_empty());
+    subscription.assert_each_settled_once();
+    assert_eq!(report.summary.received, subscription.pulled().len());
+}
+
+#[tokio::test]
+async fn a_signal_while_receiving_hands_back_what_was_held() {
+    // The second Pull finds nothing and waits, as a real one does until its timeout.
+    let subscription = FakeSubscription::new(removals(30)).with(|q| q.empty_pull_wait = FOREVER);
+    let store = subscription.store();
+    let report = run(
+        subscription.clone(),
+        connected(store),
+        &settings(1_000),
+        signal_after(Duration::from_millis(20), Signal::Interrupt),
+    )
+    .await;
+
+    assert_outcome(&report, "interrupted", 130);
+    assert!(subscription.log.deletes().is_empty());
+    assert!(subscription.acked().is_empty());
+    assert_eq!(subscription.handed_back().len(), 30);
+    subscription.assert_each_settled_once();
+    assert_eq!((report.summary.received, report.summary.nacked), (30, 30));
+}
+
+#[tokio::test]
+async fn a_failed_acknowledgement_is_reported_after_the_commit() {
+    let subscription = FakeSubscription::new(mixed())
+        .with(|q| q.failing_acks = ["r3".to_string()].into_iter().collect());
+    let store = subscription.store();
+    let report = run(
+        subscription.clone(),
+        connected(store),
+        &settings(1_000),
+        no_signal(),
+    )
+    .await;
+
+    assert_outcome(&report, "ack_error", 5);
+    let committed = subscription
+        .log
+        .position(|c| matches!(c, Call::DeleteCommitted(_)))
+        .expect("the delete committed");
+    let acked = subscription
+        .log
+        .position(|c| matches!(c, Call::Acknowledge(_)))
+        .expect("acknowledged");
+    assert!(committed < acked);
+    assert!(!subscription.acked().contains(&"r3".to_string()));
+    assert_eq!(subscription.acked().len(), 6);
+    assert_eq!(subscription.handed_back(), ids(&MIXED_MALFORMED));
+    assert_eq!(
+        (
+            report.summary.deleted_rows,
+            report.summary.acked,
+            report.summary.nacked
+        ),
+        (2, 6, 4)
+    );
+}
+
+#[tokio::test]
+async fn a_signal_during_a_slow_delete_hands_everything_back() {
+    let subscription = FakeSubscription::new(mixed());
+    let store = subscription.store().slow(FOREVER);
+    let report = run(
+        subscription.clone(),
+        connected(store),
+        &settings(1_000),
+        signal_after(Duration::from_millis(50), Signal::Terminate),
+    )
+    .await;
+
+    assert_outcome(&report, "interrupted", 143);
+    assert_eq!(subscription.log.deletes(), [vec![3, 9, 5_000]]);
+    assert!(!subscription.log.committed());
+    assert!(subscription.acked().is_empty());
+    subscription.assert_each_settled_once();
+    assert_eq!(subscription.handed_back().len(), 11);
+    assert_eq!((report.summary.acked, report.summary.nacked), (0, 11));
+}
+
+#[tokio::test]
+async fn a_signal_while_acknowledging_lets_the_acks_finish() {
+    let subscription =
+        FakeSubscription::new(mixed()).with(|q| q.ack_delay = Duration::from_millis(300));
+    let store = subscription.store();
+    let report = run(
+        subscription.clone(),
+        connected(store),
+        &settings(1_000),
+        signal_after(Duration::from_millis(50), Signal::Terminate),
+    )
+    .await;
+
+    // The delete committed, so the acks finish; the exit still says why it stopped.
+    assert_outcome(&report, "interrupted", 143);
+    assert!(subscription.log.committed());
+    assert_eq!(subscription.acked().len(), 7);
+    subscription.assert_each_settled_once();
+    assert_eq!((report.summary.acked, report.summary.nacked), (7, 4));
+}
+
+#[tokio::test]
+async fn a_delete_slower_than_the_lease_renewal_extends_every_lease() {
+    // Real time: this test takes LEASE_RENEWAL and a bit.
+    let subscription = FakeSubscription::new(mixed());
+    let store = subscription
+        .store()
+        .slow(LEASE_RENEWAL + Duration::from_millis(500));
+    let report = run(
+        subscription.clone(),
+        connected(store),
+        &settings(1_000),
+        no_signal(),
+    )
+    .await;
+
+    assert_outcome(&report, "completed", 0);
+    let calls = subscription.log.calls();
+    let renewed = calls
+        .iter()
+        .position(|c| matches!(c, Call::SetDeadline(_, 60)))
+        .expect("the leases were renewed");
+    let Call::SetDeadline(held, _) = &calls[renewed] else {
+        unreachable!()
+    };
+    let mut held = held.clone();
+    held.sort();
+    let mut all = subscription.pulled();
+    all.sort();
+    assert_eq!(held, all);
+    let committed = subscription
+        .log
+        .position(|c| matches!(c, Call::DeleteCommitted(_)))
+        .expect("the delete committed");
+    let acked = subscription
+        .log
+        .position(|c| matches!(c, Call::Acknowledge(_)))
+        .expect("acknowledged");
+    assert!(renewed < committed && committed < acked, "{calls:?}");
+    subscription.assert_each_settled_once();
+}
+
+#[tokio::test]
+async fn a_pass_without_removals_acknowledges_the_other_events_without_deleting() {
+    let subscription = FakeSubscription::new(vec![
+        message("n1", encode(event_type::CREATED, 1)),
+        message("c2", encode(event_type::CHANGED, 2)),
+        message("x3", encode(event_type::ACCESS_CHANGED, 3)),
+        removal("r0", 0),
+    ]);
+    let store = subscription.store();
+    let report = run(
+        subscription.clone(),
+        connected(store),
+        &settings(1_000),
+        no_signal(),
+    )
+    .await;
+
+    assert_outcome(&report, "completed", 0);
+    assert!(subscription.log.deletes().is_empty());
+    assert_eq!(subscription.acked(), ids(&["n1", "c2", "x3"]));
+    assert_eq!(subscription.handed_back(), ids(&["r0"]));
+    assert_eq!(
+        report.summary,
+        expected(
+            &report,
+            Summary {
+                received: 4,
+                removed_ids: 0,
+                deleted_rows: 0,
+                ignored: 3,
+                malformed: 1,
+                acked: 3,
+                nacked: 1,
+                dry_run: false,
+                elapsed_ms: 0,
+            }
+        )
+    );
+}
+
+#[test]
+fn publish_times_print_as_rfc3339() {
+    let at = |secs: u64, millis: u64| {
+        UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_millis(millis)
+    };
+    assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+    assert_eq!(rfc3339(at(1_795_676_687, 123)), "2026-11-26T07:04:47.123Z");
+    assert_eq!(rfc3339(at(1_709_251_199, 999)), "2024-02-29T23:59:59.999Z");
+    assert_eq!(rfc3339(at(951_868_800, 0)), "2000-03-01T00:00:00.000Z");
+    // Before the epoch: printed as the epoch rather than panicking.
+    let before = UNIX_EPOCH - Duration::from_secs(1);
+    assert_eq!(rfc3339(before), "1970-01-01T00:00:00.000Z");
+}

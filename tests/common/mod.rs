@@ -65,7 +65,7 @@ fn start_emulator() -> String {
         use std::os::unix::process::CommandExt as _;
         let mut command = std::process::Command::new(&bin);
         command
-            .arg(format!("--host=127.0.0.1"))
+            .arg("--host=127.0.0.1")
             .arg(format!("--port={port}"))
             .current_dir(&dir)
             .stdin(Stdio::null())
