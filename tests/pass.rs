@@ -386,3 +386,18 @@ async fn no_secret_appears_in_any_output() {
     env.sql(&format!("DROP USER '{user}'@'%'")).await;
     env.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hundred_thousand_messages_go_in_one_run() {
+    let env = TestEnv::new(100_500).await;
+    env.publish_removals(1..=100_000).await;
+    let run = env.run(&["--max-messages", "100000"]).await;
+    run.assert_code(0);
+    assert_eq!(run.count("received"), 100_000);
+    assert_eq!(run.count("removed_ids"), 100_000);
+    assert_eq!(run.count("deleted_rows"), 100_000);
+    assert_eq!(run.count("acked"), 100_000);
+    assert_eq!(env.users().await, (100_001..=100_500).collect::<Vec<_>>());
+    assert!(env.drain(Duration::ZERO).await.is_empty());
+    env.cleanup().await;
+}
