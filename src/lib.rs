@@ -16,6 +16,12 @@
 //!
 //! `main.rs` sets up logging and signals, calls [`run`], prints the summary and
 //! returns the exit code.
+//!
+//! Each crate that touches the world or parses input lives in one module: clap
+//! in `cli`, prost in `event`, gcloud-* in `pubsub`, mysql_async in `store`,
+//! env_logger in `main`. Three are vocabulary shared by all: tokio (the runtime;
+//! `pass` orchestrates with it), anyhow (the error the two seams return) and
+//! log (the logging facade).
 
 pub mod cli;
 pub mod config;

@@ -40,18 +40,20 @@ pub struct Settled {
 
 /// Where the messages come from.
 pub trait Subscription: Clone + Send + Sync + 'static {
+    /// The most ack ids one Acknowledge or ModifyAckDeadline request may carry.
+    const MAX_ACK_IDS: usize;
     /// One Pull of at most `max` messages. An empty answer means that nothing
     /// arrived within the pull timeout: the subscription is drained for now.
     fn pull(&self, max: usize) -> impl Future<Output = anyhow::Result<Vec<Received>>> + Send;
-    /// Acknowledges the messages; Pub/Sub will not deliver them again.
-    fn acknowledge(&self, ack_ids: Vec<String>) -> impl Future<Output = Settled> + Send;
-    /// Sets the messages' ack deadline: a lease extension, or with 0 a nack that
-    /// hands them back at once.
+    /// One request acknowledging the messages; Pub/Sub will not deliver them again.
+    fn acknowledge(&self, ack_ids: Vec<String>) -> impl Future<Output = anyhow::Result<()>> + Send;
+    /// One request setting the messages' ack deadline: a lease extension, or
+    /// with 0 a nack that hands them back at once.
     fn set_deadline(
         &self,
         ack_ids: Vec<String>,
         seconds: u16,
-    ) -> impl Future<Output = Settled> + Send;
+    ) -> impl Future<Output = anyhow::Result<()>> + Send;
 }
 
 /// Where the users are deleted.
@@ -225,8 +227,8 @@ where
     let hand_back = std::mem::take(&mut plan.hand_back);
     let mut settle = pin!(async {
         tokio::join!(
-            subscription.acknowledge(ack_ids),
-            subscription.set_deadline(hand_back, 0)
+            settle(&subscription, ack_ids, Request::Acknowledge),
+            settle(&subscription, hand_back, Request::Deadline(0))
         )
     });
     let mut signalled = None;
@@ -355,7 +357,7 @@ async fn renew<S: Subscription>(subscription: &S, plan: &Plan) {
         return;
     }
     let n = held.len();
-    let renewed = subscription.set_deadline(held, LEASE_SECONDS).await;
+    let renewed = settle(subscription, held, Request::Deadline(LEASE_SECONDS)).await;
     match renewed.error {
         None => debug!("renewed the lease of {n} messages for {LEASE_SECONDS} s"),
         // Not fatal: at worst a message is delivered twice, and deletes repeat harmlessly.
@@ -373,7 +375,7 @@ async fn hand_back_all<S: Subscription>(subscription: &S, plan: &mut Plan) -> us
     if all.is_empty() {
         return 0;
     }
-    let handed_back = subscription.set_deadline(all, 0).await;
+    let handed_back = settle(subscription, all, Request::Deadline(0)).await;
     if let Some(error) = handed_back.error {
         warn!(
             "{} messages could not be handed back and will return when their deadline passes: {error:#}",
@@ -381,6 +383,56 @@ async fn hand_back_all<S: Subscription>(subscription: &S, plan: &mut Plan) -> us
         );
     }
     handed_back.done
+}
+
+/// How [`settle`] settles messages.
+#[derive(Debug, Clone, Copy)]
+enum Request {
+    Acknowledge,
+    /// Set the ack deadline to this many seconds; 0 hands the messages back.
+    Deadline(u16),
+}
+
+/// Sends the ack ids in requests of at most [`Subscription::MAX_ACK_IDS`], all
+/// at once, and waits for every one of them.
+async fn settle<S: Subscription>(
+    subscription: &S,
+    ack_ids: Vec<String>,
+    request: Request,
+) -> Settled {
+    let total = ack_ids.len();
+    let mut requests = JoinSet::new();
+    let mut rest = ack_ids;
+    while !rest.is_empty() {
+        let tail = rest.split_off(rest.len().min(S::MAX_ACK_IDS));
+        let chunk = std::mem::replace(&mut rest, tail);
+        let subscription = subscription.clone();
+        requests.spawn(async move {
+            let n = chunk.len();
+            let result = match request {
+                Request::Acknowledge => subscription.acknowledge(chunk).await,
+                Request::Deadline(seconds) => subscription.set_deadline(chunk, seconds).await,
+            };
+            (n, result)
+        });
+    }
+    let mut settled = Settled::default();
+    while let Some(joined) = requests.join_next().await {
+        match joined {
+            Ok((n, Ok(()))) => settled.done += n,
+            Ok((_, Err(error))) => {
+                settled.error.get_or_insert(error);
+            }
+            Err(join_error) => {
+                settled.error.get_or_insert_with(|| {
+                    anyhow::anyhow!("a {request:?} task failed: {join_error}")
+                });
+            }
+        }
+    }
+    // A request that failed, or whose task failed, counts all its messages.
+    settled.failed = total - settled.done;
+    settled
 }
 
 /// `2026-11-26T07:04:47.123Z`, for log lines.

@@ -15,14 +15,9 @@ use gcloud_googleapis::pubsub::v1::{AcknowledgeRequest, ModifyAckDeadlineRequest
 use gcloud_pubsub::apiv1::conn_pool::ConnectionManager;
 use gcloud_pubsub::client::ClientConfig;
 use gcloud_pubsub::client::google_cloud_auth::credentials::CredentialsFile;
-use tokio::task::JoinSet;
 
 use crate::config::{Credentials, SubscriptionName};
-use crate::pass::{Received, Settled, Subscription};
-
-/// Pub/Sub accepts at most 512 KiB per Acknowledge or ModifyAckDeadline request;
-/// 1,000 ack ids stay well below it.
-pub const ACK_IDS_PER_REQUEST: usize = 1_000;
+use crate::pass::{Received, Subscription};
 
 /// The most messages one Pull may ask for on the real service.
 const MAX_PER_PULL: usize = 1_000;
@@ -163,47 +158,6 @@ impl PubSub {
             }
         }
     }
-
-    /// Sends one request per chunk of ack ids, all at once, and waits for every
-    /// one of them.
-    async fn settle(
-        &self,
-        ack_ids: Vec<String>,
-        what: &'static str,
-        deadline: Option<i32>,
-    ) -> Settled {
-        let mut requests = JoinSet::new();
-        let total = ack_ids.len();
-        let mut ack_ids = ack_ids;
-        while !ack_ids.is_empty() {
-            let rest = ack_ids.split_off(ack_ids.len().min(ACK_IDS_PER_REQUEST));
-            let chunk = std::mem::replace(&mut ack_ids, rest);
-            let this = self.clone();
-            requests.spawn(async move {
-                let n = chunk.len();
-                (n, this.settle_chunk(chunk, deadline).await)
-            });
-        }
-        let mut settled = Settled::default();
-        while let Some(joined) = requests.join_next().await {
-            match joined {
-                Ok((n, Ok(()))) => settled.done += n,
-                Ok((_, Err(status))) => {
-                    settled
-                        .error
-                        .get_or_insert_with(|| rpc_error(what, &self.name, &status));
-                }
-                Err(join_error) => {
-                    settled
-                        .error
-                        .get_or_insert_with(|| anyhow!("{what} task failed: {join_error}"));
-                }
-            }
-        }
-        // A task that failed to join counts as failed too.
-        settled.failed = total - settled.done;
-        settled
-    }
 }
 
 /// Errors worth another try: the service asks for one, or the call was lost.
@@ -219,6 +173,10 @@ fn transient(status: &Status) -> bool {
 }
 
 impl Subscription for PubSub {
+    /// Pub/Sub accepts at most 512 KiB per Acknowledge or ModifyAckDeadline
+    /// request; 1,000 ack ids stay well below it.
+    const MAX_ACK_IDS: usize = 1_000;
+
     async fn pull(&self, max: usize) -> anyhow::Result<Vec<Received>> {
         #[allow(deprecated)] // return_immediately: false, as Google recommends.
         let body = PullRequest {
@@ -267,13 +225,16 @@ impl Subscription for PubSub {
             .collect())
     }
 
-    async fn acknowledge(&self, ack_ids: Vec<String>) -> Settled {
-        self.settle(ack_ids, "Acknowledge", None).await
+    async fn acknowledge(&self, ack_ids: Vec<String>) -> anyhow::Result<()> {
+        self.settle_chunk(ack_ids, None)
+            .await
+            .map_err(|status| rpc_error("Acknowledge", &self.name, &status))
     }
 
-    async fn set_deadline(&self, ack_ids: Vec<String>, seconds: u16) -> Settled {
-        self.settle(ack_ids, "ModifyAckDeadline", Some(i32::from(seconds)))
+    async fn set_deadline(&self, ack_ids: Vec<String>, seconds: u16) -> anyhow::Result<()> {
+        self.settle_chunk(ack_ids, Some(i32::from(seconds)))
             .await
+            .map_err(|status| rpc_error("ModifyAckDeadline", &self.name, &status))
     }
 }
 

@@ -190,37 +190,41 @@ impl Subscription for FakeSubscription {
         Ok(messages)
     }
 
-    async fn acknowledge(&self, ack_ids: Vec<String>) -> Settled {
+    const MAX_ACK_IDS: usize = 1_000;
+
+    /// Like Pub/Sub, a request fails or succeeds as a whole.
+    async fn acknowledge(&self, ack_ids: Vec<String>) -> anyhow::Result<()> {
+        assert!(
+            ack_ids.len() <= Self::MAX_ACK_IDS,
+            "{} ack ids in one request",
+            ack_ids.len()
+        );
         self.log.push(Call::Acknowledge(ack_ids.clone()));
         let delay = self.state.lock().unwrap().ack_delay;
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
         let mut queue = self.state.lock().unwrap();
-        let (failed, done): (Vec<String>, Vec<String>) = ack_ids
-            .into_iter()
-            .partition(|id| queue.failing_acks.contains(id));
-        let settled = Settled {
-            done: done.len(),
-            failed: failed.len(),
-            error: (!failed.is_empty()).then(|| anyhow!("fake: Acknowledge failed for {failed:?}")),
-        };
-        queue.acked.extend(done);
-        settled
+        if let Some(id) = ack_ids.iter().find(|id| queue.failing_acks.contains(*id)) {
+            bail!("fake: Acknowledge failed because of {id}");
+        }
+        queue.acked.extend(ack_ids);
+        Ok(())
     }
 
-    async fn set_deadline(&self, ack_ids: Vec<String>, seconds: u16) -> Settled {
+    async fn set_deadline(&self, ack_ids: Vec<String>, seconds: u16) -> anyhow::Result<()> {
+        assert!(
+            ack_ids.len() <= Self::MAX_ACK_IDS,
+            "{} ack ids in one request",
+            ack_ids.len()
+        );
         self.log.push(Call::SetDeadline(ack_ids.clone(), seconds));
-        let done = ack_ids.len();
         self.state
             .lock()
             .unwrap()
             .deadlines
             .push((ack_ids, seconds));
-        Settled {
-            done,
-            ..Settled::default()
-        }
+        Ok(())
     }
 }
 
@@ -691,13 +695,14 @@ async fn a_signal_while_receiving_hands_back_what_was_held() {
 
 #[tokio::test]
 async fn a_failed_acknowledgement_is_reported_after_the_commit() {
-    let subscription = FakeSubscription::new(mixed())
-        .with(|q| q.failing_acks = ["r3".to_string()].into_iter().collect());
+    // 2,500 acks go in three requests; the middle one (a1001..=a2000) fails.
+    let subscription = FakeSubscription::new(removals(2_500))
+        .with(|q| q.failing_acks = ["a1500".to_string()].into_iter().collect());
     let store = subscription.store();
     let report = run(
         subscription.clone(),
         connected(store),
-        &settings(1_000),
+        &settings(10_000),
         no_signal(),
     )
     .await;
@@ -712,17 +717,43 @@ async fn a_failed_acknowledgement_is_reported_after_the_commit() {
         .position(|c| matches!(c, Call::Acknowledge(_)))
         .expect("acknowledged");
     assert!(committed < acked);
-    assert!(!subscription.acked().contains(&"r3".to_string()));
-    assert_eq!(subscription.acked().len(), 6);
-    assert_eq!(subscription.handed_back(), ids(&MIXED_MALFORMED));
-    assert_eq!(
-        (
-            report.summary.deleted_rows,
-            report.summary.acked,
-            report.summary.nacked
-        ),
-        (2, 6, 4)
-    );
+    let mut expected: Vec<String> = (1..=1_000)
+        .chain(2_001..=2_500)
+        .map(|i| format!("a{i}"))
+        .collect();
+    let mut got = subscription.acked();
+    expected.sort();
+    got.sort();
+    assert_eq!(got, expected);
+    assert_eq!((report.summary.acked, report.summary.nacked), (1_500, 0));
+    let error = format!("{:#}", report.outcome.error().unwrap());
+    assert!(error.contains("1000 acknowledgements failed"), "{error}");
+}
+
+#[tokio::test]
+async fn acknowledgements_go_in_requests_of_at_most_1000() {
+    let subscription = FakeSubscription::new(removals(2_500));
+    let store = subscription.store();
+    let report = run(
+        subscription.clone(),
+        connected(store),
+        &settings(10_000),
+        no_signal(),
+    )
+    .await;
+    assert_outcome(&report, "completed", 0);
+    let mut sizes: Vec<usize> = subscription
+        .log
+        .calls()
+        .into_iter()
+        .filter_map(|c| match c {
+            Call::Acknowledge(ids) => Some(ids.len()),
+            _ => None,
+        })
+        .collect();
+    sizes.sort_unstable();
+    assert_eq!(sizes, [500, 1_000, 1_000]);
+    subscription.assert_each_settled_once();
 }
 
 #[tokio::test]
@@ -767,9 +798,9 @@ async fn a_signal_while_acknowledging_lets_the_acks_finish() {
     assert_eq!((report.summary.acked, report.summary.nacked), (7, 4));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_delete_slower_than_the_lease_renewal_extends_every_lease() {
-    // Real time: this test takes LEASE_RENEWAL and a bit.
+    // Paused time: the clock jumps to each timer, so this takes no real time.
     let subscription = FakeSubscription::new(mixed());
     let store = subscription
         .store()
