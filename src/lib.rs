@@ -61,7 +61,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = Signal>) -> Repo
     };
     let subscription = match subscription {
         Ok(subscription) => subscription,
-        Err(error) => return failed_early(Outcome::PubSubFailed(error), &config, started),
+        Err(error) => {
+            let error = error.context("nothing was received or deleted");
+            return failed_early(Outcome::PubSubFailed(error), &config, started);
+        }
     };
     let database = &config.database;
     pass::run(

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use log::{error, info};
 use user_purge::cli::{self, Command};
-use user_purge::outcome::Signal;
+use user_purge::outcome::{self, Signal};
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
@@ -37,7 +37,7 @@ fn main() -> ExitCode {
     let report = runtime.block_on(user_purge::run(*config, shutdown_signal()));
     let exit = report.outcome.exit();
     match report.outcome.error() {
-        Some(e) => error!("{e:#}"),
+        Some(e) => error!("{}", outcome::one_line(e)),
         None => info!("{} (exit {})", report.outcome.name(), exit.code()),
     }
     println!("{}", report.json_line());

@@ -103,6 +103,23 @@ impl Outcome {
     }
 }
 
+/// An error and its causes on one line, each cause once: many errors repeat
+/// their source's message in their own.
+pub fn one_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
 /// The counts of one pass, printed as the one line on stdout.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Summary {
@@ -179,6 +196,18 @@ mod tests {
             );
         }
         assert!(EXIT_CODES_HELP.contains("\n  2 "));
+    }
+
+    #[test]
+    fn an_error_chain_names_each_cause_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "Connection refused");
+        let error = anyhow::Error::new(io)
+            .context("Input/output error: Connection refused")
+            .context("cannot connect to mysql://u@h:3306/d");
+        assert_eq!(
+            one_line(&error),
+            "cannot connect to mysql://u@h:3306/d: Input/output error: Connection refused"
+        );
     }
 
     #[test]

@@ -120,7 +120,10 @@ where
         tokio::select! {
             connected = connect => match connected {
                 Ok(Ok(store)) => Some(store),
-                Ok(Err(error)) => return finish(Outcome::DatabaseFailed(error), summary),
+                Ok(Err(error)) => {
+                    let error = error.context("no message was received; every one stays in the subscription");
+                    return finish(Outcome::DatabaseFailed(error), summary);
+                }
                 Err(_) => {
                     let error = anyhow::anyhow!("no connection to the database within {DB_CONNECT_TIMEOUT:?}");
                     return finish(Outcome::DatabaseFailed(error), summary);

@@ -94,7 +94,9 @@ impl PubSub {
             &config.connection_option,
         )
         .await
-        .map_err(|e| anyhow!("cannot connect to Pub/Sub for {subscription}: {e}"))?;
+        .map_err(|e| {
+            anyhow::Error::new(e).context(format!("cannot connect to Pub/Sub for {subscription}"))
+        })?;
         Ok(PubSub {
             connections: Arc::new(connections),
             name: subscription.to_string(),
