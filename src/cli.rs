@@ -54,6 +54,11 @@ struct Cli {
     #[arg(long, env = "LOCK_WAIT_TIMEOUT", default_value_t = 20)]
     lock_wait_timeout: u64,
 
+    /// CA certificate (PEM) to verify the database server with; turns TLS on.
+    /// TLS without a custom CA: add require_ssl=true to the URL.
+    #[arg(long, env = "DATABASE_CA_FILE", value_name = "PEM")]
+    database_ca_file: Option<String>,
+
     /// host:port of a Pub/Sub emulator: plaintext, no credentials.
     #[arg(long, env = "PUBSUB_EMULATOR_HOST")]
     emulator_host: Option<String>,
@@ -112,6 +117,7 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Command {
         dry_run: cli.dry_run,
         pull_timeout_ms: cli.pull_timeout_ms,
         lock_wait_timeout_secs: cli.lock_wait_timeout,
+        database_ca_file: cli.database_ca_file,
         emulator_host: cli.emulator_host,
         service_account_key: cli.service_account_key,
     };

@@ -23,6 +23,7 @@ pub struct Raw {
     pub dry_run: bool,
     pub pull_timeout_ms: u64,
     pub lock_wait_timeout_secs: u64,
+    pub database_ca_file: Option<String>,
     pub emulator_host: Option<String>,
     pub service_account_key: Option<String>,
 }
@@ -44,6 +45,8 @@ pub struct Database {
     pub id_column: Identifier,
     /// How long the delete may wait for a row lock held by someone else.
     pub lock_wait_timeout: Duration,
+    /// A CA certificate (PEM) to verify the server with; requires TLS.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 /// How one pass behaves.
@@ -128,6 +131,16 @@ impl Config {
                 "must be from 1 to 3600 seconds",
             ));
         }
+        let ca_file = match raw.database_ca_file.filter(|f| !f.is_empty()) {
+            Some(file) if std::path::Path::new(&file).is_file() => Some(file.into()),
+            Some(file) => {
+                return Err(invalid(
+                    "--database-ca-file (DATABASE_CA_FILE)",
+                    format!("{file:?} is not a readable file"),
+                ));
+            }
+            None => None,
+        };
         let credentials = match (raw.emulator_host, raw.service_account_key) {
             (Some(host), _) if !host.is_empty() => Credentials::Emulator(host),
             (_, Some(key)) if !key.is_empty() => Credentials::ServiceAccountKey(Secret(key)),
@@ -141,6 +154,7 @@ impl Config {
                 table: Identifier::parse("--table (PURGE_TABLE)", &raw.table)?,
                 id_column: Identifier::parse("--id-column (PURGE_ID_COLUMN)", &raw.id_column)?,
                 lock_wait_timeout: Duration::from_secs(raw.lock_wait_timeout_secs),
+                ca_file,
             },
             pass: PassSettings {
                 max_messages,
@@ -304,6 +318,7 @@ mod tests {
             dry_run: false,
             pull_timeout_ms: 500,
             lock_wait_timeout_secs: 20,
+            database_ca_file: None,
             emulator_host: None,
             service_account_key: None,
         }

@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 
 use anyhow::{Context as _, bail};
 use mysql_async::prelude::Queryable as _;
-use mysql_async::{Conn, Opts, OptsBuilder, TxOpts};
+use mysql_async::{Conn, IsolationLevel, Opts, OptsBuilder, TxOpts};
 
 use crate::config::{Database, Identifier};
 use crate::pass::Store;
@@ -61,10 +61,23 @@ impl MySql {
     pub async fn connect(database: &Database) -> anyhow::Result<MySql> {
         let opts = Opts::from_url(database.url.expose()).context("invalid database URL")?;
         let lock_wait = database.lock_wait_timeout.as_secs();
+        let tls = match &database.ca_file {
+            // A private CA: TLS on, and the server's certificate must chain to it.
+            Some(ca) => Some(
+                opts.ssl_opts()
+                    .cloned()
+                    .unwrap_or_default()
+                    .with_root_certs(vec![ca.clone().into()]),
+            ),
+            // require_ssl=true (with verify_ca, verify_identity) in the URL, or plaintext.
+            None => opts.ssl_opts().cloned(),
+        };
         let opts = OptsBuilder::from_opts(opts)
-            // A blocked delete must give up before the run's own deadline.
+            .ssl_opts(tls)
+            // A blocked delete gives up before the run's own deadline: row locks
+            // (innodb_lock_wait_timeout) and table locks (lock_wait_timeout).
             .init(vec![format!(
-                "SET SESSION innodb_lock_wait_timeout = {lock_wait}"
+                "SET SESSION innodb_lock_wait_timeout = {lock_wait}, lock_wait_timeout = {lock_wait}"
             )]);
         let mut conn = Conn::new(opts)
             .await
@@ -105,7 +118,13 @@ impl Store for MySql {
         }
         let mut tx = self
             .conn
-            .start_transaction(TxOpts::default())
+            // READ COMMITTED: no gap locks on ids that are gone already, so
+            // concurrent runs do not block each other.
+            .start_transaction(
+                TxOpts::default()
+                    .with_isolation_level(IsolationLevel::ReadCommitted)
+                    .clone(),
+            )
             .await
             .context("cannot start a transaction")?;
         tx.query_drop(statement)

@@ -264,7 +264,7 @@ async fn sigterm_during_the_delete_hands_everything_back_within_10_s() {
     wait_for_lock_waiter(&env).await;
     let signalled = Instant::now();
     unsafe { libc::kill(pid, libc::SIGTERM) };
-    let run = common::Run::from(child.wait_with_output().await.unwrap());
+    let run = env.finish(child).await;
     let took = signalled.elapsed();
     run.assert_code(143);
     assert!(took < Duration::from_secs(10), "exit took {took:?}");
@@ -326,7 +326,7 @@ async fn a_delete_slower_than_the_ack_deadline_keeps_its_messages() {
     );
     drop(lock);
 
-    let slow = common::Run::from(slow.wait_with_output().await.unwrap());
+    let slow = env.finish(slow).await;
     slow.assert_code(0);
     assert_eq!(slow.count("received"), 6);
     assert_eq!(slow.count("acked"), 6);
@@ -351,7 +351,7 @@ async fn no_secret_appears_in_any_output() {
         env.database
     ))
     .await;
-    let url = common::database_url_as(&user, password, &env.database);
+    let url = env.database_url_as(&user, password);
     let key = r#"{"type":"service_account","private_key":"KEY-MATERIAL-5e1d"}"#;
     let trace = [("RUST_LOG", "trace"), ("PUBSUB_SERVICE_ACCOUNT", key)];
 

@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use gcloud_gax::conn::Environment;
-use gcloud_googleapis::pubsub::v1::{PubsubMessage, PullRequest};
+use gcloud_googleapis::pubsub::v1::{DeadLetterPolicy, PubsubMessage, PullRequest};
 use gcloud_pubsub::client::{Client, ClientConfig};
 use gcloud_pubsub::subscription::SubscriptionConfig;
 use mysql_async::prelude::Queryable as _;
@@ -22,6 +22,8 @@ use serde_json::Value;
 use user_purge::event;
 
 pub use user_purge::event::event_type;
+
+pub mod private;
 
 pub const PROJECT: &str = "test-project";
 
@@ -49,12 +51,17 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// The emulator's launcher (it execs java, so its PID is the server's).
+pub fn emulator_bin() -> String {
+    std::env::var("PUBSUB_EMULATOR_BIN").unwrap_or_else(|_| {
+        "/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator".into()
+    })
+}
+
 fn start_emulator() -> String {
     let port = free_port();
     let host = format!("127.0.0.1:{port}");
-    let bin = std::env::var("PUBSUB_EMULATOR_BIN").unwrap_or_else(|_| {
-        "/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator".into()
-    });
+    let bin = emulator_bin();
     let dir = std::env::temp_dir().join(format!("user-purge-emulator-{port}"));
     std::fs::create_dir_all(&dir).unwrap();
     let log = std::fs::File::create(dir.join("log")).unwrap();
@@ -118,29 +125,77 @@ pub struct TestEnv {
     pub database: String,
     pub topic: String,
     pub subscription: String,
+    /// The dead-letter topic's own subscription, when the test asked for one.
+    pub dead_letter_subscription: Option<String>,
     pub client: Client,
     pub pool: mysql_async::Pool,
+    /// `mysql://root@host:port/...` of the server holding the database.
+    pub mysql_root: String,
+    pub emulator: String,
+    /// The database user the job runs as, and its recognisable password: every
+    /// run is checked for it in stdout and stderr.
+    pub user: String,
+    pub password: String,
 }
 
-impl TestEnv {
-    /// Sets up with users 1..=users, each with one order.
-    pub async fn new(users: u64) -> TestEnv {
-        Self::with_ack_deadline(users, 10).await
+/// The service-account key every run gets (the emulator wins over it, so it
+/// is never used), so that every run can be checked for leaking it.
+pub const KEY_MARKER: &str = "KEY-MATERIAL-9f1c2e";
+
+fn fake_key() -> String {
+    format!(
+        r#"{{"type":"service_account","project_id":"{PROJECT}","private_key_id":"{KEY_MARKER}","private_key":"-----BEGIN PRIVATE KEY-----\n{KEY_MARKER}\n-----END PRIVATE KEY-----\n","client_email":"purge@{PROJECT}.iam.gserviceaccount.com"}}"#
+    )
+}
+
+/// How to build a [`TestEnv`]: by default on the shared MariaDB and emulator.
+pub struct Setup {
+    users: u64,
+    ack_deadline_seconds: i32,
+    mysql_root: String,
+    emulator: String,
+    dead_letter_attempts: Option<i32>,
+}
+
+impl Setup {
+    /// Users 1..=users, each with one order.
+    pub fn new(users: u64) -> Setup {
+        Setup {
+            users,
+            ack_deadline_seconds: 10,
+            mysql_root: mysql_root_url(),
+            emulator: emulator_host(),
+            dead_letter_attempts: None,
+        }
     }
 
-    pub async fn with_ack_deadline(users: u64, ack_deadline_seconds: i32) -> TestEnv {
+    pub fn mysql_root(mut self, url: String) -> Setup {
+        self.mysql_root = url;
+        self
+    }
+
+    pub fn emulator(mut self, host: String) -> Setup {
+        self.emulator = host;
+        self
+    }
+
+    /// A dead-letter topic (with a subscription to read it) that takes a
+    /// message after this many delivery attempts.
+    pub fn dead_letter(mut self, max_delivery_attempts: i32) -> Setup {
+        self.dead_letter_attempts = Some(max_delivery_attempts);
+        self
+    }
+
+    pub async fn create(self) -> TestEnv {
         let database = unique("up_");
-        let root = mysql_async::Pool::new(mysql_root_url().as_str());
-        let mut conn = root
-            .get_conn()
-            .await
-            .expect("MariaDB must be running at 127.0.0.1:3306");
+        let root = mysql_async::Pool::new(self.mysql_root.as_str());
+        let mut conn = root.get_conn().await.expect("MariaDB must be running");
         conn.query_drop(format!("CREATE DATABASE `{database}`"))
             .await
             .unwrap();
         drop(conn);
         root.disconnect().await.unwrap();
-        let pool = mysql_async::Pool::new(database_url_as("root", "", &database).as_str());
+        let pool = mysql_async::Pool::new(url_on(&self.mysql_root, "root", "", &database).as_str());
         let mut conn = pool.get_conn().await.unwrap();
         conn.query_drop(
             "CREATE TABLE users (id BIGINT UNSIGNED PRIMARY KEY, email VARCHAR(100) NOT NULL) ENGINE=InnoDB",
@@ -154,8 +209,8 @@ impl TestEnv {
         )
         .await
         .unwrap();
-        for start in (1..=users).step_by(5_000) {
-            let end = (start + 4_999).min(users);
+        for start in (1..=self.users).step_by(5_000) {
+            let end = (start + 4_999).min(self.users);
             let rows: Vec<String> = (start..=end)
                 .map(|id| format!("({id},'user{id}@example.com')"))
                 .collect();
@@ -166,17 +221,46 @@ impl TestEnv {
                 .await
                 .unwrap();
         }
+        let user = format!("u{}", &database[3..]);
+        let password = format!("Pw-{database}-secret");
+        conn.query_drop(format!(
+            "CREATE USER '{user}'@'%' IDENTIFIED BY '{password}'"
+        ))
+        .await
+        .unwrap();
+        conn.query_drop(format!("GRANT ALL ON `{database}`.* TO '{user}'@'%'"))
+            .await
+            .unwrap();
         drop(conn);
 
-        let client = pubsub_client().await;
+        let client = pubsub_client_on(&self.emulator).await;
         let topic = unique("topic-");
         let subscription = unique("sub-");
-        let t = client.topic(&topic);
-        t.create(None, None).await.unwrap();
-        let config = SubscriptionConfig {
-            ack_deadline_seconds,
+        client.topic(&topic).create(None, None).await.unwrap();
+        let mut config = SubscriptionConfig {
+            ack_deadline_seconds: self.ack_deadline_seconds,
             ..SubscriptionConfig::default()
         };
+        let mut dead_letter_subscription = None;
+        if let Some(attempts) = self.dead_letter_attempts {
+            let dead_topic = unique("dead-");
+            let dead_subscription = unique("deadsub-");
+            client.topic(&dead_topic).create(None, None).await.unwrap();
+            client
+                .create_subscription(
+                    &dead_subscription,
+                    &dead_topic,
+                    SubscriptionConfig::default(),
+                    None,
+                )
+                .await
+                .unwrap();
+            config.dead_letter_policy = Some(DeadLetterPolicy {
+                dead_letter_topic: format!("projects/{PROJECT}/topics/{dead_topic}"),
+                max_delivery_attempts: attempts,
+            });
+            dead_letter_subscription = Some(dead_subscription);
+        }
         client
             .create_subscription(&subscription, &topic, config, None)
             .await
@@ -185,14 +269,31 @@ impl TestEnv {
             database,
             topic,
             subscription,
+            dead_letter_subscription,
             client,
             pool,
+            mysql_root: self.mysql_root,
+            emulator: self.emulator,
+            user,
+            password,
         }
+    }
+}
+
+impl TestEnv {
+    /// Users 1..=users, on the shared services.
+    pub async fn new(users: u64) -> TestEnv {
+        Setup::new(users).create().await
     }
 
     /// The DATABASE_URL the job gets.
     pub fn database_url(&self) -> String {
-        database_url_as("root", "", &self.database)
+        self.database_url_as(&self.user, &self.password)
+    }
+
+    /// The URL of this test's database for another user.
+    pub fn database_url_as(&self, user: &str, password: &str) -> String {
+        url_on(&self.mysql_root, user, password, &self.database)
     }
 
     /// Publishes each payload as one message, and waits until all are stored.
@@ -242,8 +343,21 @@ impl TestEnv {
     /// Takes every message left in the subscription (acknowledging them) and
     /// returns their payloads. Waits for leased messages only as long as `wait`.
     pub async fn drain(&self, wait: Duration) -> Vec<Vec<u8>> {
-        let client = self.client.subscription(&self.subscription).get_client();
-        let name = format!("projects/{PROJECT}/subscriptions/{}", self.subscription);
+        self.drain_from(&self.subscription, wait).await
+    }
+
+    /// Takes every message of the dead-letter topic.
+    pub async fn drain_dead_letters(&self, wait: Duration) -> Vec<Vec<u8>> {
+        let subscription = self
+            .dead_letter_subscription
+            .as_ref()
+            .expect("no dead-letter topic");
+        self.drain_from(subscription, wait).await
+    }
+
+    async fn drain_from(&self, subscription: &str, wait: Duration) -> Vec<Vec<u8>> {
+        let client = self.client.subscription(subscription).get_client();
+        let name = format!("projects/{PROJECT}/subscriptions/{subscription}");
         let deadline = Instant::now() + wait;
         let mut payloads = Vec::new();
         loop {
@@ -286,21 +400,40 @@ impl TestEnv {
     }
 
     pub async fn run_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
-        self.command(args, env)
-            .output()
-            .await
-            .map(Run::from)
-            .unwrap()
+        let output = self.command(args, env).output().await.unwrap();
+        self.checked(output)
+    }
+
+    /// Waits for a spawned job and checks its output like [`TestEnv::run`].
+    pub async fn finish(&self, child: tokio::process::Child) -> Run {
+        self.checked(child.wait_with_output().await.unwrap())
+    }
+
+    /// The run, after checking that no secret appears in what it printed.
+    pub fn checked(&self, output: std::process::Output) -> Run {
+        let run = Run::from(output);
+        for secret in [self.password.as_str(), KEY_MARKER] {
+            assert!(
+                !run.stdout.contains(secret) && !run.stderr.contains(secret),
+                "a secret ({secret}) leaked into the output:\n{}",
+                run.stderr
+            );
+        }
+        run
     }
 
     /// The job's command, ready to spawn: emulator, subscription and database set.
     pub fn command(&self, args: &[&str], env: &[(&str, &str)]) -> tokio::process::Command {
         let mut command = job_command(args);
         command
-            .env("PUBSUB_EMULATOR_HOST", emulator_host())
+            .env("PUBSUB_EMULATOR_HOST", &self.emulator)
             .env("PUBSUB_SUBSCRIPTION", &self.subscription)
             .env("PUBSUB_PROJECT", PROJECT)
             .env("DATABASE_URL", self.database_url())
+            .env("PUBSUB_SERVICE_ACCOUNT", fake_key())
+            // Every scenario runs at the most verbose level, so that the leak
+            // check covers every log line the job and its crates can write.
+            .env("RUST_LOG", "trace")
             // The tests share one emulator on two cores: a Pull can take longer
             // than the production default before the first message arrives.
             .env("PULL_TIMEOUT_MS", "2000");
@@ -321,6 +454,9 @@ impl TestEnv {
         let _ = self.client.topic(&self.topic).delete(None).await;
         let mut conn = self.pool.get_conn().await.unwrap();
         conn.query_drop(format!("DROP DATABASE `{}`", self.database))
+            .await
+            .unwrap();
+        conn.query_drop(format!("DROP USER '{}'@'%'", self.user))
             .await
             .unwrap();
         drop(conn);
@@ -363,8 +499,9 @@ pub fn job_command(args: &[&str]) -> tokio::process::Command {
     command
 }
 
-pub fn database_url_as(user: &str, password: &str, database: &str) -> String {
-    let host = mysql_async::Opts::from_url(&mysql_root_url()).unwrap();
+/// A URL for `database` as `user` on the server that `root_url` points at.
+pub fn url_on(root_url: &str, user: &str, password: &str, database: &str) -> String {
+    let host = mysql_async::Opts::from_url(root_url).unwrap();
     format!(
         "mysql://{user}:{password}@{}:{}/{database}",
         host.ip_or_hostname(),
@@ -372,10 +509,10 @@ pub fn database_url_as(user: &str, password: &str, database: &str) -> String {
     )
 }
 
-pub async fn pubsub_client() -> Client {
+pub async fn pubsub_client_on(host: &str) -> Client {
     let config = ClientConfig {
         project_id: Some(PROJECT.into()),
-        environment: Environment::Emulator(emulator_host()),
+        environment: Environment::Emulator(host.to_owned()),
         ..ClientConfig::default()
     };
     Client::new(config)

@@ -1,0 +1,169 @@
+//! Private instances of the services, for tests that stop, freeze or
+//! reconfigure them: a MariaDB on its own port and data directory, and a
+//! Pub/Sub emulator on its own port. Each is stopped by its PID when dropped.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::free_port;
+
+/// Sends a signal to one process.
+pub fn signal(pid: u32, signal: i32) {
+    unsafe { libc::kill(pid as i32, signal) };
+}
+
+fn wait_for_port(port: u16, what: &str, child: &mut Child, log: &std::path::Path) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "{what} exited ({status}): {}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        assert!(Instant::now() < deadline, "{what} did not listen on {port}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A MariaDB server of the test's own.
+pub struct PrivateMariaDb {
+    pub port: u16,
+    pub dir: PathBuf,
+    child: Option<Child>,
+    extra: Vec<String>,
+}
+
+impl PrivateMariaDb {
+    /// Initialises a data directory and starts the server; `extra` are more
+    /// server options (TLS, say).
+    pub fn start(extra: &[String]) -> PrivateMariaDb {
+        let port = free_port();
+        let dir =
+            std::env::temp_dir().join(format!("user-purge-mariadb-{}-{port}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let status = Command::new("mariadb-install-db")
+            .args([
+                "--no-defaults",
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+                "--user=root",
+            ])
+            .arg(format!("--datadir={}", dir.join("data").display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("mariadb-install-db must be installed");
+        assert!(status.success(), "mariadb-install-db failed");
+        let mut db = PrivateMariaDb {
+            port,
+            dir,
+            child: None,
+            extra: extra.to_vec(),
+        };
+        db.restart();
+        db
+    }
+
+    /// Starts the server again on the same data directory and port.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let log = self.dir.join("error.log");
+        let mut child = Command::new("/usr/sbin/mariadbd")
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", self.dir.join("data").display()))
+            .arg(format!("--socket={}", self.dir.join("sock").display()))
+            .arg(format!("--port={}", self.port))
+            .args([
+                "--bind-address=127.0.0.1",
+                "--user=root",
+                "--skip-name-resolve",
+            ])
+            .arg(format!("--log-error={}", log.display()))
+            .args(&self.extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_for_port(self.port, "mariadbd", &mut child, &log);
+        self.child = Some(child);
+    }
+
+    /// Kills the server at once (SIGKILL), as a crash or a lost host would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn url(&self, user: &str, password: &str, database: &str) -> String {
+        format!(
+            "mysql://{user}:{password}@127.0.0.1:{}/{database}",
+            self.port
+        )
+    }
+}
+
+impl Drop for PrivateMariaDb {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A Pub/Sub emulator of the test's own.
+pub struct PrivateEmulator {
+    pub host: String,
+    child: Child,
+}
+
+impl PrivateEmulator {
+    pub fn start() -> PrivateEmulator {
+        let port = free_port();
+        let dir =
+            std::env::temp_dir().join(format!("user-purge-emulator-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("log");
+        let out = std::fs::File::create(&log).unwrap();
+        let bin = super::emulator_bin();
+        // The launcher execs java, so the child's PID is the server's.
+        let mut child = Command::new(bin)
+            .args(["--host=127.0.0.1", &format!("--port={port}")])
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap();
+        wait_for_port(port, "the Pub/Sub emulator", &mut child, &log);
+        PrivateEmulator {
+            host: format!("127.0.0.1:{port}"),
+            child,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Freezes the emulator (SIGSTOP): it keeps its messages but answers nothing.
+    pub fn freeze(&self) {
+        signal(self.pid(), libc::SIGSTOP);
+    }
+
+    pub fn thaw(&self) {
+        signal(self.pid(), libc::SIGCONT);
+    }
+}
+
+impl Drop for PrivateEmulator {
+    fn drop(&mut self) {
+        self.thaw();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
