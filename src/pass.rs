@@ -422,7 +422,10 @@ async fn settle<S: Subscription>(
     let mut settled = Settled::default();
     while let Some(joined) = requests.join_next().await {
         match joined {
-            Ok((n, Ok(()))) => settled.done += n,
+            Ok((n, Ok(()))) => {
+                debug!("{request:?}: a request for {n} messages succeeded");
+                settled.done += n;
+            }
             Ok((_, Err(error))) => {
                 settled.error.get_or_insert(error);
             }

@@ -381,7 +381,7 @@ impl TestEnv {
             }
             let ack_ids = received.iter().map(|m| m.ack_id.clone()).collect();
             self.client
-                .subscription(&self.subscription)
+                .subscription(subscription)
                 .ack(ack_ids)
                 .await
                 .unwrap();
