@@ -26,11 +26,13 @@
 pub mod cli;
 pub mod config;
 pub mod event;
+pub mod metrics;
 pub mod outcome;
 pub mod pass;
 pub mod plan;
 pub mod pubsub;
 pub mod store;
+pub mod timestamp;
 
 use log::info;
 

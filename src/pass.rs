@@ -7,7 +7,7 @@
 //! selected against the work.
 
 use std::pin::pin;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use log::{debug, info, warn};
 use tokio::task::JoinSet;
@@ -17,6 +17,7 @@ use crate::config::PassSettings;
 use crate::event;
 use crate::outcome::{Outcome, Report, Signal, Summary};
 use crate::plan::Plan;
+use crate::timestamp;
 
 /// One message as the subscription delivered it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -337,7 +338,7 @@ fn take(plan: &mut Plan, messages: Vec<Received>) {
                 message.message_id,
                 message
                     .publish_time
-                    .map_or_else(|| "at an unknown time".into(), rfc3339)
+                    .map_or_else(|| "at an unknown time".into(), timestamp::format)
             );
         }
         plan.add(message.ack_id, verdict);
@@ -439,30 +440,6 @@ async fn settle<S: Subscription>(
     // A request that failed, or whose task failed, counts all its messages.
     settled.failed = total - settled.done;
     settled
-}
-
-/// `2026-11-26T07:04:47.123Z`, for log lines.
-fn rfc3339(time: SystemTime) -> String {
-    let since_epoch = time.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = since_epoch.as_secs();
-    let (days, rest) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rest / 3_600,
-        rest % 3_600 / 60,
-        rest % 60,
-        since_epoch.subsec_millis()
-    )
 }
 
 #[cfg(test)]

@@ -1,0 +1,189 @@
+//! Run metrics for batch-job alerting, pushed to a Prometheus Pushgateway
+//! (ureq): the only module that imports it.
+//!
+//! One group per job and instance, never per run, so the gateway keeps one
+//! series each. The push is a POST, which replaces only the metrics it names:
+//! a failed run does not push `user_purge_last_success_timestamp_seconds`, so
+//! the gateway keeps the last success and a staleness alert fires.
+
+use std::fmt::Write as _;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::outcome::Report;
+
+/// The `job` label of the group.
+pub const JOB: &str = "user-purge";
+
+/// A push may take this long; it never delays a stopping run much.
+const PUSH_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The metrics of one run, in the Prometheus text format.
+pub fn render(report: &Report, finished: SystemTime) -> String {
+    let now = finished
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64();
+    let s = &report.summary;
+    let exit = report.outcome.exit();
+    let mut metrics = vec![
+        (
+            "user_purge_last_run_timestamp_seconds",
+            "When the last run ended.",
+            now,
+        ),
+        (
+            "user_purge_duration_seconds",
+            "How long the last run took.",
+            s.elapsed_ms as f64 / 1000.0,
+        ),
+        (
+            "user_purge_messages_received",
+            "Messages the last run received.",
+            s.received as f64,
+        ),
+        (
+            "user_purge_users_deleted",
+            "Rows the last run's DELETE removed.",
+            s.deleted_rows as f64,
+        ),
+        (
+            "user_purge_messages_malformed",
+            "Malformed messages the last run handed back.",
+            s.malformed as f64,
+        ),
+        (
+            "user_purge_messages_acked",
+            "Messages the last run acknowledged.",
+            s.acked as f64,
+        ),
+        (
+            "user_purge_exit_code",
+            "The last run's exit code.",
+            f64::from(exit.code()),
+        ),
+    ];
+    if exit.code() == 0 {
+        metrics.push((
+            "user_purge_last_success_timestamp_seconds",
+            "When the last successful run ended.",
+            now,
+        ));
+    }
+    let mut text = String::new();
+    for (name, help, value) in metrics {
+        let _ = writeln!(
+            text,
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+        );
+    }
+    text
+}
+
+/// The group's URL: `<gateway>/metrics/job/user-purge/instance@base64/<instance>`.
+/// Base64 lets the instance hold any character, `/` included.
+pub fn group_url(gateway: &str, instance: &str) -> String {
+    format!(
+        "{}/metrics/job/{JOB}/instance@base64/{}",
+        gateway.trim_end_matches('/'),
+        base64url(instance.as_bytes())
+    )
+}
+
+/// Pushes the run's metrics. A failure is returned for the log only: it never
+/// changes the exit code or the acknowledgements.
+pub fn push(gateway: &str, instance: &str, report: &Report) -> Result<(), String> {
+    let body = render(report, SystemTime::now());
+    let agent = ureq::Agent::config_builder()
+        .timeout_global(Some(PUSH_TIMEOUT))
+        .build()
+        .new_agent();
+    agent
+        .post(&group_url(gateway, instance))
+        .header("Content-Type", "text/plain; version=0.0.4")
+        .send(body)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// RFC 4648 base64 with the URL alphabet and no padding, as the Pushgateway reads it.
+fn base64url(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
+        for i in 0..=chunk.len() {
+            out.push(char::from(ALPHABET[(n >> (18 - 6 * i) & 63) as usize]));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outcome::{Outcome, Summary};
+
+    fn report(outcome: Outcome) -> Report {
+        Report {
+            outcome,
+            summary: Summary {
+                received: 12,
+                deleted_rows: 3,
+                malformed: 2,
+                acked: 10,
+                elapsed_ms: 1_500,
+                ..Summary::default()
+            },
+        }
+    }
+
+    #[test]
+    fn a_success_pushes_its_timestamp_and_counts() {
+        let text = render(
+            &report(Outcome::Completed),
+            UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+        );
+        for line in [
+            "user_purge_last_run_timestamp_seconds 1700000000",
+            "user_purge_last_success_timestamp_seconds 1700000000",
+            "user_purge_duration_seconds 1.5",
+            "user_purge_messages_received 12",
+            "user_purge_users_deleted 3",
+            "user_purge_messages_malformed 2",
+            "user_purge_messages_acked 10",
+            "user_purge_exit_code 0",
+            "# TYPE user_purge_exit_code gauge",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_failure_does_not_push_a_success_timestamp() {
+        let text = render(
+            &report(Outcome::DatabaseFailed(anyhow::anyhow!("down"))),
+            SystemTime::now(),
+        );
+        assert!(!text.contains("user_purge_last_success_timestamp_seconds"));
+        assert!(text.contains("user_purge_exit_code 4\n"));
+    }
+
+    #[test]
+    fn the_group_is_job_and_instance_in_base64() {
+        assert_eq!(base64url(b""), "");
+        assert_eq!(base64url(b"f"), "Zg");
+        assert_eq!(base64url(b"fo"), "Zm8");
+        assert_eq!(base64url(b"foo"), "Zm9v");
+        assert_eq!(base64url(b"a/b?"), "YS9iPw");
+        assert_eq!(
+            group_url("http://gw:9091/", "purge-sub"),
+            "http://gw:9091/metrics/job/user-purge/instance@base64/cHVyZ2Utc3Vi"
+        );
+    }
+}
