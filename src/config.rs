@@ -26,6 +26,8 @@ pub struct Raw {
     pub database_ca_file: Option<String>,
     pub emulator_host: Option<String>,
     pub service_account_key: Option<String>,
+    pub pushgateway_url: Option<String>,
+    pub metrics_instance: Option<String>,
 }
 
 /// Everything one run needs, validated.
@@ -35,6 +37,46 @@ pub struct Config {
     pub credentials: Credentials,
     pub database: Database,
     pub pass: PassSettings,
+    /// Where to push the run's metrics, if anywhere.
+    pub metrics: Option<Metrics>,
+}
+
+/// A Pushgateway and the `instance` label of this job's group there.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    pub gateway: String,
+    pub instance: String,
+}
+
+/// What an operator's command (replay, snapshot) works on.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    pub subscription: SubscriptionName,
+    pub credentials: Credentials,
+}
+
+impl Admin {
+    pub fn from_raw(
+        subscription: Option<String>,
+        project: Option<String>,
+        emulator_host: Option<String>,
+        service_account_key: Option<String>,
+    ) -> Result<Admin, ConfigError> {
+        let subscription = subscription
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| invalid("--subscription (PUBSUB_SUBSCRIPTION)", "it is required"))?;
+        Ok(Admin {
+            subscription: SubscriptionName::parse(&subscription, project.as_deref())?,
+            credentials: credentials(emulator_host, service_account_key),
+        })
+    }
+}
+
+/// Where `replay` seeks the subscription to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplayTo {
+    Time(std::time::SystemTime),
+    Snapshot(String),
 }
 
 /// Where the delete goes.
@@ -141,11 +183,27 @@ impl Config {
             }
             None => None,
         };
-        let credentials = match (raw.emulator_host, raw.service_account_key) {
-            (Some(host), _) if !host.is_empty() => Credentials::Emulator(host),
-            (_, Some(key)) if !key.is_empty() => Credentials::ServiceAccountKey(Secret(key)),
-            _ => Credentials::ApplicationDefault,
+        let metrics = match raw.pushgateway_url.filter(|u| !u.is_empty()) {
+            // The client speaks plain HTTP only: a Pushgateway is normally
+            // reached inside the cluster or the host.
+            Some(url) if url.starts_with("http://") && url.len() > "http://".len() => {
+                Some(Metrics {
+                    gateway: url,
+                    instance: raw
+                        .metrics_instance
+                        .filter(|i| !i.is_empty())
+                        .unwrap_or_else(|| subscription.id.clone()),
+                })
+            }
+            Some(url) => {
+                return Err(invalid(
+                    "--pushgateway-url (PUSHGATEWAY_URL)",
+                    format!("{url:?} is not an http:// URL (https is not supported)"),
+                ));
+            }
+            None => None,
         };
+        let credentials = credentials(raw.emulator_host, raw.service_account_key);
         Ok(Config {
             subscription,
             credentials,
@@ -161,8 +219,73 @@ impl Config {
                 dry_run: raw.dry_run,
                 pull_timeout: Duration::from_millis(raw.pull_timeout_ms),
             },
+            metrics,
         })
     }
+}
+
+/// Pub/Sub credentials in the documented order: the emulator, then a key,
+/// then Application Default Credentials.
+pub fn credentials(
+    emulator_host: Option<String>,
+    service_account_key: Option<String>,
+) -> Credentials {
+    match (emulator_host, service_account_key) {
+        (Some(host), _) if !host.is_empty() => Credentials::Emulator(host),
+        (_, Some(key)) if !key.is_empty() => Credentials::ServiceAccountKey(Secret(key)),
+        _ => Credentials::ApplicationDefault,
+    }
+}
+
+/// An RFC 3339 time given for `setting`.
+pub fn parse_time(setting: &'static str, text: &str) -> Result<std::time::SystemTime, ConfigError> {
+    crate::timestamp::parse(text).map_err(|problem| invalid(setting, problem))
+}
+
+/// A snapshot id: Pub/Sub's resource-id rule, or a full projects/P/snapshots/S.
+pub fn parse_snapshot(name: &str) -> Result<String, ConfigError> {
+    let id = name.rsplit('/').next().unwrap_or(name);
+    if is_resource_id(id) {
+        Ok(name.to_owned())
+    } else {
+        Err(invalid(
+            "snapshot name",
+            format!(
+                "{name:?} is not a valid snapshot id (3 to 255 characters: a letter, then letters, digits, or - _ . ~ + %)"
+            ),
+        ))
+    }
+}
+
+/// A topic as an id (with a project) or projects/P/topics/T; returns the
+/// project and the full name.
+pub fn topic_name(value: &str, project: Option<&str>) -> Result<(String, String), ConfigError> {
+    const SETTING: &str = "--topic";
+    let (project, id) = match value.split('/').collect::<Vec<_>>()[..] {
+        ["projects", project, "topics", id] => (project, id),
+        [id] => (
+            project.filter(|p| !p.is_empty()).ok_or_else(|| {
+                invalid(
+                    "--project (PUBSUB_PROJECT)",
+                    "it is required when the topic is a bare id",
+                )
+            })?,
+            id,
+        ),
+        _ => {
+            return Err(invalid(
+                SETTING,
+                format!("{value:?} is neither an id nor projects/P/topics/T"),
+            ));
+        }
+    };
+    if !is_resource_id(id) || !is_project_id(project) {
+        return Err(invalid(SETTING, format!("{value:?} is not a valid topic")));
+    }
+    Ok((
+        project.to_owned(),
+        format!("projects/{project}/topics/{id}"),
+    ))
 }
 
 /// A value that must never be printed: `Debug` and `Display` show `***`.
@@ -321,6 +444,8 @@ mod tests {
             database_ca_file: None,
             emulator_host: None,
             service_account_key: None,
+            pushgateway_url: None,
+            metrics_instance: None,
         }
     }
 
@@ -478,5 +603,191 @@ mod tests {
             !printed.contains("hunter2") && !printed.contains("KEY-MATERIAL"),
             "{printed}"
         );
+    }
+
+    /// Every way a configuration can be refused, with the setting it names.
+    fn refusals() -> Vec<(&'static str, Raw)> {
+        let too_long = "a".repeat(65);
+        let mut cases = vec![
+            (
+                "--subscription (PUBSUB_SUBSCRIPTION)",
+                Raw {
+                    subscription: None,
+                    ..raw()
+                },
+            ),
+            (
+                "--subscription (PUBSUB_SUBSCRIPTION)",
+                Raw {
+                    subscription: Some(String::new()),
+                    ..raw()
+                },
+            ),
+            (
+                "--subscription (PUBSUB_SUBSCRIPTION)",
+                Raw {
+                    subscription: Some("projects/p/subscriptions/a b".into()),
+                    ..raw()
+                },
+            ),
+            (
+                "--project (PUBSUB_PROJECT)",
+                Raw {
+                    project: None,
+                    ..raw()
+                },
+            ),
+            (
+                "--project (PUBSUB_PROJECT)",
+                Raw {
+                    project: Some(String::new()),
+                    ..raw()
+                },
+            ),
+            (
+                "--project (PUBSUB_PROJECT)",
+                Raw {
+                    project: Some("my project".into()),
+                    ..raw()
+                },
+            ),
+            (
+                "--database-url (DATABASE_URL)",
+                Raw {
+                    database_url: None,
+                    ..raw()
+                },
+            ),
+            (
+                "--max-messages (MAX_MESSAGES)",
+                Raw {
+                    max_messages: i64::MIN,
+                    ..raw()
+                },
+            ),
+            (
+                "--max-messages (MAX_MESSAGES)",
+                Raw {
+                    max_messages: i64::MAX,
+                    ..raw()
+                },
+            ),
+            (
+                "--pull-timeout-ms (PULL_TIMEOUT_MS)",
+                Raw {
+                    pull_timeout_ms: 0,
+                    ..raw()
+                },
+            ),
+            (
+                "--lock-wait-timeout (LOCK_WAIT_TIMEOUT)",
+                Raw {
+                    lock_wait_timeout_secs: 0,
+                    ..raw()
+                },
+            ),
+        ];
+        for url in [
+            "not a url hunter2",
+            "postgres://purger:hunter2@db:3306/app",
+            "http://purger:hunter2@db:3306/app",
+            "mysql://purger:hunter2@db:3306",
+            "mysql://purger:hunter2@db:3306/",
+            "mysql://purger:hunter2@db:99999/app",
+            "mysql://purger:hunter2@db:3306/app?bogus=1",
+        ] {
+            cases.push((
+                "--database-url (DATABASE_URL)",
+                Raw {
+                    database_url: Some(url.into()),
+                    ..raw()
+                },
+            ));
+        }
+        for bad in [
+            "",
+            "1users",
+            "us'ers",
+            "us`ers",
+            "us\"ers",
+            "users;",
+            "users; DROP TABLE x",
+            "a b",
+            "users\n",
+            "users\0",
+            "db.users",
+            "users--",
+            "usérs",
+            "ユーザー",
+            "\u{0443}sers", // Cyrillic u: looks like "users"
+            &too_long,
+        ] {
+            cases.push((
+                "--table (PURGE_TABLE)",
+                Raw {
+                    table: bad.into(),
+                    ..raw()
+                },
+            ));
+            cases.push((
+                "--id-column (PURGE_ID_COLUMN)",
+                Raw {
+                    id_column: bad.into(),
+                    ..raw()
+                },
+            ));
+        }
+        cases
+    }
+
+    #[test]
+    fn each_refusal_is_one_line_naming_its_setting_and_no_secret() {
+        for (setting, raw) in refusals() {
+            let what = format!(
+                "{:?} {:?} {}",
+                raw.subscription, raw.table, raw.max_messages
+            );
+            let error = Config::from_raw(Raw {
+                service_account_key: Some("KEY-MATERIAL".into()),
+                ..raw
+            })
+            .expect_err(&what);
+            assert_eq!(error.setting, setting, "{what}");
+            let line = error.to_string();
+            assert!(line.starts_with(&format!("invalid {setting}: ")), "{line}");
+            assert!(!line.contains('\n') && !line.contains('\0'), "{line:?}");
+            assert!(
+                !line.contains("hunter2") && !line.contains("KEY-MATERIAL"),
+                "{line}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_limits_themselves_are_accepted() {
+        let longest = "a".repeat(64);
+        for raw in [
+            Raw {
+                max_messages: 1,
+                ..raw()
+            },
+            Raw {
+                max_messages: MAX_MESSAGES_LIMIT as i64,
+                ..raw()
+            },
+            Raw {
+                table: longest.clone(),
+                id_column: longest,
+                ..raw()
+            },
+            Raw {
+                subscription: Some("projects/p/subscriptions/sub".into()),
+                project: None,
+                ..raw()
+            },
+        ] {
+            let what = format!("{:?} {}", raw.subscription, raw.max_messages);
+            assert!(Config::from_raw(raw).is_ok(), "{what}");
+        }
     }
 }

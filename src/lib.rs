@@ -78,6 +78,54 @@ pub async fn run(config: Config, shutdown: impl Future<Output = Signal>) -> Repo
     .await
 }
 
+/// Seeks the subscription back (`replay`).
+pub async fn replay(admin: &config::Admin, to: &config::ReplayTo) -> anyhow::Result<String> {
+    let pubsub = pubsub::Admin::connect(&admin.subscription.project, &admin.credentials).await?;
+    match to {
+        config::ReplayTo::Time(time) => {
+            pubsub.seek_to_time(&admin.subscription, *time).await?;
+            Ok(format!(
+                "{} now delivers again every message published since {}; the next runs erase those users again",
+                admin.subscription,
+                timestamp::format(*time)
+            ))
+        }
+        config::ReplayTo::Snapshot(name) => {
+            pubsub.seek_to_snapshot(&admin.subscription, name).await?;
+            Ok(format!(
+                "{} is back at snapshot {name}; the next runs erase again the users removed since",
+                admin.subscription
+            ))
+        }
+    }
+}
+
+/// Snapshots the subscription (`snapshot create`).
+pub async fn create_snapshot(admin: &config::Admin, name: &str) -> anyhow::Result<String> {
+    let pubsub = pubsub::Admin::connect(&admin.subscription.project, &admin.credentials).await?;
+    pubsub.create_snapshot(&admin.subscription, name).await?;
+    Ok(format!(
+        "snapshot {name} of {} created; `user-purge replay --snapshot {name}` returns to it",
+        admin.subscription
+    ))
+}
+
+/// Publishes drill events (`publish`).
+pub async fn publish(
+    project: &str,
+    credentials: &config::Credentials,
+    topic: &str,
+    events: &[(i32, u64)],
+) -> anyhow::Result<String> {
+    let pubsub = pubsub::Admin::connect(project, credentials).await?;
+    let payloads = events
+        .iter()
+        .map(|&(kind, user_id)| event::encode(kind, user_id))
+        .collect();
+    let ids = pubsub.publish(topic, payloads).await?;
+    Ok(format!("published {} messages on {topic}", ids.len()))
+}
+
 fn failed_early(outcome: Outcome, config: &Config, started: std::time::Instant) -> Report {
     Report {
         outcome,

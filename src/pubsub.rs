@@ -5,16 +5,19 @@
 //! and unary Pull lets one run take exactly as many messages as it can finish.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::anyhow;
+use anyhow::{anyhow, bail};
 use gcloud_gax::conn::{Channel, ConnectionOptions, Environment};
 use gcloud_gax::grpc::{Code, Request, Status};
 use gcloud_googleapis::pubsub::v1::subscriber_client::SubscriberClient;
-use gcloud_googleapis::pubsub::v1::{AcknowledgeRequest, ModifyAckDeadlineRequest, PullRequest};
+use gcloud_googleapis::pubsub::v1::{
+    AcknowledgeRequest, ModifyAckDeadlineRequest, PubsubMessage, PullRequest,
+};
 use gcloud_pubsub::apiv1::conn_pool::ConnectionManager;
-use gcloud_pubsub::client::ClientConfig;
 use gcloud_pubsub::client::google_cloud_auth::credentials::CredentialsFile;
+use gcloud_pubsub::client::{Client, ClientConfig};
+use gcloud_pubsub::subscription::SeekTo;
 
 use crate::config::{Credentials, SubscriptionName};
 use crate::pass::{Received, Subscription};
@@ -56,37 +59,7 @@ impl PubSub {
         credentials: &Credentials,
         pull_timeout: Duration,
     ) -> anyhow::Result<PubSub> {
-        let config = ClientConfig {
-            project_id: Some(subscription.project.clone()),
-            connection_option: ConnectionOptions {
-                connect_timeout: Some(CONNECT_TIMEOUT),
-                ..ConnectionOptions::default()
-            },
-            ..ClientConfig::default()
-        };
-        let config = match credentials {
-            Credentials::Emulator(host) => ClientConfig {
-                environment: Environment::Emulator(host.clone()),
-                pool_size: 1,
-                ..config
-            },
-            Credentials::ServiceAccountKey(key) => {
-                // The parse error names a position in the JSON, never its content.
-                let key = CredentialsFile::new_from_str(key.expose())
-                    .await
-                    .map_err(|e| {
-                        anyhow!("PUBSUB_SERVICE_ACCOUNT is not a service-account JSON key: {e}")
-                    })?;
-                config
-                    .with_credentials(key)
-                    .await
-                    .map_err(|e| anyhow!("cannot use the service-account key: {e}"))?
-            }
-            Credentials::ApplicationDefault => config
-                .with_auth()
-                .await
-                .map_err(|e| anyhow!("cannot find Application Default Credentials: {e}"))?,
-        };
+        let config = client_config(&subscription.project, credentials).await?;
         let connections = ConnectionManager::new(
             config.pool_size,
             &config.endpoint,
@@ -158,6 +131,161 @@ impl PubSub {
                 }
                 Err(status) => return Err(status),
             }
+        }
+    }
+}
+
+/// The client configuration for a project: endpoint, credentials, timeouts.
+async fn client_config(project: &str, credentials: &Credentials) -> anyhow::Result<ClientConfig> {
+    let config = ClientConfig {
+        project_id: Some(project.to_owned()),
+        connection_option: ConnectionOptions {
+            connect_timeout: Some(CONNECT_TIMEOUT),
+            ..ConnectionOptions::default()
+        },
+        ..ClientConfig::default()
+    };
+    Ok(match credentials {
+        Credentials::Emulator(host) => ClientConfig {
+            environment: Environment::Emulator(host.clone()),
+            pool_size: 1,
+            ..config
+        },
+        Credentials::ServiceAccountKey(key) => {
+            // The parse error names a position in the JSON, never its content.
+            let key = CredentialsFile::new_from_str(key.expose())
+                .await
+                .map_err(|e| {
+                    anyhow!("PUBSUB_SERVICE_ACCOUNT is not a service-account JSON key: {e}")
+                })?;
+            config
+                .with_credentials(key)
+                .await
+                .map_err(|e| anyhow!("cannot use the service-account key: {e}"))?
+        }
+        Credentials::ApplicationDefault => config
+            .with_auth()
+            .await
+            .map_err(|e| anyhow!("cannot find Application Default Credentials: {e}"))?,
+    })
+}
+
+/// The operator's commands: replay (seek), snapshots, and publishing drill
+/// events. Rare, so they use the crate's own client and its retries.
+pub struct Admin {
+    client: Client,
+}
+
+impl Admin {
+    pub async fn connect(project: &str, credentials: &Credentials) -> anyhow::Result<Admin> {
+        let config = client_config(project, credentials).await?;
+        let client = Client::new(config)
+            .await
+            .map_err(|e| anyhow::Error::new(e).context("cannot connect to Pub/Sub"))?;
+        Ok(Admin { client })
+    }
+
+    /// Seeks the subscription back to `time`: every message published since
+    /// then is delivered again, acknowledged or not. Refuses when the
+    /// subscription does not keep acknowledged messages, or not for that long,
+    /// because the seek would then silently bring back nothing erased.
+    pub async fn seek_to_time(
+        &self,
+        subscription: &SubscriptionName,
+        time: SystemTime,
+    ) -> anyhow::Result<()> {
+        let name = subscription.to_string();
+        let handle = self.client.subscription(&name);
+        let (_, config) = handle
+            .config(None)
+            .await
+            .map_err(|status| rpc_error("GetSubscription", &name, &status))?;
+        if !config.retain_acked_messages {
+            bail!(
+                "{name} does not retain acknowledged messages, so seeking back would not bring back the removals \
+                 already erased. Turn it on (gcloud pubsub subscriptions update {} --retain-acked-messages \
+                 --message-retention-duration=7d), or take a snapshot before each backup \
+                 (user-purge snapshot create NAME) and replay with --snapshot",
+                subscription.id
+            );
+        }
+        let retention = config
+            .message_retention_duration
+            .unwrap_or(Duration::from_secs(7 * 86_400));
+        let age = SystemTime::now().duration_since(time).unwrap_or_default();
+        if age > retention {
+            bail!(
+                "{name} keeps messages for {} s, less than the {} s back to the requested time: \
+                 the oldest removals are gone; restore a more recent backup or replay from a snapshot",
+                retention.as_secs(),
+                age.as_secs()
+            );
+        }
+        handle
+            .seek(SeekTo::Timestamp(time), None)
+            .await
+            .map_err(|status| rpc_error("Seek", &name, &status))
+    }
+
+    /// Seeks the subscription to a snapshot taken with [`Admin::create_snapshot`].
+    pub async fn seek_to_snapshot(
+        &self,
+        subscription: &SubscriptionName,
+        snapshot: &str,
+    ) -> anyhow::Result<()> {
+        let name = subscription.to_string();
+        self.client
+            .subscription(&name)
+            .seek(SeekTo::Snapshot(snapshot.to_owned()), None)
+            .await
+            .map_err(|status| rpc_error("Seek", &name, &status))
+    }
+
+    /// Snapshots the subscription's acknowledgement state, to replay from later.
+    pub async fn create_snapshot(
+        &self,
+        subscription: &SubscriptionName,
+        snapshot: &str,
+    ) -> anyhow::Result<()> {
+        let name = subscription.to_string();
+        self.client
+            .subscription(&name)
+            .create_snapshot(snapshot, Default::default(), None)
+            .await
+            .map(|_| ())
+            .map_err(|status| rpc_error("CreateSnapshot", &name, &status))
+    }
+
+    /// Publishes each payload as one message; returns their message ids.
+    pub async fn publish(
+        &self,
+        topic: &str,
+        payloads: Vec<Vec<u8>>,
+    ) -> anyhow::Result<Vec<String>> {
+        let mut publisher = self.client.topic(topic).new_publisher(None);
+        let messages = payloads
+            .into_iter()
+            .map(|data| PubsubMessage {
+                data,
+                ..PubsubMessage::default()
+            })
+            .collect();
+        let mut ids = Vec::new();
+        let mut failure = None;
+        for awaiter in publisher.publish_bulk(messages).await {
+            match awaiter.get().await {
+                Ok(id) => ids.push(id),
+                Err(status) => {
+                    failure.get_or_insert_with(|| rpc_error("Publish", topic, &status));
+                }
+            }
+        }
+        publisher.shutdown().await;
+        match failure {
+            Some(error) => {
+                Err(error.context(format!("{} of the messages were published", ids.len())))
+            }
+            None => Ok(ids),
         }
     }
 }

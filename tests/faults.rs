@@ -79,11 +79,11 @@ async fn publish_backlog(env: &TestEnv, rng: &mut Rng, users: u64, removals: usi
         payloads.push(encode(kind, id));
     }
     let mut malformed = Vec::new();
-    for i in 0..(removals / 100).max(4) {
+    for (i, &id) in ids.iter().enumerate().take((removals / 100).max(4)) {
         malformed.push(match i % 4 {
             0 => encode(event_type::REMOVED, 0),
-            1 => encode(event_type::UNSPECIFIED, ids[i]),
-            2 => encode(99, ids[i]),
+            1 => encode(event_type::UNSPECIFIED, id),
+            2 => encode(99, id),
             _ => vec![0xff, 0xfe, i as u8],
         });
     }

@@ -155,6 +155,7 @@ pub struct Setup {
     mysql_root: String,
     emulator: String,
     dead_letter_attempts: Option<i32>,
+    retain_acked: bool,
 }
 
 impl Setup {
@@ -166,6 +167,7 @@ impl Setup {
             mysql_root: mysql_root_url(),
             emulator: emulator_host(),
             dead_letter_attempts: None,
+            retain_acked: false,
         }
     }
 
@@ -183,6 +185,12 @@ impl Setup {
     /// message after this many delivery attempts.
     pub fn dead_letter(mut self, max_delivery_attempts: i32) -> Setup {
         self.dead_letter_attempts = Some(max_delivery_attempts);
+        self
+    }
+
+    /// The subscription keeps acknowledged messages, so it can seek back.
+    pub fn retain_acked(mut self) -> Setup {
+        self.retain_acked = true;
         self
     }
 
@@ -239,6 +247,7 @@ impl Setup {
         client.topic(&topic).create(None, None).await.unwrap();
         let mut config = SubscriptionConfig {
             ack_deadline_seconds: self.ack_deadline_seconds,
+            retain_acked_messages: self.retain_acked,
             ..SubscriptionConfig::default()
         };
         let mut dead_letter_subscription = None;

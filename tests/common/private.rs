@@ -167,3 +167,53 @@ impl Drop for PrivateEmulator {
         let _ = self.child.wait();
     }
 }
+
+/// A Prometheus Pushgateway of the test's own (Debian's prometheus-pushgateway).
+pub struct PrivatePushgateway {
+    pub url: String,
+    child: Child,
+}
+
+impl PrivatePushgateway {
+    pub fn start() -> PrivatePushgateway {
+        let port = free_port();
+        let log = std::env::temp_dir().join(format!("user-purge-pushgateway-{port}.log"));
+        let out = std::fs::File::create(&log).unwrap();
+        let mut child = Command::new("prometheus-pushgateway")
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect(
+                "prometheus-pushgateway must be installed (apt-get install prometheus-pushgateway)",
+            );
+        wait_for_port(port, "prometheus-pushgateway", &mut child, &log);
+        PrivatePushgateway {
+            url: format!("http://127.0.0.1:{port}"),
+            child,
+        }
+    }
+
+    /// The value of a metric of the user-purge job, as the gateway serves it.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        let body = ureq::get(&format!("{}/metrics", self.url))
+            .call()
+            .unwrap()
+            .into_body()
+            .read_to_string()
+            .unwrap();
+        body.lines()
+            .filter(|line| {
+                line.starts_with(&format!("{name}{{")) && line.contains("job=\"user-purge\"")
+            })
+            .find_map(|line| line.rsplit(' ').next()?.parse().ok())
+    }
+}
+
+impl Drop for PrivatePushgateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
