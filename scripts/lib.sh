@@ -22,6 +22,18 @@ ensure_mariadb() {
   return 1
 }
 
+# Debian packages the tests need that a new machine may lack, installed once.
+ensure_packages() {
+  local missing=()
+  command -v prometheus-pushgateway >/dev/null 2>&1 || missing+=(prometheus-pushgateway)
+  command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+  command -v mariadb-install-db >/dev/null 2>&1 || missing+=(mariadb-server)
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing ${missing[*]}" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+
 # A free TCP port on 127.0.0.1.
 free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
