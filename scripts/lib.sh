@@ -26,6 +26,7 @@ ensure_mariadb() {
 ensure_packages() {
   local missing=()
   command -v prometheus-pushgateway >/dev/null 2>&1 || missing+=(prometheus-pushgateway)
+  command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
   command -v openssl >/dev/null 2>&1 || missing+=(openssl)
   command -v mariadb-install-db >/dev/null 2>&1 || missing+=(mariadb-server)
   if [ ${#missing[@]} -gt 0 ]; then
