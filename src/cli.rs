@@ -101,7 +101,7 @@ struct RunArgs {
 
     /// Receive and decode, log what would be deleted, then hand every message
     /// back: nothing is deleted, nothing acknowledged.
-    #[arg(long, env = "DRY_RUN")]
+    #[arg(long, env = "DRY_RUN", value_parser = clap::builder::BoolishValueParser::new())]
     dry_run: bool,
 
     /// How long one Pull waits for messages before the subscription counts as drained.

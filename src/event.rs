@@ -156,4 +156,228 @@ mod tests {
         data.extend_from_slice(&[0x98, 0x06, 0x01]);
         assert_eq!(classify(&data), Ok(Event::Removed(5)));
     }
+
+    // The wire format written out by hand, so that the tests can build data no
+    // encoder would produce.
+
+    fn varint(mut value: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        while value >= 0x80 {
+            out.push(value as u8 | 0x80);
+            value >>= 7;
+        }
+        out.push(value as u8);
+        out
+    }
+
+    fn key(field: u32, wire_type: u8) -> Vec<u8> {
+        varint(u64::from(field) << 3 | u64::from(wire_type))
+    }
+
+    fn field_varint(field: u32, value: u64) -> Vec<u8> {
+        [key(field, 0), varint(value)].concat()
+    }
+
+    fn field_bytes(field: u32, bytes: &[u8]) -> Vec<u8> {
+        [key(field, 2), varint(bytes.len() as u64), bytes.to_vec()].concat()
+    }
+
+    /// USER_REMOVED for `user_id`, field by field.
+    fn removal(user_id: u64) -> Vec<u8> {
+        [
+            field_varint(1, event_type::REMOVED as u64),
+            field_varint(2, user_id),
+        ]
+        .concat()
+    }
+
+    #[test]
+    fn user_ids_beyond_a_signed_bigint_are_removals_of_that_exact_id() {
+        // user_id is uint64: an id above 2^63 is a valid removal, and must reach
+        // the plan as the same integer, never wrapped to a negative one.
+        for id in [i64::MAX as u64, 1 << 63, (1 << 63) + 1, u64::MAX - 1] {
+            assert_eq!(classify(&full(4, id, "")), Ok(Event::Removed(id)));
+            assert_eq!(classify(&removal(id)), Ok(Event::Removed(id)));
+        }
+    }
+
+    #[test]
+    fn user_id_zero_is_malformed_however_it_is_written() {
+        // proto3 leaves a zero out; a publisher may also write it explicitly.
+        assert_eq!(
+            classify(&field_varint(1, 4)),
+            Err(Malformed::NoUserId),
+            "user_id absent"
+        );
+        assert_eq!(classify(&removal(0)), Err(Malformed::NoUserId));
+        // Zero on other event types is theirs to mean: nothing to erase.
+        assert_eq!(
+            classify(&encode(event_type::CHANGED, 0)),
+            Ok(Event::Other("USER_CHANGED"))
+        );
+    }
+
+    #[test]
+    fn unknown_event_types_are_reported_never_guessed() {
+        for n in [5, 100, i32::MAX, -4, i32::MIN] {
+            assert_eq!(classify(&encode(n, 9)), Err(Malformed::UnknownType(n)));
+        }
+        // An unknown type with user_id 0 is still an unknown type.
+        assert_eq!(classify(&encode(5, 0)), Err(Malformed::UnknownType(5)));
+    }
+
+    #[test]
+    fn every_truncation_is_refused_or_a_prefix_of_the_fields() {
+        let id = (1 << 63) + 7;
+        let whole = full(4, id, "x@y.z");
+        // event_type (2 bytes) and user_id come first.
+        let both = removal(id).len();
+        for cut in 0..whole.len() {
+            let verdict = classify(&whole[..cut]);
+            match cut {
+                0 => assert_eq!(verdict, Err(Malformed::UnspecifiedType)),
+                2 => assert_eq!(verdict, Err(Malformed::NoUserId)),
+                _ if cut < both => assert_eq!(verdict, Err(Malformed::Undecodable), "{cut}"),
+                // Cut between two fields: the same removal; within one:
+                // undecodable. Never another id.
+                _ => assert!(
+                    verdict == Ok(Event::Removed(id)) || verdict == Err(Malformed::Undecodable),
+                    "cut at {cut}: {verdict:?}"
+                ),
+            }
+        }
+        assert_eq!(classify(&whole[..both]), Ok(Event::Removed(id)));
+    }
+
+    #[test]
+    fn unknown_fields_of_every_wire_type_are_skipped_anywhere() {
+        let unknown = [
+            field_varint(6, u64::MAX),
+            [key(7, 1), vec![0xff; 8]].concat(),
+            field_bytes(8, b"\xff\xfe not UTF-8, and not ours to check"),
+            [key(9, 5), vec![1, 2, 3, 4]].concat(),
+            // A group with a field inside, as proto2 publishers may send.
+            [key(10, 3), field_varint(1, 4), key(10, 4)].concat(),
+            // The largest field number there is.
+            field_varint((1 << 29) - 1, 1),
+        ]
+        .concat();
+        let type_field = field_varint(1, 4);
+        let id_field = field_varint(2, 77);
+        for data in [
+            [&unknown[..], &type_field, &id_field].concat(),
+            [&type_field[..], &unknown, &id_field].concat(),
+            [&type_field[..], &id_field, &unknown].concat(),
+            [&id_field[..], &unknown, &type_field].concat(),
+        ] {
+            assert_eq!(classify(&data), Ok(Event::Removed(77)), "{data:?}");
+        }
+        // Inside occurred_at too.
+        let timestamp = [field_varint(1, 1_700_000_000), field_varint(3, 1)].concat();
+        let data = [removal(78), field_bytes(3, &timestamp)].concat();
+        assert_eq!(classify(&data), Ok(Event::Removed(78)));
+    }
+
+    #[test]
+    fn the_last_value_of_a_repeated_field_wins() {
+        // Protobuf merges concatenated messages: the last value counts, as in
+        // every other decoder of the publisher's schema.
+        let data = [removal(7), field_varint(2, 0)].concat();
+        assert_eq!(classify(&data), Err(Malformed::NoUserId));
+        let data = [removal(0), field_varint(2, 9)].concat();
+        assert_eq!(classify(&data), Ok(Event::Removed(9)));
+        let data = [removal(7), field_varint(1, 2)].concat();
+        assert_eq!(classify(&data), Ok(Event::Other("USER_CHANGED")));
+        let data = [encode(event_type::CHANGED, 7), field_varint(1, 4)].concat();
+        assert_eq!(classify(&data), Ok(Event::Removed(7)));
+    }
+
+    #[test]
+    fn an_event_type_wider_than_32_bits_keeps_its_low_32_bits() {
+        // The protobuf rule for int32 and enum fields, which every decoder of
+        // the schema follows: 2^32 + 4 reads as 4.
+        let data = [field_varint(1, (1 << 32) + 4), field_varint(2, 3)].concat();
+        assert_eq!(classify(&data), Ok(Event::Removed(3)));
+    }
+
+    #[test]
+    fn broken_wire_data_is_undecodable_never_a_removal() {
+        let cases: [(&str, Vec<u8>); 11] = [
+            ("field number 0", [field_varint(0, 1), removal(5)].concat()),
+            ("wire type 6", [removal(5), key(11, 6)].concat()),
+            ("wire type 7", [removal(5), key(11, 7), vec![0]].concat()),
+            (
+                "user_id as bytes",
+                [field_varint(1, 4), field_bytes(2, &[5])].concat(),
+            ),
+            (
+                "user_id as fixed64",
+                [field_varint(1, 4), key(2, 1), 5u64.to_le_bytes().to_vec()].concat(),
+            ),
+            (
+                "event_type as bytes",
+                [field_bytes(1, &[4]), field_varint(2, 5)].concat(),
+            ),
+            (
+                "user_id varint of 11 bytes",
+                [field_varint(1, 4), key(2, 0), vec![0x85; 10], vec![0]].concat(),
+            ),
+            (
+                "user_id varint above 2^64",
+                [field_varint(1, 4), key(2, 0), vec![0xff; 9], vec![0x02]].concat(),
+            ),
+            (
+                "length beyond the end",
+                [removal(5), key(4, 2), varint(100), vec![b'a']].concat(),
+            ),
+            (
+                "end group without a start",
+                [removal(5), key(10, 4)].concat(),
+            ),
+            (
+                "email not UTF-8",
+                [removal(5), field_bytes(4, &[0xc3, 0x28])].concat(),
+            ),
+        ];
+        for (what, data) in cases {
+            assert_eq!(classify(&data), Err(Malformed::Undecodable), "{what}");
+        }
+        let unmatched = [removal(5), key(10, 3), key(11, 4)].concat();
+        assert_eq!(classify(&unmatched), Err(Malformed::Undecodable));
+    }
+
+    #[test]
+    fn deeply_nested_groups_are_refused_without_overflowing_the_stack() {
+        for depth in [101, 10_000, 1_000_000] {
+            let mut data = removal(5);
+            for _ in 0..depth {
+                data.extend(key(10, 3));
+            }
+            for _ in 0..depth {
+                data.extend(key(10, 4));
+            }
+            assert_eq!(classify(&data), Err(Malformed::Undecodable), "{depth}");
+        }
+        // Nesting within the decoder's limit is an unknown field like any other.
+        let mut data = removal(5);
+        data.extend((0..50).flat_map(|_| key(10, 3)));
+        data.extend((0..50).flat_map(|_| key(10, 4)));
+        assert_eq!(classify(&data), Ok(Event::Removed(5)));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_bytes_get_a_verdict_and_a_removal_names_a_real_user(
+            data in proptest::collection::vec(proptest::num::u8::ANY, 0..200)
+        ) {
+            // Never a panic; and a removal only when the bytes do say
+            // USER_REMOVED with that very id.
+            if let Ok(Event::Removed(id)) = classify(&data) {
+                proptest::prop_assert_ne!(id, 0);
+                let decoded = proto::UserEventData::decode(&data[..]).unwrap();
+                proptest::prop_assert_eq!(decoded.event_type, event_type::REMOVED);
+                proptest::prop_assert_eq!(decoded.user_id, id);
+            }
+        }
+    }
 }
