@@ -1,0 +1,933 @@
+//! The deployment files agree with the crate and pass their own tools, so that
+//! none of them can drift from the code unnoticed:
+//!
+//! - `Dockerfile`: hadolint; its binary, path, user and entrypoint against
+//!   Cargo.toml; the release binary its `cargo build` line made
+//!   (scripts/check-deploy runs that line verbatim).
+//! - `k8s/`: `kubectl kustomize` renders it; every object validates offline
+//!   against the Kubernetes schemas; the environment names it sets are flags
+//!   of `user-purge --help`; its `podFailurePolicy` keys on the exit codes
+//!   `--help` documents; the overlay docs/operations.md shows renders.
+//! - `deploy/systemd/`: `systemd-analyze verify` and `security` pass; its
+//!   environment and exit codes agree with `--help` and with the Job's budget.
+//!
+//! kubernetes-validate, hadolint and PyYAML come from the venv that
+//! scripts/check-deploy makes (`DEPLOY_VENV`; scripts/test runs it first);
+//! kubectl and systemd-analyze from the machine. A missing tool fails the
+//! test that needs it: nothing here is skipped.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+/// The schema versions the manifests must validate against: the oldest they
+/// support (podFailurePolicy's schema before 1.29 demands `onPodConditions` in
+/// every rule) and the newest kubernetes-validate knows.
+const KUBERNETES_VERSIONS: [&str; 2] = ["1.29.0", "1.37.0"];
+
+/// The job exits within this many seconds of SIGTERM (README, "What happens on
+/// failure"); both grace periods must exceed it.
+const SIGTERM_BUDGET_SECS: u64 = 10;
+
+/// The schedule's period: every five minutes.
+const PERIOD_SECS: u64 = 300;
+
+/// Environment variables the binary reads that are not flags; `--help` names
+/// each one (checked).
+const NON_FLAG_ENV: [&str; 2] = ["RUST_LOG", "GOOGLE_APPLICATION_CREDENTIALS"];
+
+// ---------------------------------------------------------------------------
+// Kubernetes
+
+#[test]
+fn kustomize_renders_objects_that_validate_against_the_kubernetes_schemas() {
+    let rendered = render_k8s();
+    let scratch = Scratch::new("validate");
+    let file = scratch.path().join("rendered.yaml");
+    std::fs::write(&file, &rendered).unwrap();
+    for version in KUBERNETES_VERSIONS {
+        let output = run(Command::new(venv_tool("kubernetes-validate"))
+            .args(["--strict", "--quiet", "--kubernetes-version", version])
+            .arg(&file)
+            .arg(root().join("k8s/secret.example.yaml")));
+        assert_success(&format!("kubernetes-validate for {version}"), &output);
+    }
+
+    let kinds: BTreeSet<String> = yaml_documents(&rendered)
+        .iter()
+        .map(|object| object["kind"].as_str().unwrap().to_owned())
+        .collect();
+    // No Secret: a real one is never committed, and the base creates none.
+    assert_eq!(
+        kinds,
+        BTreeSet::from(["ConfigMap", "CronJob", "ServiceAccount"].map(String::from))
+    );
+}
+
+#[test]
+fn the_manifests_set_only_settings_the_binary_accepts() {
+    let help = Help::of_the_binary();
+    let objects = yaml_documents(&render_k8s());
+    let pod = &cronjob(&objects)["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+
+    let mut names = BTreeSet::new();
+    let mut secret_keys = BTreeSet::new();
+    for container in pod["containers"].as_array().unwrap() {
+        for env in array(&container["env"]) {
+            let name = env["name"].as_str().unwrap();
+            names.insert(name.to_owned());
+            let from = &env["valueFrom"];
+            if let Some(key) = from["secretKeyRef"]["key"].as_str() {
+                assert_eq!(from["secretKeyRef"]["name"], "user-purge", "{name}");
+                assert_eq!(key, name, "the Secret's key names its variable");
+                secret_keys.insert(key.to_owned());
+            } else {
+                assert!(
+                    !help.secrets().contains(name),
+                    "{name} is a secret (--help hides its value): take it from the Secret"
+                );
+            }
+        }
+        for source in array(&container["envFrom"]) {
+            let Some(map) = source["configMapRef"]["name"].as_str() else {
+                panic!("envFrom {source}: only ConfigMaps, so that secret names stay explicit");
+            };
+            let config_map = objects
+                .iter()
+                .find(|o| o["kind"] == "ConfigMap" && o["metadata"]["name"] == map)
+                .unwrap_or_else(|| panic!("envFrom names ConfigMap {map}, which is not rendered"));
+            for name in config_map["data"].as_object().unwrap().keys() {
+                assert!(
+                    !help.secrets().contains(name.as_str()),
+                    "{name} is a secret (--help hides its value): not in a ConfigMap"
+                );
+                names.insert(name.clone());
+            }
+        }
+    }
+    help.assert_accepts("k8s/", &names);
+    for required in ["PUBSUB_SUBSCRIPTION", "PUBSUB_PROJECT", "DATABASE_URL"] {
+        assert!(names.contains(required), "k8s/ does not set {required}");
+    }
+
+    // The example Secret and the docs' `kubectl create secret` have exactly
+    // the keys the CronJob reads.
+    let example = &yaml_documents(&read("k8s/secret.example.yaml"))[0];
+    let example_keys: BTreeSet<String> = example["stringData"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    assert_eq!(example_keys, secret_keys, "k8s/secret.example.yaml");
+    let docs = read("docs/operations.md");
+    for key in &secret_keys {
+        assert!(
+            docs.contains(&format!("--from-file={key}=")),
+            "docs/operations.md: `kubectl create secret` lacks {key}"
+        );
+    }
+}
+
+#[test]
+fn the_pod_failure_policy_keys_on_the_documented_exit_codes() {
+    let help = Help::of_the_binary();
+    let objects = yaml_documents(&render_k8s());
+    let job = &cronjob(&objects)["spec"]["jobTemplate"]["spec"];
+    let container = job["template"]["spec"]["containers"][0]["name"]
+        .as_str()
+        .unwrap();
+    let rules = job["podFailurePolicy"]["rules"].as_array().unwrap();
+
+    // Disruptions first: a drained node's pod exits 143, which must not count.
+    assert_eq!(rules[0]["action"], "Ignore");
+    assert_eq!(rules[0]["onPodConditions"][0]["type"], "DisruptionTarget");
+
+    let mut by_action: BTreeMap<&str, BTreeSet<u64>> = BTreeMap::new();
+    for rule in &rules[1..] {
+        let on = &rule["onExitCodes"];
+        assert_eq!(on["operator"], "In", "{rule}");
+        assert_eq!(on["containerName"], container, "{rule}");
+        let values: Vec<u64> = on["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect();
+        // The API wants them ascending and unique, and never 0 with In.
+        assert!(values.windows(2).all(|w| w[0] < w[1]), "{rule}");
+        assert!(!values.contains(&0), "{rule}");
+        by_action
+            .entry(rule["action"].as_str().unwrap())
+            .or_default()
+            .extend(values);
+    }
+    assert_eq!(
+        by_action.get("FailJob"),
+        Some(&help.config_error_codes()),
+        "FailJob must be exactly the configuration errors of --help"
+    );
+    assert_eq!(
+        by_action.get("Count"),
+        Some(&help.retryable_codes()),
+        "Count must be exactly the other failures --help documents"
+    );
+    assert_eq!(by_action.len(), 2, "{by_action:?}");
+    assert_eq!(job["template"]["spec"]["restartPolicy"], "Never");
+    assert!(job["backoffLimit"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn the_cronjob_runs_locked_down_within_its_period() {
+    let objects = yaml_documents(&render_k8s());
+    let cronjob = cronjob(&objects);
+    let spec = &cronjob["spec"];
+    assert_eq!(spec["schedule"], "*/5 * * * *");
+    assert_eq!(spec["timeZone"], "Etc/UTC");
+    assert_eq!(spec["concurrencyPolicy"], "Forbid");
+    for field in [
+        "startingDeadlineSeconds",
+        "successfulJobsHistoryLimit",
+        "failedJobsHistoryLimit",
+    ] {
+        assert!(spec[field].is_u64(), "{field}");
+    }
+    let job = &spec["jobTemplate"]["spec"];
+    assert!(job["ttlSecondsAfterFinished"].is_u64());
+    let pod = &job["template"]["spec"];
+
+    // A run, including its SIGTERM grace, ends before the next one is due.
+    let deadline = job["activeDeadlineSeconds"].as_u64().unwrap();
+    let grace = pod["terminationGracePeriodSeconds"].as_u64().unwrap();
+    assert!(grace > SIGTERM_BUDGET_SECS, "terminationGracePeriodSeconds");
+    assert!(deadline + grace < PERIOD_SECS, "activeDeadlineSeconds");
+    assert!(read("README.md").contains(&format!("exits within {SIGTERM_BUDGET_SECS} s")));
+
+    assert_eq!(pod["automountServiceAccountToken"], false);
+    let account = objects
+        .iter()
+        .find(|o| {
+            o["kind"] == "ServiceAccount" && o["metadata"]["name"] == pod["serviceAccountName"]
+        })
+        .expect("the pod's ServiceAccount is rendered");
+    assert_eq!(account["automountServiceAccountToken"], false);
+
+    let security = &pod["securityContext"];
+    assert_eq!(security["runAsNonRoot"], true);
+    assert_eq!(security["seccompProfile"]["type"], "RuntimeDefault");
+    let (user, group) = dockerfile().user;
+    assert_eq!(security["runAsUser"], user, "the Dockerfile's USER");
+    assert_eq!(security["runAsGroup"], group, "the Dockerfile's USER");
+    for container in pod["containers"].as_array().unwrap() {
+        let security = &container["securityContext"];
+        assert_eq!(security["allowPrivilegeEscalation"], false);
+        assert_eq!(security["readOnlyRootFilesystem"], true);
+        assert_eq!(security["capabilities"]["drop"], serde_json::json!(["ALL"]));
+        let resources = &container["resources"];
+        for field in ["requests", "limits"] {
+            assert!(resources[field]["memory"].is_string(), "{field}.memory");
+            assert!(resources[field]["cpu"].is_string(), "{field}.cpu");
+        }
+    }
+}
+
+#[test]
+fn the_overlay_in_the_docs_renders_with_its_settings() {
+    // The YAML block under "# overlays/prod/kustomization.yaml", rendered
+    // against this base as ../../k8s.
+    let docs = read("docs/operations.md");
+    let start = docs
+        .find("# overlays/prod/kustomization.yaml")
+        .expect("docs/operations.md shows an overlay");
+    let block: String = docs[start..]
+        .lines()
+        .take_while(|line| !line.trim_start().starts_with("```"))
+        .map(|line| format!("{}\n", line.strip_prefix("   ").unwrap_or(line)))
+        .collect();
+    let scratch = Scratch::new("overlay");
+    let overlay = scratch.path().join("overlays/prod");
+    std::fs::create_dir_all(&overlay).unwrap();
+    std::os::unix::fs::symlink(root().join("k8s"), scratch.path().join("k8s")).unwrap();
+    std::fs::write(overlay.join("kustomization.yaml"), block).unwrap();
+    let output = run(Command::new("kubectl").arg("kustomize").arg(&overlay));
+    assert_success("kubectl kustomize (the docs' overlay)", &output);
+
+    let objects = yaml_documents(&String::from_utf8(output.stdout).unwrap());
+    for object in &objects {
+        assert_eq!(object["metadata"]["namespace"], "user-purge", "{object}");
+    }
+    let config_map = objects.iter().find(|o| o["kind"] == "ConfigMap").unwrap();
+    assert_eq!(config_map["data"]["PUBSUB_PROJECT"], "my-project");
+    assert_eq!(
+        config_map["data"]["MAX_MESSAGES"], "10000",
+        "merged, not replaced"
+    );
+    let pod = &cronjob(&objects)["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+    assert_eq!(
+        pod["containers"][0]["envFrom"][0]["configMapRef"]["name"],
+        config_map["metadata"]["name"]
+    );
+    assert!(
+        pod["containers"][0]["image"]
+            .as_str()
+            .unwrap()
+            .ends_with("/user-purge:0.1.0")
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Container image
+
+#[test]
+fn the_dockerfile_passes_hadolint() {
+    let output = run(Command::new(venv_tool("hadolint"))
+        .arg("Dockerfile")
+        .current_dir(root()));
+    assert_success("hadolint Dockerfile", &output);
+}
+
+#[test]
+fn the_dockerfile_builds_and_runs_the_crates_binary() {
+    let crate_ = Crate::read();
+    let docker = dockerfile();
+
+    // The builder is new enough for the crate's rust-version.
+    let builder = docker
+        .builder_rust
+        .as_ref()
+        .expect("the builder stage is FROM rust:X.Y-...");
+    assert!(
+        *builder >= crate_.rust_version,
+        "rust:{builder:?} is older than rust-version {:?}",
+        crate_.rust_version
+    );
+    for flag in ["--release", "--locked"] {
+        assert!(
+            docker.build.contains(&flag.to_owned()),
+            "{flag}: {:?}",
+            docker.build
+        );
+    }
+    let target = docker.build_target();
+
+    // The file the build makes is the one copied, the one run, by the name
+    // the crate gives it.
+    let built = format!(
+        "{}/target/{target}/release/{}",
+        docker.workdir, crate_.binary
+    );
+    assert_eq!(docker.copy_from_build.0, built, "COPY --from=build source");
+    let installed = &docker.copy_from_build.1;
+    assert_eq!(docker.entrypoint, vec![installed.clone()], "ENTRYPOINT");
+    assert!(installed.ends_with(&format!("/{}", crate_.binary)));
+    assert!(
+        docker.runtime.starts_with("gcr.io/distroless/cc-"),
+        "{}",
+        docker.runtime
+    );
+    assert!(docker.runtime.ends_with(":nonroot"), "{}", docker.runtime);
+    assert_ne!(docker.user.0, 0, "USER must not be root");
+    // systemd runs it from the same path the image does.
+    assert_eq!(
+        &unit("user-purge.service").one("Service", "ExecStart"),
+        installed
+    );
+    assert!(
+        read(".dockerignore")
+            .lines()
+            .any(|l| l.trim() == "**/target"),
+        ".dockerignore must keep target/ out of the build context"
+    );
+
+    // scripts/check-deploy built it with that very line; it runs.
+    let binary = release_binary(&target, &crate_.binary);
+    let output = run(Command::new(&binary).arg("--version"));
+    assert_success(&format!("{} --version", binary.display()), &output);
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        format!("{} {}", crate_.binary, crate_.version)
+    );
+}
+
+// ---------------------------------------------------------------------------
+// systemd
+
+#[test]
+fn the_systemd_units_pass_systemd_analyze() {
+    // verify wants ExecStart to exist and be executable, so it checks a copy
+    // whose ExecStart is the release binary; everything else is as shipped.
+    // The optional drop-in is verified with it.
+    let scratch = Scratch::new("systemd");
+    let dir = scratch.path();
+    let binary = release_binary(&dockerfile().build_target(), &Crate::read().binary);
+    let service: String = read("deploy/systemd/user-purge.service")
+        .lines()
+        .map(|line| match line.strip_prefix("ExecStart=") {
+            Some(_) => format!("ExecStart={}\n", binary.display()),
+            None => format!("{line}\n"),
+        })
+        .collect();
+    std::fs::write(dir.join("user-purge.service"), service).unwrap();
+    std::fs::copy(
+        root().join("deploy/systemd/user-purge.timer"),
+        dir.join("user-purge.timer"),
+    )
+    .unwrap();
+    std::fs::create_dir(dir.join("user-purge.service.d")).unwrap();
+    std::fs::copy(
+        root().join("deploy/systemd/pubsub-key.conf"),
+        dir.join("user-purge.service.d/pubsub-key.conf"),
+    )
+    .unwrap();
+
+    let output = run(Command::new("systemd-analyze")
+        .args([
+            "verify",
+            "--man=no",
+            "user-purge.service",
+            "user-purge.timer",
+        ])
+        .current_dir(dir));
+    assert_success("systemd-analyze verify", &output);
+    // An unknown or misspelt setting is only a warning, and still exits 0.
+    assert!(
+        output.stdout.is_empty() && output.stderr.is_empty(),
+        "systemd-analyze verify warned:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    // The hardening stays where it is: an exposure of at most 1.5 of 10
+    // (it is 1.1; the rest is network access, which the job needs).
+    let output = run(Command::new("systemd-analyze")
+        .args(["security", "--offline=yes", "--threshold=15", "--no-pager"])
+        .arg("user-purge.service")
+        .current_dir(dir));
+    assert_success("systemd-analyze security --threshold=15", &output);
+}
+
+#[test]
+fn the_systemd_units_keep_the_jobs_budget_and_exit_codes() {
+    let help = Help::of_the_binary();
+    let service = unit("user-purge.service");
+    assert_eq!(service.one("Service", "Type"), "oneshot");
+    assert_eq!(service.one("Service", "DynamicUser"), "yes");
+
+    // The same budget as the Kubernetes Job.
+    let objects = yaml_documents(&render_k8s());
+    let job = &cronjob(&objects)["spec"]["jobTemplate"]["spec"];
+    let deadline = job["activeDeadlineSeconds"].as_u64().unwrap();
+    let seconds = |key| -> u64 {
+        service.one("Service", key).parse().unwrap_or_else(|_| {
+            panic!("{key}= must be plain seconds");
+        })
+    };
+    assert_eq!(seconds("TimeoutStartSec"), deadline, "TimeoutStartSec");
+    assert!(
+        seconds("TimeoutStopSec") > SIGTERM_BUDGET_SECS,
+        "TimeoutStopSec"
+    );
+
+    let codes = |key| -> BTreeSet<u64> {
+        service
+            .one("Service", key)
+            .split_whitespace()
+            .map(|c| c.parse().unwrap())
+            .collect()
+    };
+    // The timer is the retry. Should Restart= come, it must spare
+    // configuration errors, as the Job's FailJob rule does.
+    let restart = service.all("Service", "Restart");
+    if !restart.iter().all(|value| value == "no") {
+        assert_eq!(
+            codes("RestartPreventExitStatus"),
+            help.config_error_codes(),
+            "RestartPreventExitStatus must be the configuration errors of --help"
+        );
+    }
+    assert_eq!(
+        codes("SuccessExitStatus"),
+        help.codes_described_by("SIGTERM"),
+        "SuccessExitStatus must be the SIGTERM code of --help"
+    );
+
+    let timer = unit("user-purge.timer");
+    assert_eq!(timer.one("Timer", "OnCalendar"), "*:0/5");
+    assert_eq!(timer.one("Timer", "Persistent"), "true");
+    timer.one("Timer", "RandomizedDelaySec");
+    timer.one("Timer", "AccuracySec");
+}
+
+#[test]
+fn the_systemd_environment_sets_only_settings_the_binary_accepts() {
+    let help = Help::of_the_binary();
+    // The settings file, the secrets example (its commented-out lines too:
+    // they are instructions) and Environment= of the units.
+    let assignments = |file: &str| -> BTreeSet<String> {
+        read(file)
+            .lines()
+            .map(|line| line.trim_start_matches('#'))
+            .filter_map(|line| line.split_once('='))
+            .map(|(name, _)| name.to_owned())
+            .filter(|name| {
+                !name.is_empty() && name.chars().all(|c| c.is_ascii_uppercase() || c == '_')
+            })
+            .collect()
+    };
+    let settings = assignments("deploy/systemd/user-purge.env");
+    let secrets = assignments("deploy/systemd/secrets.env.example");
+    let mut names: BTreeSet<String> = settings.union(&secrets).cloned().collect();
+    for file in ["user-purge.service", "pubsub-key.conf"] {
+        for value in unit(file).all("Service", "Environment") {
+            names.insert(value.split_once('=').unwrap().0.to_owned());
+        }
+    }
+    help.assert_accepts("deploy/systemd/", &names);
+
+    for secret in help.secrets() {
+        assert!(
+            !settings.contains(secret),
+            "{secret} is a secret (--help hides its value): it belongs in secrets.env"
+        );
+    }
+    assert!(settings.contains("PUBSUB_SUBSCRIPTION"));
+    assert!(secrets.contains("DATABASE_URL"));
+    // Both env files are the ones the unit reads.
+    let files = unit("user-purge.service").all("Service", "EnvironmentFile");
+    assert_eq!(
+        files,
+        [
+            "/etc/user-purge/user-purge.env",
+            "/etc/user-purge/secrets.env"
+        ]
+    );
+}
+
+// ---------------------------------------------------------------------------
+// What `--help` documents
+
+/// The environment names and exit codes of `user-purge --help`.
+struct Help {
+    text: String,
+    /// Each flag's environment variable, and whether --help hides its value
+    /// (a secret).
+    env: BTreeMap<String, bool>,
+    /// Each documented exit code and its description.
+    exit_codes: BTreeMap<u64, String>,
+}
+
+impl Help {
+    fn of_the_binary() -> Help {
+        // A clean environment: clap prints the values of variables it sees.
+        let output = run(Command::new(env!("CARGO_BIN_EXE_user-purge"))
+            .arg("--help")
+            .env_clear());
+        assert_success("user-purge --help", &output);
+        let text = String::from_utf8(output.stdout).unwrap();
+
+        let mut env = BTreeMap::new();
+        for piece in text.split("[env: ").skip(1) {
+            let name: String = piece
+                .chars()
+                .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+                .collect();
+            let secret = piece[name.len()..].starts_with(']');
+            env.insert(name, secret);
+        }
+
+        let table = text
+            .split_once("Exit codes:")
+            .expect("--help has an exit-code table")
+            .1;
+        let mut exit_codes = BTreeMap::new();
+        let mut last = None;
+        for line in table.lines().filter(|l| !l.trim().is_empty()) {
+            let trimmed = line.trim_start();
+            let (first, rest) = trimmed
+                .split_once(char::is_whitespace)
+                .unwrap_or((trimmed, ""));
+            match first.parse::<u64>() {
+                Ok(code) => {
+                    exit_codes.insert(code, rest.trim().to_owned());
+                    last = Some(code);
+                }
+                Err(_) => {
+                    let code = last.expect("the table starts with a code");
+                    let description = exit_codes.get_mut(&code).unwrap();
+                    description.push(' ');
+                    description.push_str(trimmed);
+                }
+            }
+        }
+        assert!(exit_codes.contains_key(&0), "{text}");
+        Help {
+            text,
+            env,
+            exit_codes,
+        }
+    }
+
+    /// Asserts that every name is one the binary reads.
+    fn assert_accepts(&self, place: &str, names: &BTreeSet<String>) {
+        for name in NON_FLAG_ENV {
+            assert!(self.text.contains(name), "--help no longer mentions {name}");
+        }
+        for name in names {
+            assert!(
+                self.env.contains_key(name) || NON_FLAG_ENV.contains(&name.as_str()),
+                "{place} sets {name}, which `user-purge --help` does not list"
+            );
+        }
+        // Never in a deployment: it turns credentials off.
+        assert!(!names.contains("PUBSUB_EMULATOR_HOST"), "{place}");
+    }
+
+    /// The variables whose values --help hides.
+    fn secrets(&self) -> BTreeSet<&str> {
+        self.env
+            .iter()
+            .filter(|(_, secret)| **secret)
+            .map(|(name, _)| name.as_str())
+            .collect()
+    }
+
+    fn codes_described_by(&self, word: &str) -> BTreeSet<u64> {
+        self.exit_codes
+            .iter()
+            .filter(|(_, description)| description.contains(word))
+            .map(|(code, _)| *code)
+            .collect()
+    }
+
+    /// The failures no retry can help.
+    fn config_error_codes(&self) -> BTreeSet<u64> {
+        let codes = self.codes_described_by("configuration");
+        assert!(!codes.is_empty(), "{:?}", self.exit_codes);
+        codes
+    }
+
+    /// Every other failure.
+    fn retryable_codes(&self) -> BTreeSet<u64> {
+        let config = self.config_error_codes();
+        self.exit_codes
+            .keys()
+            .filter(|code| **code != 0 && !config.contains(code))
+            .copied()
+            .collect()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Cargo.toml and the Dockerfile
+
+struct Crate {
+    binary: String,
+    version: String,
+    rust_version: Vec<u64>,
+}
+
+impl Crate {
+    /// The few fields needed, read line by line from the [package] table
+    /// (there is no [[bin]], so the binary is named after the package).
+    fn read() -> Crate {
+        let manifest = read("Cargo.toml");
+        assert!(
+            !manifest.contains("[[bin]]"),
+            "Cargo.toml declares [[bin]]: teach tests/deploy.rs which binary ships"
+        );
+        let mut package = BTreeMap::new();
+        let mut section = "";
+        for line in manifest.lines().map(str::trim) {
+            if line.starts_with('[') {
+                section = line;
+            } else if section == "[package]"
+                && let Some((key, value)) = line.split_once('=')
+            {
+                package.insert(key.trim(), value.trim().trim_matches('"').to_owned());
+            }
+        }
+        Crate {
+            binary: package["name"].clone(),
+            version: package["version"].clone(),
+            rust_version: version_numbers(&package["rust-version"]),
+        }
+    }
+}
+
+struct Dockerfile {
+    /// X.Y of the builder's `FROM rust:X.Y-...`.
+    builder_rust: Option<Vec<u64>>,
+    /// The builder's WORKDIR.
+    workdir: String,
+    /// The words of the builder's `cargo build ...`.
+    build: Vec<String>,
+    /// The runtime stage's base image.
+    runtime: String,
+    /// Source and destination of `COPY --from=build`.
+    copy_from_build: (String, String),
+    /// USER uid:gid.
+    user: (u64, u64),
+    entrypoint: Vec<String>,
+}
+
+impl Dockerfile {
+    fn build_target(&self) -> String {
+        let at = self
+            .build
+            .iter()
+            .position(|w| w == "--target")
+            .expect("cargo build --target TRIPLE");
+        self.build[at + 1].clone()
+    }
+}
+
+/// The instructions this test relies on, continuation lines joined.
+fn dockerfile() -> Dockerfile {
+    let text = read("Dockerfile").replace("\\\n", " ");
+    let mut docker = Dockerfile {
+        builder_rust: None,
+        workdir: String::new(),
+        build: Vec::new(),
+        runtime: String::new(),
+        copy_from_build: (String::new(), String::new()),
+        user: (0, 0),
+        entrypoint: Vec::new(),
+    };
+    let mut stage = 0;
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (instruction, args) = line.split_once(' ').unwrap_or((line, ""));
+        let words: Vec<&str> = args.split_whitespace().collect();
+        match (instruction, stage) {
+            ("FROM", _) => {
+                stage += 1;
+                if stage == 1 {
+                    assert_eq!(words[1..], ["AS", "build"], "the builder stage is `build`");
+                    docker.builder_rust = words[0]
+                        .strip_prefix("rust:")
+                        .map(|tag| version_numbers(tag.split('-').next().unwrap()));
+                } else {
+                    docker.runtime = words[0].to_owned();
+                }
+            }
+            ("WORKDIR", 1) => docker.workdir = args.to_owned(),
+            ("RUN", 1) => {
+                if let Some(at) = args.find("cargo build") {
+                    docker.build = args[at..].split_whitespace().map(String::from).collect();
+                }
+            }
+            ("COPY", 2) => {
+                assert_eq!(
+                    words.len(),
+                    3,
+                    "COPY --from=build SOURCE DESTINATION: {line}"
+                );
+                assert_eq!(words[0], "--from=build");
+                docker.copy_from_build = (words[1].to_owned(), words[2].to_owned());
+            }
+            ("USER", 2) => {
+                let (uid, gid) = args.split_once(':').expect("USER uid:gid");
+                let number = |n: &str| n.parse().expect("USER is numeric, for runAsNonRoot");
+                docker.user = (number(uid), number(gid));
+            }
+            ("ENTRYPOINT", 2) => {
+                docker.entrypoint = serde_json::from_str(args).expect("ENTRYPOINT in exec form");
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(stage, 2, "a builder and a runtime stage");
+    assert!(!docker.build.is_empty(), "the builder runs `cargo build`");
+    docker
+}
+
+fn version_numbers(text: &str) -> Vec<u64> {
+    text.split('.')
+        .map(|n| {
+            n.parse()
+                .unwrap_or_else(|_| panic!("not a version: {text}"))
+        })
+        .collect()
+}
+
+/// The binary scripts/check-deploy built with the Dockerfile's line.
+fn release_binary(target: &str, binary: &str) -> PathBuf {
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"));
+    let path = target_dir.join(target).join("release").join(binary);
+    assert!(
+        path.is_file(),
+        "no {}: scripts/check-deploy builds it (scripts/test runs it first)",
+        path.display()
+    );
+    path
+}
+
+// ---------------------------------------------------------------------------
+// systemd unit files
+
+/// A unit file's settings: (section, key) to every value, in order.
+struct Unit(BTreeMap<(String, String), Vec<String>>);
+
+fn unit(file: &str) -> Unit {
+    let mut settings: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    let mut section = String::new();
+    for line in read(&format!("deploy/systemd/{file}"))
+        .lines()
+        .map(str::trim)
+    {
+        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = name.to_owned();
+        } else if let Some((key, value)) = line.split_once('=') {
+            settings
+                .entry((section.clone(), key.to_owned()))
+                .or_default()
+                .push(value.to_owned());
+        }
+    }
+    Unit(settings)
+}
+
+impl Unit {
+    fn all(&self, section: &str, key: &str) -> Vec<String> {
+        self.0
+            .get(&(section.to_owned(), key.to_owned()))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn one(&self, section: &str, key: &str) -> String {
+        match &self.all(section, key)[..] {
+            [value] => value.clone(),
+            values => panic!("[{section}] {key}= should be set once, is {values:?}"),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Tools and files
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(root().join(path)).unwrap_or_else(|e| panic!("cannot read {path}: {e}"))
+}
+
+/// A tool from the venv scripts/check-deploy makes.
+fn venv_tool(name: &str) -> PathBuf {
+    let Some(venv) = std::env::var_os("DEPLOY_VENV") else {
+        panic!(
+            "DEPLOY_VENV is not set: run scripts/test, or scripts/check-deploy and then \
+             DEPLOY_VENV=$PWD/target/deploy-venv cargo test --test deploy"
+        );
+    };
+    let tool = Path::new(&venv).join("bin").join(name);
+    assert!(
+        tool.is_file(),
+        "no {}: scripts/check-deploy installs it",
+        tool.display()
+    );
+    tool
+}
+
+/// Runs a command to completion; a tool that cannot be started fails the test.
+fn run(command: &mut Command) -> Output {
+    command.stdin(Stdio::null()).output().unwrap_or_else(|e| {
+        panic!(
+            "cannot run {:?}: {e} (is it installed?)",
+            command.get_program()
+        )
+    })
+}
+
+fn assert_success(what: &str, output: &Output) {
+    assert!(
+        output.status.success(),
+        "{what} failed ({}):\n{}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// `kubectl kustomize k8s/`.
+fn render_k8s() -> String {
+    let output = run(Command::new("kubectl")
+        .args(["kustomize", "k8s/"])
+        .current_dir(root()));
+    assert_success("kubectl kustomize k8s/", &output);
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// The documents of a YAML stream, through the venv's PyYAML.
+fn yaml_documents(yaml: &str) -> Vec<Value> {
+    use std::io::Write as _;
+    let mut child = Command::new(venv_tool("python"))
+        .args([
+            "-c",
+            "import json, sys, yaml; \
+             json.dump([d for d in yaml.safe_load_all(sys.stdin) if d is not None], sys.stdout)",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot run the venv's python");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(yaml.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_success("YAML to JSON", &output);
+    match serde_json::from_slice(&output.stdout).unwrap() {
+        Value::Array(documents) => documents,
+        other => panic!("not a list of documents: {other}"),
+    }
+}
+
+fn cronjob(objects: &[Value]) -> &Value {
+    objects
+        .iter()
+        .find(|o| o["kind"] == "CronJob" && o["metadata"]["name"] == "user-purge")
+        .expect("k8s/ renders CronJob user-purge")
+}
+
+/// A JSON array, or nothing when the field is absent.
+fn array(value: &Value) -> &[Value] {
+    value.as_array().map(Vec::as_slice).unwrap_or_default()
+}
+
+/// A private directory under the system's temporary one, removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let path =
+            std::env::temp_dir().join(format!("user-purge-deploy-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        Scratch(path)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
