@@ -13,13 +13,18 @@
 //! - [`pubsub`]: the `Subscription` seam on Google Cloud Pub/Sub (gcloud-pubsub).
 //! - [`store`]: the `Store` seam on MySQL / MariaDB (mysql_async).
 //! - [`outcome`]: exit codes, outcomes and the summary line.
+//! - [`metrics`]: the run's gauges, pushed to a Pushgateway (ureq).
+//! - [`timestamp`]: RFC 3339, for log lines and `replay --since`.
+//!
+//! The operator's commands ([`replay`], [`create_snapshot`], [`publish`]) use
+//! the same configuration and the `pubsub` module's admin client.
 //!
 //! `main.rs` sets up logging and signals, calls [`run`], prints the summary and
 //! returns the exit code.
 //!
 //! Each crate that touches the world or parses input lives in one module: clap
 //! in `cli`, prost in `event`, gcloud-* in `pubsub`, mysql_async in `store`,
-//! env_logger in `main`. Three are vocabulary shared by all: tokio (the runtime;
+//! ureq in `metrics`, env_logger in `main`. Three are vocabulary shared by all: tokio (the runtime;
 //! `pass` orchestrates with it), anyhow (the error the two seams return) and
 //! log (the logging facade).
 
