@@ -408,8 +408,8 @@ async fn settle<S: Subscription>(
     let mut requests = JoinSet::new();
     let mut rest = ack_ids;
     while !rest.is_empty() {
-        let tail = rest.split_off(rest.len().min(S::MAX_ACK_IDS));
-        let chunk = std::mem::replace(&mut rest, tail);
+        // From the end, so that no id is moved twice.
+        let chunk = rest.split_off(rest.len().saturating_sub(S::MAX_ACK_IDS));
         let subscription = subscription.clone();
         requests.spawn(async move {
             let n = chunk.len();

@@ -695,7 +695,8 @@ async fn a_signal_while_receiving_hands_back_what_was_held() {
 
 #[tokio::test]
 async fn a_failed_acknowledgement_is_reported_after_the_commit() {
-    // 2,500 acks go in three requests; the middle one (a1001..=a2000) fails.
+    // 2,500 acks go in three requests, taken from the end: a1501..=a2500,
+    // a501..=a1500 (which fails, for a1500) and a1..=a500.
     let subscription = FakeSubscription::new(removals(2_500))
         .with(|q| q.failing_acks = ["a1500".to_string()].into_iter().collect());
     let store = subscription.store();
@@ -717,8 +718,8 @@ async fn a_failed_acknowledgement_is_reported_after_the_commit() {
         .position(|c| matches!(c, Call::Acknowledge(_)))
         .expect("acknowledged");
     assert!(committed < acked);
-    let mut expected: Vec<String> = (1..=1_000)
-        .chain(2_001..=2_500)
+    let mut expected: Vec<String> = (1..=500)
+        .chain(1_501..=2_500)
         .map(|i| format!("a{i}"))
         .collect();
     let mut got = subscription.acked();
