@@ -1,0 +1,682 @@
+"""The user-purge benchmark: the release binary against the Python task it
+replaces, on the real Pub/Sub emulator and the real MariaDB.
+
+Run it through ``bench/run``, which brings up the services, the venv and the
+release build and then calls this with PUBSUB_EMULATOR_HOST set. It writes
+``bench/results.md`` (and prints it). Figures only: nothing here fails a test.
+
+Every timed run gets a fresh backlog: the subscription is recreated, N
+USER_REMOVED events for distinct random existing users are published, the
+program runs as a whole process under ``/usr/bin/time -v`` (wall time measured
+here around the process, peak RSS from time), the run is checked (every user
+gone, every message acknowledged), and the deleted users and their orders are
+put back, so every run starts from 1,000,000 users.
+"""
+
+import argparse
+import base64
+import datetime
+import json
+import os
+import platform
+import random
+import re
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pymysql
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+USERS = 1_000_000
+ORDERS_PER_USER = 2
+DATABASE = "user_purge_bench"  # not up_*: scripts/test drops those
+PROJECT = "bench-project"
+TOPIC = "bench-user-events"
+SUBSCRIPTION = "bench-user-purge"
+ACK_DEADLINE = 60  # seconds: the Python reference never extends a lease
+PUBLISH_BATCH = 1_000
+USER_REMOVED = 4
+PYTHON_PULL_TIMEOUT = 0.5  # seconds, in the Python runs with messages: see README
+# The MariaDB that bench/run's ensure_mariadb brings up; another port for experiments.
+DB_PORT = int(os.environ.get("BENCH_DB_PORT", "3306"))
+
+
+# --- the services ----------------------------------------------------------
+
+
+class Emulator:
+    """The emulator's REST API: topics, subscriptions, publishing."""
+
+    def __init__(self, host):
+        self.base = f"http://{host}/v1/projects/{PROJECT}"
+
+    def call(self, method, path, body=None, accept=()):
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(
+            self.base + path, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return json.load(response)
+        except urllib.error.HTTPError as e:
+            if e.code in accept:
+                return None
+            raise RuntimeError(f"{method} {path}: HTTP {e.code}: {e.read()[:300]!r}") from e
+
+    def fresh_subscription(self):
+        self.call("PUT", f"/topics/{TOPIC}", {}, accept=(409,))
+        self.call("DELETE", f"/subscriptions/{SUBSCRIPTION}", accept=(404,))
+        self.call(
+            "PUT",
+            f"/subscriptions/{SUBSCRIPTION}",
+            {"topic": f"projects/{PROJECT}/topics/{TOPIC}", "ackDeadlineSeconds": ACK_DEADLINE},
+        )
+
+    def publish_removals(self, user_ids):
+        """USER_REMOVED events, 1,000 per request, from 2 threads."""
+        batches = [user_ids[i : i + PUBLISH_BATCH] for i in range(0, len(user_ids), PUBLISH_BATCH)]
+        errors = []
+
+        def work(mine):
+            try:
+                for batch in mine:
+                    body = {"messages": [{"data": removal(u)} for u in batch]}
+                    answer = self.call("POST", f"/topics/{TOPIC}:publish", body)
+                    if len(answer["messageIds"]) != len(batch):
+                        raise RuntimeError("the emulator published fewer messages than sent")
+            except Exception as e:  # noqa: BLE001
+                errors.append(e)
+
+        threads = [threading.Thread(target=work, args=(batches[k::2],)) for k in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            raise errors[0]
+
+
+def varint(n):
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def removal(user_id):
+    """UserEventData{event_type: USER_REMOVED, user_id}, base64 for REST."""
+    data = b"\x08" + varint(USER_REMOVED) + b"\x10" + varint(user_id)
+    return base64.b64encode(data).decode()
+
+
+class Database:
+    def __init__(self):
+        self.server = pymysql.connect(host="127.0.0.1", port=DB_PORT, user="root", autocommit=True)
+
+    def sql(self, statement, args=None):
+        with self.server.cursor() as cursor:
+            cursor.execute(statement, args)
+            return cursor.fetchall()
+
+    def ensure_seeded(self):
+        """1,000,000 users with 2 orders each, made once and kept."""
+        self.sql(f"CREATE DATABASE IF NOT EXISTS {DATABASE}")
+        self.server.select_db(DATABASE)
+        tables = {row[0] for row in self.sql("SHOW TABLES")}
+        if {"users", "orders"} <= tables:
+            users = self.sql("SELECT COUNT(*) FROM users")[0][0]
+            orders = self.sql("SELECT COUNT(*) FROM orders")[0][0]
+            if users == USERS and orders == USERS * ORDERS_PER_USER:
+                log(f"database {DATABASE}: {users:,} users, {orders:,} orders (kept)")
+                return
+        log(f"database {DATABASE}: creating {USERS:,} users and {USERS * ORDERS_PER_USER:,} orders")
+        started = time.perf_counter()
+        self.sql("DROP TABLE IF EXISTS orders")
+        self.sql("DROP TABLE IF EXISTS users")
+        self.sql(
+            """CREATE TABLE users (
+                 id BIGINT UNSIGNED PRIMARY KEY,
+                 email VARCHAR(100) NOT NULL,
+                 created_at DATETIME NOT NULL
+               ) ENGINE=InnoDB"""
+        )
+        self.sql(
+            """CREATE TABLE orders (
+                 id BIGINT UNSIGNED AUTO_INCREMENT PRIMARY KEY,
+                 user_id BIGINT UNSIGNED NOT NULL,
+                 item VARCHAR(100) NOT NULL,
+                 FOREIGN KEY (user_id) REFERENCES users(id) ON DELETE CASCADE
+               ) ENGINE=InnoDB"""
+        )
+        # MariaDB's SEQUENCE engine makes the rows without a round trip each.
+        self.sql(
+            f"""INSERT INTO users (id, email, created_at)
+                SELECT seq, CONCAT('user', seq, '@example.com'), '2024-01-01'
+                FROM seq_1_to_{USERS}"""
+        )
+        for k in range(ORDERS_PER_USER):
+            self.sql(
+                f"""INSERT INTO orders (user_id, item)
+                    SELECT seq, 'item {k}' FROM seq_1_to_{USERS}"""
+            )
+        self.sql("ANALYZE TABLE users, orders")
+        log(f"  seeded in {time.perf_counter() - started:.1f} s")
+
+    def remaining(self, user_ids):
+        users = orders = 0
+        for i in range(0, len(user_ids), 10_000):
+            chunk = user_ids[i : i + 10_000]
+            users += self.sql("SELECT COUNT(*) FROM users WHERE id IN %s", (chunk,))[0][0]
+            orders += self.sql("SELECT COUNT(*) FROM orders WHERE user_id IN %s", (chunk,))[0][0]
+        return users, orders
+
+    def restore(self, user_ids):
+        """Puts the deleted users and their orders back (untimed)."""
+        for i in range(0, len(user_ids), 10_000):
+            chunk = user_ids[i : i + 10_000]
+            self.sql(
+                "INSERT IGNORE INTO users (id, email, created_at) VALUES "
+                + ",".join(f"({u},'user{u}@example.com','2024-01-01')" for u in chunk)
+            )
+            present = {r[0] for r in self.sql("SELECT DISTINCT user_id FROM orders WHERE user_id IN %s", (chunk,))}
+            missing = [u for u in chunk if u not in present]
+            if missing:
+                self.sql(
+                    "INSERT INTO orders (user_id, item) VALUES "
+                    + ",".join(f"({u},'item {k}')" for u in missing for k in range(ORDERS_PER_USER))
+                )
+
+    def settle(self, limit=60):
+        """Waits for InnoDB's purge of the last run's deleted rows, so that it
+        does not run in the background of the next timed run."""
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            if int(self.sql("SHOW GLOBAL STATUS LIKE 'Innodb_history_list_length'")[0][1]) == 0:
+                return
+            time.sleep(0.1)
+
+    def version(self):
+        return self.sql("SELECT VERSION()")[0][0]
+
+
+# --- one timed run -----------------------------------------------------------
+
+
+def timed(argv, env):
+    """Runs argv as a whole process under /usr/bin/time -v. Returns wall
+    seconds (measured here), peak RSS in MiB, exit code, stdout, and stderr as
+    (seconds since start, line) pairs, stamped as they arrive."""
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as tf:
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            ["/usr/bin/time", "-v", "-o", tf.name, *argv],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
+        lines = []
+
+        def read_stderr():
+            for raw in process.stderr:
+                lines.append((time.perf_counter() - started, raw.decode(errors="replace").rstrip("\n")))
+
+        reader = threading.Thread(target=read_stderr)
+        reader.start()
+        stdout = process.stdout.read().decode(errors="replace")
+        code = process.wait()
+        wall = time.perf_counter() - started
+        reader.join()
+        report = Path(tf.name).read_text()
+    rss_kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", report).group(1))
+    status = re.search(r"Exit status: (\d+)", report)
+    return {
+        "wall": wall,
+        "rss_mib": rss_kb / 1024,
+        "code": int(status.group(1)) if status else code,
+        "stdout": stdout,
+        "stderr": lines,
+    }
+
+
+def last_json(stdout):
+    for line in reversed(stdout.strip().splitlines()):
+        try:
+            return json.loads(line)
+        except ValueError:
+            continue
+    return None
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.host = os.environ["PUBSUB_EMULATOR_HOST"]
+        self.emulator = Emulator(self.host)
+        self.db = Database()
+        self.rng = random.Random(args.seed)
+        self.url = f"mysql://root:@127.0.0.1:{DB_PORT}/{DATABASE}"
+        self.sub_path = f"projects/{PROJECT}/subscriptions/{SUBSCRIPTION}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PURGE_", "PUBSUB_", "DATABASE_"))}
+        for k in ("MAX_MESSAGES", "DRY_RUN", "PULL_TIMEOUT_MS", "LOCK_WAIT_TIMEOUT", "RUST_LOG"):
+            env.pop(k, None)
+        env["PUBSUB_EMULATOR_HOST"] = self.host
+        env["RUST_LOG"] = "info"
+        self.env = env
+
+    def rust_argv(self, max_messages=None):
+        argv = [self.args.binary, "--subscription", SUBSCRIPTION, "--project", PROJECT, "--database-url", self.url]
+        if max_messages is not None:
+            argv += ["--max-messages", str(max_messages)]
+        return argv
+
+    def python_argv(self, max_messages, pull_timeout):
+        return [
+            self.args.python,
+            str(HERE / "reference.py"),
+            "--subscription",
+            self.sub_path,
+            "--database-url",
+            self.url,
+            "--max-messages",
+            str(max_messages),
+            "--pull-timeout",
+            str(pull_timeout),
+        ]
+
+    def run(self, who, n, argv):
+        """One run on a fresh backlog of n removals; checked, then restored."""
+        self.emulator.fresh_subscription()
+        user_ids = self.rng.sample(range(1, USERS + 1), n) if n else []
+        if n:
+            self.emulator.publish_removals(user_ids)
+        self.db.settle()
+        # The emulator hands published messages to its subscriptions in the
+        # background: give it time, or a Pull may find nothing yet and end the run.
+        time.sleep(0.2 + n / 50_000)
+        result = timed(argv, self.env)
+        summary = last_json(result["stdout"])
+        result["summary"] = summary
+        problems = []
+        if result["code"] != 0:
+            problems.append(f"exit {result['code']}")
+        if summary is None:
+            problems.append("no summary line")
+        else:
+            if summary.get("received") != n:
+                problems.append(f"received {summary.get('received')} of {n}")
+            if summary.get("acked") != n:
+                problems.append(f"acked {summary.get('acked')} of {n}")
+            if summary.get("deleted_rows") != n:
+                problems.append(f"deleted {summary.get('deleted_rows')} of {n}")
+        if n:
+            users, orders = self.db.remaining(user_ids)
+            if users or orders:
+                problems.append(f"{users} users and {orders} orders left")
+            self.db.restore(user_ids)
+        result["ok"] = not problems
+        extra = ""
+        if who == "python" and summary:
+            extra = f", task {summary['task_ms'] / 1000:.3f} s, imports {summary['import_ms'] / 1000:.3f} s"
+        log(
+            f"  {who:<6} {n:>7,} msgs: {result['wall']:.3f} s, {result['rss_mib']:.1f} MiB{extra}"
+            + ("" if result["ok"] else f"  ** {'; '.join(problems)} **")
+        )
+        if not result["ok"]:
+            tail = "\n".join(line for _, line in result["stderr"][-15:])
+            log(f"    stderr tail:\n{tail}")
+        return result
+
+
+    def floor(self, n):
+        """The job's DELETE and COMMIT alone (READ COMMITTED, as the job runs
+        it), from PyMySQL on an open connection: what MariaDB itself takes."""
+        user_ids = sorted(self.rng.sample(range(1, USERS + 1), n))
+        self.db.settle()
+        time.sleep(1.0)  # the gap that publishing 10,000 events leaves before a run
+        db = pymysql.connect(host="127.0.0.1", port=DB_PORT, user="root", database=DATABASE)
+        statement = "DELETE FROM `users` WHERE `id` IN (" + ",".join(map(str, user_ids)) + ")"
+        started = time.perf_counter()
+        with db.cursor() as cursor:
+            cursor.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")  # as the job's
+            rows = cursor.execute(statement)
+        db.commit()
+        seconds = time.perf_counter() - started
+        db.close()
+        self.db.restore(user_ids)
+        ok = rows == n
+        log(f"  floor  {n:>7,} ids:  {seconds:.3f} s (DELETE and COMMIT only)" + ("" if ok else f" ** deleted {rows} **"))
+        return {"wall": seconds, "ok": ok}
+
+
+# --- statistics and the report -------------------------------------------------
+
+
+def stats(results, key=lambda r: r["wall"]):
+    values = sorted(key(r) for r in results if r["ok"])
+    if not values:
+        return None
+    return {
+        "n": len(values),
+        "median": statistics.median(values),
+        "min": values[0],
+        "max": values[-1],
+        "failed": sum(1 for r in results if not r["ok"]),
+    }
+
+
+def fmt_s(s):
+    if s is None:
+        return "n/a"
+    return f"{s['median']:.3f} s ({s['min']:.3f}–{s['max']:.3f})"
+
+
+def fmt_mib(s):
+    if s is None:
+        return "n/a"
+    return f"{s['median']:.1f} MiB ({s['min']:.1f}–{s['max']:.1f})"
+
+
+def runs(s):
+    if s is None:
+        return "0"
+    return f"{s['n']}" + (f" (+{s['failed']} failed)" if s["failed"] else "")
+
+
+def log(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+def phases(result):
+    """The job's own phase timings, and the gaps around them from the times
+    its log lines reached us."""
+    out = {}
+    stamps = {}
+    for at, line in result["stderr"]:
+        if "purging users named by" in line:
+            stamps["start_log"] = at
+        m = re.search(r"received (\d+) messages in (\d+) ms", line)
+        if m:
+            out["receive"] = int(m.group(2))
+            stamps["received"] = at
+        m = re.search(r"deleted (\d+) rows for (\d+) users and committed in (\d+) ms", line)
+        if m:
+            out["delete"] = int(m.group(3))
+            stamps["deleted"] = at
+        m = re.search(r"acknowledged (\d+) and handed back (\d+) messages in (\d+) ms", line)
+        if m:
+            out["ack"] = int(m.group(3))
+            stamps["acked"] = at
+    return out, stamps
+
+
+def machine(bench, binary):
+    mem_kb = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))
+    cpu = "unknown"
+    family = model = ""
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name") and cpu == "unknown":
+            cpu = line.split(":", 1)[1].strip()
+        elif line.startswith("cpu family") and not family:
+            family = line.split(":", 1)[1].strip()
+        elif line.startswith("model") and not line.startswith("model name") and not model:
+            model = line.split(":", 1)[1].strip()
+    jars = sorted(Path("/usr/lib/google-cloud-sdk/platform/pubsub-emulator/lib").glob("cloud-pubsub-emulator-*.jar"))
+    emulator = re.sub(r"^cloud-pubsub-emulator-|-all\.jar$", "", jars[-1].name) if jars else "unknown"
+
+    def out(*cmd):
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT).stdout.strip()
+        except OSError:
+            return "unknown"
+
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "nproc": os.cpu_count(),
+        "memory": f"{mem_kb / 1024 / 1024:.1f} GiB",
+        "cpu": f"{cpu} (family {family}, model {model})",
+        "kernel": platform.release(),
+        "emulator": f"cloud-pubsub-emulator {emulator}",
+        "mariadb": bench.db.version(),
+        "buffer_pool": int(bench.db.sql("SELECT @@innodb_buffer_pool_size")[0][0]) // (1024 * 1024),
+        "flush": bench.db.sql("SELECT @@innodb_flush_method")[0][0],
+        "rustc": out("rustc", "--version"),
+        "python": platform.python_version(),
+        "commit": out("git", "rev-parse", "--short", "HEAD")
+        + (" (with uncommitted changes)" if out("git", "status", "--porcelain", "--", "src", "Cargo.toml", "Cargo.lock", "build.rs", "proto") else ""),
+        "binary": binary,
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--binary", default=str(ROOT / "target/release/user-purge"))
+    parser.add_argument("--python", default=sys.executable, help="interpreter for the Python reference")
+    parser.add_argument("--reps", type=int, default=5, help="timed runs per case (at least 5 for the figures)")
+    parser.add_argument("--empty-default-reps", type=int, default=3, help="Python runs on an empty subscription with the client's default 60 s timeout")
+    parser.add_argument("--no-warmup", action="store_true")
+    parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument("--out", default=str(HERE / "results.md"))
+    parser.add_argument("--build-facts", default=None, help="JSON written by bench/run: build times and sizes")
+    parser.add_argument("--only", default=None, help="comma-separated subset: compare,empty,growth,phases")
+    args = parser.parse_args()
+    only = set(args.only.split(",")) if args.only else {"compare", "empty", "growth", "phases"}
+
+    bench = Bench(args)
+    bench.db.ensure_seeded()
+    facts = machine(bench, args.binary)
+    load_before = os.getloadavg()
+    started = time.perf_counter()
+
+    if not args.no_warmup:
+        log("warm-up (not counted): one run of each on 10,000 messages")
+        bench.run("rust", 10_000, bench.rust_argv())
+        bench.run("python", 10_000, bench.python_argv(10_000, PYTHON_PULL_TIMEOUT))
+
+    results = {}
+    if "compare" in only:
+        log(f"10,000 messages, alternating, {args.reps} runs each")
+        rust, python, floor = [], [], []
+        for i in range(args.reps):
+            floor.append(bench.floor(10_000))
+            order = [("rust", rust), ("python", python)]
+            if i % 2:
+                order.reverse()
+            for who, bucket in order:
+                argv = bench.rust_argv() if who == "rust" else bench.python_argv(10_000, PYTHON_PULL_TIMEOUT)
+                bucket.append(bench.run(who, 10_000, argv))
+        results["compare"] = (rust, python, floor)
+
+    if "empty" in only:
+        log(f"empty subscription, {args.reps} runs each (Python with the default timeout: {args.empty_default_reps})")
+        er, ep = [], []
+        for i in range(args.reps):
+            er.append(bench.run("rust", 0, bench.rust_argv()))
+            ep.append(bench.run("python", 0, bench.python_argv(10_000, PYTHON_PULL_TIMEOUT)))
+        ed = [bench.run("python", 0, bench.python_argv(10_000, "default")) for _ in range(args.empty_default_reps)]
+        results["empty"] = (er, ep, ed)
+
+    if "growth" in only:
+        log(f"growth, user-purge only, {args.reps} runs each")
+        growth = {}
+        for label, n, maxm in [
+            ("1,000 (`--max-messages 1000`)", 1_000, 1_000),
+            ("1,000 (default `--max-messages`: ends on an empty Pull, which the emulator answers at once)", 1_000, None),
+            ("10,000 (default `--max-messages`)", 10_000, None),
+            ("100,000 (`--max-messages 100000`)", 100_000, 100_000),
+        ]:
+            growth[label] = (n, [bench.run("rust", n, bench.rust_argv(maxm)) for _ in range(args.reps)])
+        results["growth"] = growth
+
+    if "phases" in only:
+        log("phase breakdown of one 10,000-message run")
+        results["phases"] = bench.run("rust", 10_000, bench.rust_argv())
+
+    facts["load"] = f"{load_before[0]:.2f} before, {os.getloadavg()[0]:.2f} after (1-minute load average)"
+    facts["duration"] = f"{(time.perf_counter() - started) / 60:.1f} min"
+    build = json.loads(Path(args.build_facts).read_text()) if args.build_facts else {}
+    text = report(args, facts, build, results)
+    Path(args.out).write_text(text)
+    print(text)
+    log(f"wrote {args.out}")
+
+
+def report(args, facts, build, results):
+    L = []
+    L.append(f"## {os.environ.get('BENCH_TITLE', 'Benchmark results')}\n")
+    L.append(
+        f"Measured {facts['date']} with `bench/run` ({args.reps} timed runs per case, after one untimed warm-up run "
+        "of each program; median, with min–max in parentheses; whole process, wall time measured around it, peak "
+        "RSS from `/usr/bin/time -v`). Each run gets a fresh subscription and a fresh backlog of USER_REMOVED events "
+        f"for distinct random users of a {USERS:,}-row `users` table ({ORDERS_PER_USER} `orders` rows each, "
+        "`ON DELETE CASCADE`); the deleted rows are put back between runs.\n"
+    )
+    L.append(
+        f"Machine: {facts['nproc']} cores, {facts['memory']}, {facts['cpu']}, Linux {facts['kernel']}; "
+        f"{facts['emulator']} (local), MariaDB {facts['mariadb']} (local: {os.environ.get('BENCH_DB_NOTE', 'at port ' + str(DB_PORT))}; "
+        f"{facts['buffer_pool']} MiB buffer pool, `innodb_flush_method` {facts['flush']}); "
+        f"{facts['rustc']}; Python {facts['python']}; commit {facts['commit']}. Load: {facts['load']}. "
+        f"The benchmark took {facts['duration']}.\n"
+    )
+    if "compare" in results:
+        rust, python, floor = results["compare"]
+        rs, ps = stats(rust), stats(python)
+        rm, pm = stats(rust, lambda r: r["rss_mib"]), stats(python, lambda r: r["rss_mib"])
+        pt = stats(python, lambda r: r["summary"]["task_ms"] / 1000)
+        L.append("### 10,000 messages, user-purge against the Python reference (alternating)\n")
+        L.append("| program | runs | wall time | peak RSS |")
+        L.append("|---|---|---|---|")
+        L.append(f"| user-purge (release) | {runs(rs)} | {fmt_s(rs)} | {fmt_mib(rm)} |")
+        L.append(f"| Python reference | {runs(ps)} | {fmt_s(ps)} | {fmt_mib(pm)} |")
+        L.append(f"| Python reference, the task alone (no interpreter start or imports) | {runs(pt)} | {fmt_s(pt)} | |")
+        L.append(f"| the job's DELETE and COMMIT alone (READ COMMITTED, as the job runs it), on an open connection: the database's share | {runs(stats(floor))} | {fmt_s(stats(floor))} | |")
+        if rs and ps:
+            L.append(
+                f"\n**Ratio of medians (Python / user-purge): {ps['median'] / rs['median']:.1f}×** whole process"
+                + (f"; {pt['median'] / rs['median']:.1f}× against the Python task alone." if pt else ".")
+            )
+        med = lambda xs: statistics.median(xs) if xs else float("nan")  # noqa: E731
+        rp = [phases(r)[0] for r in rust if r["ok"]]
+        rp = [p for p in rp if len(p) == 3]
+        pp = [r["summary"] for r in python if r["ok"]]
+        if rp and pp:
+            L.append("\nWhere the time goes (medians over the same runs, ms):\n")
+            L.append("| phase | user-purge | Python reference |")
+            L.append("|---|---|---|")
+            r_rest = med([r["wall"] * 1000 - sum(phases(r)[0].values()) for r in rust if r["ok"] and len(phases(r)[0]) == 3])
+            p_rest = med([r["wall"] * 1000 - r["summary"]["task_ms"] - r["summary"]["import_ms"] for r in python if r["ok"]])
+            L.append(f"| interpreter start, imports, exit | – | {med([p['import_ms'] for p in pp]) + p_rest:.0f} (imports {med([p['import_ms'] for p in pp]):.0f}) |")
+            L.append(f"| pull (and decode, for user-purge) | {med([p['receive'] for p in rp]):.0f} | {med([p['pull_ms'] for p in pp]):.0f} in {med([p['pulls'] for p in pp]):.0f} sequential Pulls |")
+            L.append(f"| decode | (in pull) | {med([p['decode_ms'] for p in pp]):.0f} |")
+            L.append(f"| delete and commit | {med([p['delete'] for p in rp]):.0f} | {med([p['delete_ms'] for p in pp]):.0f} (connect included) |")
+            L.append(f"| acknowledge | {med([p['ack'] for p in rp]):.0f} | {med([p['ack_ms'] for p in pp]):.0f} |")
+            L.append(f"| everything else (process start, connects, exit) | {r_rest:.0f} | {med([p['setup_ms'] for p in pp]):.0f} (client setup) |")
+        L.append(
+            "\nBoth send one `DELETE ... WHERE id IN (...)` with the same ids in ascending order; user-purge "
+            "runs it under READ COMMITTED, the Python reference under PyMySQL's default REPEATABLE READ, as the "
+            "original did; that costs it more for the same statement (next-key locks on every id it visits)."
+        )
+        L.append(
+            f"\nThe Python reference's Pulls carry `timeout={PYTHON_PULL_TIMEOUT}` here (user-purge's own "
+            "`--pull-timeout-ms` default), so that an empty Pull would cost both programs the same; with exactly "
+            "10,000 messages both stop at 10,000 held and neither waits on an empty Pull.\n"
+        )
+    if "empty" in results:
+        er, ep, ed = results["empty"]
+        L.append("### Empty subscription: start to exit\n")
+        L.append(
+            "The emulator answers a Pull whose deadline is under about 1 s with an empty response at once, and "
+            "otherwise about 1 s before the deadline: user-purge's 0.5 s Pull deadline costs it nothing here "
+            "(the real service may hold the Pull open up to its deadline), while the client's default 60 s "
+            "deadline blocks the Python reference for a minute.\n"
+        )
+        L.append("| program | runs | wall time | peak RSS |")
+        L.append("|---|---|---|---|")
+        for name, rs in [
+            ("user-purge (release), `--pull-timeout-ms 500` (default)", er),
+            ("Python reference, the client's default Pull timeout (as the original)", ed),
+            (f"Python reference, `timeout={PYTHON_PULL_TIMEOUT}` (as in the 10,000-message runs)", ep),
+        ]:
+            L.append(f"| {name} | {runs(stats(rs))} | {fmt_s(stats(rs))} | {fmt_mib(stats(rs, lambda r: r['rss_mib']))} |")
+        L.append("")
+    if "growth" in results:
+        L.append("### Growth with the backlog (user-purge only)\n")
+        L.append("| messages | runs | wall time | per 1,000 messages | peak RSS |")
+        L.append("|---|---|---|---|---|")
+        for label, (n, rs) in results["growth"].items():
+            s = stats(rs)
+            per = f"{s['median'] / n * 1000 * 1000:.1f} ms" if s else "n/a"
+            L.append(f"| {label} | {runs(s)} | {fmt_s(s)} | {per} | {fmt_mib(stats(rs, lambda r: r['rss_mib']))} |")
+        pts = [(n, stats(rs)) for label, (n, rs) in results["growth"].items() if "empty Pull" not in label]
+        pts = [(n, s["median"]) for n, s in pts if s]
+        if len(pts) >= 2:
+            xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+            mx, my = statistics.mean(xs), statistics.mean(ys)
+            slope = sum((x - mx) * (y - my) for x, y in pts) / sum((x - mx) ** 2 for x in xs)
+            intercept = my - slope * mx
+            ss_res = sum((y - intercept - slope * x) ** 2 for x, y in pts)
+            ss_tot = sum((y - my) ** 2 for y in ys) or 1.0
+            L.append(
+                f"\nLeast-squares line through the medians with `--max-messages` equal to the backlog: "
+                f"{intercept:.3f} s + {slope * 1000 * 1000:.2f} ms per 1,000 messages (R² = {1 - ss_res / ss_tot:.4f})."
+            )
+        L.append("")
+    if "phases" in results:
+        r = results["phases"]
+        ph, at = phases(r)
+        L.append("### One 10,000-message run, phase by phase\n")
+        L.append(
+            "Receive, delete and acknowledge are the job's own log timings (`received … in X ms` and so on) and "
+            "the MariaDB connect follows from its summary's `elapsed_ms`; process start and exit are taken from "
+            "the moments its first and last log lines reached the benchmark (a few ms of jitter), and the "
+            "Pub/Sub connect is what remains of the wall time.\n"
+        )
+        L.append("| phase | ms |")
+        L.append("|---|---|")
+        elapsed = (r["summary"] or {}).get("elapsed_ms")
+        startup = at.get("start_log")
+        tail = r["wall"] - at["acked"] if "acked" in at else None
+        if startup is not None:
+            L.append(f"| process start to its first log line (exec, runtime, configuration) | {startup * 1000:.0f} |")
+        if None not in (startup, tail, elapsed):
+            pubsub = r["wall"] * 1000 - elapsed - startup * 1000 - tail * 1000
+            L.append(f"| connect to Pub/Sub (the rest of the wall time) | {pubsub:.0f} |")
+        if elapsed is not None and len(ph) == 3:
+            L.append(f"| connect to MariaDB (the pass's `elapsed_ms` less its three phases) | {elapsed - sum(ph.values())} |")
+        for k, name in [
+            ("receive", "receive: Pulls, 4 in flight, 100 messages each, and decoding"),
+            ("delete", "delete 10,000 users (20,000 orders by cascade) and commit"),
+            ("ack", "acknowledge: 10 requests of 1,000 ack ids, all at once"),
+        ]:
+            if k in ph:
+                L.append(f"| {name} | {ph[k]} |")
+        if tail is not None:
+            L.append(f"| after the last phase: summary line, runtime shutdown, exit | {tail * 1000:.0f} |")
+        L.append(f"| **whole process** | **{r['wall'] * 1000:.0f}** |")
+        L.append(f"\nPeak RSS of that run: {r['rss_mib']:.1f} MiB.\n")
+    if build:
+        L.append("### The binary\n")
+        L.append("| | |")
+        L.append("|---|---|")
+        for k, v in build.items():
+            L.append(f"| {k} | {v} |")
+        L.append("")
+    return "\n".join(L) + "\n"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,205 @@
+"""The Python task that user-purge replaces, rebuilt for the benchmark.
+
+A faithful reference of the old Celery task, written from its description in
+issue 5 (the original is not in this repository): the google-cloud-pubsub
+client's synchronous ``pull``, repeated until ``--max-messages`` are held or a
+Pull comes back empty; decode each message with the generated protobuf class;
+one PyMySQL ``DELETE ... WHERE id IN (...)`` and a commit; then ``acknowledge``
+in chunks of 1,000 ack ids, one request after the other.
+
+It keeps the old task's behaviour on purpose, including its costs: the whole
+process is timed, imports included, as a CronJob-style run would be. The
+process prints one JSON line with its counts and its own phase timings, so the
+benchmark can tell interpreter start and imports apart from the task itself.
+
+    reference.py --subscription projects/P/subscriptions/S \\
+        --database-url mysql://root:@127.0.0.1:3306/db [--max-messages 10000] \\
+        [--pull-timeout SECONDS | --pull-timeout default]
+
+``--pull-timeout default`` passes no timeout, so the client's own default
+applies (60 s for Pull in google-cloud-pubsub 2.x): what the original did, and
+why it blocked for a minute on an empty subscription. The benchmark runs it so
+only on the empty subscription, and reports that case on its own line. With
+messages it passes ``--pull-timeout 0.5``, the deadline user-purge gives each
+Pull (``--pull-timeout-ms 500``), so that a last, empty Pull costs both the same
+and the Python reference is not charged a minute for the end of the backlog.
+(With exactly 10,000 messages and ``--max-messages 10000`` neither makes an
+empty Pull: both stop once they hold 10,000.)
+
+The DELETE runs under PyMySQL's defaults, as the original's did: REPEATABLE
+READ (user-purge uses READ COMMITTED).
+"""
+
+import time
+
+STARTED = time.perf_counter()
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+from urllib.parse import unquote, urlsplit  # noqa: E402
+
+import pymysql  # noqa: E402
+from google.api_core import exceptions  # noqa: E402
+from google.cloud import pubsub_v1  # noqa: E402
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory  # noqa: E402
+from google.protobuf import timestamp_pb2  # noqa: E402,F401  (registers the dependency)
+
+IMPORTED = time.perf_counter()
+
+ACK_CHUNK = 1_000
+
+
+def user_event_class():
+    """``UserEventData`` from proto/user_events.proto, built the way a generated
+    ``_pb2`` module builds it (a file descriptor added to the default pool)."""
+    f = descriptor_pb2.FileDescriptorProto(
+        name="user_events.proto",
+        package="userservice.events.v1",
+        syntax="proto3",
+        dependency=["google/protobuf/timestamp.proto"],
+    )
+    m = f.message_type.add(name="UserEventData")
+    e = m.enum_type.add(name="EventType")
+    for number, name in enumerate(
+        [
+            "EVENT_TYPE_UNSPECIFIED",
+            "USER_CREATED",
+            "USER_CHANGED",
+            "USER_ACCESS_CHANGED",
+            "USER_REMOVED",
+        ]
+    ):
+        e.value.add(name=name, number=number)
+    F = descriptor_pb2.FieldDescriptorProto
+    m.field.add(
+        name="event_type",
+        number=1,
+        label=F.LABEL_OPTIONAL,
+        type=F.TYPE_ENUM,
+        type_name=".userservice.events.v1.UserEventData.EventType",
+    )
+    m.field.add(name="user_id", number=2, label=F.LABEL_OPTIONAL, type=F.TYPE_UINT64)
+    m.field.add(
+        name="occurred_at",
+        number=3,
+        label=F.LABEL_OPTIONAL,
+        type=F.TYPE_MESSAGE,
+        type_name=".google.protobuf.Timestamp",
+    )
+    m.field.add(name="email", number=4, label=F.LABEL_OPTIONAL, type=F.TYPE_STRING)
+    m.field.add(name="name", number=5, label=F.LABEL_OPTIONAL, type=F.TYPE_STRING)
+    pool = descriptor_pool.Default()
+    pool.Add(f)
+    return message_factory.GetMessageClass(
+        pool.FindMessageTypeByName("userservice.events.v1.UserEventData")
+    )
+
+
+UserEventData = user_event_class()
+USER_REMOVED = 4
+
+
+def connect(url):
+    parts = urlsplit(url)
+    return pymysql.connect(
+        host=parts.hostname,
+        port=parts.port or 3306,
+        user=unquote(parts.username or ""),
+        password=unquote(parts.password or ""),
+        database=parts.path.lstrip("/"),
+        autocommit=False,
+    )
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--subscription", required=True)
+    parser.add_argument("--database-url", required=True)
+    parser.add_argument("--max-messages", type=int, default=10_000)
+    parser.add_argument("--pull-timeout", default="default")
+    args = parser.parse_args()
+    pull_kwargs = {}
+    if args.pull_timeout != "default":
+        pull_kwargs["timeout"] = float(args.pull_timeout)
+
+    subscriber = pubsub_v1.SubscriberClient()  # honours PUBSUB_EMULATOR_HOST
+
+    # Pull until enough messages are held or a Pull comes back empty.
+    pulling = time.perf_counter()
+    received = []
+    pulls = 0
+    while len(received) < args.max_messages:
+        pulls += 1
+        try:
+            response = subscriber.pull(
+                request={
+                    "subscription": args.subscription,
+                    "max_messages": args.max_messages - len(received),
+                },
+                **pull_kwargs,
+            )
+        except exceptions.DeadlineExceeded:
+            break  # nothing arrived within the deadline: drained
+        if not response.received_messages:
+            break
+        received.extend(response.received_messages)
+    pulled = time.perf_counter()
+
+    # Decode.
+    user_ids = set()
+    ack_ids = []
+    for message in received:
+        event = UserEventData()
+        event.ParseFromString(message.message.data)
+        if event.event_type == USER_REMOVED and event.user_id:
+            user_ids.add(event.user_id)
+        ack_ids.append(message.ack_id)
+    decoded = time.perf_counter()
+
+    # Delete in one transaction and commit.
+    deleted_rows = 0
+    if user_ids:
+        db = connect(args.database_url)
+        try:
+            with db.cursor() as cursor:
+                deleted_rows = cursor.execute(
+                    "DELETE FROM users WHERE id IN %s", (sorted(user_ids),)
+                )
+            db.commit()
+        finally:
+            db.close()
+    deleted = time.perf_counter()
+
+    # Acknowledge in chunks, one request after the other.
+    for i in range(0, len(ack_ids), ACK_CHUNK):
+        subscriber.acknowledge(
+            request={"subscription": args.subscription, "ack_ids": ack_ids[i : i + ACK_CHUNK]}
+        )
+    acked = time.perf_counter()
+    subscriber.close()
+
+    ms = lambda a, b: round((b - a) * 1000, 1)  # noqa: E731
+    print(
+        json.dumps(
+            {
+                "received": len(received),
+                "removed_ids": len(user_ids),
+                "deleted_rows": deleted_rows,
+                "acked": len(ack_ids),
+                "pulls": pulls,
+                "import_ms": ms(STARTED, IMPORTED),
+                "setup_ms": ms(IMPORTED, pulling),
+                "pull_ms": ms(pulling, pulled),
+                "decode_ms": ms(pulled, decoded),
+                "delete_ms": ms(decoded, deleted),
+                "ack_ms": ms(deleted, acked),
+                "task_ms": ms(IMPORTED, acked),
+            }
+        )
+    )
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
