@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use common::private::{PrivateEmulator, PrivateMariaDb};
 use common::{Run, Setup, TestEnv, event_type};
-use mysql_async::prelude::Queryable as _;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use user_purge::event::encode;
 
@@ -154,37 +153,6 @@ async fn assert_invariant(env: &TestEnv, backlog: &Backlog) {
     assert_eq!(left, malformed);
 }
 
-/// Holds a lock on the given users' rows (all users when `None`) until dropped.
-async fn lock_rows(env: &TestEnv, id: Option<u64>) -> mysql_async::Conn {
-    let mut conn = env.pool.get_conn().await.unwrap();
-    conn.query_drop("START TRANSACTION").await.unwrap();
-    let filter = id.map_or(String::new(), |id| format!(" WHERE id = {id}"));
-    conn.query_drop(format!("SELECT id FROM users{filter} FOR UPDATE"))
-        .await
-        .unwrap();
-    conn
-}
-
-/// Waits until the job's DELETE is running (blocked on a lock, here).
-async fn wait_for_delete(env: &TestEnv) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut conn = env.pool.get_conn().await.unwrap();
-    loop {
-        let running: Option<u64> = conn
-            .query_first(format!(
-                "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = '{}' AND INFO LIKE 'DELETE FROM%'",
-                env.database
-            ))
-            .await
-            .unwrap();
-        if running.unwrap_or(0) > 0 {
-            return;
-        }
-        assert!(Instant::now() < deadline, "the delete never started");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// Where in the pass a kill lands.
 #[derive(Debug, Clone, Copy)]
 enum Phase {
@@ -229,7 +197,7 @@ async fn kill_in(
         _ => "300",
     };
     let lock = match phase {
-        Phase::DuringDelete => Some(lock_rows(env, None).await),
+        Phase::DuringDelete => Some(env.lock_rows(None).await),
         _ => None,
     };
     let mut child = env
@@ -246,7 +214,7 @@ async fn kill_in(
         Phase::AfterReceive => wait_for_line(&mut lines, "] received ").await,
         Phase::DuringDelete => {
             tokio::select! {
-                _ = wait_for_delete(env) => true,
+                _ = env.wait_for_delete() => true,
                 _ = wait_for_line(&mut lines, "] received 0 messages") => false,
             }
         }
@@ -326,10 +294,10 @@ async fn the_database_dying_during_the_delete_is_exit_4_and_loses_nothing() {
         .await;
     let mut rng = Rng::from_time();
     let backlog = publish_backlog(&env, &mut rng, 200, 100).await;
-    let lock = lock_rows(&env, None).await;
+    let lock = env.lock_rows(None).await;
 
     let child = env.command(&[], &[]).spawn().unwrap();
-    wait_for_delete(&env).await;
+    env.wait_for_delete().await;
     db.kill();
     let run = env.finish(child).await;
     run.assert_code(4);
@@ -401,7 +369,7 @@ async fn refusals_by_the_database_are_exit_4_and_lose_nothing() {
     assert_eq!(no_delete.count("nacked"), no_delete.count("received"));
 
     // A lock held by another transaction past --lock-wait-timeout.
-    let lock = lock_rows(&env, None).await;
+    let lock = env.lock_rows(None).await;
     let timed_out = env.run(&["--lock-wait-timeout", "1"]).await;
     timed_out.assert_code(4);
     assert!(
@@ -442,10 +410,10 @@ async fn pubsub_freezing_after_the_commit_is_exit_5_and_the_deletes_repeat_harml
         .await;
     let mut rng = Rng::from_time();
     let backlog = publish_backlog(&env, &mut rng, 100, 40).await;
-    let lock = lock_rows(&env, None).await;
+    let lock = env.lock_rows(None).await;
 
     let child = env.command(&[], &[]).spawn().unwrap();
-    wait_for_delete(&env).await;
+    env.wait_for_delete().await;
     emulator.freeze();
     drop(lock); // the delete commits now; the acknowledgements find no one.
     let run = env.finish(child).await;
@@ -499,12 +467,12 @@ async fn sigterm_in_each_phase_exits_within_10_s_with_its_code() {
     assert_eq!(run.count("nacked"), run.count("received"));
 
     // During the delete: rolled back, everything handed back.
-    let lock = lock_rows(&env, None).await;
+    let lock = env.lock_rows(None).await;
     let child = env
         .command(&["--max-messages", "500"], &[])
         .spawn()
         .unwrap();
-    wait_for_delete(&env).await;
+    env.wait_for_delete().await;
     let run = terminate(&env, child).await;
     drop(lock);
     run.assert_code(143);
@@ -514,12 +482,12 @@ async fn sigterm_in_each_phase_exits_within_10_s_with_its_code() {
 
     // During the acknowledgements, with Pub/Sub frozen: the job keeps trying
     // for its 5 s budget, then reports the failed acknowledgements.
-    let lock = lock_rows(&env, None).await;
+    let lock = env.lock_rows(None).await;
     let child = env
         .command(&["--max-messages", "500"], &[])
         .spawn()
         .unwrap();
-    wait_for_delete(&env).await;
+    env.wait_for_delete().await;
     emulator.freeze();
     drop(lock);
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -582,12 +550,12 @@ async fn runs_overlapping_a_slow_delete_do_not_fail_because_of_it() {
     // The slow run takes the first 200 removals, among them user 1, which the
     // test holds locked.
     env.publish_removals(1..=200).await;
-    let lock = lock_rows(&env, Some(1)).await;
+    let lock = env.lock_rows(Some(1)).await;
     let slow = env
         .command(&["--max-messages", "200", "--lock-wait-timeout", "60"], &[])
         .spawn()
         .unwrap();
-    wait_for_delete(&env).await;
+    env.wait_for_delete().await;
 
     env.publish_removals(201..=600).await;
     for _ in 0..2 {

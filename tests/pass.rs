@@ -211,22 +211,11 @@ async fn a_missing_table_is_a_database_error_and_nothing_is_acked() {
     env.cleanup().await;
 }
 
-/// Holds a row lock on user `id` in another transaction until dropped.
-async fn lock_row(env: &TestEnv, id: u64) -> mysql_async::Conn {
-    use mysql_async::prelude::Queryable as _;
-    let mut conn = env.pool.get_conn().await.unwrap();
-    conn.query_drop("START TRANSACTION").await.unwrap();
-    conn.query_drop(format!("SELECT id FROM users WHERE id = {id} FOR UPDATE"))
-        .await
-        .unwrap();
-    conn
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failed_run_is_finished_by_the_next_one() {
     let env = TestEnv::new(10).await;
     env.publish_removals([2, 4, 6]).await;
-    let lock = lock_row(&env, 4).await;
+    let lock = env.lock_rows(Some(4)).await;
 
     let failed = env.run(&["--lock-wait-timeout", "1"]).await;
     failed.assert_code(4);
@@ -256,12 +245,12 @@ async fn a_failed_run_is_finished_by_the_next_one() {
 async fn sigterm_during_the_delete_hands_everything_back_within_10_s() {
     let env = TestEnv::new(10).await;
     env.publish_removals(1..=5).await;
-    let lock = lock_row(&env, 3).await;
+    let lock = env.lock_rows(Some(3)).await;
 
     let child = env.command(&[], &[]).spawn().unwrap();
     let pid = child.id().unwrap() as i32;
     // Wait until the delete is blocked on the lock.
-    wait_for_lock_waiter(&env).await;
+    env.wait_for_delete().await;
     let signalled = Instant::now();
     unsafe { libc::kill(pid, libc::SIGTERM) };
     let run = env.finish(child).await;
@@ -281,39 +270,17 @@ async fn sigterm_during_the_delete_hands_everything_back_within_10_s() {
     env.cleanup().await;
 }
 
-/// Waits until some transaction waits for a row lock in this test's database.
-async fn wait_for_lock_waiter(env: &TestEnv) {
-    use mysql_async::prelude::Queryable as _;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut conn = env.pool.get_conn().await.unwrap();
-    loop {
-        let waiting: Option<u64> = conn
-            .query_first(format!(
-                "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
-                 WHERE DB = '{}' AND INFO LIKE 'DELETE FROM%'",
-                env.database
-            ))
-            .await
-            .unwrap();
-        if waiting.unwrap_or(0) > 0 {
-            return;
-        }
-        assert!(Instant::now() < deadline, "the delete never started");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_delete_slower_than_the_ack_deadline_keeps_its_messages() {
     let env = TestEnv::new(10).await;
     env.publish_removals(1..=6).await;
-    let lock = lock_row(&env, 1).await;
+    let lock = env.lock_rows(Some(1)).await;
 
     let slow = env
         .command(&["--lock-wait-timeout", "60"], &[])
         .spawn()
         .unwrap();
-    wait_for_lock_waiter(&env).await;
+    env.wait_for_delete().await;
     // Past the subscription's 10 s ack deadline: without lease renewal the
     // messages would now go to another run.
     tokio::time::sleep(Duration::from_secs(13)).await;

@@ -472,6 +472,46 @@ impl TestEnv {
         self.pool.disconnect().await.unwrap();
     }
 
+    /// Holds a lock on a user's row (every user's with `None`) in another
+    /// transaction until the returned connection is dropped.
+    ///
+    /// A connection of its own, not the pool's: dropping it closes it, so the
+    /// server rolls the transaction back and no pooled connection keeps it.
+    pub async fn lock_rows(&self, id: Option<u64>) -> mysql_async::Conn {
+        let url = url_on(&self.mysql_root, "root", "", &self.database);
+        let mut conn = mysql_async::Conn::new(mysql_async::Opts::from_url(&url).unwrap())
+            .await
+            .unwrap();
+        conn.query_drop("START TRANSACTION").await.unwrap();
+        let filter = id.map_or(String::new(), |id| format!(" WHERE id = {id}"));
+        conn.query_drop(format!("SELECT id FROM users{filter} FOR UPDATE"))
+            .await
+            .unwrap();
+        conn
+    }
+
+    /// Waits until the job's DELETE runs in this test's database (blocked on
+    /// a lock, in the tests that use this).
+    pub async fn wait_for_delete(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut conn = self.pool.get_conn().await.unwrap();
+        loop {
+            let running: Option<u64> = conn
+                .query_first(format!(
+                    "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
+                     WHERE DB = '{}' AND INFO LIKE 'DELETE FROM%'",
+                    self.database
+                ))
+                .await
+                .unwrap();
+            if running.unwrap_or(0) > 0 {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the delete never started");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Runs SQL in this test's database.
     pub async fn sql(&self, statement: &str) {
         let mut conn = self.pool.get_conn().await.unwrap();
