@@ -83,6 +83,33 @@ pub mod event_type {
     pub const REMOVED: i32 = EventType::UserRemoved as i32;
 }
 
+/// The wire format written out by hand, so that tests can build data no
+/// encoder would produce.
+#[cfg(test)]
+pub(crate) mod wire {
+    pub fn varint(mut value: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        while value >= 0x80 {
+            out.push(value as u8 | 0x80);
+            value >>= 7;
+        }
+        out.push(value as u8);
+        out
+    }
+
+    pub fn key(field: u64, wire_type: u8) -> Vec<u8> {
+        varint(field << 3 | u64::from(wire_type))
+    }
+
+    pub fn field_varint(field: u64, value: u64) -> Vec<u8> {
+        [key(field, 0), varint(value)].concat()
+    }
+
+    pub fn field_bytes(field: u64, bytes: &[u8]) -> Vec<u8> {
+        [key(field, 2), varint(bytes.len() as u64), bytes.to_vec()].concat()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,30 +184,7 @@ mod tests {
         assert_eq!(classify(&data), Ok(Event::Removed(5)));
     }
 
-    // The wire format written out by hand, so that the tests can build data no
-    // encoder would produce.
-
-    fn varint(mut value: u64) -> Vec<u8> {
-        let mut out = Vec::new();
-        while value >= 0x80 {
-            out.push(value as u8 | 0x80);
-            value >>= 7;
-        }
-        out.push(value as u8);
-        out
-    }
-
-    fn key(field: u32, wire_type: u8) -> Vec<u8> {
-        varint(u64::from(field) << 3 | u64::from(wire_type))
-    }
-
-    fn field_varint(field: u32, value: u64) -> Vec<u8> {
-        [key(field, 0), varint(value)].concat()
-    }
-
-    fn field_bytes(field: u32, bytes: &[u8]) -> Vec<u8> {
-        [key(field, 2), varint(bytes.len() as u64), bytes.to_vec()].concat()
-    }
+    use super::wire::{field_bytes, field_varint, key, varint};
 
     /// USER_REMOVED for `user_id`, field by field.
     fn removal(user_id: u64) -> Vec<u8> {

@@ -292,29 +292,7 @@ mod tests {
             }
         }
 
-        // Writing the wire format, by hand too.
-
-        fn varint(mut value: u64) -> Vec<u8> {
-            let mut out = Vec::new();
-            while value >= 0x80 {
-                out.push(value as u8 | 0x80);
-                value >>= 7;
-            }
-            out.push(value as u8);
-            out
-        }
-
-        fn key(field: u64, wire_type: u8) -> Vec<u8> {
-            varint(field << 3 | u64::from(wire_type))
-        }
-
-        fn field_varint(field: u64, value: u64) -> Vec<u8> {
-            [key(field, 0), varint(value)].concat()
-        }
-
-        fn field_bytes(field: u64, bytes: &[u8]) -> Vec<u8> {
-            [key(field, 2), varint(bytes.len() as u64), bytes.to_vec()].concat()
-        }
+        use crate::event::wire::{field_bytes, field_varint, key, varint};
 
         /// Event types: mostly the known ones, removals above all.
         fn event_types() -> impl Strategy<Value = i32> {

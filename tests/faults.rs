@@ -347,17 +347,7 @@ async fn refusals_by_the_database_are_exit_4_and_lose_nothing() {
     assert!(denied.stderr.contains("Access denied"), "{}", denied.stderr);
 
     // A user without DELETE: refused at the delete, everything handed back.
-    let reader = format!("r{}", &env.user[1..]);
-    env.sql(&format!(
-        "CREATE USER '{reader}'@'%' IDENTIFIED BY 'reader-pw'"
-    ))
-    .await;
-    env.sql(&format!(
-        "GRANT SELECT ON `{}`.* TO '{reader}'@'%'",
-        env.database
-    ))
-    .await;
-    let url = env.database_url_as(&reader, "reader-pw");
+    let url = env.create_user("r", "reader-pw", "SELECT", "*").await;
     let no_delete = env.run(&["--database-url", &url]).await;
     no_delete.assert_code(4);
     assert!(
@@ -381,23 +371,13 @@ async fn refusals_by_the_database_are_exit_4_and_lose_nothing() {
     drop(lock);
 
     // The least privilege the job needs: SELECT and DELETE on the table.
-    let purger = format!("p{}", &env.user[1..]);
-    env.sql(&format!(
-        "CREATE USER '{purger}'@'%' IDENTIFIED BY 'purger-pw'"
-    ))
-    .await;
-    env.sql(&format!(
-        "GRANT SELECT, DELETE ON `{}`.users TO '{purger}'@'%'",
-        env.database
-    ))
-    .await;
-    let url = env.database_url_as(&purger, "purger-pw");
+    let url = env
+        .create_user("p", "purger-pw", "SELECT, DELETE", "users")
+        .await;
     let runs = env.run(&["--database-url", &url]).await;
     runs.assert_code(0);
     recover(&env, &backlog, Duration::ZERO).await;
     assert_invariant(&env, &backlog).await;
-    env.sql(&format!("DROP USER '{reader}'@'%', '{purger}'@'%'"))
-        .await;
     env.cleanup().await;
 }
 

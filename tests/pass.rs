@@ -308,17 +308,9 @@ async fn no_secret_appears_in_any_output() {
     env.publish(vec![encode(event_type::REMOVED, 1), vec![0xff]])
         .await;
     let password = "Pw-7f3a9c-not-in-logs";
-    let user = format!("p{}", std::process::id());
-    env.sql(&format!(
-        "CREATE USER IF NOT EXISTS '{user}'@'%' IDENTIFIED BY '{password}'"
-    ))
-    .await;
-    env.sql(&format!(
-        "GRANT SELECT, DELETE ON `{}`.users TO '{user}'@'%'",
-        env.database
-    ))
-    .await;
-    let url = env.database_url_as(&user, password);
+    let url = env
+        .create_user("p", password, "SELECT, DELETE", "users")
+        .await;
     let key = r#"{"type":"service_account","private_key":"KEY-MATERIAL-5e1d"}"#;
     let trace = [("RUST_LOG", "trace"), ("PUBSUB_SERVICE_ACCOUNT", key)];
 
@@ -350,7 +342,6 @@ async fn no_secret_appears_in_any_output() {
             );
         }
     }
-    env.sql(&format!("DROP USER '{user}'@'%'")).await;
     env.cleanup().await;
 }
 

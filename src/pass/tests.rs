@@ -299,6 +299,21 @@ fn no_signal() -> impl Future<Output = Signal> {
     std::future::pending()
 }
 
+/// A pass with a connected store, `max_messages`, and no signal.
+async fn run_to_the_end(
+    subscription: &FakeSubscription,
+    store: FakeStore,
+    max_messages: usize,
+) -> Report {
+    run(
+        subscription.clone(),
+        connected(store),
+        &settings(max_messages),
+        no_signal(),
+    )
+    .await
+}
+
 async fn signal_after(delay: Duration, signal: Signal) -> Signal {
     tokio::time::sleep(delay).await;
     signal
@@ -350,13 +365,7 @@ const MIXED_MALFORMED: [&str; 4] = ["junk", "r0", "u17", "unspecified"];
 async fn a_mixed_batch_deletes_distinct_removals_and_settles_every_message_once() {
     let subscription = FakeSubscription::new(mixed());
     let store = subscription.store();
-    let report = run(
-        subscription.clone(),
-        connected(store),
-        &settings(1_000),
-        no_signal(),
-    )
-    .await;
+    let report = run_to_the_end(&subscription, store, 1_000).await;
 
     assert_outcome(&report, "completed", 0);
     assert_eq!(subscription.log.deletes(), [vec![3, 9, 5_000]]);
@@ -392,13 +401,7 @@ async fn acknowledgements_come_only_after_the_delete_commits() {
     let subscription = FakeSubscription::new(mixed());
     // Slow, so that an ack sent alongside the delete would land first.
     let store = subscription.store().slow(Duration::from_millis(50));
-    let report = run(
-        subscription.clone(),
-        connected(store),
-        &settings(1_000),
-        no_signal(),
-    )
-    .await;
+    let report = run_to_the_end(&subscription, store, 1_000).await;
 
     assert_outcome(&report, "completed", 0);
     let calls = subscription.log.calls();
@@ -422,13 +425,7 @@ async fn acknowledgements_come_only_after_the_delete_commits() {
 async fn max_messages_is_respected_exactly() {
     let subscription = FakeSubscription::new(removals(250));
     let store = subscription.store();
-    let report = run(
-        subscription.clone(),
-        connected(store),
-        &settings(130),
-        no_signal(),
-    )
-    .await;
+    let report = run_to_the_end(&subscription, store, 130).await;
 
     assert_outcome(&report, "completed", 0);
     assert_eq!(subscription.pulled().len(), 130);
@@ -454,13 +451,7 @@ async fn max_messages_is_respected_with_several_pulls_in_flight() {
     let subscription = FakeSubscription::new(removals(3_000));
     let mut store = subscription.store();
     store.users = (1..=3_000).collect();
-    let report = run(
-        subscription.clone(),
-        connected(store),
-        &settings(2_500),
-        no_signal(),
-    )
-    .await;
+    let report = run_to_the_end(&subscription, store, 2_500).await;
 
     assert_outcome(&report, "completed", 0);
     assert_eq!(subscription.pulled().len(), 2_500);
@@ -482,13 +473,7 @@ async fn max_messages_is_respected_with_several_pulls_in_flight() {
 async fn an_empty_subscription_completes_and_deletes_nothing() {
     let subscription = FakeSubscription::new(Vec::new());
     let store = subscription.store();
-    let report = run(
-        subscription.clone(),
-        connected(store),
-        &settings(1_000),
-        no_signal(),
-    )
-    .await;
+    let report = run_to_the_end(&subscription, store, 1_000).await;
 
     assert_outcome(&report, "completed", 0);
     assert!(
@@ -591,13 +576,7 @@ async fn a_signal_while_connecting_stops_the_pass_before_any_pull() {
 async fn a_failed_delete_acknowledges_nothing_and_hands_everything_back() {
     let subscription = FakeSubscription::new(mixed());
     let store = subscription.store().failing();
-    let report = run(
-        subscription.clone(),
-        connected(store),
-        &settings(1_000),
-        no_signal(),
-    )
-    .await;
+    let report = run_to_the_end(&subscription, store, 1_000).await;
 
     assert_outcome(&report, "database_error", 4);
     assert_eq!(subscription.log.deletes(), [vec![3, 9, 5_000]]);
@@ -628,13 +607,7 @@ async fn a_failed_pull_deletes_nothing_and_hands_back_what_was_held() {
     // max 1000: one Pull at a time, so the first gets 100 and the second fails.
     let subscription = FakeSubscription::new(removals(150)).with(|q| q.fail_pulls_after = Some(1));
     let store = subscription.store();
-    let report = run(
-        subscription.clone(),
-        connected(store),
-        &settings(1_000),
-        no_signal(),
-    )
-    .await;
+    let report = run_to_the_end(&subscription, store, 1_000).await;
 
     assert_outcome(&report, "pubsub_error", 3);
     assert!(subscription.log.deletes().is_empty());
@@ -657,13 +630,7 @@ async fn a_failed_pull_hands_back_what_the_other_pulls_in_flight_received() {
     // max 5000: four Pulls in flight; the first fails, the other three get 100 each.
     let subscription = FakeSubscription::new(removals(1_000)).with(|q| q.failing_pulls = vec![1]);
     let store = subscription.store();
-    let report = run(
-        subscription.clone(),
-        connected(store),
-        &settings(5_000),
-        no_signal(),
-    )
-    .await;
+    let report = run_to_the_end(&subscription, store, 5_000).await;
 
     assert_outcome(&report, "pubsub_error", 3);
     assert!(subscription.log.deletes().is_empty());
@@ -700,13 +667,7 @@ async fn a_failed_acknowledgement_is_reported_after_the_commit() {
     let subscription = FakeSubscription::new(removals(2_500))
         .with(|q| q.failing_acks = ["a1500".to_string()].into_iter().collect());
     let store = subscription.store();
-    let report = run(
-        subscription.clone(),
-        connected(store),
-        &settings(10_000),
-        no_signal(),
-    )
-    .await;
+    let report = run_to_the_end(&subscription, store, 10_000).await;
 
     assert_outcome(&report, "ack_error", 5);
     let committed = subscription
@@ -735,13 +696,7 @@ async fn a_failed_acknowledgement_is_reported_after_the_commit() {
 async fn acknowledgements_go_in_requests_of_at_most_1000() {
     let subscription = FakeSubscription::new(removals(2_500));
     let store = subscription.store();
-    let report = run(
-        subscription.clone(),
-        connected(store),
-        &settings(10_000),
-        no_signal(),
-    )
-    .await;
+    let report = run_to_the_end(&subscription, store, 10_000).await;
     assert_outcome(&report, "completed", 0);
     let mut sizes: Vec<usize> = subscription
         .log
@@ -806,13 +761,7 @@ async fn a_delete_slower_than_the_lease_renewal_extends_every_lease() {
     let store = subscription
         .store()
         .slow(LEASE_RENEWAL + Duration::from_millis(500));
-    let report = run(
-        subscription.clone(),
-        connected(store),
-        &settings(1_000),
-        no_signal(),
-    )
-    .await;
+    let report = run_to_the_end(&subscription, store, 1_000).await;
 
     assert_outcome(&report, "completed", 0);
     let calls = subscription.log.calls();
@@ -849,13 +798,7 @@ async fn a_pass_without_removals_acknowledges_the_other_events_without_deleting(
         removal("r0", 0),
     ]);
     let store = subscription.store();
-    let report = run(
-        subscription.clone(),
-        connected(store),
-        &settings(1_000),
-        no_signal(),
-    )
-    .await;
+    let report = run_to_the_end(&subscription, store, 1_000).await;
 
     assert_outcome(&report, "completed", 0);
     assert!(subscription.log.deletes().is_empty());

@@ -136,6 +136,8 @@ pub struct TestEnv {
     /// run is checked for it in stdout and stderr.
     pub user: String,
     pub password: String,
+    /// Users a test added with [`TestEnv::create_user`], dropped at cleanup.
+    extra_users: std::sync::Mutex<Vec<String>>,
 }
 
 /// The service-account key every run gets (the emulator wins over it, so it
@@ -285,6 +287,7 @@ impl Setup {
             emulator: self.emulator,
             user,
             password,
+            extra_users: Default::default(),
         }
     }
 }
@@ -465,6 +468,12 @@ impl TestEnv {
         conn.query_drop(format!("DROP DATABASE `{}`", self.database))
             .await
             .unwrap();
+        let extra_users = std::mem::take(&mut *self.extra_users.lock().unwrap());
+        for user in extra_users {
+            conn.query_drop(format!("DROP USER '{user}'@'%'"))
+                .await
+                .unwrap();
+        }
         conn.query_drop(format!("DROP USER '{}'@'%'", self.user))
             .await
             .unwrap();
@@ -510,6 +519,30 @@ impl TestEnv {
             assert!(Instant::now() < deadline, "the delete never started");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Adds a database user with `privileges` on `table` of this test's
+    /// database (`*` for every table), and returns its URL.
+    pub async fn create_user(
+        &self,
+        name: &str,
+        password: &str,
+        privileges: &str,
+        table: &str,
+    ) -> String {
+        let user = format!("{name}{}", &self.user[1..]);
+        self.sql(&format!(
+            "CREATE USER '{user}'@'%' IDENTIFIED BY '{password}'"
+        ))
+        .await;
+        self.sql(&format!(
+            "GRANT {privileges} ON `{}`.{table} TO '{user}'@'%'",
+            self.database
+        ))
+        .await;
+        let url = self.database_url_as(&user, password);
+        self.extra_users.lock().unwrap().push(user);
+        url
     }
 
     /// Runs SQL in this test's database.
