@@ -289,6 +289,7 @@ async fn receive<S: Subscription>(
     // Messages asked for by the Pulls in flight: held + reserved never exceeds max.
     let mut reserved = 0;
     let mut drained = false;
+    debug!("receiving: up to {max} messages");
     let stop = loop {
         while !drained && pulls.len() < PULLS_IN_FLIGHT && plan.len() + reserved < max {
             let ask = (max - plan.len() - reserved).min(PULL_BATCH);
@@ -310,6 +311,7 @@ async fn receive<S: Subscription>(
         match joined {
             None => return Ok(()),
             Some(Ok((ask, Ok(messages)))) => {
+                debug!("a Pull returned {} messages", messages.len());
                 reserved -= ask;
                 drained |= messages.is_empty();
                 take(plan, messages);
