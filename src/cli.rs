@@ -1,11 +1,23 @@
-//! The command line: flags with environment fallbacks (clap), turned into a
-//! validated [`Config`]. This is the only module that imports clap.
+//! The command line: flags with environment fallbacks (clap), checked once
+//! into a validated [`Config`]. This is the only module that imports clap.
+//!
+//! Two steps, as in ripgrep: clap fills the raw [`RunArgs`] (each setting is
+//! declared once, here: its flag, variable, default and help), then
+//! [`run_config`] validates them. Errors name a setting by its id, and are
+//! shown with the flag and variable clap knows for it.
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::time::Duration;
 
-use crate::config::{self, Admin, Config, ConfigError, Raw, ReplayTo};
+use clap::{Args, CommandFactory as _, Parser, Subcommand, ValueEnum};
+
+use crate::config::{
+    self, Admin, Config, ConfigError, MAX_MESSAGES_LIMIT, Metrics, PassSettings, ReplayTo,
+    SubscriptionName, invalid,
+};
 use crate::event::event_type;
-use crate::outcome::EXIT_CODES_HELP;
+use crate::outcome::{EXIT_CODES_HELP, Exit};
+use crate::secret::Secret;
+use crate::store::{self, Database, Identifier};
 
 /// Erases removed users: pulls the user service's events from a Pub/Sub
 /// subscription, deletes the users named by USER_REMOVED events from one MySQL
@@ -211,11 +223,11 @@ pub enum Command {
         topic: String,
         events: Vec<(i32, u64)>,
     },
-    /// Print this and exit with this code: help, version, or a usage error.
+    /// Print this and exit: help, version, or a usage error.
     Exit {
         text: String,
         to_stderr: bool,
-        code: u8,
+        exit: Exit,
     },
 }
 
@@ -233,7 +245,11 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Command {
                     text
                 },
                 to_stderr: error.use_stderr(),
-                code: if error.use_stderr() { 2 } else { 0 },
+                exit: if error.use_stderr() {
+                    Exit::Config
+                } else {
+                    Exit::Success
+                },
             };
         }
     };
@@ -241,8 +257,10 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Command {
         None => run_config(cli.run).map(|config| Command::Run(Box::new(config))),
         Some(Sub::Replay(args)) => admin(args.subscription).and_then(|admin| {
             let to = match (args.since, args.snapshot) {
-                (Some(since), _) => ReplayTo::Time(config::parse_time("--since", &since)?),
-                (None, Some(snapshot)) => ReplayTo::Snapshot(config::parse_snapshot(&snapshot)?),
+                (Some(since), _) => ReplayTo::Time(config::parse_time("since", &since)?),
+                (None, Some(snapshot)) => {
+                    ReplayTo::Snapshot(config::parse_snapshot("snapshot", &snapshot)?)
+                }
                 (None, None) => unreachable!("clap requires --since or --snapshot"),
             };
             Ok(Command::Replay(admin, to))
@@ -251,7 +269,7 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Command {
             .and_then(|admin| {
                 Ok(Command::CreateSnapshot(
                     admin,
-                    config::parse_snapshot(&name)?,
+                    config::parse_snapshot("name", &name)?,
                 ))
             }),
         Some(Sub::Publish(args)) => publish(args),
@@ -259,34 +277,106 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Command {
     validated.unwrap_or_else(|error| config_error(&error))
 }
 
+/// Validates a run's settings into a [`Config`]: every setting is checked here, once.
 fn run_config(args: RunArgs) -> Result<Config, ConfigError> {
     let pubsub = args.subscription;
-    Config::from_raw(Raw {
-        subscription: pubsub.subscription,
-        project: pubsub.credentials.project,
-        database_url: args.database_url,
-        table: args.table,
-        id_column: args.id_column,
-        max_messages: args.max_messages,
-        dry_run: args.dry_run,
-        pull_timeout_ms: args.pull_timeout_ms,
-        lock_wait_timeout_secs: args.lock_wait_timeout,
-        database_ca_file: args.database_ca_file,
-        emulator_host: pubsub.credentials.emulator_host,
-        service_account_key: pubsub.credentials.service_account_key,
-        pushgateway_url: args.pushgateway_url,
-        metrics_instance: args.metrics_instance,
+    let subscription = required("subscription", pubsub.subscription)?;
+    let subscription =
+        SubscriptionName::parse(&subscription, pubsub.credentials.project.as_deref())?;
+    let url = required("database_url", args.database_url)?;
+    store::check_url(&url).map_err(|problem| invalid("database_url", problem))?;
+    let max_messages = usize::try_from(args.max_messages)
+        .ok()
+        .filter(|n| (1..=MAX_MESSAGES_LIMIT).contains(n))
+        .ok_or_else(|| {
+            invalid(
+                "max_messages",
+                format!(
+                    "must be from 1 to {MAX_MESSAGES_LIMIT}, got {}",
+                    args.max_messages
+                ),
+            )
+        })?;
+    if !(1..=600_000).contains(&args.pull_timeout_ms) {
+        return Err(invalid("pull_timeout_ms", "must be from 1 to 600000"));
+    }
+    if !(1..=3600).contains(&args.lock_wait_timeout) {
+        return Err(invalid(
+            "lock_wait_timeout",
+            "must be from 1 to 3600 seconds",
+        ));
+    }
+    let ca_file = match args.database_ca_file.filter(|f| !f.is_empty()) {
+        Some(file) if std::path::Path::new(&file).is_file() => Some(file.into()),
+        Some(file) => {
+            return Err(invalid(
+                "database_ca_file",
+                format!("{file:?} is not a readable file"),
+            ));
+        }
+        None => None,
+    };
+    let metrics = match args.pushgateway_url.filter(|u| !u.is_empty()) {
+        // The client speaks plain HTTP only: a Pushgateway is normally
+        // reached inside the cluster or the host.
+        Some(url) if url.starts_with("http://") && url.len() > "http://".len() => Some(Metrics {
+            gateway: url,
+            instance: args
+                .metrics_instance
+                .filter(|i| !i.is_empty())
+                .unwrap_or_else(|| subscription.id.clone()),
+        }),
+        Some(url) => {
+            return Err(invalid(
+                "pushgateway_url",
+                format!("{url:?} is not an http:// URL (https is not supported)"),
+            ));
+        }
+        None => None,
+    };
+    let identifier = |setting, value: &str| {
+        Identifier::parse(value).map_err(|problem| invalid(setting, problem))
+    };
+    let credentials = pubsub.credentials;
+    Ok(Config {
+        subscription,
+        credentials: config::credentials(
+            credentials.emulator_host,
+            credentials.service_account_key,
+        ),
+        database: Database {
+            url: Secret::new(url),
+            table: identifier("table", &args.table)?,
+            id_column: identifier("id_column", &args.id_column)?,
+            lock_wait_timeout: Duration::from_secs(args.lock_wait_timeout),
+            ca_file,
+        },
+        pass: PassSettings {
+            max_messages,
+            dry_run: args.dry_run,
+            pull_timeout: Duration::from_millis(args.pull_timeout_ms),
+        },
+        metrics,
     })
 }
 
+/// A setting that must be given, and not empty.
+fn required(setting: &'static str, value: Option<String>) -> Result<String, ConfigError> {
+    value
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| invalid(setting, "it is required"))
+}
+
 fn admin(args: SubscriptionArgs) -> Result<Admin, ConfigError> {
+    let subscription = required("subscription", args.subscription)?;
     let credentials = args.credentials;
-    Admin::from_raw(
-        args.subscription,
-        credentials.project,
-        credentials.emulator_host,
-        credentials.service_account_key,
-    )
+    Ok(Admin {
+        subscription: SubscriptionName::parse(&subscription, credentials.project.as_deref())?,
+        credentials: config::credentials(
+            credentials.emulator_host,
+            credentials.service_account_key,
+        ),
+    })
 }
 
 fn publish(args: PublishArgs) -> Result<Command, ConfigError> {
@@ -307,10 +397,10 @@ fn publish(args: PublishArgs) -> Result<Command, ConfigError> {
             .collect()
     };
     if events.is_empty() {
-        return Err(ConfigError {
-            setting: "publish",
-            problem: "name the users: --removed ID..., or --event TYPE ID...".into(),
-        });
+        return Err(invalid(
+            "removed",
+            "name the users: --removed ID..., or --event TYPE ID...",
+        ));
     }
     Ok(Command::Publish {
         project,
@@ -326,11 +416,70 @@ fn publish(args: PublishArgs) -> Result<Command, ConfigError> {
 fn config_error(error: &ConfigError) -> Command {
     Command::Exit {
         text: redact_passwords(&format!(
-            "error: {error}\n\nFor more information, try '--help'.\n"
+            "error: invalid {}: {}\n\nFor more information, try '--help'.\n",
+            label(error.setting),
+            error.problem
         )),
         to_stderr: true,
-        code: 2,
+        exit: Exit::Config,
     }
+}
+
+/// How the help names a setting: `--max-messages (MAX_MESSAGES)`, or
+/// `<NAME>` for an argument without a flag.
+fn label(setting: &str) -> String {
+    fn find(command: &clap::Command, id: &str) -> Option<String> {
+        let found = command.get_arguments().find(|arg| arg.get_id() == id);
+        if let Some(arg) = found {
+            let name = match arg.get_long() {
+                Some(long) => format!("--{long}"),
+                None => format!("<{}>", id.to_uppercase()),
+            };
+            return Some(match arg.get_env() {
+                Some(env) => format!("{name} ({})", env.to_string_lossy()),
+                None => name,
+            });
+        }
+        command.get_subcommands().find_map(|sub| find(sub, id))
+    }
+    find(&Cli::command(), setting).unwrap_or_else(|| setting.to_owned())
+}
+
+/// One setting of a run, as `--help` describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Setting {
+    /// `--max-messages`.
+    pub flag: String,
+    /// Its environment fallback, `MAX_MESSAGES`.
+    pub env: Option<String>,
+    /// Its default, as `--help` shows it.
+    pub default: Option<String>,
+    /// Whether `--help` hides the variable's value (a secret).
+    pub secret: bool,
+}
+
+/// Every setting of a run, from clap's own declarations: what the README, the
+/// deployment files and the tests' clean environment are checked against.
+pub fn settings() -> Vec<Setting> {
+    Cli::command()
+        .get_arguments()
+        .filter_map(|arg| {
+            let long = arg.get_long()?;
+            if matches!(long, "help" | "version") {
+                return None;
+            }
+            let default = arg
+                .get_default_values()
+                .first()
+                .map(|v| v.to_string_lossy().into_owned());
+            Some(Setting {
+                flag: format!("--{long}"),
+                env: arg.get_env().map(|e| e.to_string_lossy().into_owned()),
+                default,
+                secret: arg.is_hide_env_values_set(),
+            })
+        })
+        .collect()
 }
 
 /// Hides the password of every `scheme://user:password@host` in an error
@@ -362,112 +511,52 @@ fn redact_passwords(text: &str) -> String {
 
 /// The full `--help` text, exit codes included.
 pub fn help_text() -> String {
-    use clap::CommandFactory as _;
     Cli::command().render_long_help().to_string()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Credentials;
 
     fn run(args: &[&str]) -> Command {
         parse(args.iter().map(Into::into))
     }
 
-    #[test]
-    fn help_lists_every_setting_and_the_exit_codes() {
-        let help = help_text();
-        for needle in [
-            "PUBSUB_SUBSCRIPTION",
-            "PUBSUB_PROJECT",
-            "DATABASE_URL",
-            "PURGE_TABLE",
-            "PURGE_ID_COLUMN",
-            "MAX_MESSAGES",
-            "--dry-run",
-            "PUBSUB_EMULATOR_HOST",
-            "PUBSUB_SERVICE_ACCOUNT",
-            "RUST_LOG",
-            "143",
-        ] {
-            assert!(help.contains(needle), "--help does not mention {needle}");
+    const URL: &str = "--database-url=mysql://purger:Pw-Never-Shown@db:3306/app";
+
+    /// A complete command line with `extra`, which replaces a base flag it names.
+    fn with(extra: &[&str]) -> Vec<String> {
+        let base = ["--subscription=purge-sub", "--project=my-project", URL];
+        let named = |flag: &str| {
+            let name = flag.split('=').next().unwrap_or(flag);
+            extra.iter().any(|e| e.split('=').next() == Some(name))
+        };
+        std::iter::once("user-purge")
+            .chain(base.into_iter().filter(|flag| !named(flag)))
+            .chain(extra.iter().copied())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    fn config(extra: &[&str]) -> Config {
+        match parse(with(extra).into_iter().map(Into::into)) {
+            Command::Run(config) => *config,
+            Command::Exit { text, .. } => panic!("{extra:?} was refused: {text}"),
+            _ => panic!("{extra:?} is not a run"),
         }
     }
 
-    #[test]
-    fn usage_errors_exit_2_and_help_exits_0() {
-        assert!(matches!(
-            run(&["user-purge", "--no-such-flag"]),
-            Command::Exit {
-                code: 2,
-                to_stderr: true,
-                ..
-            }
-        ));
-        assert!(matches!(
-            run(&["user-purge", "--help"]),
-            Command::Exit {
-                code: 0,
-                to_stderr: false,
-                ..
-            }
-        ));
-        assert!(matches!(
-            run(&["user-purge", "--max-messages", "ten"]),
-            Command::Exit { code: 2, .. }
-        ));
-    }
-
-    #[test]
-    fn flags_become_a_config() {
-        let command = run(&[
-            "user-purge",
-            "--subscription=projects/p/subscriptions/sub",
-            "--database-url=mysql://u:p@h:3306/d",
-            "--max-messages=100000",
-            "--dry-run",
-        ]);
-        let Command::Run(config) = command else {
-            panic!("the flags were refused");
-        };
-        assert_eq!(config.pass.max_messages, 100_000);
-        assert!(config.pass.dry_run);
-    }
-
-    #[test]
-    fn a_bad_table_is_a_config_error_naming_the_setting() {
-        let command = run(&[
-            "user-purge",
-            "--subscription=projects/p/subscriptions/sub",
-            "--database-url=mysql://u:p@h:3306/d",
-            "--table=users; DROP TABLE x",
-        ]);
-        let Command::Exit { text, code: 2, .. } = command else {
-            panic!("the bad table was accepted");
-        };
-        assert!(text.contains("--table (PURGE_TABLE)"), "{text}");
-    }
-
-    const URL: &str = "--database-url=mysql://purger:Pw-Never-Shown@db:3306/app";
-
     /// The text and code of a refused command line.
-    fn refused(args: &[&str]) -> (String, u8) {
-        let args: Vec<&str> = [
-            "user-purge",
-            "--subscription=projects/p/subscriptions/sub",
-            URL,
-        ]
-        .into_iter()
-        .chain(args.iter().copied())
-        .collect();
-        match run(&args) {
+    fn refused(extra: &[&str]) -> (String, u8) {
+        match parse(with(extra).into_iter().map(Into::into)) {
             Command::Exit {
                 text,
-                code,
+                exit,
                 to_stderr: true,
-            } => (text, code),
-            Command::Exit { text, .. } => panic!("{args:?} printed to stdout: {text}"),
-            _ => panic!("{args:?} was accepted"),
+            } => (text, exit.code()),
+            Command::Exit { text, .. } => panic!("{extra:?} printed to stdout: {text}"),
+            _ => panic!("{extra:?} was accepted"),
         }
     }
 
@@ -477,6 +566,259 @@ mod tests {
         let errors: Vec<&str> = text.lines().filter(|l| l.starts_with("error:")).collect();
         assert_eq!(errors.len(), 1, "{text}");
         errors[0]
+    }
+
+    #[test]
+    fn help_lists_every_setting_and_the_exit_codes() {
+        let help = help_text();
+        for setting in settings() {
+            assert!(
+                help.contains(&setting.flag),
+                "--help lacks {}",
+                setting.flag
+            );
+            if let Some(env) = setting.env {
+                assert!(help.contains(&env), "--help lacks {env}");
+            }
+        }
+        for needle in ["RUST_LOG", "143", "\n  1 "] {
+            assert!(help.contains(needle), "--help does not mention {needle}");
+        }
+    }
+
+    #[test]
+    fn settings_are_read_from_clap_with_their_variables_and_defaults() {
+        let settings = settings();
+        let table = settings.iter().find(|s| s.flag == "--table").unwrap();
+        assert_eq!(table.env.as_deref(), Some("PURGE_TABLE"));
+        assert_eq!(table.default.as_deref(), Some("users"));
+        let url = settings
+            .iter()
+            .find(|s| s.flag == "--database-url")
+            .unwrap();
+        assert!(url.secret && url.default.is_none());
+        assert!(settings.iter().all(|s| s.env.is_some()), "{settings:?}");
+        assert_eq!(label("max_messages"), "--max-messages (MAX_MESSAGES)");
+        assert_eq!(label("since"), "--since");
+        assert_eq!(label("name"), "<NAME>");
+    }
+
+    #[test]
+    fn the_readme_configuration_table_lists_exactly_these_settings() {
+        let readme = include_str!("../README.md");
+        let table = readme
+            .split_once("## Configuration")
+            .and_then(|(_, rest)| rest.split_once("\n\n| flag |"))
+            .map(|(_, rest)| rest.split("\n\n").next().unwrap_or(""))
+            .expect("the README has a configuration table");
+        let cell = |text: &str| text.trim().trim_matches('`').to_owned();
+        let mut documented = std::collections::BTreeMap::new();
+        for row in table.lines().skip(2) {
+            let cells: Vec<&str> = row.split('|').collect();
+            assert!(cells.len() >= 5, "{row}");
+            documented.insert(cell(cells[2]), (cell(cells[1]), cell(cells[3])));
+        }
+        assert!(
+            documented.remove("RUST_LOG").is_some(),
+            "RUST_LOG is not documented"
+        );
+        for setting in settings() {
+            let env = setting.env.clone().unwrap_or_default();
+            let Some((flag, default)) = documented.remove(&env) else {
+                panic!("the README does not document {} ({env})", setting.flag);
+            };
+            assert_eq!(flag, setting.flag, "{env}");
+            if let Some(value) = setting.default.filter(|v| v != "false") {
+                assert_eq!(default, value, "the README's default of {}", setting.flag);
+            }
+        }
+        assert!(
+            documented.is_empty(),
+            "the README documents unknown settings: {documented:?}"
+        );
+    }
+
+    #[test]
+    fn usage_errors_exit_2_and_help_exits_0() {
+        assert!(matches!(
+            run(&["user-purge", "--no-such-flag"]),
+            Command::Exit {
+                exit: Exit::Config,
+                to_stderr: true,
+                ..
+            }
+        ));
+        assert!(matches!(
+            run(&["user-purge", "--help"]),
+            Command::Exit {
+                exit: Exit::Success,
+                to_stderr: false,
+                ..
+            }
+        ));
+        assert!(matches!(
+            run(&["user-purge", "--max-messages", "ten"]),
+            Command::Exit {
+                exit: Exit::Config,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn a_complete_configuration_is_accepted() {
+        let config = config(&["--max-messages=100000", "--dry-run", "--emulator-host=h:1"]);
+        assert_eq!(
+            config.subscription.to_string(),
+            "projects/my-project/subscriptions/purge-sub"
+        );
+        assert_eq!(config.database.table.quoted(), "`users`");
+        assert_eq!(config.database.id_column.quoted(), "`id`");
+        assert_eq!(config.database.lock_wait_timeout, Duration::from_secs(20));
+        assert_eq!(config.pass.max_messages, 100_000);
+        assert_eq!(config.pass.pull_timeout, Duration::from_millis(500));
+        assert!(config.pass.dry_run);
+        assert!(config.metrics.is_none());
+    }
+
+    #[test]
+    fn the_emulator_wins_over_a_key_and_empty_counts_as_unset() {
+        let emulator = config(&["--emulator-host=127.0.0.1:8085", "--service-account-key={}"]);
+        assert!(matches!(emulator.credentials, Credentials::Emulator(_)));
+        let key = config(&["--emulator-host=", "--service-account-key={\"k\":1}"]);
+        assert!(matches!(key.credentials, Credentials::ServiceAccountKey(_)));
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let config = config(&["--emulator-host=", "--service-account-key=KEY-MATERIAL"]);
+        let printed = format!("{config:?}");
+        assert!(
+            !printed.contains("Pw-Never-Shown") && !printed.contains("KEY-MATERIAL"),
+            "{printed}"
+        );
+    }
+
+    #[test]
+    fn metrics_default_to_the_subscription_as_instance() {
+        let metrics = config(&["--pushgateway-url=http://gw:9091"])
+            .metrics
+            .unwrap();
+        assert_eq!(
+            (metrics.gateway.as_str(), metrics.instance.as_str()),
+            ("http://gw:9091", "purge-sub")
+        );
+        let metrics = config(&["--pushgateway-url=http://gw:9091", "--metrics-instance=eu"])
+            .metrics
+            .unwrap();
+        assert_eq!(metrics.instance, "eu");
+    }
+
+    /// Every way a run's configuration can be refused, with the setting it names.
+    fn refusals() -> Vec<(Vec<String>, &'static str)> {
+        let one = |flag: &str, value: &str| vec![format!("{flag}={value}")];
+        let mut cases = vec![
+            (
+                one("--subscription", ""),
+                "--subscription (PUBSUB_SUBSCRIPTION)",
+            ),
+            (
+                one("--subscription", "projects/p/subscriptions/a b"),
+                "--subscription (PUBSUB_SUBSCRIPTION)",
+            ),
+            (
+                one("--subscription", "ab"),
+                "--subscription (PUBSUB_SUBSCRIPTION)",
+            ),
+            (one("--project", ""), "--project (PUBSUB_PROJECT)"),
+            (one("--project", "my project"), "--project (PUBSUB_PROJECT)"),
+            (one("--database-url", ""), "--database-url (DATABASE_URL)"),
+            (one("--max-messages", "0"), "--max-messages (MAX_MESSAGES)"),
+            (one("--max-messages", "-1"), "--max-messages (MAX_MESSAGES)"),
+            (
+                one("--max-messages", "1000001"),
+                "--max-messages (MAX_MESSAGES)",
+            ),
+            (
+                one("--max-messages", &i64::MIN.to_string()),
+                "--max-messages (MAX_MESSAGES)",
+            ),
+            (
+                one("--pull-timeout-ms", "0"),
+                "--pull-timeout-ms (PULL_TIMEOUT_MS)",
+            ),
+            (
+                one("--lock-wait-timeout", "0"),
+                "--lock-wait-timeout (LOCK_WAIT_TIMEOUT)",
+            ),
+            (
+                one("--database-ca-file", "/no/such/ca.pem"),
+                "--database-ca-file (DATABASE_CA_FILE)",
+            ),
+            (
+                one("--pushgateway-url", "https://gw"),
+                "--pushgateway-url (PUSHGATEWAY_URL)",
+            ),
+        ];
+        for url in [
+            "not a url Pw-Never-Shown",
+            "postgres://purger:Pw-Never-Shown@db:3306/app",
+            "http://purger:Pw-Never-Shown@db:3306/app",
+            "mysql://purger:Pw-Never-Shown@db:3306",
+            "mysql://purger:Pw-Never-Shown@db:3306/",
+            "mysql://purger:Pw-Never-Shown@db:99999/app",
+            "mysql://purger:Pw-Never-Shown@db:3306/app?bogus=1",
+        ] {
+            cases.push((one("--database-url", url), "--database-url (DATABASE_URL)"));
+        }
+        let too_long = "a".repeat(65);
+        for bad in [
+            "",
+            "1users",
+            "us'ers",
+            "us`ers",
+            "users; DROP TABLE x",
+            "db.users",
+            "\u{0443}sers",
+            &too_long,
+        ] {
+            cases.push((one("--table", bad), "--table (PURGE_TABLE)"));
+            cases.push((one("--id-column", bad), "--id-column (PURGE_ID_COLUMN)"));
+        }
+        cases
+    }
+
+    #[test]
+    fn each_refusal_is_exit_2_and_one_line_naming_its_setting_and_no_secret() {
+        for (args, setting) in refusals() {
+            let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+            args.push("--service-account-key=KEY-MATERIAL");
+            let (text, code) = refused(&args);
+            assert_eq!(code, 2, "{args:?}: {text}");
+            let line = error_line(&text);
+            assert!(
+                line.starts_with(&format!("error: invalid {setting}: ")),
+                "{args:?}: {line}"
+            );
+            assert!(
+                !text.contains("Pw-Never-Shown") && !text.contains("KEY-MATERIAL"),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_limits_themselves_are_accepted() {
+        let longest = format!("--table={}", "a".repeat(64));
+        for args in [
+            vec!["--max-messages=1"],
+            vec!["--max-messages=1000000"],
+            vec![longest.as_str(), "--id-column=_x1"],
+            vec!["--subscription=projects/p/subscriptions/sub", "--project="],
+            vec!["--pull-timeout-ms=600000", "--lock-wait-timeout=3600"],
+        ] {
+            config(&args);
+        }
     }
 
     #[test]
@@ -498,16 +840,10 @@ mod tests {
     }
 
     #[test]
-    fn a_value_out_of_range_exits_2_naming_flag_and_variable() {
+    fn a_value_out_of_range_shows_the_value() {
         for value in ["0", "-1", "1000001", "-9223372036854775808"] {
-            let (text, code) = refused(&["--max-messages", value]);
-            assert_eq!(code, 2, "{text}");
-            let line = error_line(&text);
-            assert!(line.contains("--max-messages (MAX_MESSAGES)"), "{text}");
-            assert!(
-                line.contains(value),
-                "the line should show the value: {text}"
-            );
+            let (text, _) = refused(&["--max-messages", value]);
+            assert!(error_line(&text).contains(value), "{text}");
         }
     }
 
@@ -530,8 +866,45 @@ mod tests {
     }
 
     #[test]
+    fn operator_commands_name_their_bad_arguments() {
+        let base = ["--subscription=projects/p/subscriptions/sub"];
+        for (args, setting) in [
+            (vec!["replay", base[0], "--since=yesterday"], "--since"),
+            (vec!["replay", base[0], "--snapshot=x"], "--snapshot"),
+            (vec!["snapshot", "create", base[0], "x"], "<NAME>"),
+            (
+                vec!["publish", "--topic=a/b", "--project=p", "--removed", "1"],
+                "--topic",
+            ),
+            (
+                vec!["publish", "--topic=t", "--removed", "1", "--project="],
+                "--project (PUBSUB_PROJECT)",
+            ),
+        ] {
+            let args: Vec<&str> = ["user-purge"].into_iter().chain(args).collect();
+            let Command::Exit {
+                text,
+                exit: Exit::Config,
+                to_stderr: true,
+            } = run(&args)
+            else {
+                panic!("{args:?} was accepted");
+            };
+            assert!(
+                error_line(&text).starts_with(&format!("error: invalid {setting}: ")),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
     fn help_keeps_its_example_url() {
-        let Command::Exit { text, code: 0, .. } = run(&["user-purge", "--help"]) else {
+        let Command::Exit {
+            text,
+            exit: Exit::Success,
+            ..
+        } = run(&["user-purge", "--help"])
+        else {
             panic!("--help failed");
         };
         assert!(text.contains("mysql://user:password@host"), "{text}");

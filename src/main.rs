@@ -6,39 +6,52 @@ use std::process::ExitCode;
 
 use log::{error, info, warn};
 use user_purge::cli::{self, Command};
-use user_purge::outcome::{self, Exit, Signal};
+use user_purge::outcome::{self, Exit, Outcome, Signal};
+use user_purge::{job, metrics, operate};
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let command = match cli::parse(std::env::args_os()) {
+    let exit = match cli::parse(std::env::args_os()) {
         Command::Exit {
             text,
             to_stderr,
-            code,
+            exit,
         } => {
             if to_stderr {
                 eprint!("{text}");
             } else {
                 print!("{text}");
             }
-            return ExitCode::from(code);
+            exit
         }
-        command => command,
+        command => match tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => {
+                let exit = execute(&runtime, command);
+                // Outstanding background work (a dropped connection's goodbye)
+                // is not waited for: every promise was kept before the report.
+                runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+                exit
+            }
+            Err(e) => {
+                error!("cannot start the async runtime: {e}");
+                Exit::Internal
+            }
+        },
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            error!("cannot start the async runtime: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    let exit = match command {
+    let _ = std::io::stdout().flush();
+    ExitCode::from(exit.code())
+}
+
+/// Runs a pass or an operator's command, prints its JSON line and returns
+/// its exit code.
+fn execute(runtime: &tokio::runtime::Runtime, command: Command) -> Exit {
+    match command {
         Command::Run(config) => {
             let metrics = config.metrics.clone();
-            let report = runtime.block_on(user_purge::run(*config, shutdown_signal()));
+            let report = runtime.block_on(job::run(*config, shutdown_signal()));
             let exit = report.outcome.exit();
             match report.outcome.error() {
                 Some(e) => error!("{}", outcome::one_line(e)),
@@ -47,19 +60,18 @@ fn main() -> ExitCode {
             println!("{}", report.json_line());
             if let Some(metrics) = metrics {
                 // Never changes the exit code: the work is done either way.
-                if let Err(e) =
-                    user_purge::metrics::push(&metrics.gateway, &metrics.instance, &report)
-                {
+                if let Err(e) = metrics::push(&metrics.gateway, &metrics.instance, &report) {
                     warn!("cannot push metrics to {}: {e}", metrics.gateway);
                 }
             }
             exit
         }
-        Command::Replay(admin, to) => operator(&runtime, "replay", user_purge::replay(&admin, &to)),
+        Command::Replay(admin, to) => {
+            operator("replay", runtime.block_on(operate::replay(&admin, &to)))
+        }
         Command::CreateSnapshot(admin, name) => operator(
-            &runtime,
             "snapshot",
-            user_purge::create_snapshot(&admin, &name),
+            runtime.block_on(operate::create_snapshot(&admin, &name)),
         ),
         Command::Publish {
             project,
@@ -67,38 +79,30 @@ fn main() -> ExitCode {
             topic,
             events,
         } => operator(
-            &runtime,
             "publish",
-            user_purge::publish(&project, &credentials, &topic, &events),
+            runtime.block_on(operate::publish(&project, &credentials, &topic, &events)),
         ),
-        Command::Exit { .. } => unreachable!("handled above"),
-    };
-    let _ = std::io::stdout().flush();
-    // Outstanding background work (a dropped connection's goodbye) is not
-    // waited for: every promise was kept before the report was made.
-    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
-    ExitCode::from(exit.code())
+        Command::Exit { exit, .. } => exit,
+    }
 }
 
-/// Runs an operator's command: a JSON line on success, an error line and exit
-/// 3 (Pub/Sub refused or failed) otherwise.
-fn operator(
-    runtime: &tokio::runtime::Runtime,
-    name: &str,
-    command: impl Future<Output = anyhow::Result<String>>,
-) -> Exit {
-    match runtime.block_on(command) {
+/// Logs an operator's command's result, prints its JSON line, and returns
+/// its exit code.
+fn operator(name: &str, result: Result<String, Outcome>) -> Exit {
+    let outcome = match result {
         Ok(done) => {
             info!("{done}");
-            println!("{{\"command\":\"{name}\",\"outcome\":\"completed\"}}");
-            Exit::Success
+            Outcome::Completed
         }
-        Err(e) => {
-            error!("{}", outcome::one_line(&e));
-            println!("{{\"command\":\"{name}\",\"outcome\":\"pubsub_error\"}}");
-            Exit::PubSub
+        Err(outcome) => {
+            if let Some(e) = outcome.error() {
+                error!("{}", outcome::one_line(e));
+            }
+            outcome
         }
-    }
+    };
+    println!("{}", outcome::command_line(name, &outcome));
+    outcome.exit()
 }
 
 /// Resolves on the first SIGINT or SIGTERM.

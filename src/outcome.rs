@@ -1,9 +1,10 @@
-//! How a run ends: the exit codes, the outcome of a pass, and its summary line.
+//! How a run ends: the exit codes, the outcome of a pass or an operator's
+//! command, and the JSON line each prints on stdout (serde_json, only here).
 //!
-//! [`Outcome::exit`] is the one place that turns what happened into an exit
-//! code; `main` only returns it.
+//! [`Exit`] is the one list of exit codes; [`Outcome::exit`] is the one place
+//! that turns what happened into one of them. `main` only returns it.
 
-use std::fmt::Write as _;
+use serde::Serialize;
 
 /// The signal that asked the run to stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,8 +23,12 @@ pub enum Exit {
     /// The pass completed, including when there was nothing to do. Malformed
     /// messages were handed back and show in the summary.
     Success = 0,
-    /// Configuration or usage error. Nothing was contacted; a retry cannot help
-    /// until the configuration is fixed.
+    /// The job could not start its async runtime (out of memory or threads).
+    /// Nothing was contacted; the next run retries.
+    Internal = 1,
+    /// Configuration or usage error, or (`replay`) a subscription that cannot
+    /// do what was asked. Nothing was changed; a retry cannot help until the
+    /// configuration is fixed.
     Config = 2,
     /// Pub/Sub unreachable, permission denied, or subscription not found.
     /// Nothing was acknowledged; the next run retries.
@@ -51,7 +56,9 @@ pub const EXIT_CODES_HELP: &str = "\
 Exit codes:
   0    the pass completed (also when there was nothing to do; malformed messages
        were handed back and are counted in the summary)
-  2    configuration or usage error; nothing was contacted
+  1    the job could not start (no async runtime); nothing was contacted
+  2    configuration or usage error (or a subscription that cannot replay);
+       nothing was changed
   3    Pub/Sub error (unreachable, permission denied, subscription not found)
   4    database error; nothing was acknowledged, every message comes back
   5    deleted and committed, but some acknowledgements failed; those messages
@@ -59,10 +66,13 @@ Exit codes:
   130  interrupted by SIGINT
   143  terminated by SIGTERM";
 
-/// What happened to one pass.
+/// What happened to one pass, or to an operator's command.
 #[derive(Debug)]
 pub enum Outcome {
     Completed,
+    /// An operator's command that the subscription cannot carry out as asked
+    /// (`replay --since` on a subscription that keeps no acknowledged messages).
+    Refused(anyhow::Error),
     PubSubFailed(anyhow::Error),
     DatabaseFailed(anyhow::Error),
     AckFailed(anyhow::Error),
@@ -73,6 +83,7 @@ impl Outcome {
     pub fn exit(&self) -> Exit {
         match self {
             Outcome::Completed => Exit::Success,
+            Outcome::Refused(_) => Exit::Config,
             Outcome::PubSubFailed(_) => Exit::PubSub,
             Outcome::DatabaseFailed(_) => Exit::Database,
             Outcome::AckFailed(_) => Exit::Ack,
@@ -85,6 +96,7 @@ impl Outcome {
     pub fn name(&self) -> &'static str {
         match self {
             Outcome::Completed => "completed",
+            Outcome::Refused(_) => "refused",
             Outcome::PubSubFailed(_) => "pubsub_error",
             Outcome::DatabaseFailed(_) => "database_error",
             Outcome::AckFailed(_) => "ack_error",
@@ -95,9 +107,10 @@ impl Outcome {
     /// The error behind a failed outcome, for the log.
     pub fn error(&self) -> Option<&anyhow::Error> {
         match self {
-            Outcome::PubSubFailed(e) | Outcome::DatabaseFailed(e) | Outcome::AckFailed(e) => {
-                Some(e)
-            }
+            Outcome::Refused(e)
+            | Outcome::PubSubFailed(e)
+            | Outcome::DatabaseFailed(e)
+            | Outcome::AckFailed(e) => Some(e),
             Outcome::Completed | Outcome::Interrupted(_) => None,
         }
     }
@@ -121,7 +134,7 @@ pub fn one_line(error: &anyhow::Error) -> String {
 }
 
 /// The counts of one pass, printed as the one line on stdout.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
 pub struct Summary {
     /// Messages received.
     pub received: usize,
@@ -138,7 +151,7 @@ pub struct Summary {
     /// Messages handed back (nacked).
     pub nacked: usize,
     pub dry_run: bool,
-    pub elapsed_ms: u128,
+    pub elapsed_ms: u64,
 }
 
 /// A pass's outcome with its counts.
@@ -149,28 +162,38 @@ pub struct Report {
 }
 
 impl Report {
-    /// The summary as one JSON object. Every value is a number, a boolean or a
-    /// fixed name, so no escaping is needed.
+    /// The summary as one JSON object, the outcome first.
     pub fn json_line(&self) -> String {
-        let s = &self.summary;
-        let mut line = String::with_capacity(200);
-        let _ = write!(
-            line,
-            "{{\"outcome\":\"{}\",\"received\":{},\"removed_ids\":{},\"deleted_rows\":{},\
-             \"ignored\":{},\"malformed\":{},\"acked\":{},\"nacked\":{},\"dry_run\":{},\"elapsed_ms\":{}}}",
-            self.outcome.name(),
-            s.received,
-            s.removed_ids,
-            s.deleted_rows,
-            s.ignored,
-            s.malformed,
-            s.acked,
-            s.nacked,
-            s.dry_run,
-            s.elapsed_ms
-        );
-        line
+        #[derive(Serialize)]
+        struct Line<'a> {
+            outcome: &'static str,
+            #[serde(flatten)]
+            summary: &'a Summary,
+        }
+        json(&Line {
+            outcome: self.outcome.name(),
+            summary: &self.summary,
+        })
     }
+}
+
+/// The JSON line an operator's command prints: `{"command":"replay","outcome":"completed"}`.
+pub fn command_line(command: &str, outcome: &Outcome) -> String {
+    #[derive(Serialize)]
+    struct Line<'a> {
+        command: &'a str,
+        outcome: &'static str,
+    }
+    json(&Line {
+        command,
+        outcome: outcome.name(),
+    })
+}
+
+fn json(value: &impl Serialize) -> String {
+    // Serializing these plain structs cannot fail: no maps with non-string
+    // keys, no failing Serialize impls.
+    serde_json::to_string(value).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
 }
 
 #[cfg(test)]
@@ -182,6 +205,7 @@ mod tests {
         let error = || anyhow::anyhow!("x");
         let cases = [
             (Outcome::Completed, 0),
+            (Outcome::Refused(error()), 2),
             (Outcome::PubSubFailed(error()), 3),
             (Outcome::DatabaseFailed(error()), 4),
             (Outcome::AckFailed(error()), 5),
@@ -195,7 +219,7 @@ mod tests {
                 "{code} is not in --help"
             );
         }
-        assert!(EXIT_CODES_HELP.contains("\n  2 "));
+        assert!(EXIT_CODES_HELP.contains("\n  1 "));
     }
 
     #[test]
@@ -230,5 +254,39 @@ mod tests {
             report.json_line(),
             r#"{"outcome":"completed","received":7,"removed_ids":2,"deleted_rows":1,"ignored":3,"malformed":2,"acked":5,"nacked":2,"dry_run":false,"elapsed_ms":12}"#
         );
+    }
+
+    #[test]
+    fn every_outcome_prints_a_line_a_json_parser_reads_back() {
+        let error = || anyhow::anyhow!("a \"quoted\" \\ message\nover lines");
+        for outcome in [
+            Outcome::Completed,
+            Outcome::Refused(error()),
+            Outcome::PubSubFailed(error()),
+            Outcome::DatabaseFailed(error()),
+            Outcome::AckFailed(error()),
+            Outcome::Interrupted(Signal::Interrupt),
+            Outcome::Interrupted(Signal::Terminate),
+        ] {
+            let name = outcome.name();
+            let report = Report {
+                outcome,
+                summary: Summary {
+                    elapsed_ms: u64::MAX,
+                    ..Summary::default()
+                },
+            };
+            let line = report.json_line();
+            assert!(!line.contains('\n'), "{line}");
+            let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+            assert_eq!(value["outcome"], name);
+            assert_eq!(value["elapsed_ms"], u64::MAX);
+            let command: serde_json::Value =
+                serde_json::from_str(&command_line("replay \"x\"", &report.outcome)).unwrap();
+            assert_eq!(
+                (command["command"].as_str(), command["outcome"].as_str()),
+                (Some("replay \"x\""), Some(name))
+            );
+        }
     }
 }

@@ -1,17 +1,19 @@
-//! One pass, in the order of the promise: receive → plan → delete and commit →
-//! acknowledge → outcome.
+//! One pass, in the order of the promise: receive → plan → erase (delete and
+//! commit) → settle (acknowledge, hand back) → outcome.
 //!
 //! The pass talks to the world through two narrow seams, [`Subscription`] and
 //! [`Store`], so it runs the same against the real services and against the
 //! in-memory fakes of its unit tests. Shutdown is a future passed in and
-//! selected against the work.
+//! selected against the work; leases are renewed by a task of their own
+//! ([`Lease`]), so that a signal is never kept waiting by a renewal.
 
-use std::pin::pin;
+use std::pin::{Pin, pin};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use log::{debug, info, warn};
-use tokio::task::JoinSet;
-use tokio::time::{Interval, MissedTickBehavior};
+use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::MissedTickBehavior;
 
 use crate::config::PassSettings;
 use crate::event;
@@ -88,6 +90,9 @@ enum Stop {
     PubSub(anyhow::Error),
 }
 
+/// The shutdown signal, pinned once and polled by every phase.
+type Shutdown<'a, F> = Pin<&'a mut F>;
+
 /// Runs one pass and reports what happened. Never panics on bad input: every
 /// failure becomes an [`Outcome`].
 ///
@@ -104,45 +109,50 @@ where
     D: Store,
 {
     let started = Instant::now();
-    let mut shutdown = pin!(shutdown);
     let mut summary = Summary {
         dry_run: settings.dry_run,
         ..Summary::default()
     };
-    let finish = |outcome: Outcome, mut summary: Summary| {
-        summary.elapsed_ms = started.elapsed().as_millis();
-        Report { outcome, summary }
-    };
+    let shutdown = pin!(shutdown);
+    let outcome = pass(
+        &subscription,
+        connect_store,
+        settings,
+        shutdown,
+        &mut summary,
+    )
+    .await;
+    summary.elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    Report { outcome, summary }
+}
 
+/// The pass itself: each step either hands over to the next or ends the pass
+/// with every message it held handed back.
+async fn pass<S: Subscription, D: Store, F: Future<Output = Signal>>(
+    subscription: &S,
+    connect_store: impl Future<Output = anyhow::Result<D>>,
+    settings: &PassSettings,
+    mut shutdown: Shutdown<'_, F>,
+    summary: &mut Summary,
+) -> Outcome {
     let mut store = if settings.dry_run {
         None
     } else {
-        let connect = tokio::time::timeout(DB_CONNECT_TIMEOUT, connect_store);
-        tokio::select! {
-            connected = connect => match connected {
-                Ok(Ok(store)) => Some(store),
-                Ok(Err(error)) => {
-                    let error = error.context("no message was received; every one stays in the subscription");
-                    return finish(Outcome::DatabaseFailed(error), summary);
-                }
-                Err(_) => {
-                    let error = anyhow::anyhow!("no connection to the database within {DB_CONNECT_TIMEOUT:?}");
-                    return finish(Outcome::DatabaseFailed(error), summary);
-                }
-            },
-            signal = shutdown.as_mut() => return finish(Outcome::Interrupted(signal), summary),
+        match connect(connect_store, shutdown.as_mut()).await {
+            Ok(store) => Some(store),
+            Err(outcome) => return outcome,
         }
     };
 
     // Receive.
+    let lease = Lease::start(subscription.clone());
     let mut plan = Plan::default();
-    let mut lease = lease_timer();
     let receiving = Instant::now();
     let stopped = receive(
-        &subscription,
+        subscription,
         &mut plan,
         settings.max_messages,
-        &mut lease,
+        &lease,
         shutdown.as_mut(),
     )
     .await;
@@ -160,14 +170,14 @@ where
         summary.malformed
     );
     if let Err(stop) = stopped {
-        summary.nacked = hand_back_all(&subscription, &mut plan).await;
-        let outcome = match stop {
+        drop(lease);
+        summary.nacked = hand_back_all(subscription, &mut plan).await;
+        return match stop {
             Stop::Signal(signal) => Outcome::Interrupted(signal),
             Stop::PubSub(error) => {
                 Outcome::PubSubFailed(error.context("receiving stopped; nothing was deleted"))
             }
         };
-        return finish(outcome, summary);
     }
 
     let Some(store) = store.as_mut() else {
@@ -178,67 +188,107 @@ where
             plan.hand_back.len()
         );
         debug!("dry run: user ids {:?}", plan.user_ids());
-        summary.nacked = hand_back_all(&subscription, &mut plan).await;
-        return finish(Outcome::Completed, summary);
+        drop(lease);
+        summary.nacked = hand_back_all(subscription, &mut plan).await;
+        return Outcome::Completed;
     };
 
-    // Delete and commit, before any acknowledgement.
-    if !plan.user_ids().is_empty() {
-        let deleting = Instant::now();
-        let deleted = {
-            let mut delete = pin!(store.delete(plan.user_ids()));
-            loop {
-                tokio::select! {
-                    deleted = delete.as_mut() => break Ok(deleted),
-                    signal = shutdown.as_mut() => break Err(signal),
-                    _ = lease.tick() => renew(&subscription, &plan).await,
-                }
-            }
-        };
-        match deleted {
-            Ok(Ok(rows)) => {
-                summary.deleted_rows = rows;
-                info!(
-                    "deleted {rows} rows for {} users and committed in {} ms",
-                    summary.removed_ids,
-                    deleting.elapsed().as_millis()
-                );
-            }
-            Ok(Err(error)) => {
-                summary.nacked = hand_back_all(&subscription, &mut plan).await;
-                let error =
-                    error.context("nothing was acknowledged; every message was handed back");
-                return finish(Outcome::DatabaseFailed(error), summary);
-            }
-            Err(signal) => {
-                // The delete future is dropped with its connection, so an
-                // uncommitted transaction rolls back; if COMMIT had already
-                // landed, the redelivered messages repeat it harmlessly.
-                warn!(
-                    "stopped by {signal:?} before the delete committed; handing every message back"
-                );
-                summary.nacked = hand_back_all(&subscription, &mut plan).await;
-                return finish(Outcome::Interrupted(signal), summary);
-            }
+    // Erase, before any acknowledgement.
+    match erase(store, &plan, shutdown.as_mut()).await {
+        Ok(rows) => summary.deleted_rows = rows,
+        Err(outcome) => {
+            drop(lease);
+            summary.nacked = hand_back_all(subscription, &mut plan).await;
+            return outcome;
         }
     }
 
-    // Acknowledge, and hand back the malformed. A signal now does not stop
-    // this: the delete has committed, so finishing the acks is the quickest
-    // way to a clean state.
+    // Settle: the leases end, the acknowledgements and hand-backs settle them.
+    drop(lease);
+    settle_plan(subscription, plan, shutdown, summary).await
+}
+
+/// Connects the store, unless a signal or the time limit comes first.
+async fn connect<D: Store>(
+    connect_store: impl Future<Output = anyhow::Result<D>>,
+    shutdown: Shutdown<'_, impl Future<Output = Signal>>,
+) -> Result<D, Outcome> {
+    let connect = tokio::time::timeout(DB_CONNECT_TIMEOUT, connect_store);
+    tokio::select! {
+        connected = connect => match connected {
+            Ok(Ok(store)) => Ok(store),
+            Ok(Err(error)) => Err(Outcome::DatabaseFailed(
+                error.context("no message was received; every one stays in the subscription"),
+            )),
+            Err(_) => Err(Outcome::DatabaseFailed(anyhow::anyhow!(
+                "no connection to the database within {DB_CONNECT_TIMEOUT:?}; \
+                 no message was received"
+            ))),
+        },
+        signal = shutdown => Err(Outcome::Interrupted(signal)),
+    }
+}
+
+/// Deletes the plan's users in one transaction and commits; returns the rows
+/// deleted. On failure or a signal nothing was committed (or, if COMMIT had
+/// already landed, the redelivered messages repeat it harmlessly), and the
+/// caller hands every message back.
+async fn erase<D: Store>(
+    store: &mut D,
+    plan: &Plan,
+    shutdown: Shutdown<'_, impl Future<Output = Signal>>,
+) -> Result<u64, Outcome> {
+    let user_ids = plan.user_ids();
+    if user_ids.is_empty() {
+        return Ok(0);
+    }
+    let deleting = Instant::now();
+    // Dropping the delete future drops its connection, so an uncommitted
+    // transaction rolls back.
+    let deleted = tokio::select! {
+        deleted = store.delete(user_ids) => deleted,
+        signal = shutdown => {
+            warn!("stopped by {signal:?} before the delete committed; handing every message back");
+            return Err(Outcome::Interrupted(signal));
+        }
+    };
+    match deleted {
+        Ok(rows) => {
+            info!(
+                "deleted {rows} rows for {} users and committed in {} ms",
+                user_ids.len(),
+                deleting.elapsed().as_millis()
+            );
+            Ok(rows)
+        }
+        Err(error) => Err(Outcome::DatabaseFailed(
+            error.context("nothing was acknowledged; every message was handed back"),
+        )),
+    }
+}
+
+/// Acknowledges the plan's valid messages and hands back the malformed. A
+/// signal now does not stop this: the delete has committed, so finishing the
+/// acknowledgements is the quickest way to a clean state.
+async fn settle_plan<S: Subscription>(
+    subscription: &S,
+    mut plan: Plan,
+    mut shutdown: Shutdown<'_, impl Future<Output = Signal>>,
+    summary: &mut Summary,
+) -> Outcome {
     let acking = Instant::now();
     let ack_ids = std::mem::take(&mut plan.ack);
     let hand_back = std::mem::take(&mut plan.hand_back);
-    let mut settle = pin!(async {
+    let mut settling = pin!(async {
         tokio::join!(
-            settle(&subscription, ack_ids, Request::Acknowledge),
-            settle(&subscription, hand_back, Request::Deadline(0))
+            settle(subscription, ack_ids, Request::Acknowledge),
+            settle(subscription, hand_back, Request::Deadline(0))
         )
     });
     let mut signalled = None;
     let (acked, handed_back) = loop {
         tokio::select! {
-            settled = settle.as_mut() => break settled,
+            settled = settling.as_mut() => break settled,
             signal = shutdown.as_mut(), if signalled.is_none() => {
                 info!("{signal:?} received; finishing the acknowledgements of the committed delete");
                 signalled = Some(signal);
@@ -260,7 +310,7 @@ where
             handed_back.failed
         );
     }
-    let outcome = match (acked.error, signalled) {
+    match (acked.error, signalled) {
         (Some(error), _) => Outcome::AckFailed(error.context(format!(
             "the delete committed, but {} acknowledgements failed; those messages will come back \
              and their deletes repeat harmlessly",
@@ -268,8 +318,7 @@ where
         ))),
         (None, Some(signal)) => Outcome::Interrupted(signal),
         (None, None) => Outcome::Completed,
-    };
-    finish(outcome, summary)
+    }
 }
 
 /// Pulls until `max` messages are held or a Pull comes back empty, with up to
@@ -282,8 +331,8 @@ async fn receive<S: Subscription>(
     subscription: &S,
     plan: &mut Plan,
     max: usize,
-    lease: &mut Interval,
-    mut shutdown: std::pin::Pin<&mut impl Future<Output = Signal>>,
+    lease: &Lease,
+    mut shutdown: Shutdown<'_, impl Future<Output = Signal>>,
 ) -> Result<(), Stop> {
     let mut pulls = JoinSet::new();
     // Messages asked for by the Pulls in flight: held + reserved never exceeds max.
@@ -303,10 +352,6 @@ async fn receive<S: Subscription>(
                 warn!("stopped by {signal:?} while receiving; handing every message back");
                 break Stop::Signal(signal);
             }
-            _ = lease.tick() => {
-                renew(subscription, plan).await;
-                continue;
-            }
         };
         match joined {
             None => return Ok(()),
@@ -314,7 +359,7 @@ async fn receive<S: Subscription>(
                 debug!("a Pull returned {} messages", messages.len());
                 reserved -= ask;
                 drained |= messages.is_empty();
-                take(plan, messages);
+                take(plan, lease, messages);
             }
             Some(Ok((_, Err(error)))) => break Stop::PubSub(error),
             Some(Err(e)) => break Stop::PubSub(anyhow::anyhow!("a Pull task failed: {e}")),
@@ -323,15 +368,16 @@ async fn receive<S: Subscription>(
     pulls.abort_all();
     while let Some(joined) = pulls.join_next().await {
         if let Ok((_, Ok(messages))) = joined {
-            take(plan, messages);
+            take(plan, lease, messages);
         }
     }
     Err(stop)
 }
 
 /// Classifies received messages into the plan, logging the malformed ones by
-/// id and publish time, never by content.
-fn take(plan: &mut Plan, messages: Vec<Received>) {
+/// id and publish time, never by content, and puts them under the lease.
+fn take(plan: &mut Plan, lease: &Lease, messages: Vec<Received>) {
+    lease.hold(messages.iter().map(|m| m.ack_id.clone()));
     for message in messages {
         let verdict = event::classify(&message.data);
         if let Err(why) = verdict {
@@ -347,30 +393,59 @@ fn take(plan: &mut Plan, messages: Vec<Received>) {
     }
 }
 
-/// A timer whose first tick comes one renewal period from now.
-fn lease_timer() -> Interval {
+/// Keeps the leases of the messages a pass holds: a task of its own extends
+/// them every [`LEASE_RENEWAL`], so that Pub/Sub does not deliver them to
+/// another run while this one still works on them. Dropping it stops the
+/// renewals at once, even one in flight (the pass then settles every message
+/// itself; an extension that still lands only delays a handed-back message).
+struct Lease {
+    held: Arc<Mutex<Vec<String>>>,
+    task: JoinHandle<()>,
+}
+
+impl Lease {
+    fn start<S: Subscription>(subscription: S) -> Lease {
+        let held = Arc::new(Mutex::new(Vec::new()));
+        let task = tokio::spawn(renew_every_period(subscription, Arc::clone(&held)));
+        Lease { held, task }
+    }
+
+    /// Puts more messages under the lease.
+    fn hold(&self, ack_ids: impl Iterator<Item = String>) {
+        // A poisoned lock only means a renewal panicked; the ids are still good.
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        held.extend(ack_ids);
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The lease task: from one renewal period on, extends every held message.
+async fn renew_every_period<S: Subscription>(subscription: S, held: Arc<Mutex<Vec<String>>>) {
     let mut timer =
         tokio::time::interval_at(tokio::time::Instant::now() + LEASE_RENEWAL, LEASE_RENEWAL);
     timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    timer
-}
-
-/// Extends the lease of every held message, so that Pub/Sub does not deliver
-/// them to another run while this one still works on them.
-async fn renew<S: Subscription>(subscription: &S, plan: &Plan) {
-    let held = plan.all_ack_ids();
-    if held.is_empty() {
-        return;
-    }
-    let n = held.len();
-    let renewed = settle(subscription, held, Request::Deadline(LEASE_SECONDS)).await;
-    match renewed.error {
-        None => debug!("renewed the lease of {n} messages for {LEASE_SECONDS} s"),
-        // Not fatal: at worst a message is delivered twice, and deletes repeat harmlessly.
-        Some(error) => warn!(
-            "could not renew the lease of {} messages: {error:#}",
-            renewed.failed
-        ),
+    loop {
+        timer.tick().await;
+        let ack_ids = held.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if ack_ids.is_empty() {
+            continue;
+        }
+        let n = ack_ids.len();
+        let renewed = settle(&subscription, ack_ids, Request::Deadline(LEASE_SECONDS)).await;
+        match renewed.error {
+            None => debug!("renewed the lease of {n} messages for {LEASE_SECONDS} s"),
+            // Not fatal: at worst a message is delivered twice, and deletes
+            // repeat harmlessly.
+            Some(error) => warn!(
+                "could not renew the lease of {} messages: {error:#}",
+                renewed.failed
+            ),
+        }
     }
 }
 

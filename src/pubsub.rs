@@ -22,6 +22,20 @@ use gcloud_pubsub::subscription::SeekTo;
 use crate::config::{Credentials, SubscriptionName};
 use crate::pass::{Received, Subscription};
 
+/// The subscription cannot do what an operator's command asked (seek back
+/// without retained acknowledged messages, or further than it keeps them):
+/// a configuration to fix, not a failure to retry.
+#[derive(Debug)]
+pub struct Unsuitable(String);
+
+impl std::fmt::Display for Unsuitable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Unsuitable {}
+
 /// The most messages one Pull may ask for on the real service.
 const MAX_PER_PULL: usize = 1_000;
 
@@ -201,25 +215,25 @@ impl Admin {
             .await
             .map_err(|status| rpc_error("GetSubscription", &name, &status))?;
         if !config.retain_acked_messages {
-            bail!(
+            bail!(Unsuitable(format!(
                 "{name} does not retain acknowledged messages, so seeking back would not bring back the removals \
                  already erased. Turn it on (gcloud pubsub subscriptions update {} --retain-acked-messages \
                  --message-retention-duration=7d), or take a snapshot before each backup \
                  (user-purge snapshot create NAME) and replay with --snapshot",
                 subscription.id
-            );
+            )));
         }
         let retention = config
             .message_retention_duration
             .unwrap_or(Duration::from_secs(7 * 86_400));
         let age = SystemTime::now().duration_since(time).unwrap_or_default();
         if age > retention {
-            bail!(
+            bail!(Unsuitable(format!(
                 "{name} keeps messages for {} s, less than the {} s back to the requested time: \
                  the oldest removals are gone; restore a more recent backup or replay from a snapshot",
                 retention.as_secs(),
                 age.as_secs()
-            );
+            )));
         }
         handle
             .seek(SeekTo::Timestamp(time), None)
@@ -339,9 +353,12 @@ impl Subscription for PubSub {
         Ok(response
             .received_messages
             .into_iter()
-            .filter_map(|received| {
-                let message = received.message?;
-                Some(Received {
+            .map(|received| {
+                // A delivery without a message body still holds a lease: it is
+                // classified (as empty data, so malformed) and handed back with
+                // the rest, never dropped.
+                let message = received.message.unwrap_or_default();
+                Received {
                     ack_id: received.ack_id,
                     message_id: message.message_id,
                     publish_time: message.publish_time.and_then(|t| {
@@ -350,7 +367,7 @@ impl Subscription for PubSub {
                         UNIX_EPOCH.checked_add(Duration::new(seconds, nanos))
                     }),
                     data: message.data,
-                })
+                }
             })
             .collect())
     }

@@ -6,13 +6,61 @@
 //! reaches SQL text.
 
 use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use mysql_async::prelude::Queryable as _;
 use mysql_async::{Conn, IsolationLevel, Opts, OptsBuilder, TxOpts};
 
-use crate::config::{Database, Identifier};
 use crate::pass::Store;
+use crate::secret::Secret;
+
+/// Where the delete goes, validated.
+#[derive(Debug, Clone)]
+pub struct Database {
+    /// A URL that [`check_url`] accepted; it holds the password.
+    pub url: Secret,
+    pub table: Identifier,
+    pub id_column: Identifier,
+    /// How long the delete may wait for a row lock held by someone else.
+    pub lock_wait_timeout: Duration,
+    /// A CA certificate (PEM) to verify the server with; requires TLS.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// A plain SQL identifier: ASCII letters, digits and `_`, not starting with a
+/// digit, at most 64 characters. Anything else is refused rather than escaped,
+/// so no configuration value can change the statement's meaning.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identifier(String);
+
+impl Identifier {
+    /// The problem it returns names the value and the rule.
+    pub fn parse(value: &str) -> Result<Identifier, String> {
+        let mut chars = value.chars();
+        let plain = matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && value.len() <= 64;
+        if plain {
+            Ok(Identifier(value.to_owned()))
+        } else {
+            Err(format!(
+                "{value:?} is not a plain SQL identifier (ASCII letters, digits and _, \
+                 not starting with a digit, at most 64 characters)"
+            ))
+        }
+    }
+
+    /// The identifier in backticks, ready for SQL text.
+    pub fn quoted(&self) -> String {
+        format!("`{}`", self.0)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
 
 /// Checks a `mysql://` URL without contacting anything. The problem it returns
 /// never repeats the URL, which holds the password.
@@ -161,7 +209,32 @@ mod tests {
     use super::*;
 
     fn ident(s: &str) -> Identifier {
-        Identifier::parse("test", s).unwrap()
+        Identifier::parse(s).unwrap()
+    }
+
+    #[test]
+    fn identifiers_must_be_plain() {
+        for good in ["users", "_x", "T1", "user_accounts", &"a".repeat(64)] {
+            assert!(Identifier::parse(good).is_ok(), "{good} was refused");
+        }
+        let too_long = "a".repeat(65);
+        for bad in [
+            "",
+            "1users",
+            "users; DROP TABLE x",
+            "us`ers",
+            "us\"ers",
+            "us'ers",
+            "db.users",
+            "usérs",
+            "\u{0443}sers", // Cyrillic u: looks like "users"
+            "a b",
+            "users\0",
+            &too_long,
+        ] {
+            let problem = Identifier::parse(bad).unwrap_err();
+            assert!(problem.contains("not a plain SQL identifier"), "{problem}");
+        }
     }
 
     #[test]

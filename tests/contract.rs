@@ -1,18 +1,18 @@
 //! The project's copy of the schema (`proto/user_events.proto`) must stay
-//! wire-compatible with the user service's contract
-//! (`../shared/contract/user_events.proto`, or `USER_PURGE_CONTRACT`): same
-//! package, messages, field numbers, types and enum values. Comments and
-//! options may differ.
+//! wire-compatible with the user service's contract: same package, messages,
+//! field numbers, types and enum values. Comments and options may differ.
+//!
+//! The contract is a snapshot kept in the repository
+//! (`tests/fixtures/user_events.proto`), so the test passes wherever the
+//! repository is cloned. `USER_PURGE_CONTRACT` names the user service's
+//! current file, to compare against that too (and to refresh the snapshot).
 
 use std::path::{Path, PathBuf};
 
 use prost_types::{DescriptorProto, EnumDescriptorProto, FileDescriptorProto};
 
-fn contract_path() -> PathBuf {
-    match std::env::var_os("USER_PURGE_CONTRACT") {
-        Some(path) => PathBuf::from(path),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/contract/user_events.proto"),
-    }
+fn in_repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
 
 /// Parses one .proto file and returns its own descriptor (not its imports').
@@ -61,17 +61,44 @@ fn wire_shape(file: &FileDescriptorProto) -> Vec<String> {
     out
 }
 
-#[test]
-fn the_local_schema_matches_the_contract() {
-    let contract = contract_path();
-    assert!(
-        contract.exists(),
-        "the contract is not at {}; set USER_PURGE_CONTRACT to its path",
-        contract.display()
-    );
-    let local = Path::new(env!("CARGO_MANIFEST_DIR")).join("proto/user_events.proto");
-    let ours = wire_shape(&descriptor(&local));
-    let theirs = wire_shape(&descriptor(&contract));
+fn ours() -> Vec<String> {
+    let ours = wire_shape(&descriptor(&in_repo("proto/user_events.proto")));
     assert!(ours.len() > 5, "the schema was not read: {ours:?}");
-    assert_eq!(ours, theirs);
+    ours
+}
+
+#[test]
+fn the_local_schema_matches_the_contract_snapshot() {
+    let snapshot = wire_shape(&descriptor(&in_repo("tests/fixtures/user_events.proto")));
+    assert_eq!(ours(), snapshot);
+}
+
+#[test]
+fn the_local_schema_matches_the_upstream_contract_when_named() {
+    let Some(upstream) = std::env::var_os("USER_PURGE_CONTRACT").filter(|p| !p.is_empty()) else {
+        println!("USER_PURGE_CONTRACT is not set: compared with the snapshot only");
+        return;
+    };
+    let upstream = PathBuf::from(upstream);
+    assert!(
+        upstream.is_file(),
+        "USER_PURGE_CONTRACT names {}, which is not a file",
+        upstream.display()
+    );
+    assert_eq!(ours(), wire_shape(&descriptor(&upstream)));
+}
+
+#[test]
+fn a_change_of_field_number_is_caught() {
+    // The comparison itself must be able to fail: renumber user_id in a copy.
+    let dir = std::env::temp_dir().join(format!("user-purge-contract-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let original = std::fs::read_to_string(in_repo("proto/user_events.proto")).unwrap();
+    let changed = original.replacen("user_id = 2", "user_id = 9", 1);
+    assert_ne!(original, changed, "the schema no longer has `user_id = 2`");
+    let copy = dir.join("user_events.proto");
+    std::fs::write(&copy, changed).unwrap();
+    let theirs = wire_shape(&descriptor(&copy));
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_ne!(ours(), theirs);
 }

@@ -1,0 +1,67 @@
+//! One run of the job: say what it works on, connect to Pub/Sub, then hand the
+//! subscription and the database's connector to the pass. Each service's
+//! connection has its home in its seam (`pubsub::PubSub::connect`,
+//! `store::MySql::connect`); this module only puts them in order.
+
+use std::time::Instant;
+
+use log::info;
+
+use crate::config::Config;
+use crate::outcome::{Outcome, Report, Signal, Summary};
+use crate::{pass, pubsub, store};
+
+/// Connects to Pub/Sub and runs one pass. The pass connects the database
+/// before its first Pull, so that a database outage touches no message.
+pub async fn run(config: Config, shutdown: impl Future<Output = Signal>) -> Report {
+    let started = Instant::now();
+    let mut shutdown = std::pin::pin!(shutdown);
+    let database = &config.database;
+    info!(
+        "purging users named by {} from {}.{} ({}){}",
+        config.subscription,
+        store::describe(database.url.expose()),
+        database.table.as_str(),
+        database.id_column.as_str(),
+        if config.pass.dry_run { ", dry run" } else { "" }
+    );
+    let connect = pubsub::PubSub::connect(
+        &config.subscription,
+        &config.credentials,
+        config.pass.pull_timeout,
+    );
+    let connected = tokio::select! {
+        connected = connect => connected,
+        signal = shutdown.as_mut() => return failed_early(Outcome::Interrupted(signal), &config, started),
+    };
+    let subscription = match connected {
+        Ok(subscription) => subscription,
+        Err(error) => {
+            let error = error.context("nothing was received or deleted");
+            return failed_early(Outcome::PubSubFailed(error), &config, started);
+        }
+    };
+    pass::run(
+        subscription,
+        store::MySql::connect(database),
+        &config.pass,
+        shutdown,
+    )
+    .await
+}
+
+fn failed_early(outcome: Outcome, config: &Config, started: Instant) -> Report {
+    Report {
+        outcome,
+        summary: Summary {
+            dry_run: config.pass.dry_run,
+            elapsed_ms: elapsed_ms(started),
+            ..Summary::default()
+        },
+    }
+}
+
+/// Milliseconds since `started`, for the summary.
+pub fn elapsed_ms(started: Instant) -> u64 {
+    u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
