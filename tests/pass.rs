@@ -359,3 +359,40 @@ async fn a_hundred_thousand_messages_go_in_one_run() {
     assert!(env.drain(Duration::ZERO).await.is_empty());
     env.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_with_attributes_and_no_data_is_handed_back_not_dropped() {
+    use gcloud_googleapis::pubsub::v1::PubsubMessage;
+    let env = TestEnv::new(5).await;
+    let mut publisher = env.client.topic(&env.topic).new_publisher(None);
+    let attributes_only = PubsubMessage {
+        attributes: [("kind".to_owned(), "ping".to_owned())].into(),
+        ..PubsubMessage::default()
+    };
+    let removal = PubsubMessage {
+        data: encode(event_type::REMOVED, 2),
+        ..PubsubMessage::default()
+    };
+    for awaiter in publisher.publish_bulk(vec![attributes_only, removal]).await {
+        awaiter.get().await.expect("publish failed");
+    }
+    publisher.shutdown().await;
+
+    let run = env.run(&[]).await;
+    run.assert_code(0);
+    assert_eq!(
+        (
+            run.count("received"),
+            run.count("malformed"),
+            run.count("nacked")
+        ),
+        (2, 1, 1),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(run.count("acked"), 1);
+    assert_eq!(env.users().await, [1, 3, 4, 5]);
+    // Handed back, so still there for the dead-letter policy: one message, no data.
+    assert_eq!(env.drain(Duration::ZERO).await, [Vec::<u8>::new()]);
+    env.cleanup().await;
+}
