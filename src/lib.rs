@@ -14,7 +14,7 @@
 //! - [`store`]: the `Store` seam on MySQL / MariaDB (mysql_async).
 //! - [`outcome`]: exit codes, outcomes and the summary line.
 //! - [`metrics`]: the run's gauges, pushed to a Pushgateway (ureq).
-//! - [`timestamp`]: RFC 3339, for log lines and `replay --since`.
+//! - [`timestamp`]: RFC 3339, for log lines and `replay --since` (jiff).
 //!
 //! The operator's commands ([`replay`], [`create_snapshot`], [`publish`]) use
 //! the same configuration and the `pubsub` module's admin client.
@@ -24,7 +24,7 @@
 //!
 //! Each crate that touches the world or parses input lives in one module: clap
 //! in `cli`, prost in `event`, gcloud-* in `pubsub`, mysql_async in `store`,
-//! ureq in `metrics`, env_logger in `main`. Three are vocabulary shared by all: tokio (the runtime;
+//! ureq in `metrics`, jiff in `timestamp`, env_logger in `main`. Three are vocabulary shared by all: tokio (the runtime;
 //! `pass` orchestrates with it), anyhow (the error the two seams return) and
 //! log (the logging facade).
 
