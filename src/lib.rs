@@ -18,7 +18,7 @@
 //!   identifiers.
 //! - [`outcome`]: exit codes, outcomes, and the JSON lines on stdout (serde_json).
 //! - [`metrics`]: the run's gauges, pushed to a Pushgateway (ureq).
-//! - [`timestamp`]: RFC 3339, for log lines and `replay --since`.
+//! - [`timestamp`]: RFC 3339, for log lines and `replay --since` (jiff).
 //! - [`operate`]: the operator's commands (replay, snapshots, drill publishing).
 //!
 //! `main.rs` sets up logging and signals, calls [`job::run`] or an operator's
@@ -26,9 +26,10 @@
 //!
 //! Each crate that touches the world or parses input lives in one module: clap
 //! in `cli`, prost in `event`, gcloud-* in `pubsub`, mysql_async in `store`,
-//! serde_json in `outcome`, ureq in `metrics`, env_logger in `main`. Three are
-//! vocabulary shared by all: tokio (the runtime; `pass` orchestrates with it),
-//! anyhow (the error the two seams return) and log (the logging facade).
+//! serde_json in `outcome`, ureq in `metrics`, jiff in `timestamp`, env_logger
+//! in `main`. Three are vocabulary shared by all: tokio (the runtime; `pass`
+//! orchestrates with it), anyhow (the error the two seams return) and log (the
+//! logging facade).
 
 pub mod cli;
 pub mod config;

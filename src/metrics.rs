@@ -1,10 +1,14 @@
-//! Run metrics for batch-job alerting, pushed to a Prometheus Pushgateway
-//! (ureq): the only module that imports it.
+//! Run metrics for batch-job alerting, in the Prometheus text format, pushed
+//! to a Pushgateway (ureq): the only module that imports it.
 //!
 //! One group per job and instance, never per run, so the gateway keeps one
 //! series each. The push is a POST, which replaces only the metrics it names:
 //! a failed run does not push `user_purge_last_success_timestamp_seconds`, so
 //! the gateway keeps the last success and a staleness alert fires.
+//!
+//! The text is written here ([`Text`]): a handful of gauges, written once per
+//! run, need no registry; the escaping the format asks for is a few lines.
+//! `tests/metrics_format.rs` checks it with `promtool` and a real Pushgateway.
 
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -13,6 +17,10 @@ use crate::outcome::Report;
 
 /// The `job` label of the group.
 pub const JOB: &str = "user-purge";
+
+/// What the text is pushed as: the Prometheus text format, which
+/// [`Text`] writes and the Pushgateway reads.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4";
 
 /// A push may take this long; it never delays a stopping run much.
 const PUSH_TIMEOUT: Duration = Duration::from_secs(3);
@@ -69,14 +77,79 @@ pub fn render(report: &Report, finished: SystemTime) -> String {
             now,
         ));
     }
-    let mut text = String::new();
+    let mut text = Text::default();
     for (name, help, value) in metrics {
-        let _ = writeln!(
-            text,
-            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
-        );
+        text.gauge(name, help, value);
     }
-    text
+    text.into_string()
+}
+
+/// Gauges in the Prometheus text format 0.0.4, the text the Pushgateway reads.
+/// Names are the caller's constants; help text and label values, which may
+/// hold anything, are escaped.
+#[derive(Debug, Default)]
+pub struct Text(String);
+
+impl Text {
+    /// A gauge without labels: `name value`.
+    pub fn gauge(&mut self, name: &str, help: &str, value: f64) {
+        self.header(name, help);
+        let _ = writeln!(self.0, "{name} {value}");
+    }
+
+    /// A family of gauges told apart by one label, one line per sample:
+    /// `user_purge_rows_affected{table="sessions"} 12`. Without samples it
+    /// writes nothing, not even the header: a family needs a sample to push.
+    pub fn labelled_gauge<'a>(
+        &mut self,
+        name: &str,
+        help: &str,
+        label: &str,
+        samples: impl IntoIterator<Item = (&'a str, f64)>,
+    ) {
+        let mut samples = samples.into_iter().peekable();
+        if samples.peek().is_none() {
+            return;
+        }
+        self.header(name, help);
+        for (label_value, value) in samples {
+            let label_value = escape(label_value, Quoted::Yes);
+            let _ = writeln!(self.0, "{name}{{{label}=\"{label_value}\"}} {value}");
+        }
+    }
+
+    /// The text, ready to push.
+    pub fn into_string(self) -> String {
+        self.0
+    }
+
+    fn header(&mut self, name: &str, help: &str) {
+        let help = escape(help, Quoted::No);
+        let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} gauge");
+    }
+}
+
+/// Whether the text goes between double quotes (a label value) or not (help).
+#[derive(Clone, Copy, PartialEq)]
+enum Quoted {
+    Yes,
+    No,
+}
+
+/// Backslash and line feed escaped, and `"` inside quotes: the format's only
+/// escapes. A line feed left raw would end the line; `\"` in help text is an
+/// error to the parser.
+fn escape(text: &str, quoted: Quoted) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '"' if quoted == Quoted::Yes => out.push_str("\\\""),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// The group's URL: `<gateway>/metrics/job/user-purge/instance@base64/<instance>`.
@@ -99,7 +172,7 @@ pub fn push(gateway: &str, instance: &str, report: &Report) -> Result<(), String
         .new_agent();
     agent
         .post(&group_url(gateway, instance))
-        .header("Content-Type", "text/plain; version=0.0.4")
+        .header("Content-Type", CONTENT_TYPE)
         .send(body)
         .map(|_| ())
         .map_err(|e| e.to_string())
@@ -172,6 +245,41 @@ mod tests {
         );
         assert!(!text.contains("user_purge_last_success_timestamp_seconds"));
         assert!(text.contains("user_purge_exit_code 4\n"));
+    }
+
+    #[test]
+    fn a_labelled_gauge_has_one_line_per_label_value_escaped() {
+        let mut text = Text::default();
+        text.labelled_gauge(
+            "user_purge_rows_affected",
+            "Rows the last run deleted, per table.",
+            "table",
+            [("sessions", 12.0), ("a\"b\\c\nd", 0.5)],
+        );
+        assert_eq!(
+            text.into_string(),
+            "# HELP user_purge_rows_affected Rows the last run deleted, per table.\n\
+             # TYPE user_purge_rows_affected gauge\n\
+             user_purge_rows_affected{table=\"sessions\"} 12\n\
+             user_purge_rows_affected{table=\"a\\\"b\\\\c\\nd\"} 0.5\n"
+        );
+    }
+
+    #[test]
+    fn a_labelled_gauge_without_samples_writes_nothing() {
+        let mut text = Text::default();
+        text.labelled_gauge("user_purge_rows_affected", "Rows.", "table", []);
+        assert_eq!(text.into_string(), "");
+    }
+
+    #[test]
+    fn help_escapes_backslash_and_line_feed_but_not_quotes() {
+        let mut text = Text::default();
+        text.gauge("user_purge_x", "a \"b\" c\\d\ne", 1.0);
+        assert_eq!(
+            text.into_string(),
+            "# HELP user_purge_x a \"b\" c\\\\d\\ne\n# TYPE user_purge_x gauge\nuser_purge_x 1\n"
+        );
     }
 
     #[test]

@@ -1,115 +1,37 @@
 //! RFC 3339 timestamps: printing publish times in log lines, and reading the
-//! `--since` of `replay`. Pure functions, no time-zone database: offsets only.
+//! `--since` of `replay` (jiff): the only module that imports it. Offsets
+//! only, no time-zone database.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-/// `2026-11-26T07:04:47.123Z`. Times before the epoch print as the epoch.
+use jiff::Timestamp;
+
+/// `2026-11-26T07:04:47.123Z`: milliseconds, truncated. Times before the epoch
+/// print as the epoch; times past jiff's range (the year 9999) as its end.
 pub fn format(time: SystemTime) -> String {
-    let since_epoch = time.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = since_epoch.as_secs();
-    let (year, month, day) = civil_from_days((secs / 86_400) as i64);
-    let rest = secs % 86_400;
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rest / 3_600,
-        rest % 3_600 / 60,
-        rest % 60,
-        since_epoch.subsec_millis()
-    )
+    let time = Timestamp::try_from(time.max(UNIX_EPOCH)).unwrap_or(Timestamp::MAX);
+    format!("{time:.3}")
 }
 
-/// Reads `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)` (`t`, `z` and a space
-/// separator accepted too). The problem it returns names what is wrong.
+/// Reads RFC 3339, `2026-11-26T07:00:00Z` or `2026-11-26 08:00:00.5+01:00`,
+/// and what else jiff's grammar (Temporal's ISO 8601) reads as one instant:
+/// `+0100`, `+01`, no seconds, `20261126T070000Z`. A time without an offset is
+/// refused: its zone would be a guess. The problem it returns names the text.
 pub fn parse(text: &str) -> Result<SystemTime, String> {
-    let bad = || format!("{text:?} is not an RFC 3339 time such as 2026-11-26T07:00:00Z");
-    let b = text.as_bytes();
-    if b.len() < 20
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || !matches!(b[10], b'T' | b't' | b' ')
-        || b[13] != b':'
-        || b[16] != b':'
-    {
-        return Err(bad());
+    let time: Timestamp = text.parse().map_err(|e| {
+        format!("{text:?} is not an RFC 3339 time such as 2026-11-26T07:00:00Z ({e})")
+    })?;
+    if time < Timestamp::UNIX_EPOCH {
+        return Err(format!("{text:?} is before 1970"));
     }
-    let number = |range: std::ops::Range<usize>| -> Result<i64, String> {
-        let digits = text.get(range).ok_or_else(bad)?;
-        if digits.bytes().all(|c| c.is_ascii_digit()) {
-            digits.parse().map_err(|_| bad())
-        } else {
-            Err(bad())
-        }
-    };
-    let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
-    let (hour, minute, second) = (number(11..13)?, number(14..16)?, number(17..19)?);
-    let mut rest = &text[19..];
-    let mut nanos = 0u32;
-    if let Some(fraction) = rest.strip_prefix('.') {
-        let digits = fraction.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return Err(bad());
-        }
-        for (i, c) in fraction[..digits].bytes().take(9).enumerate() {
-            nanos += u32::from(c - b'0') * 10u32.pow(8 - i as u32);
-        }
-        rest = &fraction[digits..];
-    }
-    let offset = match rest {
-        "Z" | "z" => 0,
-        _ if rest.len() == 6
-            && matches!(rest.as_bytes()[0], b'+' | b'-')
-            && rest.as_bytes()[3] == b':' =>
-        {
-            let hours = number(text.len() - 5..text.len() - 3)?;
-            let minutes = number(text.len() - 2..text.len())?;
-            let sign = if rest.starts_with('-') { -1 } else { 1 };
-            sign * (hours * 3_600 + minutes * 60)
-        }
-        _ => return Err(bad()),
-    };
-    let days_in_month = match month {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
-        2 => 28,
-        _ => return Err(bad()),
-    };
-    if !(1..=days_in_month).contains(&day) || hour > 23 || minute > 59 || second > 60 {
-        return Err(bad());
-    }
-    let seconds =
-        days_from_civil(year, month, day) * 86_400 + hour * 3_600 + minute * 60 + second - offset;
-    let seconds = u64::try_from(seconds).map_err(|_| format!("{text:?} is before 1970"))?;
-    Ok(UNIX_EPOCH + Duration::new(seconds, nanos))
-}
-
-/// Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The civil date of a day since 1970-01-01 (the inverse of the above).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(month <= 2), month, day)
+    // Cannot fail on Unix from 1970 to the year 9999; an error, not a panic, if it did.
+    SystemTime::try_from(time).map_err(|e| format!("{text:?} is out of range ({e})"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn at(secs: u64, millis: u64) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_millis(millis)
@@ -121,11 +43,19 @@ mod tests {
         assert_eq!(format(at(1_795_676_687, 123)), "2026-11-26T07:04:47.123Z");
         assert_eq!(format(at(1_709_251_199, 999)), "2024-02-29T23:59:59.999Z");
         assert_eq!(format(at(951_868_800, 0)), "2000-03-01T00:00:00.000Z");
+        // Milliseconds are cut, never rounded up into the next second.
+        assert_eq!(
+            format(at(1_709_251_199, 0) + Duration::from_nanos(999_999_999)),
+            "2024-02-29T23:59:59.999Z"
+        );
         // Before the epoch: printed as the epoch rather than panicking.
         assert_eq!(
             format(UNIX_EPOCH - Duration::from_secs(1)),
             "1970-01-01T00:00:00.000Z"
         );
+        // Past the year 9999, which jiff cannot hold: its last instant, no panic.
+        let far = UNIX_EPOCH + Duration::from_secs(400_000_000_000);
+        assert!(format(far).starts_with("9999-12-"), "{}", format(far));
     }
 
     #[test]
@@ -144,28 +74,96 @@ mod tests {
             parse("2024-02-29 23:59:59.999z"),
             Ok(at(1_709_251_199, 999))
         );
+        assert_eq!(parse("1970-01-01T00:00:00Z"), Ok(UNIX_EPOCH));
+        // Nanoseconds are kept, not cut to milliseconds.
+        assert_eq!(
+            parse("2026-11-26T07:04:47.000000001Z"),
+            Ok(at(1_795_676_687, 0) + Duration::from_nanos(1))
+        );
+        // -00:00 ("offset unknown", RFC 3339 4.3) is the same instant as Z.
+        assert_eq!(parse("2026-11-26T07:04:47-00:00"), Ok(at(1_795_676_687, 0)));
         for time in [at(0, 0), at(1_795_676_687, 5), at(4_102_444_800, 999)] {
             assert_eq!(parse(&format(time)), Ok(time));
         }
     }
 
+    /// jiff reads more than RFC 3339: ISO 8601 forms that still name exactly
+    /// one instant. An operator pasting `date +%z`'s offset or a backup tool's
+    /// basic-format stamp gets the time meant, so these are accepted.
     #[test]
-    fn other_text_is_refused() {
+    fn iso8601_forms_that_name_one_instant_are_read_too() {
+        let meant = Ok(at(1_795_676_640, 0)); // 2026-11-26T07:04:00Z
+        for text in [
+            "2026-11-26T08:04:00+0100",
+            "2026-11-26T08:04:00+01",
+            "2026-11-26T07:04Z",
+            "20261126T070400Z",
+            "2026-11-26T07:04:00,0Z",
+            "2026-11-26T02:04:00-05:00[America/New_York]",
+        ] {
+            assert_eq!(parse(text), meant, "{text:?}");
+        }
+    }
+
+    /// Offsets past RFC 3339's 23:59, up to jiff's 25:59 (as in POSIX zones),
+    /// read as written, as the old parser read them; 26 hours and more are refused.
+    #[test]
+    fn offsets_read_as_written_up_to_25_59() {
+        assert_eq!(parse("2026-11-27T07:04:47+24:00"), Ok(at(1_795_676_687, 0)));
+        assert_eq!(parse("2026-11-27T09:03:47+25:59"), Ok(at(1_795_676_687, 0)));
+    }
+
+    /// A leap second reads as the second before it: a replay then starts one
+    /// second early, the safe side (the old parser read the second after).
+    #[test]
+    fn a_leap_second_reads_as_the_second_before() {
+        assert_eq!(parse("2016-12-31T23:59:60Z"), Ok(at(1_483_228_799, 0)));
+    }
+
+    #[test]
+    fn other_text_is_refused_and_named() {
         for bad in [
             "",
             "yesterday",
             "2026-11-26",
+            // No offset: local time, UTC or the database's zone? Not guessed.
             "2026-11-26T07:04:47",
+            "2026-11-26 07:04:47",
             "2026-13-01T00:00:00Z",
+            "2026-04-31T00:00:00Z",
             "2025-02-29T00:00:00Z",
+            "1900-02-29T00:00:00Z",
             "2026-11-26T24:00:00Z",
+            "2026-11-26T23:60:00Z",
             "2026-11-26T07:04:47.Z",
-            "2026-11-26T07:04:47+0100",
-            "1969-12-31T23:59:59Z",
+            // Digits past the nanosecond: the old parser cut them, jiff refuses.
+            "2026-11-26T07:04:47.1234567891Z",
+            "2026-11-26T07:04:47+26:00",
+            "2026-11-26T07:04:47+01:60",
             "2026-11-26T07:04:47ZZ",
+            " 2026-11-26T07:04:47Z",
+            "2026-11-26T07:04:47Z ",
+            "10000-01-01T00:00:00Z",
             "２026-11-26T07:04:47Z",
         ] {
-            assert!(parse(bad).is_err(), "{bad:?} was accepted");
+            let problem = parse(bad).expect_err(bad);
+            assert!(
+                problem.starts_with(&format!(
+                    "{bad:?} is not an RFC 3339 time such as 2026-11-26T07:00:00Z ("
+                )),
+                "{problem}"
+            );
+        }
+    }
+
+    #[test]
+    fn times_before_1970_are_refused() {
+        for bad in [
+            "1969-12-31T23:59:59Z",
+            "1970-01-01T00:30:00+01:00",
+            "-000001-01-01T00:00:00Z",
+        ] {
+            assert_eq!(parse(bad), Err(format!("{bad:?} is before 1970")));
         }
     }
 }
