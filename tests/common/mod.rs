@@ -24,6 +24,7 @@ use user_purge::event;
 pub use user_purge::event::event_type;
 
 pub mod private;
+pub mod proxy;
 
 pub const PROJECT: &str = "test-project";
 

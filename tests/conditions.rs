@@ -1,0 +1,1411 @@
+//! Issue #10, keeping the promise under real conditions, on the real emulator
+//! and the real MariaDB:
+//!
+//! - rows the database refuses (a RESTRICT foreign key, a trigger that
+//!   SIGNALs) are isolated: every other user is erased and acknowledged, only
+//!   the refused users' messages are handed back, and the run exits 6;
+//! - a slow link (a latency proxy in front of the emulator) never passes for
+//!   an empty subscription: every run erases everything or exits 3;
+//! - ids are written by the id column's type: strings match exactly, and a
+//!   column of any other type is refused at connect;
+//! - one run repeats rounds, so ordered subscriptions and backlogs drain;
+//! - kills during isolation and between rounds, and SIGTERM while receiving,
+//!   lose nothing.
+//!
+//! Timing-sensitive tests run with the production Pull timeout (the harness's
+//! `PULL_TIMEOUT_MS=2000` removed), so that they see what a deployment sees.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use common::proxy::LatencyProxy;
+use common::{PROJECT, Run, Setup, TestEnv, decoded, event_type};
+use gcloud_googleapis::pubsub::v1::{ModifyAckDeadlineRequest, PubsubMessage, PullRequest};
+use gcloud_pubsub::subscription::SubscriptionConfig;
+use mysql_async::prelude::Queryable as _;
+use tokio::io::{AsyncBufReadExt as _, BufReader};
+use tokio::sync::mpsc;
+use user_purge::event::encode;
+
+// ---------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------
+
+/// A small, seeded pseudo-random generator (xorshift64*), as in faults.rs:
+/// varied data, reproducible from the seed the test prints.
+struct Rng(u64);
+
+impl Rng {
+    fn from_time() -> Rng {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64;
+        println!("seed {seed}");
+        Rng(seed | 1)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            items.swap(i, self.below(i as u64 + 1) as usize);
+        }
+    }
+}
+
+/// What was published, to check the invariant against.
+struct Backlog {
+    users: u64,
+    /// Every payload published.
+    payloads: Vec<Vec<u8>>,
+    /// Users named by valid removals.
+    removed: BTreeSet<u64>,
+    /// Removed users whose rows the database refuses to delete.
+    refused: BTreeSet<u64>,
+    malformed: Vec<Vec<u8>>,
+}
+
+impl Backlog {
+    /// The users that must be left: never removed, or refused.
+    fn expected_users(&self) -> Vec<u64> {
+        (1..=self.users)
+            .filter(|id| !self.removed.contains(id) || self.refused.contains(id))
+            .collect()
+    }
+
+    /// The messages that must be left, sorted: the malformed ones and every
+    /// removal of a refused user.
+    fn expected_left(&self) -> Vec<Vec<u8>> {
+        let mut left: Vec<Vec<u8>> = self.malformed.clone();
+        left.extend(
+            self.payloads
+                .iter()
+                .filter(|data| {
+                    matches!(
+                        user_purge::event::classify(data),
+                        Ok(user_purge::event::Event::Removed(id)) if self.refused.contains(&id)
+                    )
+                })
+                .cloned(),
+        );
+        left.sort();
+        left
+    }
+}
+
+/// Publishes `removals` distinct removals of users in 1..=users (plus
+/// duplicates), other valid events for users that stay, and malformed
+/// messages, in random order; `refused` of the removed users are picked to be
+/// refused (the test makes the database refuse them).
+async fn publish_backlog(
+    env: &TestEnv,
+    rng: &mut Rng,
+    users: u64,
+    removals: usize,
+    refused: usize,
+) -> Backlog {
+    let mut ids: Vec<u64> = (1..=users).collect();
+    rng.shuffle(&mut ids);
+    let removed: BTreeSet<u64> = ids[..removals].iter().copied().collect();
+    // From the removed users with a duplicate, so that the duplicates of a
+    // refused user are handed back too.
+    let refused: BTreeSet<u64> = ids[..refused].iter().copied().collect();
+    let mut payloads: Vec<Vec<u8>> = removed
+        .iter()
+        .map(|&id| encode(event_type::REMOVED, id))
+        .collect();
+    for &id in ids.iter().take((removals / 20).max(refused.len())) {
+        payloads.push(encode(event_type::REMOVED, id)); // duplicates
+    }
+    for (i, &id) in ids[removals..].iter().take(removals / 25).enumerate() {
+        let kind = [
+            event_type::CREATED,
+            event_type::CHANGED,
+            event_type::ACCESS_CHANGED,
+        ][i % 3];
+        payloads.push(encode(kind, id));
+    }
+    let mut malformed = Vec::new();
+    for (i, &id) in ids.iter().enumerate().take((removals / 100).max(4)) {
+        malformed.push(match i % 4 {
+            0 => encode(event_type::REMOVED, 0),
+            1 => encode(event_type::UNSPECIFIED, id),
+            2 => encode(99, id),
+            _ => vec![0xff, 0xfe, i as u8],
+        });
+    }
+    payloads.extend(malformed.iter().cloned());
+    rng.shuffle(&mut payloads);
+    env.publish(payloads.clone()).await;
+    Backlog {
+        users,
+        payloads,
+        removed,
+        refused,
+        malformed,
+    }
+}
+
+/// The invariant, counted: exactly the removed users that were not refused
+/// are gone (with their orders), every other row is intact, and the messages
+/// left (in the subscription, or its dead-letter topic) are exactly the
+/// malformed ones and the refused users' removals.
+async fn assert_invariant(env: &TestEnv, backlog: &Backlog) {
+    let expected = backlog.expected_users();
+    assert_eq!(
+        env.users().await,
+        expected,
+        "the users left are not exactly the ones not removed, or refused"
+    );
+    assert_eq!(
+        env.users_with_orders().await,
+        expected,
+        "orders must go with their users, and only theirs"
+    );
+    let mut left = env.drain(Duration::from_secs(1)).await;
+    if env.dead_letter_subscription.is_some() {
+        left.extend(env.drain_dead_letters(Duration::ZERO).await);
+    }
+    left.sort();
+    let expected_left = backlog.expected_left();
+    assert_eq!(
+        left.len(),
+        expected_left.len(),
+        "messages left over are not exactly the malformed ones and the refused users' removals"
+    );
+    assert_eq!(left, expected_left);
+}
+
+/// Runs the job until the table is as the backlog says and a run finds
+/// nothing to acknowledge, waiting out the leases of killed runs. Each run
+/// exits 0, or 6 when it met a refused user.
+async fn recover(env: &TestEnv, backlog: &Backlog, quiet: Duration) -> usize {
+    let started = Instant::now();
+    let mut runs = 0;
+    loop {
+        let run = env.run(&[]).await;
+        runs += 1;
+        assert_refusals_match_the_code(&run);
+        if backlog.refused.is_empty() {
+            run.assert_code(0);
+        }
+        if run.count("acked") == 0
+            && started.elapsed() >= quiet
+            && env.users().await == backlog.expected_users()
+        {
+            return runs;
+        }
+        assert!(
+            started.elapsed() < quiet + Duration::from_secs(120),
+            "no recovery after {runs} runs"
+        );
+        if run.count("acked") == 0 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}
+
+/// A run exits 6 ("partially_completed") exactly when it refused a user, and
+/// 0 ("completed") when it refused none.
+fn assert_refusals_match_the_code(run: &Run) {
+    let refused = reported(run, "refused");
+    match run.code {
+        Some(6) => {
+            assert_eq!(run.outcome(), "partially_completed", "{}", run.stdout);
+            assert!(refused > 0, "exit 6 without a refused user: {}", run.stdout);
+        }
+        Some(0) => {
+            assert_eq!(run.outcome(), "completed", "{}", run.stdout);
+            assert_eq!(refused, 0, "exit 0 with refused users: {}", run.stdout);
+        }
+        _ => panic!(
+            "expected exit 0 or 6, got {:?}: {}\nstderr:\n{}",
+            run.code, run.stdout, run.stderr
+        ),
+    }
+}
+
+/// A count the summary gained with issue #10 (`refused`, `rounds`), with a
+/// message that says so when the job does not report it.
+fn reported(run: &Run, field: &str) -> u64 {
+    match run.summary().get(field) {
+        Some(value) => value
+            .as_u64()
+            .unwrap_or_else(|| panic!("{field} is not a number: {}", run.stdout)),
+        None => panic!(
+            "the summary has no `{field}`: {}\nstderr:\n{}",
+            run.stdout, run.stderr
+        ),
+    }
+}
+
+/// The users named (`user <id>`) by log lines that also carry `reason` and
+/// `table`: the job's refusal lines.
+fn users_refused_in_log(stderr: &str, table: &str, reason: &str) -> BTreeSet<u64> {
+    let mut named = BTreeSet::new();
+    for line in stderr
+        .lines()
+        .filter(|l| l.contains(reason) && l.contains(table))
+    {
+        let mut rest = line;
+        while let Some(at) = rest.find("user ") {
+            rest = &rest[at + "user ".len()..];
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            if let Ok(id) = digits.parse() {
+                named.insert(id);
+            }
+        }
+    }
+    named
+}
+
+/// Asserts that the log has a refusal line for each refused user, carrying
+/// the table and the server's reason, and none for anyone else; and that no
+/// row content (the users' e-mail addresses) was printed.
+fn assert_refusal_lines(run: &Run, table: &str, reason: &str, refused: &BTreeSet<u64>) {
+    assert_eq!(
+        &users_refused_in_log(&run.stderr, table, reason),
+        refused,
+        "the log must have one line per refused user naming `user <id>`, {table} and {reason:?}; \
+         stderr:\n{}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains("@example.com"),
+        "row contents leaked into the log:\n{}",
+        run.stderr
+    );
+}
+
+/// Makes the database refuse to delete these users: a `legal_holds` table
+/// and a BEFORE DELETE trigger that SIGNALs SQLSTATE '45000' 'legal hold'.
+/// Each refusal first records the attempt in `hold_attempts` (MyISAM, so it
+/// survives the rollback), then sleeps `pause`: tests wait on the attempts.
+async fn hold(env: &TestEnv, users: &BTreeSet<u64>, pause: Duration) {
+    env.sql("CREATE TABLE legal_holds (user_id BIGINT UNSIGNED PRIMARY KEY) ENGINE=InnoDB")
+        .await;
+    env.sql("CREATE TABLE hold_attempts (user_id BIGINT UNSIGNED NOT NULL) ENGINE=MyISAM")
+        .await;
+    env.sql(&format!(
+        "CREATE TRIGGER users_legal_hold BEFORE DELETE ON users FOR EACH ROW \
+         BEGIN \
+           IF EXISTS (SELECT 1 FROM legal_holds WHERE user_id = OLD.id) THEN \
+             INSERT INTO hold_attempts VALUES (OLD.id); \
+             DO SLEEP({}); \
+             SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'legal hold'; \
+           END IF; \
+         END",
+        pause.as_secs_f64()
+    ))
+    .await;
+    if !users.is_empty() {
+        let rows: Vec<String> = users.iter().map(|id| format!("({id})")).collect();
+        env.sql(&format!(
+            "INSERT INTO legal_holds VALUES {}",
+            rows.join(",")
+        ))
+        .await;
+    }
+}
+
+/// Gives each of these users an invoice under ON DELETE RESTRICT, so that
+/// the database refuses to delete them.
+async fn invoice(env: &TestEnv, users: &BTreeSet<u64>) {
+    env.sql(
+        "CREATE TABLE invoices (id BIGINT UNSIGNED AUTO_INCREMENT PRIMARY KEY, \
+         user_id BIGINT UNSIGNED NOT NULL, \
+         FOREIGN KEY (user_id) REFERENCES users(id) ON DELETE RESTRICT) ENGINE=InnoDB",
+    )
+    .await;
+    for id in users {
+        env.sql(&format!("INSERT INTO invoices (user_id) VALUES ({id})"))
+            .await;
+    }
+}
+
+/// Strings of one column.
+async fn strings(env: &TestEnv, query: &str) -> Vec<String> {
+    let mut conn = env.pool.get_conn().await.unwrap();
+    conn.query(query).await.unwrap()
+}
+
+/// A number from the database.
+async fn number(env: &TestEnv, query: &str) -> u64 {
+    let mut conn = env.pool.get_conn().await.unwrap();
+    conn.query_first(query).await.unwrap().unwrap_or(0)
+}
+
+/// Removals of these ids, sorted as [`decoded`] returns them.
+fn removals(ids: impl IntoIterator<Item = u64>) -> Vec<(i32, u64)> {
+    let mut events: Vec<(i32, u64)> = ids
+        .into_iter()
+        .map(|id| (event_type::REMOVED, id))
+        .collect();
+    events.sort_unstable();
+    events
+}
+
+/// The job's command with the production Pull timeout, not the harness's.
+fn production(env: &TestEnv, args: &[&str], vars: &[(&str, &str)]) -> tokio::process::Command {
+    let mut command = env.command(args, vars);
+    command.env_remove("PULL_TIMEOUT_MS");
+    command
+}
+
+/// Runs a command to its end, at most `limit`, and checks it for leaks.
+async fn run_within(env: &TestEnv, mut command: tokio::process::Command, limit: Duration) -> Run {
+    let output = tokio::time::timeout(limit, command.output())
+        .await
+        .unwrap_or_else(|_| panic!("a run did not end within {limit:?}"))
+        .unwrap();
+    env.checked(output)
+}
+
+/// The messages a subscription offers right now, read directly on the
+/// emulator and handed back at once (each read counts as a delivery).
+async fn peek(env: &TestEnv, subscription: &str) -> Vec<Vec<u8>> {
+    let client = env.client.subscription(subscription).get_client();
+    let name = format!("projects/{PROJECT}/subscriptions/{subscription}");
+    let mut ack_ids = Vec::new();
+    let mut payloads = Vec::new();
+    let mut empty = 0;
+    // return_immediately: the emulator answers at once, so no Pull is left
+    // open to swallow messages later.
+    while empty < 3 {
+        #[allow(deprecated)]
+        let request = PullRequest {
+            subscription: name.clone(),
+            max_messages: 1_000,
+            return_immediately: true,
+        };
+        let received = tokio::time::timeout(Duration::from_secs(10), client.pull(request, None))
+            .await
+            .expect("the emulator did not answer a Pull")
+            .unwrap()
+            .into_inner()
+            .received_messages;
+        if received.is_empty() {
+            empty += 1;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        }
+        empty = 0;
+        for message in received {
+            ack_ids.push(message.ack_id);
+            payloads.push(message.message.map(|m| m.data).unwrap_or_default());
+        }
+    }
+    for chunk in ack_ids.chunks(1_000) {
+        let request = ModifyAckDeadlineRequest {
+            subscription: name.clone(),
+            ack_ids: chunk.to_vec(),
+            ack_deadline_seconds: 0,
+        };
+        client.modify_ack_deadline(request, None).await.unwrap();
+    }
+    payloads
+}
+
+/// Waits until the subscription offers a removal for each of these users
+/// again: the leases of what a failed run held have run out.
+async fn wait_until_offered(env: &TestEnv, users: &BTreeSet<u64>) {
+    let deadline = Instant::now() + Duration::from_secs(75);
+    loop {
+        let offered: BTreeSet<u64> = decoded(&peek(env, &env.subscription).await)
+            .into_iter()
+            .filter(|&(kind, _)| kind == event_type::REMOVED)
+            .map(|(_, id)| id)
+            .collect();
+        if users.is_subset(&offered) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} removals never came back to the subscription",
+            users.difference(&offered).count()
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// A spawned job whose log is read as it is written.
+struct Job {
+    child: tokio::process::Child,
+    lines: mpsc::UnboundedReceiver<String>,
+    log: Vec<String>,
+}
+
+impl Job {
+    /// Spawns the job at RUST_LOG=debug, reading its stderr line by line.
+    fn spawn(env: &TestEnv, args: &[&str]) -> Job {
+        let mut child = env.command(args, &[("RUST_LOG", "debug")]).spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (sender, lines) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut reader = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                let _ = sender.send(line);
+            }
+        });
+        Job {
+            child,
+            lines,
+            log: Vec::new(),
+        }
+    }
+
+    /// Reads the log until a line satisfies `wanted`; false if the job ended
+    /// first. Gives up (panics) after 90 s.
+    async fn wait_for(&mut self, mut wanted: impl FnMut(&str) -> bool) -> bool {
+        let read = async {
+            while let Some(line) = self.lines.recv().await {
+                let found = wanted(&line);
+                self.log.push(line);
+                if found {
+                    return true;
+                }
+            }
+            false
+        };
+        tokio::time::timeout(Duration::from_secs(90), read)
+            .await
+            .expect("no such log line within 90 s")
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id().unwrap()
+    }
+
+    /// SIGKILL; true if the job was still running to be killed.
+    async fn kill(mut self) -> bool {
+        let _ = self.child.start_kill();
+        let status = self.child.wait().await.unwrap();
+        status.code().is_none()
+    }
+
+    /// Waits for the job's end (at most `limit`) and checks it like
+    /// [`TestEnv::run`], with the log read so far and the rest.
+    async fn finish(mut self, env: &TestEnv, limit: Duration) -> Run {
+        let mut output = tokio::time::timeout(limit, self.child.wait_with_output())
+            .await
+            .unwrap_or_else(|_| panic!("the job did not exit within {limit:?}"))
+            .unwrap();
+        while let Some(line) = self.lines.recv().await {
+            self.log.push(line);
+        }
+        output.stderr = self.log.join("\n").into_bytes();
+        env.checked(output)
+    }
+}
+
+/// A round's log line: `received <n> messages ...`.
+fn is_round_line(line: &str) -> bool {
+    line.match_indices("received ").any(|(at, _)| {
+        line[at + "received ".len()..]
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_digit())
+    })
+}
+
+/// The `n` of the job's debug line `a Pull returned <n> messages`.
+fn pull_returned(line: &str) -> Option<u64> {
+    let at = line.find("a Pull returned ")?;
+    line[at + "a Pull returned ".len()..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Sends SIGTERM.
+fn terminate(pid: u32) {
+    common::private::signal(pid, libc::SIGTERM);
+}
+
+/// A subscription of the test's topic with message ordering on; the caller
+/// deletes it.
+async fn ordered_subscription(env: &TestEnv) -> String {
+    let name = format!("{}-ordered", env.subscription);
+    let config = SubscriptionConfig {
+        ack_deadline_seconds: 10,
+        enable_message_ordering: true,
+        ..SubscriptionConfig::default()
+    };
+    env.client
+        .create_subscription(&name, &env.topic, config, None)
+        .await
+        .unwrap();
+    name
+}
+
+/// Publishes each wave in order, each message with its ordering key; a wave
+/// is stored before the next is sent, so each key's messages keep the order
+/// of the waves.
+async fn publish_in_waves(env: &TestEnv, waves: Vec<Vec<(String, Vec<u8>)>>) {
+    let mut publisher = env.client.topic(&env.topic).new_publisher(None);
+    for wave in waves {
+        for chunk in wave.chunks(1_000) {
+            let messages = chunk
+                .iter()
+                .map(|(key, data)| PubsubMessage {
+                    data: data.clone(),
+                    ordering_key: key.clone(),
+                    ..PubsubMessage::default()
+                })
+                .collect();
+            publisher
+                .publish_immediately(messages, None)
+                .await
+                .expect("publish failed");
+        }
+    }
+    publisher.shutdown().await;
+}
+
+/// created, changed, removed for each user, in three waves, each message
+/// keyed by `key(user)`.
+fn lifecycles(
+    users: std::ops::RangeInclusive<u64>,
+    key: impl Fn(u64) -> String,
+) -> Vec<Vec<(String, Vec<u8>)>> {
+    [
+        event_type::CREATED,
+        event_type::CHANGED,
+        event_type::REMOVED,
+    ]
+    .into_iter()
+    .map(|kind| {
+        users
+            .clone()
+            .map(|id| (key(id), encode(kind, id)))
+            .collect()
+    })
+    .collect()
+}
+
+// ---------------------------------------------------------------------------
+// A slow link
+// ---------------------------------------------------------------------------
+
+/// Runs through a proxy that delays each direction by `delay` (the database
+/// is direct): every run exits 0 or 3; a run that exits 0 leaves no removal
+/// behind; after at most a few runs every removal is erased and the
+/// subscription, read directly on the emulator, is empty.
+async fn every_removal_is_erased_over_a_slow_link(delay: Duration) {
+    const MAX_RUNS: usize = 3;
+    const RUN_LIMIT: Duration = Duration::from_secs(90);
+    let env = TestEnv::new(600).await;
+    env.publish_removals(1..=500).await;
+    let proxy = LatencyProxy::start(&env.emulator, delay).await;
+    let kept: Vec<u64> = (501..=600).collect();
+
+    let mut codes = Vec::new();
+    loop {
+        let outstanding: BTreeSet<u64> = env
+            .users()
+            .await
+            .into_iter()
+            .filter(|&id| id <= 500)
+            .collect();
+        let command = production(&env, &[], &[("PUBSUB_EMULATOR_HOST", &proxy.host)]);
+        let run = run_within(&env, command, RUN_LIMIT).await;
+        codes.push(run.code);
+        let summary = run.summary();
+        println!("over {delay:?} each way: {}", run.stdout.trim());
+        match run.code {
+            Some(0) => {
+                assert_eq!(run.outcome(), "completed");
+                let left = env.users().await.len() - kept.len();
+                assert_eq!(
+                    left,
+                    0,
+                    "a run over a link of {delay:?} each way exited 0 ({}) with {left} of the {} \
+                     outstanding removals left behind; it received {}{}",
+                    summary["outcome"],
+                    outstanding.len(),
+                    summary["received"],
+                    if run.count("received") == 0 {
+                        ": the slow link looked like an empty subscription"
+                    } else {
+                        ""
+                    }
+                );
+                break;
+            }
+            Some(3) => {
+                assert_eq!(run.outcome(), "pubsub_error");
+                assert!(
+                    codes.len() < MAX_RUNS,
+                    "{MAX_RUNS} runs over a link of {delay:?} each way all exited 3: {codes:?}"
+                );
+                // What it held comes back when its leases run out: the
+                // next run must be able to take every outstanding removal.
+                let outstanding: BTreeSet<u64> = env
+                    .users()
+                    .await
+                    .into_iter()
+                    .filter(|&id| id <= 500)
+                    .collect();
+                wait_until_offered(&env, &outstanding).await;
+            }
+            other => panic!(
+                "a run over a link of {delay:?} each way exited {other:?}, not 0 or 3: {}\nstderr:\n{}",
+                run.stdout, run.stderr
+            ),
+        }
+    }
+    println!("exit codes over {delay:?} each way: {codes:?}");
+    assert_eq!(env.users().await, kept);
+    assert_eq!(env.users_with_orders().await, kept);
+    let left = env.drain(Duration::from_secs(1)).await;
+    assert!(
+        left.is_empty(),
+        "{} messages were left in the subscription",
+        left.len()
+    );
+    drop(proxy);
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_link_of_200_ms_each_way_loses_no_removal() {
+    every_removal_is_erased_over_a_slow_link(Duration::from_millis(200)).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_link_of_500_ms_each_way_loses_no_removal() {
+    every_removal_is_erased_over_a_slow_link(Duration::from_millis(500)).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_link_of_1_s_each_way_loses_no_removal() {
+    every_removal_is_erased_over_a_slow_link(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_link_of_2_s_each_way_loses_no_removal() {
+    every_removal_is_erased_over_a_slow_link(Duration::from_secs(2)).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_empty_subscription_on_a_healthy_link_ends_in_one_round_within_2_s() {
+    let env = TestEnv::new(3).await;
+    let run = run_within(&env, production(&env, &[], &[]), Duration::from_secs(30)).await;
+    run.assert_code(0);
+    assert_eq!(run.outcome(), "completed");
+    assert_eq!(run.count("received"), 0);
+    assert!(reported(&run, "rounds") <= 1, "{}", run.stdout);
+    // The job's own figure, not a race against the test's clock.
+    let elapsed = run.count("elapsed_ms");
+    assert!(elapsed < 2_000, "an empty subscription took {elapsed} ms");
+    assert_eq!(env.users().await, [1, 2, 3]);
+    env.cleanup().await;
+}
+
+// ---------------------------------------------------------------------------
+// Rows the database refuses
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_user_held_by_a_restrict_foreign_key_is_refused_alone() {
+    let env = TestEnv::new(120).await;
+    let refused = BTreeSet::from([7]);
+    invoice(&env, &refused).await;
+    env.publish_removals(1..=100).await;
+
+    let run = env.run(&[]).await;
+    run.assert_code(6);
+    assert_eq!(run.outcome(), "partially_completed");
+    assert_eq!(reported(&run, "refused"), 1);
+    assert_eq!(run.count("removed_ids"), 100);
+    assert_eq!(run.count("deleted_rows"), 99);
+    assert_eq!(run.count("acked"), 99);
+    // Taken once and handed back once: a run that took the refused removal
+    // again in a later round would spend a delivery attempt per round, and a
+    // dead-letter policy would take it within one run.
+    assert_eq!(
+        (run.count("received"), run.count("nacked")),
+        (100, 1),
+        "the refused removal must be received and handed back once: {}",
+        run.stdout
+    );
+    assert!(reported(&run, "rounds") >= 1, "{}", run.stdout);
+    assert_refusal_lines(&run, "users", "foreign key constraint fails", &refused);
+
+    let mut kept = vec![7];
+    kept.extend(101..=120);
+    assert_eq!(env.users().await, kept);
+    assert_eq!(env.users_with_orders().await, kept);
+    assert_eq!(
+        number(&env, "SELECT COUNT(*) FROM invoices WHERE user_id = 7").await,
+        1
+    );
+    // Handed back, so available at once: exactly the refused user's removal.
+    assert_eq!(
+        decoded(&env.drain(Duration::from_secs(1)).await),
+        removals([7])
+    );
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_user_held_by_a_trigger_is_refused_alone_with_the_servers_reason() {
+    let env = TestEnv::new(120).await;
+    let refused = BTreeSet::from([13]);
+    hold(&env, &refused, Duration::ZERO).await;
+    env.publish_removals(1..=100).await;
+
+    let run = env.run(&[]).await;
+    run.assert_code(6);
+    assert_eq!(run.outcome(), "partially_completed");
+    assert_eq!(reported(&run, "refused"), 1);
+    assert_eq!(run.count("deleted_rows"), 99);
+    assert_eq!(run.count("acked"), 99);
+    assert_eq!((run.count("received"), run.count("nacked")), (100, 1));
+    assert_refusal_lines(&run, "users", "legal hold", &refused);
+
+    let mut kept = vec![13];
+    kept.extend(101..=120);
+    assert_eq!(env.users().await, kept);
+    assert_eq!(env.users_with_orders().await, kept);
+    assert_eq!(
+        decoded(&env.drain(Duration::from_secs(1)).await),
+        removals([13])
+    );
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn five_refused_users_among_two_hundred_are_isolated() {
+    let env = TestEnv::new(250).await;
+    let mut rng = Rng::from_time();
+    let mut candidates: Vec<u64> = (1..=200).collect();
+    rng.shuffle(&mut candidates);
+    // Two by a foreign key, three by a trigger: each with its own reason.
+    let invoiced: BTreeSet<u64> = candidates[..2].iter().copied().collect();
+    let held: BTreeSet<u64> = candidates[2..5].iter().copied().collect();
+    let refused: BTreeSet<u64> = invoiced.union(&held).copied().collect();
+    println!("refused: {refused:?}");
+    invoice(&env, &invoiced).await;
+    hold(&env, &held, Duration::ZERO).await;
+    env.publish_removals(1..=200).await;
+
+    let run = env.run(&[]).await;
+    run.assert_code(6);
+    assert_eq!(run.outcome(), "partially_completed");
+    assert_eq!(reported(&run, "refused"), 5);
+    assert_eq!(run.count("removed_ids"), 200);
+    assert_eq!(run.count("deleted_rows"), 195);
+    assert_eq!(run.count("acked"), 195);
+    assert_eq!((run.count("received"), run.count("nacked")), (200, 5));
+    assert_refusal_lines(&run, "users", "foreign key constraint fails", &invoiced);
+    assert_refusal_lines(&run, "users", "legal hold", &held);
+
+    let mut kept: Vec<u64> = refused.iter().copied().collect();
+    kept.extend(201..=250);
+    assert_eq!(env.users().await, kept);
+    assert_eq!(env.users_with_orders().await, kept);
+    assert_eq!(
+        decoded(&env.drain(Duration::from_secs(1)).await),
+        removals(refused.iter().copied())
+    );
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refused_users_end_in_the_dead_letter_topic_and_nothing_else_does() {
+    let env = Setup::new(60).dead_letter(5).create().await;
+    let invoiced = BTreeSet::from([40]);
+    let held = BTreeSet::from([5, 25]);
+    let refused: BTreeSet<u64> = invoiced.union(&held).copied().collect();
+    invoice(&env, &invoiced).await;
+    hold(&env, &held, Duration::ZERO).await;
+    env.publish_removals(1..=50).await;
+
+    // Each delivery of a refused removal is handed back; after five, Pub/Sub
+    // moves it to the dead-letter topic, and a run then finds nothing.
+    let mut runs = 0;
+    let mut acked = 0;
+    loop {
+        let run = env.run(&[]).await;
+        runs += 1;
+        assert_refusals_match_the_code(&run);
+        acked += run.count("acked");
+        if run.code == Some(0) && run.count("received") == 0 {
+            break;
+        }
+        assert!(
+            runs < 25,
+            "the refused removals never left the subscription"
+        );
+    }
+    println!("{runs} runs");
+    assert_eq!(acked, 47, "each removal not refused is acknowledged once");
+    let kept: Vec<u64> = (1..=60)
+        .filter(|id| *id > 50 || refused.contains(id))
+        .collect();
+    assert_eq!(env.users().await, kept);
+    assert_eq!(env.users_with_orders().await, kept);
+    let dead = env.drain_dead_letters(Duration::from_secs(1)).await;
+    assert_eq!(
+        decoded(&dead),
+        removals(refused.iter().copied()),
+        "the dead-letter topic must hold exactly the refused users' removals"
+    );
+    assert!(env.drain(Duration::ZERO).await.is_empty());
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_table_is_exit_4_and_hands_everything_back() {
+    let env = TestEnv::new(20).await;
+    env.publish_removals(1..=10).await;
+
+    let run = env.run(&["--table", "nosuch"]).await;
+    run.assert_code(4);
+    assert_eq!(run.outcome(), "database_error");
+    assert_eq!(run.count("acked"), 0);
+    assert_eq!(run.count("deleted_rows"), 0);
+    assert_eq!(run.count("nacked"), run.count("received"));
+    assert!(run.stderr.contains("nosuch"), "{}", run.stderr);
+    assert_eq!(env.users().await, (1..=20).collect::<Vec<_>>());
+    assert_eq!(
+        decoded(&env.drain(Duration::from_secs(1)).await),
+        removals(1..=10)
+    );
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_id_column_is_exit_4_and_hands_everything_back() {
+    let env = TestEnv::new(20).await;
+    env.publish_removals(1..=10).await;
+
+    let run = env.run(&["--id-column", "nosuch"]).await;
+    run.assert_code(4);
+    assert_eq!(run.outcome(), "database_error");
+    assert_eq!(run.count("acked"), 0);
+    assert_eq!(run.count("nacked"), run.count("received"));
+    assert!(run.stderr.contains("nosuch"), "{}", run.stderr);
+    assert_eq!(env.users().await, (1..=20).collect::<Vec<_>>());
+    assert_eq!(
+        decoded(&env.drain(Duration::from_secs(1)).await),
+        removals(1..=10)
+    );
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lock_wait_timeout_on_one_row_is_exit_4_not_a_refusal() {
+    // Large enough that the DELETE uses the primary key and waits for the one
+    // locked row only.
+    let env = TestEnv::new(20_000).await;
+    env.publish_removals(1..=100).await;
+    let lock = env.lock_rows(Some(50)).await;
+
+    let run = env.run(&["--lock-wait-timeout", "1"]).await;
+    drop(lock);
+    run.assert_code(4);
+    assert_eq!(run.outcome(), "database_error");
+    assert!(run.stderr.contains("Lock wait timeout"), "{}", run.stderr);
+    assert_eq!(run.count("received"), 100);
+    assert_eq!(run.count("acked"), 0);
+    assert_eq!(run.count("deleted_rows"), 0);
+    assert_eq!(run.count("nacked"), 100);
+    assert_eq!(env.users().await.len(), 20_000, "nothing may be deleted");
+    assert_eq!(
+        decoded(&env.drain(Duration::from_secs(1)).await),
+        removals(1..=100)
+    );
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deadlock_is_retried_and_everyone_is_erased() {
+    // Large enough that the DELETE locks by primary key, in ascending order.
+    let env = TestEnv::new(20_000).await;
+    env.sql("CREATE TABLE filler (id BIGINT UNSIGNED PRIMARY KEY, n INT NOT NULL) ENGINE=InnoDB")
+        .await;
+    env.sql("INSERT INTO filler SELECT id, 0 FROM users WHERE id <= 2000")
+        .await;
+    env.publish_removals(1..=100).await;
+
+    // Another transaction, heavier than the job's (2,000 rows changed), so
+    // that InnoDB picks the job as the deadlock victim; it holds user 50.
+    let url = common::url_on(&env.mysql_root, "root", "", &env.database);
+    let mut other = mysql_async::Conn::new(mysql_async::Opts::from_url(&url).unwrap())
+        .await
+        .unwrap();
+    other.query_drop("START TRANSACTION").await.unwrap();
+    other
+        .query_drop("UPDATE filler SET n = n + 1")
+        .await
+        .unwrap();
+    other
+        .query_drop("SELECT id FROM users WHERE id = 50 FOR UPDATE")
+        .await
+        .unwrap();
+
+    let child = env
+        .command(&["--lock-wait-timeout", "30"], &[])
+        .spawn()
+        .unwrap();
+    // The job's DELETE holds users 1..=49 and waits for 50; asking for user
+    // 10 now closes the cycle.
+    wait_for_lock_wait(&env).await;
+    let ours = other
+        .query_drop("SELECT id FROM users WHERE id = 10 FOR UPDATE")
+        .await;
+    assert!(
+        ours.is_ok(),
+        "the test's transaction, not the job's, was the deadlock victim: {ours:?}"
+    );
+    other.query_drop("ROLLBACK").await.unwrap();
+    other.disconnect().await.unwrap();
+
+    let run = env.finish(child).await;
+    run.assert_code(0);
+    assert!(
+        run.stderr.to_lowercase().contains("deadlock"),
+        "the retried deadlock must be logged:\n{}",
+        run.stderr
+    );
+    assert_eq!(run.count("deleted_rows"), 100);
+    assert_eq!(run.count("acked"), 100);
+    assert_eq!(env.users().await, (101..=20_000).collect::<Vec<_>>());
+    assert!(env.drain(Duration::ZERO).await.is_empty());
+    env.cleanup().await;
+}
+
+/// Waits until a transaction in this test's database waits for a row lock.
+async fn wait_for_lock_wait(env: &TestEnv) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let query = format!(
+        "SELECT COUNT(*) FROM information_schema.INNODB_TRX t \
+         JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id \
+         WHERE p.DB = '{}' AND t.trx_state = 'LOCK WAIT'",
+        env.database
+    );
+    while number(env, &query).await == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the job's delete never waited for the lock"
+        );
+        // InnoDB refreshes INNODB_TRX only when it has not been read for
+        // 0.1 s: a faster poll would read the same stale copy forever.
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Id columns of other types
+// ---------------------------------------------------------------------------
+
+/// Rows whose id looks like 1 or 2 to a numeric comparison, and is not.
+const LOOKALIKES: [&str; 10] = [
+    "01", "1abc", "1.0", " 1", "+1", "1e0", "002", "2.0", "12", "3",
+];
+
+/// A string id column: removals of 1 and 2 delete the rows '1' and '2' only.
+async fn only_exact_strings_match(column_type: &str) {
+    let env = TestEnv::new(5).await;
+    env.sql(&format!(
+        "CREATE TABLE accounts (uid {column_type} NOT NULL PRIMARY KEY, note VARCHAR(20) NOT NULL) ENGINE=InnoDB"
+    ))
+    .await;
+    let mut ids = vec!["1", "2"];
+    ids.extend(LOOKALIKES);
+    let rows: Vec<String> = ids.iter().map(|id| format!("('{id}','row')")).collect();
+    env.sql(&format!("INSERT INTO accounts VALUES {}", rows.join(",")))
+        .await;
+    env.publish_removals([1, 2]).await;
+
+    let run = env
+        .run(&["--table", "accounts", "--id-column", "uid"])
+        .await;
+    run.assert_code(0);
+    assert_eq!(run.count("deleted_rows"), 2, "{}", run.stdout);
+    assert_eq!(run.count("acked"), 2);
+    let mut expected: Vec<String> = LOOKALIKES.iter().map(|s| s.to_string()).collect();
+    expected.sort();
+    let mut left = strings(&env, "SELECT uid FROM accounts").await;
+    left.sort();
+    assert_eq!(
+        left, expected,
+        "a removal of 1 or 2 matched a {column_type} id that is not exactly '1' or '2'"
+    );
+    assert_eq!(
+        env.users().await,
+        [1, 2, 3, 4, 5],
+        "the users table is not the one"
+    );
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_varchar_id_column_matches_only_the_exact_string() {
+    only_exact_strings_match("VARCHAR(20)").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_char_id_column_matches_only_the_exact_string() {
+    only_exact_strings_match("CHAR(8)").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_signed_bigint_column_matches_no_id_beyond_its_range() {
+    let env = TestEnv::new(3).await;
+    env.sql("CREATE TABLE members (id BIGINT NOT NULL PRIMARY KEY) ENGINE=InnoDB")
+        .await;
+    // Every value an id above i64::MAX could wrap or clamp to.
+    let rows = [
+        i64::MIN,
+        -9_223_372_036_854_775_803, // 2^63 + 5 wrapped
+        -1,                         // u64::MAX wrapped
+        1,
+        2,
+        i64::MAX,
+    ];
+    let values: Vec<String> = rows.iter().map(|id| format!("({id})")).collect();
+    env.sql(&format!("INSERT INTO members VALUES {}", values.join(",")))
+        .await;
+    env.publish_removals([2, (1 << 63) + 5, 1 << 63, u64::MAX])
+        .await;
+
+    let run = env.run(&["--table", "members"]).await;
+    run.assert_code(0);
+    assert_eq!(run.count("deleted_rows"), 1);
+    assert_eq!(run.count("acked"), 4);
+    let mut conn = env.pool.get_conn().await.unwrap();
+    let left: Vec<i64> = conn
+        .query("SELECT id FROM members ORDER BY id")
+        .await
+        .unwrap();
+    drop(conn);
+    let expected: Vec<i64> = rows.into_iter().filter(|&id| id != 2).collect();
+    assert_eq!(left, expected);
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_narrow_unsigned_column_matches_no_id_beyond_its_range() {
+    let env = TestEnv::new(3).await;
+    env.sql("CREATE TABLE members (id INT UNSIGNED NOT NULL PRIMARY KEY) ENGINE=InnoDB")
+        .await;
+    env.sql("INSERT INTO members VALUES (1),(2),(4294967295)")
+        .await;
+    // 2^32 + 1 wraps to 1, and clamps to 4294967295.
+    env.publish_removals([2, (1 << 32) + 1]).await;
+
+    let run = env.run(&["--table", "members"]).await;
+    run.assert_code(0);
+    assert_eq!(run.count("deleted_rows"), 1);
+    assert_eq!(run.count("acked"), 2);
+    let mut conn = env.pool.get_conn().await.unwrap();
+    let left: Vec<u64> = conn
+        .query("SELECT id FROM members ORDER BY id")
+        .await
+        .unwrap();
+    drop(conn);
+    assert_eq!(left, [1, 4_294_967_295]);
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_id_column_of_another_type_is_refused_at_connect() {
+    let env = TestEnv::new(3).await;
+    env.publish_removals([1, 2]).await;
+    for (table, column_type, row) in [
+        ("by_decimal", "DECIMAL(20,0)", "1"),
+        ("by_date", "DATE", "'2001-01-01'"),
+        ("by_blob", "BLOB", "'1'"),
+        ("by_double", "DOUBLE", "1"),
+    ] {
+        env.sql(&format!(
+            "CREATE TABLE {table} (uid {column_type} NOT NULL) ENGINE=InnoDB"
+        ))
+        .await;
+        env.sql(&format!("INSERT INTO {table} VALUES ({row}),({row})"))
+            .await;
+        let run = env.run(&["--table", table, "--id-column", "uid"]).await;
+        assert_eq!(
+            run.code,
+            Some(4),
+            "a {column_type} id column must be refused at connect: {}\nstderr:\n{}",
+            run.stdout,
+            run.stderr
+        );
+        assert_eq!(run.outcome(), "database_error");
+        assert_eq!(
+            run.count("received"),
+            0,
+            "{column_type}: nothing may be pulled"
+        );
+        assert_eq!(run.count("acked"), 0);
+        assert_eq!(
+            number(&env, &format!("SELECT COUNT(*) FROM {table}")).await,
+            2,
+            "{column_type}: rows were deleted"
+        );
+    }
+    // Nothing was pulled: the removals are all still there.
+    assert_eq!(
+        decoded(&env.drain(Duration::from_secs(1)).await),
+        removals([1, 2])
+    );
+    assert_eq!(env.users().await, [1, 2, 3]);
+    env.cleanup().await;
+}
+
+// ---------------------------------------------------------------------------
+// Rounds
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_ordered_subscription_with_a_key_per_user_is_erased_in_one_run() {
+    let env = TestEnv::new(2_100).await;
+    let ordered = ordered_subscription(&env).await;
+    publish_in_waves(&env, lifecycles(1..=2_000, |id| format!("user-{id}"))).await;
+
+    let command = production(
+        &env,
+        &["--subscription", &ordered, "--max-messages", "6000"],
+        &[],
+    );
+    let run = run_within(&env, command, Duration::from_secs(150)).await;
+    println!("{}", run.stdout.trim());
+    run.assert_code(0);
+    assert_eq!(run.count("received"), 6_000);
+    assert_eq!(run.count("removed_ids"), 2_000);
+    assert_eq!(run.count("deleted_rows"), 2_000);
+    assert_eq!(run.count("ignored"), 4_000);
+    assert_eq!(run.count("acked"), 6_000);
+    println!("rounds: {}", reported(&run, "rounds"));
+    assert_eq!(env.users().await, (2_001..=2_100).collect::<Vec<_>>());
+    assert!(
+        peek(&env, &ordered).await.is_empty(),
+        "messages were left behind"
+    );
+    env.client
+        .subscription(&ordered)
+        .delete(None)
+        .await
+        .unwrap();
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_ordered_subscription_with_fifty_shared_keys_is_taken_in_one_run() {
+    let env = TestEnv::new(2_100).await;
+    let ordered = ordered_subscription(&env).await;
+    publish_in_waves(&env, lifecycles(1..=2_000, |id| format!("key-{}", id % 50))).await;
+
+    let command = production(
+        &env,
+        &["--subscription", &ordered, "--max-messages", "6000"],
+        &[],
+    );
+    let run = run_within(&env, command, Duration::from_secs(150)).await;
+    println!("{}", run.stdout.trim());
+    run.assert_code(0);
+    assert_eq!(run.count("received"), 6_000);
+    assert_eq!(run.count("deleted_rows"), 2_000);
+    assert_eq!(run.count("acked"), 6_000);
+    println!("rounds: {}", reported(&run, "rounds"));
+    assert_eq!(env.users().await, (2_001..=2_100).collect::<Vec<_>>());
+    assert!(
+        peek(&env, &ordered).await.is_empty(),
+        "messages were left behind"
+    );
+    env.client
+        .subscription(&ordered)
+        .delete(None)
+        .await
+        .unwrap();
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backlog_of_100_000_is_erased_in_one_run_of_at_least_10_rounds() {
+    let env = TestEnv::new(100_050).await;
+    env.publish_removals(1..=100_000).await;
+
+    let run = env
+        .run(&["--max-messages", "100000", "--batch-size", "10000"])
+        .await;
+    println!("{}", run.stdout.trim());
+    run.assert_code(0);
+    assert_eq!(run.count("received"), 100_000);
+    assert_eq!(run.count("deleted_rows"), 100_000);
+    assert_eq!(run.count("acked"), 100_000);
+    let rounds = reported(&run, "rounds");
+    assert!((10..=11).contains(&rounds), "{rounds} rounds");
+    assert_eq!(env.users().await, (100_001..=100_050).collect::<Vec<_>>());
+    assert_eq!(
+        env.users_with_orders().await,
+        (100_001..=100_050).collect::<Vec<_>>()
+    );
+    assert!(env.drain(Duration::ZERO).await.is_empty());
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rounds_stop_when_max_messages_have_been_taken_in_total() {
+    let env = TestEnv::new(3_100).await;
+    env.publish_removals(1..=3_000).await;
+
+    let first = env
+        .run(&["--max-messages", "2500", "--batch-size", "1000"])
+        .await;
+    first.assert_code(0);
+    assert_eq!(first.count("received"), 2_500);
+    assert_eq!(first.count("deleted_rows"), 2_500);
+    assert_eq!(first.count("acked"), 2_500);
+    assert_eq!(reported(&first, "rounds"), 3, "1,000 + 1,000 + 500");
+    assert_eq!(env.users().await.len(), 600);
+
+    let second = env.run(&["--batch-size", "1000"]).await;
+    second.assert_code(0);
+    assert_eq!(second.count("received"), 500);
+    assert_eq!(env.users().await, (3_001..=3_100).collect::<Vec<_>>());
+    env.cleanup().await;
+}
+
+// ---------------------------------------------------------------------------
+// Kills and signals
+// ---------------------------------------------------------------------------
+
+/// How long a killed run's messages stay leased: the subscription's 10 s, or
+/// 60 s if it lived long enough (4 s) to renew them.
+fn quiet_after(lived: Duration) -> Duration {
+    if lived >= Duration::from_secs(4) {
+        Duration::from_secs(62)
+    } else {
+        Duration::from_secs(12)
+    }
+}
+
+/// Waits until the database has been asked to delete `user` at least `times` times.
+async fn wait_for_attempts(env: &TestEnv, user: u64, times: u64) {
+    loop {
+        let attempts = number(
+            env,
+            &format!("SELECT COUNT(*) FROM hold_attempts WHERE user_id = {user}"),
+        )
+        .await;
+        if attempts >= times {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kill_while_isolating_a_refused_user_loses_nothing() {
+    let env = TestEnv::new(400).await;
+    let mut rng = Rng::from_time();
+    let backlog = publish_backlog(&env, &mut rng, 400, 300, 1).await;
+    let refused = *backlog.refused.first().unwrap();
+    // Each attempt on the refused user takes 0.1 s, so isolating it takes a
+    // while; the second attempt means the first delete failed and isolation
+    // is under way.
+    hold(&env, &backlog.refused, Duration::from_millis(100)).await;
+
+    let mut job = Job::spawn(&env, &["--max-messages", "1000"]);
+    let started = Instant::now();
+    let isolating = tokio::select! {
+        _ = wait_for_attempts(&env, refused, 2) => true,
+        _ = job.wait_for(|_| false) => false,
+    };
+    assert!(
+        isolating,
+        "the job ended without deleting user {refused} a second time (no isolation):\n{}",
+        job.log.join("\n")
+    );
+    assert!(job.kill().await, "the job was gone before the kill");
+    let lived = started.elapsed();
+    println!("killed while isolating after {lived:?}");
+
+    let runs = recover(&env, &backlog, quiet_after(lived)).await;
+    println!("recovered in {runs} runs");
+    assert_invariant(&env, &backlog).await;
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kill_between_rounds_loses_nothing() {
+    let env = TestEnv::new(4_000).await;
+    let mut rng = Rng::from_time();
+    let backlog = publish_backlog(&env, &mut rng, 4_000, 3_000, 0).await;
+
+    let mut job = Job::spawn(&env, &["--max-messages", "4000", "--batch-size", "500"]);
+    let started = Instant::now();
+    let mut rounds = 0;
+    let second = job
+        .wait_for(|line| {
+            rounds += usize::from(is_round_line(line));
+            rounds == 2
+        })
+        .await;
+    assert!(
+        second,
+        "the job ended before a second round:\n{}",
+        job.log.join("\n")
+    );
+    let before = env.users().await.len();
+    assert!(job.kill().await, "the job was gone before the kill");
+    let lived = started.elapsed();
+    assert!(
+        before <= 4_000 - 300,
+        "the first round had not erased its users ({before} left) when the second received"
+    );
+
+    let runs = recover(&env, &backlog, quiet_after(lived)).await;
+    println!("recovered in {runs} runs");
+    assert_invariant(&env, &backlog).await;
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_while_receiving_hands_back_every_pull_and_a_rerun_takes_all() {
+    let env = TestEnv::new(10_050).await;
+    env.publish_removals(1..=10_000).await;
+
+    let mut job = Job::spawn(&env, &["--max-messages", "10000"]);
+    let pulled = job
+        .wait_for(|line| pull_returned(line).is_some_and(|n| n > 0))
+        .await;
+    assert!(pulled, "no Pull returned messages:\n{}", job.log.join("\n"));
+    terminate(job.pid());
+    let run = job.finish(&env, Duration::from_secs(10)).await;
+    println!("{}", run.stdout.trim());
+    run.assert_code(143);
+    assert_eq!(run.outcome(), "interrupted");
+    assert!(run.count("received") > 0);
+    assert_eq!(run.count("acked"), 0);
+    assert_eq!(run.count("deleted_rows"), 0);
+    assert_eq!(run.count("nacked"), run.count("received"));
+    assert_eq!(env.users().await.len(), 10_050);
+
+    // At once: no lease has had time to run out, so everything the stopped
+    // run received, or had asked for, must have been handed back.
+    let rerun = env.run(&["--max-messages", "10000"]).await;
+    rerun.assert_code(0);
+    assert_eq!(rerun.count("received"), 10_000, "{}", rerun.stdout);
+    assert_eq!(rerun.count("deleted_rows"), 10_000);
+    assert_eq!(env.users().await, (10_001..=10_050).collect::<Vec<_>>());
+    env.cleanup().await;
+}
