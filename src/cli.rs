@@ -11,8 +11,8 @@ use std::time::Duration;
 use clap::{Args, CommandFactory as _, Parser, Subcommand, ValueEnum};
 
 use crate::config::{
-    self, Admin, Config, ConfigError, MAX_MESSAGES_LIMIT, Metrics, PassSettings, ReplayTo,
-    SubscriptionName, invalid,
+    self, Admin, BATCH_SIZE_LIMIT, Config, ConfigError, MAX_MESSAGES_LIMIT, Metrics, PassSettings,
+    ReplayTo, SubscriptionName, invalid,
 };
 use crate::event::event_type;
 use crate::outcome::{EXIT_CODES_HELP, Exit};
@@ -111,12 +111,28 @@ struct RunArgs {
     )]
     max_messages: i64,
 
+    /// Most messages one round takes, in one transaction (1 to 100,000); a run
+    /// goes on with more rounds while messages keep coming.
+    #[arg(
+        long,
+        env = "BATCH_SIZE",
+        default_value_t = 10_000,
+        allow_negative_numbers = true
+    )]
+    batch_size: i64,
+
+    /// Seconds after which no new round starts (1 to 3600); keep it inside
+    /// the CronJob's activeDeadlineSeconds.
+    #[arg(long, env = "MAX_DURATION", default_value_t = 120)]
+    max_duration: u64,
+
     /// Receive and decode, log what would be deleted, then hand every message
     /// back: nothing is deleted, nothing acknowledged.
     #[arg(long, env = "DRY_RUN", value_parser = clap::builder::BoolishValueParser::new())]
     dry_run: bool,
 
-    /// How long one Pull waits for messages before the subscription counts as drained.
+    /// How long the server may hold one Pull while no message arrives; the
+    /// client allows two round trips more before it counts as unanswered.
     #[arg(long, env = "PULL_TIMEOUT_MS", default_value_t = 500)]
     pull_timeout_ms: u64,
 
@@ -297,6 +313,21 @@ fn run_config(args: RunArgs) -> Result<Config, ConfigError> {
                 ),
             )
         })?;
+    let batch_size = usize::try_from(args.batch_size)
+        .ok()
+        .filter(|n| (1..=BATCH_SIZE_LIMIT).contains(n))
+        .ok_or_else(|| {
+            invalid(
+                "batch_size",
+                format!(
+                    "must be from 1 to {BATCH_SIZE_LIMIT}, got {}",
+                    args.batch_size
+                ),
+            )
+        })?;
+    if !(1..=3600).contains(&args.max_duration) {
+        return Err(invalid("max_duration", "must be from 1 to 3600 seconds"));
+    }
     if !(1..=600_000).contains(&args.pull_timeout_ms) {
         return Err(invalid("pull_timeout_ms", "must be from 1 to 600000"));
     }
@@ -353,6 +384,8 @@ fn run_config(args: RunArgs) -> Result<Config, ConfigError> {
         },
         pass: PassSettings {
             max_messages,
+            batch_size,
+            max_duration: Duration::from_secs(args.max_duration),
             dry_run: args.dry_run,
             pull_timeout: Duration::from_millis(args.pull_timeout_ms),
         },
@@ -747,6 +780,9 @@ mod tests {
                 one("--pull-timeout-ms", "0"),
                 "--pull-timeout-ms (PULL_TIMEOUT_MS)",
             ),
+            (one("--batch-size", "0"), "--batch-size (BATCH_SIZE)"),
+            (one("--batch-size", "100001"), "--batch-size (BATCH_SIZE)"),
+            (one("--max-duration", "0"), "--max-duration (MAX_DURATION)"),
             (
                 one("--lock-wait-timeout", "0"),
                 "--lock-wait-timeout (LOCK_WAIT_TIMEOUT)",
@@ -816,6 +852,8 @@ mod tests {
             vec![longest.as_str(), "--id-column=_x1"],
             vec!["--subscription=projects/p/subscriptions/sub", "--project="],
             vec!["--pull-timeout-ms=600000", "--lock-wait-timeout=3600"],
+            vec!["--batch-size=1", "--max-duration=1"],
+            vec!["--batch-size=100000", "--max-duration=3600"],
         ] {
             config(&args);
         }

@@ -15,6 +15,10 @@ use crate::store::Database;
 /// is sized for, and still well within memory and `max_allowed_packet`.
 pub const MAX_MESSAGES_LIMIT: usize = 1_000_000;
 
+/// The largest `--batch-size`: one transaction's worth of ids, a DELETE of
+/// about 1 MB, well inside `max_allowed_packet`.
+pub const BATCH_SIZE_LIMIT: usize = 100_000;
+
 /// Everything one run needs, validated.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -50,11 +54,15 @@ pub enum ReplayTo {
 /// How one pass behaves.
 #[derive(Debug, Clone)]
 pub struct PassSettings {
+    /// The most messages one run takes, over all its rounds.
     pub max_messages: usize,
+    /// The most messages one round takes: one transaction's worth.
+    pub batch_size: usize,
+    /// No new round starts after this long.
+    pub max_duration: Duration,
     pub dry_run: bool,
-    /// How long one Pull waits for messages before the subscription counts as
-    /// drained. The emulator and an idle real subscription hold a Pull open
-    /// until this deadline.
+    /// How long the server may hold one long-poll Pull while no message
+    /// arrives (the client allows two round trips more).
     pub pull_timeout: Duration,
 }
 

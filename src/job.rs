@@ -25,11 +25,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = Signal>) -> Repo
         database.id_column.as_str(),
         if config.pass.dry_run { ", dry run" } else { "" }
     );
-    let connect = pubsub::PubSub::connect(
-        &config.subscription,
-        &config.credentials,
-        config.pass.pull_timeout,
-    );
+    let connect = pubsub::PubSub::connect(&config.subscription, &config.credentials);
     let connected = tokio::select! {
         connected = connect => connected,
         signal = shutdown.as_mut() => return failed_early(Outcome::Interrupted(signal), &config, started),

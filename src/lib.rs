@@ -9,7 +9,10 @@
 //! - [`config`]: the typed configuration.
 //! - [`secret`]: values that never print.
 //! - [`job`]: one run: connect to both services, run the pass.
-//! - [`pass`]: the pass, top to bottom, over two seams (`Subscription`, `Store`).
+//! - [`pass`]: the run's rounds, top to bottom, over two seams (`Subscription`,
+//!   `Store`), and the lease renewal.
+//! - [`receive`]: one round's Pulls, and when the subscription is drained.
+//! - [`erase`]: the `Store` seam, and one transaction that isolates refused users.
 //! - [`event`]: the user service's protobuf schema (prost) and what a message means.
 //! - [`plan`]: pure bookkeeping: ids to delete, messages to ack or hand back.
 //! - [`pubsub`]: the `Subscription` seam on Google Cloud Pub/Sub (gcloud-pubsub),
@@ -33,6 +36,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod erase;
 pub mod event;
 pub mod job;
 pub mod metrics;
@@ -41,6 +45,7 @@ pub mod outcome;
 pub mod pass;
 pub mod plan;
 pub mod pubsub;
+pub mod receive;
 pub mod secret;
 pub mod store;
 pub mod timestamp;

@@ -55,6 +55,16 @@ pub fn render(report: &Report, finished: SystemTime) -> String {
             s.deleted_rows as f64,
         ),
         (
+            "user_purge_users_refused",
+            "Users the database refused to erase in the last run (exit 6).",
+            s.refused as f64,
+        ),
+        (
+            "user_purge_rounds",
+            "Rounds of receive, erase and acknowledge in the last run.",
+            s.rounds as f64,
+        ),
+        (
             "user_purge_messages_malformed",
             "Malformed messages the last run handed back.",
             s.malformed as f64,

@@ -39,6 +39,11 @@ pub enum Exit {
     /// Deleted and committed, but some acknowledgements failed. Those messages
     /// come back and their deletes repeat harmlessly.
     Ack = 5,
+    /// Partially completed: the database refused to erase some users (a
+    /// foreign key, a trigger, a data error). Every other user was erased;
+    /// the refused users' messages were handed back and will reach the
+    /// dead-letter topic. A retry is refused again: someone must look.
+    Refused = 6,
     /// Stopped by SIGINT; held messages were handed back or finished.
     Interrupted = 130,
     /// Stopped by SIGTERM; held messages were handed back or finished.
@@ -58,11 +63,14 @@ Exit codes:
        were handed back and are counted in the summary)
   1    the job could not start (no async runtime); nothing was contacted
   2    configuration or usage error (or a subscription that cannot replay);
-       nothing was changed
+       nothing was changed; no retry can help
   3    Pub/Sub error (unreachable, permission denied, subscription not found)
   4    database error; nothing was acknowledged, every message comes back
   5    deleted and committed, but some acknowledgements failed; those messages
        come back and their deletes repeat harmlessly
+  6    partially completed: the database refused to erase some users; every
+       other user was erased, the refused users' messages were handed back and
+       will reach the dead-letter topic; no retry can help
   130  interrupted by SIGINT
   143  terminated by SIGTERM";
 
@@ -76,6 +84,8 @@ pub enum Outcome {
     PubSubFailed(anyhow::Error),
     DatabaseFailed(anyhow::Error),
     AckFailed(anyhow::Error),
+    /// Every user erased but the ones the database refused.
+    PartiallyCompleted(anyhow::Error),
     Interrupted(Signal),
 }
 
@@ -87,6 +97,7 @@ impl Outcome {
             Outcome::PubSubFailed(_) => Exit::PubSub,
             Outcome::DatabaseFailed(_) => Exit::Database,
             Outcome::AckFailed(_) => Exit::Ack,
+            Outcome::PartiallyCompleted(_) => Exit::Refused,
             Outcome::Interrupted(Signal::Interrupt) => Exit::Interrupted,
             Outcome::Interrupted(Signal::Terminate) => Exit::Terminated,
         }
@@ -100,6 +111,7 @@ impl Outcome {
             Outcome::PubSubFailed(_) => "pubsub_error",
             Outcome::DatabaseFailed(_) => "database_error",
             Outcome::AckFailed(_) => "ack_error",
+            Outcome::PartiallyCompleted(_) => "partially_completed",
             Outcome::Interrupted(_) => "interrupted",
         }
     }
@@ -110,7 +122,8 @@ impl Outcome {
             Outcome::Refused(e)
             | Outcome::PubSubFailed(e)
             | Outcome::DatabaseFailed(e)
-            | Outcome::AckFailed(e) => Some(e),
+            | Outcome::AckFailed(e)
+            | Outcome::PartiallyCompleted(e) => Some(e),
             Outcome::Completed | Outcome::Interrupted(_) => None,
         }
     }
@@ -150,6 +163,10 @@ pub struct Summary {
     pub acked: usize,
     /// Messages handed back (nacked).
     pub nacked: usize,
+    /// Users the database refused to erase; their messages were handed back.
+    pub refused: usize,
+    /// Rounds of receive → erase → settle the run went through.
+    pub rounds: usize,
     pub dry_run: bool,
     pub elapsed_ms: u64,
 }
@@ -209,6 +226,7 @@ mod tests {
             (Outcome::PubSubFailed(error()), 3),
             (Outcome::DatabaseFailed(error()), 4),
             (Outcome::AckFailed(error()), 5),
+            (Outcome::PartiallyCompleted(error()), 6),
             (Outcome::Interrupted(Signal::Interrupt), 130),
             (Outcome::Interrupted(Signal::Terminate), 143),
         ];
@@ -246,13 +264,15 @@ mod tests {
                 malformed: 2,
                 acked: 5,
                 nacked: 2,
+                refused: 0,
+                rounds: 1,
                 dry_run: false,
                 elapsed_ms: 12,
             },
         };
         assert_eq!(
             report.json_line(),
-            r#"{"outcome":"completed","received":7,"removed_ids":2,"deleted_rows":1,"ignored":3,"malformed":2,"acked":5,"nacked":2,"dry_run":false,"elapsed_ms":12}"#
+            r#"{"outcome":"completed","received":7,"removed_ids":2,"deleted_rows":1,"ignored":3,"malformed":2,"acked":5,"nacked":2,"refused":0,"rounds":1,"dry_run":false,"elapsed_ms":12}"#
         );
     }
 
@@ -265,6 +285,7 @@ mod tests {
             Outcome::PubSubFailed(error()),
             Outcome::DatabaseFailed(error()),
             Outcome::AckFailed(error()),
+            Outcome::PartiallyCompleted(error()),
             Outcome::Interrupted(Signal::Interrupt),
             Outcome::Interrupted(Signal::Terminate),
         ] {

@@ -1,12 +1,20 @@
-//! One pass, in the order of the promise: receive → plan → erase (delete and
-//! commit) → settle (acknowledge, hand back) → outcome.
+//! One run of the job, in the order of the promise, round after round:
+//! receive → plan → erase (one transaction) → settle (acknowledge) → outcome.
 //!
 //! The pass talks to the world through two narrow seams, [`Subscription`] and
 //! [`Store`], so it runs the same against the real services and against the
 //! in-memory fakes of its unit tests. Shutdown is a future passed in and
 //! selected against the work; leases are renewed by a task of their own
 //! ([`Lease`]), so that a signal is never kept waiting by a renewal.
+//!
+//! A run repeats rounds while messages keep coming: an ordered subscription
+//! withholds a key's next message until the previous one is acknowledged, and
+//! a backlog larger than `--batch-size` is drained one bounded transaction at
+//! a time. The messages a round hands back (malformed, or of users the
+//! database refused) are held until the run ends, so that its later rounds do
+//! not take them again, and are handed back then.
 
+use std::collections::BTreeSet;
 use std::pin::{Pin, pin};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -16,10 +24,10 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::MissedTickBehavior;
 
 use crate::config::PassSettings;
-use crate::event;
+use crate::erase::{self, Store};
 use crate::outcome::{Outcome, Report, Signal, Summary};
 use crate::plan::Plan;
-use crate::timestamp;
+use crate::receive::{self, Stop};
 
 /// One message as the subscription delivered it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +36,18 @@ pub struct Received {
     pub message_id: String,
     pub publish_time: Option<SystemTime>,
     pub data: Vec<u8>,
+    /// Published with an ordering key: the subscription may withhold the
+    /// key's next messages until this one is acknowledged.
+    pub ordered: bool,
+}
+
+/// How long the server may hold a Pull.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// Up to this long for messages to arrive (a long poll).
+    Poll(Duration),
+    /// Not at all: answer with what is there now.
+    Now,
 }
 
 /// The result of acknowledging, or changing the deadline of, a set of messages.
@@ -45,9 +65,14 @@ pub struct Settled {
 pub trait Subscription: Clone + Send + Sync + 'static {
     /// The most ack ids one Acknowledge or ModifyAckDeadline request may carry.
     const MAX_ACK_IDS: usize;
-    /// One Pull of at most `max` messages. An empty answer means that nothing
-    /// arrived within the pull timeout: the subscription is drained for now.
-    fn pull(&self, max: usize) -> impl Future<Output = anyhow::Result<Vec<Received>>> + Send;
+    /// One Pull of at most `max` messages. `Ok(Some(..))` is the server's
+    /// answer, possibly empty; `Ok(None)` means no answer came within the
+    /// client's deadline, which says nothing about the subscription.
+    fn pull(
+        &self,
+        max: usize,
+        wait: Wait,
+    ) -> impl Future<Output = anyhow::Result<Option<Vec<Received>>>> + Send;
     /// One request acknowledging the messages; Pub/Sub will not deliver them again.
     fn acknowledge(&self, ack_ids: Vec<String>) -> impl Future<Output = anyhow::Result<()>> + Send;
     /// One request setting the messages' ack deadline: a lease extension, or
@@ -58,20 +83,6 @@ pub trait Subscription: Clone + Send + Sync + 'static {
         seconds: u16,
     ) -> impl Future<Output = anyhow::Result<()>> + Send;
 }
-
-/// Where the users are deleted.
-pub trait Store {
-    /// Deletes the users in one statement and one transaction, and commits.
-    /// Returns the rows deleted.
-    fn delete(&mut self, user_ids: &[u64]) -> impl Future<Output = anyhow::Result<u64>>;
-}
-
-/// How many Pulls are in flight at once: enough to hide one Pull's latency,
-/// few enough that every message taken is one this run can finish.
-const PULLS_IN_FLIGHT: usize = 4;
-
-/// Ask for this many per Pull; the service caps it (the emulator at 100).
-const PULL_BATCH: usize = 1_000;
 
 /// Leases are renewed this often. The shortest ack deadline Pub/Sub allows is
 /// 10 s, so a message received just after one renewal gets its first before then.
@@ -84,17 +95,11 @@ const LEASE_SECONDS: u16 = 60;
 /// How long connecting to the database may take.
 const DB_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Why receiving stopped before the subscription was drained.
-enum Stop {
-    Signal(Signal),
-    PubSub(anyhow::Error),
-}
-
 /// The shutdown signal, pinned once and polled by every phase.
 type Shutdown<'a, F> = Pin<&'a mut F>;
 
-/// Runs one pass and reports what happened. Never panics on bad input: every
-/// failure becomes an [`Outcome`].
+/// Runs the job's rounds and reports what happened. Never panics on bad
+/// input: every failure becomes an [`Outcome`].
 ///
 /// The database is connected first, so that an outage leaves every message
 /// untouched: each delivery counts toward the subscription's dead-letter limit.
@@ -126,8 +131,9 @@ where
     Report { outcome, summary }
 }
 
-/// The pass itself: each step either hands over to the next or ends the pass
-/// with every message it held handed back.
+/// Connects, then runs rounds until the subscription is drained or a limit
+/// is reached. The messages held back for the end are handed back whatever
+/// the outcome.
 async fn pass<S: Subscription, D: Store, F: Future<Output = Signal>>(
     subscription: &S,
     connect_store: impl Future<Output = anyhow::Result<D>>,
@@ -135,6 +141,7 @@ async fn pass<S: Subscription, D: Store, F: Future<Output = Signal>>(
     mut shutdown: Shutdown<'_, F>,
     summary: &mut Summary,
 ) -> Outcome {
+    let deadline = tokio::time::Instant::now() + settings.max_duration;
     let mut store = if settings.dry_run {
         None
     } else {
@@ -143,69 +150,49 @@ async fn pass<S: Subscription, D: Store, F: Future<Output = Signal>>(
             Err(outcome) => return outcome,
         }
     };
-
-    // Receive.
     let lease = Lease::start(subscription.clone());
-    let mut plan = Plan::default();
-    let receiving = Instant::now();
-    let stopped = receive(
-        subscription,
-        &mut plan,
-        settings.max_messages,
-        &lease,
-        shutdown.as_mut(),
-    )
-    .await;
-    plan.finish();
-    summary.received = plan.len();
-    summary.removed_ids = plan.user_ids().len();
-    summary.ignored = plan.ignored;
-    summary.malformed = plan.malformed();
-    info!(
-        "received {} messages in {} ms: {} users to delete, {} ignored, {} malformed",
-        summary.received,
-        receiving.elapsed().as_millis(),
-        summary.removed_ids,
-        summary.ignored,
-        summary.malformed
-    );
-    if let Err(stop) = stopped {
-        drop(lease);
-        summary.nacked = hand_back_all(subscription, &mut plan).await;
-        return match stop {
-            Stop::Signal(signal) => Outcome::Interrupted(signal),
-            Stop::PubSub(error) => {
-                Outcome::PubSubFailed(error.context("receiving stopped; nothing was deleted"))
-            }
+    let mut held_back = Vec::new();
+    let outcome = loop {
+        summary.rounds += 1;
+        let batch = (settings.max_messages - summary.received).min(settings.batch_size);
+        let round = round(
+            subscription,
+            store.as_mut(),
+            settings,
+            batch,
+            deadline,
+            &lease,
+            &mut held_back,
+            shutdown.as_mut(),
+            summary,
+        )
+        .await;
+        let next = match round {
+            Ok(next) => next,
+            Err(outcome) => break outcome,
         };
-    }
-
-    let Some(store) = store.as_mut() else {
-        info!(
-            "dry run: would delete {} users, acknowledge {} messages and hand back {}; handing all back",
-            summary.removed_ids,
-            plan.ack.len(),
-            plan.hand_back.len()
-        );
-        debug!("dry run: user ids {:?}", plan.user_ids());
-        drop(lease);
-        summary.nacked = hand_back_all(subscription, &mut plan).await;
-        return Outcome::Completed;
-    };
-
-    // Erase, before any acknowledgement.
-    match erase(store, &plan, shutdown.as_mut()).await {
-        Ok(rows) => summary.deleted_rows = rows,
-        Err(outcome) => {
-            drop(lease);
-            summary.nacked = hand_back_all(subscription, &mut plan).await;
-            return outcome;
+        if !next || summary.received >= settings.max_messages {
+            break Outcome::Completed;
         }
-    }
-
-    // Settle: the leases end, the acknowledgements and hand-backs settle them.
+        if tokio::time::Instant::now() >= deadline {
+            info!(
+                "--max-duration ({} s) reached after {} rounds; the next run goes on",
+                settings.max_duration.as_secs(),
+                summary.rounds
+            );
+            break Outcome::Completed;
+        }
+    };
     drop(lease);
-    settle_plan(subscription, plan, shutdown, summary).await
+    summary.nacked += hand_back(subscription, held_back).await;
+    match outcome {
+        Outcome::Completed if summary.refused > 0 => Outcome::PartiallyCompleted(anyhow::anyhow!(
+            "partially completed: {} users could not be erased; their messages were handed back \
+             and will reach the dead-letter topic",
+            summary.refused
+        )),
+        outcome => outcome,
+    }
 }
 
 /// Connects the store, unless a signal or the time limit comes first.
@@ -229,37 +216,133 @@ async fn connect<D: Store>(
     }
 }
 
-/// Deletes the plan's users in one transaction and commits; returns the rows
-/// deleted. On failure or a signal nothing was committed (or, if COMMIT had
+/// One round: receive up to `batch` messages, erase their users in one
+/// transaction, acknowledge. `Ok(true)` when another round may find more;
+/// an error outcome ends the run, with every message of the round handed back
+/// unless its erasure had committed.
+#[allow(clippy::too_many_arguments)]
+async fn round<S: Subscription, D: Store, F: Future<Output = Signal>>(
+    subscription: &S,
+    store: Option<&mut D>,
+    settings: &PassSettings,
+    batch: usize,
+    deadline: tokio::time::Instant,
+    lease: &Lease,
+    held_back: &mut Vec<String>,
+    mut shutdown: Shutdown<'_, F>,
+    summary: &mut Summary,
+) -> Result<bool, Outcome> {
+    // Receive.
+    let mut plan = Plan::default();
+    let receiving = Instant::now();
+    let received = receive::receive(
+        subscription,
+        &mut plan,
+        batch,
+        settings.pull_timeout,
+        deadline,
+        lease,
+        shutdown.as_mut(),
+    )
+    .await;
+    plan.finish();
+    summary.received += plan.len();
+    summary.removed_ids += plan.user_ids().len();
+    summary.ignored += plan.ignored;
+    summary.malformed += plan.malformed();
+    info!(
+        "received {} messages in {} ms (round {}): {} users to delete, {} ignored, {} malformed",
+        plan.len(),
+        receiving.elapsed().as_millis(),
+        summary.rounds,
+        plan.user_ids().len(),
+        plan.ignored,
+        plan.malformed()
+    );
+    let received = match received {
+        Ok(received) => received,
+        Err(stop) => {
+            summary.nacked += hand_back(subscription, plan.take_all()).await;
+            return Err(match stop {
+                Stop::Signal(signal) => Outcome::Interrupted(signal),
+                Stop::PubSub(error) => {
+                    Outcome::PubSubFailed(error.context("receiving stopped; nothing was deleted"))
+                }
+            });
+        }
+    };
+
+    let Some(store) = store else {
+        info!(
+            "dry run: would delete {} users, acknowledge {} messages and hand back {}; handing all back",
+            plan.user_ids().len(),
+            plan.ack.len(),
+            plan.hand_back.len()
+        );
+        debug!("dry run: user ids {:?}", plan.user_ids());
+        held_back.append(&mut plan.take_all());
+        // A dry run takes one round: the next would take the same messages.
+        return Ok(false);
+    };
+
+    // Erase, before any acknowledgement.
+    let erased = erase_users(store, &plan, shutdown.as_mut()).await;
+    let erasure = match erased {
+        Ok(erasure) => erasure,
+        Err(outcome) => {
+            summary.nacked += hand_back(subscription, plan.take_all()).await;
+            return Err(outcome);
+        }
+    };
+    summary.deleted_rows += erasure.rows;
+    summary.refused += erasure.refused.len();
+    plan.withhold(&erasure.kept().collect::<BTreeSet<u64>>());
+
+    // Settle: acknowledge; the hand-backs wait for the end of the run, under
+    // the lease, so that later rounds do not take them again.
+    held_back.append(&mut plan.hand_back);
+    lease.hold_only(held_back);
+    settle_round(subscription, plan.ack, shutdown, summary).await?;
+    Ok(received.more_may_come)
+}
+
+/// Erases the plan's users in one transaction, isolating those the database
+/// refuses. On failure or a signal nothing was committed (or, if COMMIT had
 /// already landed, the redelivered messages repeat it harmlessly), and the
 /// caller hands every message back.
-async fn erase<D: Store>(
+async fn erase_users<D: Store>(
     store: &mut D,
     plan: &Plan,
     shutdown: Shutdown<'_, impl Future<Output = Signal>>,
-) -> Result<u64, Outcome> {
+) -> Result<erase::Erasure, Outcome> {
     let user_ids = plan.user_ids();
     if user_ids.is_empty() {
-        return Ok(0);
+        return Ok(erase::Erasure::default());
     }
-    let deleting = Instant::now();
-    // Dropping the delete future drops its connection, so an uncommitted
-    // transaction rolls back.
-    let deleted = tokio::select! {
-        deleted = store.delete(user_ids) => deleted,
+    let erasing = Instant::now();
+    // Dropping the erasure mid-way leaves its transaction open on a
+    // connection that is dropped with the store at the end of the run, so it
+    // rolls back.
+    let erased = tokio::select! {
+        erased = erase::erase(store, user_ids) => erased,
         signal = shutdown => {
             warn!("stopped by {signal:?} before the delete committed; handing every message back");
             return Err(Outcome::Interrupted(signal));
         }
     };
-    match deleted {
-        Ok(rows) => {
+    match erased {
+        Ok(erasure) => {
             info!(
-                "deleted {rows} rows for {} users and committed in {} ms",
-                user_ids.len(),
-                deleting.elapsed().as_millis()
+                "deleted {} rows for {} users and committed in {} ms{}",
+                erasure.rows,
+                user_ids.len() - erasure.refused.len() - erasure.deferred.len(),
+                erasing.elapsed().as_millis(),
+                match erasure.refused.len() {
+                    0 => String::new(),
+                    n => format!("; {n} users refused"),
+                }
             );
-            Ok(rows)
+            Ok(erasure)
         }
         Err(error) => Err(Outcome::DatabaseFailed(
             error.context("nothing was acknowledged; every message was handed back"),
@@ -267,26 +350,19 @@ async fn erase<D: Store>(
     }
 }
 
-/// Acknowledges the plan's valid messages and hands back the malformed. A
-/// signal now does not stop this: the delete has committed, so finishing the
-/// acknowledgements is the quickest way to a clean state.
-async fn settle_plan<S: Subscription>(
+/// Acknowledges the round's messages. A signal now does not stop this: the
+/// erasure has committed, so finishing the acknowledgements is the quickest
+/// way to a clean state; the run then ends.
+async fn settle_round<S: Subscription>(
     subscription: &S,
-    mut plan: Plan,
+    ack_ids: Vec<String>,
     mut shutdown: Shutdown<'_, impl Future<Output = Signal>>,
     summary: &mut Summary,
-) -> Outcome {
+) -> Result<(), Outcome> {
     let acking = Instant::now();
-    let ack_ids = std::mem::take(&mut plan.ack);
-    let hand_back = std::mem::take(&mut plan.hand_back);
-    let mut settling = pin!(async {
-        tokio::join!(
-            settle(subscription, ack_ids, Request::Acknowledge),
-            settle(subscription, hand_back, Request::Deadline(0))
-        )
-    });
+    let mut settling = pin!(settle(subscription, ack_ids, Request::Acknowledge));
     let mut signalled = None;
-    let (acked, handed_back) = loop {
+    let acked = loop {
         tokio::select! {
             settled = settling.as_mut() => break settled,
             signal = shutdown.as_mut(), if signalled.is_none() => {
@@ -295,110 +371,45 @@ async fn settle_plan<S: Subscription>(
             }
         }
     };
-    summary.acked = acked.done;
-    summary.nacked = handed_back.done;
+    summary.acked += acked.done;
     info!(
-        "acknowledged {} and handed back {} messages in {} ms",
+        "acknowledged {} messages in {} ms",
         acked.done,
-        handed_back.done,
         acking.elapsed().as_millis()
     );
-    if let Some(error) = handed_back.error {
-        // They come back when their deadline passes; nothing is lost.
-        warn!(
-            "{} malformed messages could not be handed back: {error:#}",
-            handed_back.failed
-        );
-    }
     match (acked.error, signalled) {
-        (Some(error), _) => Outcome::AckFailed(error.context(format!(
+        (Some(error), _) => Err(Outcome::AckFailed(error.context(format!(
             "the delete committed, but {} acknowledgements failed; those messages will come back \
              and their deletes repeat harmlessly",
             acked.failed
-        ))),
-        (None, Some(signal)) => Outcome::Interrupted(signal),
-        (None, None) => Outcome::Completed,
+        )))),
+        (None, Some(signal)) => Err(Outcome::Interrupted(signal)),
+        (None, None) => Ok(()),
     }
 }
 
-/// Pulls until `max` messages are held or a Pull comes back empty, with up to
-/// [`PULLS_IN_FLIGHT`] Pulls at once, and classifies each message as it arrives.
-///
-/// When it stops early, the Pulls still in flight are cancelled, and the
-/// messages of those that had already answered join the plan, so that they
-/// are handed back with the rest instead of waiting out their deadline.
-async fn receive<S: Subscription>(
-    subscription: &S,
-    plan: &mut Plan,
-    max: usize,
-    lease: &Lease,
-    mut shutdown: Shutdown<'_, impl Future<Output = Signal>>,
-) -> Result<(), Stop> {
-    let mut pulls = JoinSet::new();
-    // Messages asked for by the Pulls in flight: held + reserved never exceeds max.
-    let mut reserved = 0;
-    let mut drained = false;
-    debug!("receiving: up to {max} messages");
-    let stop = loop {
-        while !drained && pulls.len() < PULLS_IN_FLIGHT && plan.len() + reserved < max {
-            let ask = (max - plan.len() - reserved).min(PULL_BATCH);
-            reserved += ask;
-            let subscription = subscription.clone();
-            pulls.spawn(async move { (ask, subscription.pull(ask).await) });
-        }
-        let joined = tokio::select! {
-            joined = pulls.join_next() => joined,
-            signal = shutdown.as_mut() => {
-                warn!("stopped by {signal:?} while receiving; handing every message back");
-                break Stop::Signal(signal);
-            }
-        };
-        match joined {
-            None => return Ok(()),
-            Some(Ok((ask, Ok(messages)))) => {
-                debug!("a Pull returned {} messages", messages.len());
-                reserved -= ask;
-                drained |= messages.is_empty();
-                take(plan, lease, messages);
-            }
-            Some(Ok((_, Err(error)))) => break Stop::PubSub(error),
-            Some(Err(e)) => break Stop::PubSub(anyhow::anyhow!("a Pull task failed: {e}")),
-        }
-    };
-    pulls.abort_all();
-    while let Some(joined) = pulls.join_next().await {
-        if let Ok((_, Ok(messages))) = joined {
-            take(plan, lease, messages);
-        }
+/// Nacks the messages so that the next run gets them at once. Returns how
+/// many were handed back; the others come back when their deadline passes.
+async fn hand_back<S: Subscription>(subscription: &S, ack_ids: Vec<String>) -> usize {
+    if ack_ids.is_empty() {
+        return 0;
     }
-    Err(stop)
+    let handed_back = settle(subscription, ack_ids, Request::Deadline(0)).await;
+    if let Some(error) = handed_back.error {
+        warn!(
+            "{} messages could not be handed back and will return when their deadline passes: {error:#}",
+            handed_back.failed
+        );
+    }
+    handed_back.done
 }
 
-/// Classifies received messages into the plan, logging the malformed ones by
-/// id and publish time, never by content, and puts them under the lease.
-fn take(plan: &mut Plan, lease: &Lease, messages: Vec<Received>) {
-    lease.hold(messages.iter().map(|m| m.ack_id.clone()));
-    for message in messages {
-        let verdict = event::classify(&message.data);
-        if let Err(why) = verdict {
-            warn!(
-                "malformed message {} published {}: {why}; it will be handed back",
-                message.message_id,
-                message
-                    .publish_time
-                    .map_or_else(|| "at an unknown time".into(), timestamp::format)
-            );
-        }
-        plan.add(message.ack_id, verdict);
-    }
-}
-
-/// Keeps the leases of the messages a pass holds: a task of its own extends
+/// Keeps the leases of the messages a run holds: a task of its own extends
 /// them every [`LEASE_RENEWAL`], so that Pub/Sub does not deliver them to
 /// another run while this one still works on them. Dropping it stops the
 /// renewals at once, even one in flight (the pass then settles every message
 /// itself; an extension that still lands only delays a handed-back message).
-struct Lease {
+pub(crate) struct Lease {
     held: Arc<Mutex<Vec<String>>>,
     task: JoinHandle<()>,
 }
@@ -411,10 +422,17 @@ impl Lease {
     }
 
     /// Puts more messages under the lease.
-    fn hold(&self, ack_ids: impl Iterator<Item = String>) {
+    pub(crate) fn hold(&self, ack_ids: impl Iterator<Item = String>) {
         // A poisoned lock only means a renewal panicked; the ids are still good.
         let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
         held.extend(ack_ids);
+    }
+
+    /// Keeps only these messages under the lease (the others were settled).
+    fn hold_only(&self, ack_ids: &[String]) {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        held.clear();
+        held.extend_from_slice(ack_ids);
     }
 }
 
@@ -447,23 +465,6 @@ async fn renew_every_period<S: Subscription>(subscription: S, held: Arc<Mutex<Ve
             ),
         }
     }
-}
-
-/// Nacks every held message so that the next run gets it at once. Returns how
-/// many were handed back; the others come back when their deadline passes.
-async fn hand_back_all<S: Subscription>(subscription: &S, plan: &mut Plan) -> usize {
-    let all = plan.take_all();
-    if all.is_empty() {
-        return 0;
-    }
-    let handed_back = settle(subscription, all, Request::Deadline(0)).await;
-    if let Some(error) = handed_back.error {
-        warn!(
-            "{} messages could not be handed back and will return when their deadline passes: {error:#}",
-            handed_back.failed
-        );
-    }
-    handed_back.done
 }
 
 /// How [`settle`] settles messages.

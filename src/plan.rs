@@ -4,6 +4,8 @@
 //! users to delete, which messages to acknowledge after the delete commits, and
 //! which to hand back. Every message lands in exactly one of the two lists.
 
+use std::collections::{BTreeSet, HashSet};
+
 use crate::event::{Event, Malformed};
 
 /// What the pass will do with the messages it holds.
@@ -20,6 +22,11 @@ pub struct Plan {
     pub hand_back: Vec<String>,
     /// Valid events that ask for nothing (created, changed, access changed).
     pub ignored: usize,
+    /// Which message asked for which user, so that the messages of users the
+    /// database refused can be handed back and the rest acknowledged.
+    asked_by: Vec<(u64, String)>,
+    /// How many messages were malformed (the hand-backs also take refused users').
+    malformed: usize,
 }
 
 impl Plan {
@@ -28,13 +35,17 @@ impl Plan {
         match verdict {
             Ok(Event::Removed(user_id)) => {
                 self.user_ids.push(user_id);
+                self.asked_by.push((user_id, ack_id.clone()));
                 self.ack.push(ack_id);
             }
             Ok(Event::Other(_)) => {
                 self.ignored += 1;
                 self.ack.push(ack_id);
             }
-            Err(_) => self.hand_back.push(ack_id),
+            Err(_) => {
+                self.malformed += 1;
+                self.hand_back.push(ack_id);
+            }
         }
     }
 
@@ -61,7 +72,28 @@ impl Plan {
 
     /// How many messages were malformed.
     pub fn malformed(&self) -> usize {
-        self.hand_back.len()
+        self.malformed
+    }
+
+    /// Moves the messages that asked for these users (the database refused
+    /// them) from the acknowledgements to the hand-backs. Returns how many moved.
+    pub fn withhold(&mut self, users: &BTreeSet<u64>) -> usize {
+        if users.is_empty() {
+            return 0;
+        }
+        let withheld: HashSet<&str> = self
+            .asked_by
+            .iter()
+            .filter(|(user_id, _)| users.contains(user_id))
+            .map(|(_, ack_id)| ack_id.as_str())
+            .collect();
+        let (back, ack): (Vec<String>, Vec<String>) = std::mem::take(&mut self.ack)
+            .into_iter()
+            .partition(|ack_id| withheld.contains(ack_id.as_str()));
+        self.ack = ack;
+        let moved = back.len();
+        self.hand_back.extend(back);
+        moved
     }
 
     /// Every ack id held, for handing everything back when the pass cannot finish.
@@ -69,11 +101,6 @@ impl Plan {
         let mut all = std::mem::take(&mut self.ack);
         all.append(&mut self.hand_back);
         all
-    }
-
-    /// Every ack id held, copied, for extending their leases.
-    pub fn all_ack_ids(&self) -> Vec<String> {
-        self.ack.iter().chain(&self.hand_back).cloned().collect()
     }
 }
 
@@ -111,9 +138,24 @@ mod tests {
     #[test]
     fn take_all_hands_back_everything_once() {
         let mut plan = plan_of(&[("a", encode(event_type::REMOVED, 1)), ("b", vec![0xff])]);
-        assert_eq!(plan.all_ack_ids(), ["a", "b"]);
         assert_eq!(plan.take_all(), ["a", "b"]);
         assert!(plan.is_empty());
+    }
+
+    #[test]
+    fn the_messages_of_refused_users_are_handed_back_and_only_theirs() {
+        let mut plan = plan_of(&[
+            ("a", encode(event_type::REMOVED, 7)),
+            ("b", encode(event_type::REMOVED, 8)),
+            ("c", encode(event_type::CHANGED, 7)),
+            ("d", encode(event_type::REMOVED, 7)),
+            ("e", vec![0xff]),
+        ]);
+        assert_eq!(plan.withhold(&BTreeSet::new()), 0);
+        assert_eq!(plan.withhold(&BTreeSet::from([7, 99])), 2);
+        assert_eq!(plan.ack, ["b", "c"]);
+        assert_eq!(plan.hand_back, ["e", "a", "d"]);
+        assert_eq!(plan.len(), 5);
     }
 
     #[test]

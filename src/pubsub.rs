@@ -20,7 +20,7 @@ use gcloud_pubsub::client::{Client, ClientConfig};
 use gcloud_pubsub::subscription::SeekTo;
 
 use crate::config::{Credentials, SubscriptionName};
-use crate::pass::{Received, Subscription};
+use crate::pass::{Received, Subscription, Wait};
 
 /// The subscription cannot do what an operator's command asked (seek back
 /// without retained acknowledged messages, or further than it keeps them):
@@ -46,6 +46,10 @@ const RPC_BUDGET: Duration = Duration::from_secs(5);
 /// How long connecting may take before Pub/Sub counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long an immediate Pull (`Wait::Now`) may take: connecting,
+/// authenticating and one round trip, on the slowest link the job supports.
+const IMMEDIATE_DEADLINE: Duration = Duration::from_secs(10);
+
 /// Largest message the service sends (a Pull of 1,000 messages of up to 10 MB
 /// each is capped by the service at this response size).
 const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
@@ -61,8 +65,6 @@ pub struct PubSub {
     connections: Arc<ConnectionManager>,
     /// `projects/P/subscriptions/S`, as every request names it.
     name: String,
-    /// How long a Pull waits for messages before the subscription counts as drained.
-    pull_timeout: Duration,
 }
 
 impl PubSub {
@@ -71,7 +73,6 @@ impl PubSub {
     pub async fn connect(
         subscription: &SubscriptionName,
         credentials: &Credentials,
-        pull_timeout: Duration,
     ) -> anyhow::Result<PubSub> {
         let config = client_config(&subscription.project, credentials).await?;
         let connections = ConnectionManager::new(
@@ -87,7 +88,6 @@ impl PubSub {
         Ok(PubSub {
             connections: Arc::new(connections),
             name: subscription.to_string(),
-            pull_timeout,
         })
     }
 
@@ -321,55 +321,64 @@ impl Subscription for PubSub {
     /// request; 1,000 ack ids stay well below it.
     const MAX_ACK_IDS: usize = 1_000;
 
-    async fn pull(&self, max: usize) -> anyhow::Result<Vec<Received>> {
-        #[allow(deprecated)] // return_immediately: false, as Google recommends.
+    /// The deadline goes to the server (`grpc-timeout`), which also ends the
+    /// Pull then; tonic enforces the same deadline on the client, and its
+    /// expiry (`Cancelled`) is no answer, never an empty subscription.
+    async fn pull(&self, max: usize, wait: Wait) -> anyhow::Result<Option<Vec<Received>>> {
+        let (deadline, return_immediately) = match wait {
+            Wait::Poll(deadline) => (deadline, false),
+            Wait::Now => (IMMEDIATE_DEADLINE, true),
+        };
+        #[allow(deprecated)] // return_immediately: only to confirm an empty subscription.
         let body = PullRequest {
             subscription: self.name.clone(),
             max_messages: max.min(MAX_PER_PULL) as i32,
-            return_immediately: false,
+            return_immediately,
         };
         let mut attempts = 0;
         let response = loop {
             attempts += 1;
             match self
                 .client()
-                .pull(self.request(body.clone(), self.pull_timeout))
+                .pull(self.request(body.clone(), deadline))
                 .await
             {
                 Ok(response) => break response.into_inner(),
-                // Nothing arrived before the deadline (the server says so, or
-                // the client's timer fired first): drained for this run.
-                Err(status)
-                    if matches!(status.code(), Code::DeadlineExceeded | Code::Cancelled) =>
-                {
-                    return Ok(Vec::new());
+                // The server's own word: nothing arrived before the deadline.
+                Err(status) if status.code() == Code::DeadlineExceeded => {
+                    return Ok(Some(Vec::new()));
                 }
+                // The client's timer fired first: no answer.
+                Err(status) if status.code() == Code::Cancelled => return Ok(None),
                 Err(status) if transient(&status) && attempts < 3 => {
                     tokio::time::sleep(Duration::from_millis(100 * attempts)).await;
                 }
                 Err(status) => return Err(rpc_error("Pull", &self.name, &status)),
             }
         };
-        Ok(response
-            .received_messages
-            .into_iter()
-            .map(|received| {
-                // A delivery without a message body still holds a lease: it is
-                // classified (as empty data, so malformed) and handed back with
-                // the rest, never dropped.
-                let message = received.message.unwrap_or_default();
-                Received {
-                    ack_id: received.ack_id,
-                    message_id: message.message_id,
-                    publish_time: message.publish_time.and_then(|t| {
-                        let nanos = u32::try_from(t.nanos).ok()?;
-                        let seconds = u64::try_from(t.seconds).ok()?;
-                        UNIX_EPOCH.checked_add(Duration::new(seconds, nanos))
-                    }),
-                    data: message.data,
-                }
-            })
-            .collect())
+        Ok(Some(
+            response
+                .received_messages
+                .into_iter()
+                .map(|received| {
+                    // A delivery without a message body still holds a lease: it is
+                    // classified (as empty data, so malformed) and handed back with
+                    // the rest, never dropped.
+                    let message = received.message.unwrap_or_default();
+                    Received {
+                        ack_id: received.ack_id,
+                        message_id: message.message_id,
+                        publish_time: message.publish_time.and_then(|t| {
+                            let nanos = u32::try_from(t.nanos).ok()?;
+                            let seconds = u64::try_from(t.seconds).ok()?;
+                            UNIX_EPOCH.checked_add(Duration::new(seconds, nanos))
+                        }),
+                        data: message.data,
+                        ordered: !message.ordering_key.is_empty(),
+                    }
+                })
+                .collect(),
+        ))
     }
 
     async fn acknowledge(&self, ack_ids: Vec<String>) -> anyhow::Result<()> {

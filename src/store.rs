@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use mysql_async::prelude::Queryable as _;
-use mysql_async::{Conn, IsolationLevel, Opts, OptsBuilder, TxOpts};
+use mysql_async::{Conn, Opts, OptsBuilder};
 
-use crate::pass::Store;
+use crate::erase::{Refusal, Store, StoreError};
 use crate::secret::Secret;
 
 /// Where the delete goes, validated.
@@ -95,17 +95,52 @@ pub fn describe(url: &str) -> String {
     }
 }
 
-/// A connection ready to delete from the configured table.
+/// How the id column holds its values, read from `INFORMATION_SCHEMA` at
+/// connect: it decides how ids are written, so that no look-alike value
+/// matches (a string column compared with an integer literal compares
+/// numerically: `'01'`, `'1abc'` and `'1.0'` would all equal 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdKind {
+    /// An integer column: integer literals. `signed` columns hold no id
+    /// above `i64::MAX`.
+    Integer { signed: bool },
+    /// `CHAR` or `VARCHAR`: exact string literals, and only values made of
+    /// ASCII digits (a PAD SPACE collation would also match `'1 '`).
+    Text,
+}
+
+impl IdKind {
+    /// The kind for an `INFORMATION_SCHEMA.COLUMNS` row, or why it is refused.
+    pub fn of(data_type: &str, column_type: &str) -> Result<IdKind, String> {
+        match data_type.to_ascii_lowercase().as_str() {
+            "tinyint" | "smallint" | "mediumint" | "int" | "integer" | "bigint" => {
+                Ok(IdKind::Integer {
+                    signed: !column_type.to_ascii_lowercase().contains("unsigned"),
+                })
+            }
+            "char" | "varchar" => Ok(IdKind::Text),
+            other => Err(format!(
+                "its type is {other}; user ids can only be matched exactly in an integer, \
+                 CHAR or VARCHAR column"
+            )),
+        }
+    }
+}
+
+/// A connection ready to erase from the configured table.
 pub struct MySql {
     conn: Conn,
     table: Identifier,
     id_column: Identifier,
+    id_kind: IdKind,
     /// The server's limit on one statement's size, read at connect so that an
-    /// oversized delete fails with a clear message instead of a dropped connection.
+    /// oversized statement fails with a clear message instead of a dropped connection.
     max_allowed_packet: usize,
 }
 
 impl MySql {
+    /// Connects, then checks the table and the id column, so that a wrong
+    /// setting fails here, before any message is received.
     pub async fn connect(database: &Database) -> anyhow::Result<MySql> {
         let opts = Opts::from_url(database.url.expose()).context("invalid database URL")?;
         let lock_wait = database.lock_wait_timeout.as_secs();
@@ -122,11 +157,16 @@ impl MySql {
         };
         let opts = OptsBuilder::from_opts(opts)
             .ssl_opts(tls)
-            // A blocked delete gives up before the run's own deadline: row locks
+            // A blocked erasure gives up before the run's own deadline: row locks
             // (innodb_lock_wait_timeout) and table locks (lock_wait_timeout).
-            .init(vec![format!(
-                "SET SESSION innodb_lock_wait_timeout = {lock_wait}, lock_wait_timeout = {lock_wait}"
-            )]);
+            // READ COMMITTED: no gap locks on ids that are gone already, so
+            // concurrent runs do not block each other.
+            .init(vec![
+                format!(
+                    "SET SESSION innodb_lock_wait_timeout = {lock_wait}, lock_wait_timeout = {lock_wait}"
+                ),
+                "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED".to_owned(),
+            ]);
         let mut conn = Conn::new(opts)
             .await
             .with_context(|| format!("cannot connect to {}", describe(database.url.expose())))?;
@@ -134,74 +174,178 @@ impl MySql {
             .query_first("SELECT @@max_allowed_packet")
             .await
             .context("cannot read max_allowed_packet")?;
+        let column: Option<(String, String)> = conn
+            .exec_first(
+                "SELECT DATA_TYPE, COLUMN_TYPE FROM INFORMATION_SCHEMA.COLUMNS \
+                 WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND COLUMN_NAME = ?",
+                (database.table.as_str(), database.id_column.as_str()),
+            )
+            .await
+            .context("cannot read the id column's type from INFORMATION_SCHEMA")?;
+        let place = format!(
+            "{}.{}",
+            database.table.quoted(),
+            database.id_column.quoted()
+        );
+        let Some((data_type, column_type)) = column else {
+            bail!(
+                "{place} does not exist (or this user cannot see it); \
+                 nothing was received"
+            );
+        };
+        let id_kind = IdKind::of(&data_type, &column_type).map_err(|why| {
+            anyhow::anyhow!("{place} cannot be used: {why}; nothing was received")
+        })?;
         Ok(MySql {
             conn,
             table: database.table.clone(),
             id_column: database.id_column.clone(),
+            id_kind,
             max_allowed_packet: max_allowed_packet
                 .unwrap_or(u64::MAX)
                 .try_into()
                 .unwrap_or(usize::MAX),
         })
     }
+
+    async fn run(&mut self, statement: &str, what: &str) -> Result<(), StoreError> {
+        self.conn
+            .query_drop(statement)
+            .await
+            .map_err(|error| classify(error, &self.table, what))
+    }
 }
 
+/// The SAVEPOINT each erase runs under.
+const SAVEPOINT: &str = "user_purge_erase";
+
 impl Store for MySql {
-    /// Deletes the given users in one statement and one transaction, and
-    /// commits. Returns the number of rows deleted from the table itself; rows
-    /// in tables that reference it go through their foreign keys.
-    async fn delete(&mut self, user_ids: &[u64]) -> anyhow::Result<u64> {
-        if user_ids.is_empty() {
+    async fn begin(&mut self) -> Result<(), StoreError> {
+        self.run("START TRANSACTION", "START TRANSACTION").await
+    }
+
+    /// Deletes the given users in one statement under a savepoint. Returns the
+    /// number of rows deleted from the table itself; rows in tables that
+    /// reference it go through their foreign keys.
+    async fn erase(&mut self, user_ids: &[u64]) -> Result<u64, StoreError> {
+        let Some(statement) =
+            delete_statement(&self.table, &self.id_column, self.id_kind, user_ids)
+        else {
             return Ok(0);
-        }
-        let statement = delete_statement(&self.table, &self.id_column, user_ids);
+        };
         if statement.len() >= self.max_allowed_packet {
-            bail!(
+            return Err(StoreError::Failed(anyhow::anyhow!(
                 "the DELETE for {} ids is {} bytes, above the server's max_allowed_packet ({}); \
-                 lower --max-messages or raise max_allowed_packet",
+                 lower --batch-size or raise max_allowed_packet",
                 user_ids.len(),
                 statement.len(),
                 self.max_allowed_packet
+            )));
+        }
+        self.run(&format!("SAVEPOINT {SAVEPOINT}"), "SAVEPOINT")
+            .await?;
+        let what = format!("DELETE FROM {}", self.table.quoted());
+        match self.run(&statement, &what).await {
+            Ok(()) => Ok(self.conn.affected_rows()),
+            Err(StoreError::Refused(refusal)) => {
+                self.run(
+                    &format!("ROLLBACK TO SAVEPOINT {SAVEPOINT}"),
+                    "ROLLBACK TO SAVEPOINT",
+                )
+                .await?;
+                Err(StoreError::Refused(refusal))
+            }
+            Err(other) => Err(other),
+        }
+    }
+
+    async fn commit(&mut self) -> Result<(), StoreError> {
+        self.run("COMMIT", "COMMIT").await
+    }
+
+    async fn rollback(&mut self) {
+        // A failed rollback leaves the transaction to the connection's end,
+        // which rolls it back too.
+        let _ = self.conn.query_drop("ROLLBACK").await;
+    }
+}
+
+/// Sorts a server error by what happens next: SQLSTATE classes 22 (data),
+/// 23 (integrity: a foreign key refusing) and 45 (a trigger's SIGNAL) belong
+/// to rows; 1213 is a deadlock; anything else fails the transaction.
+fn classify(error: mysql_async::Error, table: &Identifier, what: &str) -> StoreError {
+    if let mysql_async::Error::Server(server) = &error {
+        let class = server.state.get(..2).unwrap_or("");
+        if server.code == 1213 {
+            return StoreError::Deadlock(
+                anyhow::Error::new(error).context(format!("{what} failed")),
             );
         }
-        let mut tx = self
-            .conn
-            // READ COMMITTED: no gap locks on ids that are gone already, so
-            // concurrent runs do not block each other.
-            .start_transaction(
-                TxOpts::default()
-                    .with_isolation_level(IsolationLevel::ReadCommitted)
-                    .clone(),
-            )
-            .await
-            .context("cannot start a transaction")?;
-        tx.query_drop(statement)
-            .await
-            .with_context(|| format!("DELETE FROM {} failed", self.table.quoted()))?;
-        let deleted = tx.affected_rows();
-        tx.commit().await.context("COMMIT failed")?;
-        Ok(deleted)
+        if matches!(class, "22" | "23" | "45") {
+            return StoreError::Refused(Refusal {
+                table: table.as_str().to_owned(),
+                reason: refusal_reason(server.code, &server.state, &server.message),
+            });
+        }
+    }
+    StoreError::Failed(anyhow::Error::new(error).context(format!("{what} failed")))
+}
+
+/// The server's reason, when its message names only tables and columns (a
+/// foreign key) or is the schema's own text (a trigger's SIGNAL); otherwise
+/// the code alone, because messages such as "Duplicate entry '…'" quote row
+/// contents.
+fn refusal_reason(code: u16, state: &str, message: &str) -> String {
+    match code {
+        // ER_ROW_IS_REFERENCED(_2), ER_SIGNAL_EXCEPTION.
+        1217 | 1451 | 1644 => format!("{message} (error {code}, SQLSTATE {state})"),
+        _ => format!("error {code} (SQLSTATE {state})"),
     }
 }
 
 /// `DELETE FROM `t` WHERE `c` IN (1,2,3)`: identifiers validated and quoted,
-/// ids as integer literals.
-pub fn delete_statement(table: &Identifier, column: &Identifier, user_ids: &[u64]) -> String {
-    let mut sql = String::with_capacity(64 + user_ids.len() * 12);
+/// ids written as the column holds them. `None` when no id can match (ids
+/// above a signed column's range).
+pub fn delete_statement(
+    table: &Identifier,
+    column: &Identifier,
+    kind: IdKind,
+    user_ids: &[u64],
+) -> Option<String> {
+    let mut sql = String::with_capacity(64 + user_ids.len() * 14);
     let _ = write!(
         sql,
         "DELETE FROM {} WHERE {} IN (",
         table.quoted(),
         column.quoted()
     );
-    for (i, id) in user_ids.iter().enumerate() {
-        if i > 0 {
-            sql.push(',');
+    let mut listed = 0;
+    for id in user_ids {
+        match kind {
+            IdKind::Integer { signed: true } if *id > i64::MAX as u64 => continue,
+            IdKind::Integer { .. } => write_separated(&mut sql, listed, format_args!("{id}")),
+            // Digits only: nothing to escape.
+            IdKind::Text => write_separated(&mut sql, listed, format_args!("'{id}'")),
         }
-        let _ = write!(sql, "{id}");
+        listed += 1;
+    }
+    if listed == 0 {
+        return None;
     }
     sql.push(')');
-    sql
+    if kind == IdKind::Text {
+        // Under a PAD SPACE or accent-blind collation '1' also equals '1 ' or
+        // a full-width '１': only plain ASCII digits are the user's id.
+        let _ = write!(sql, " AND {} REGEXP '^[0-9]+$'", column.quoted());
+    }
+    Some(sql)
+}
+
+fn write_separated(sql: &mut String, index: usize, value: std::fmt::Arguments<'_>) {
+    if index > 0 {
+        sql.push(',');
+    }
+    let _ = sql.write_fmt(value);
 }
 
 #[cfg(test)]
@@ -237,19 +381,79 @@ mod tests {
         }
     }
 
+    const UNSIGNED: IdKind = IdKind::Integer { signed: false };
+    const SIGNED: IdKind = IdKind::Integer { signed: true };
+
     #[test]
     fn the_statement_quotes_identifiers_and_lists_ids() {
-        let sql = delete_statement(&ident("users"), &ident("id"), &[3, 9, u64::MAX]);
+        let sql = delete_statement(&ident("users"), &ident("id"), UNSIGNED, &[3, 9, u64::MAX]);
         assert_eq!(
-            sql,
-            "DELETE FROM `users` WHERE `id` IN (3,9,18446744073709551615)"
+            sql.as_deref(),
+            Some("DELETE FROM `users` WHERE `id` IN (3,9,18446744073709551615)")
         );
+    }
+
+    #[test]
+    fn a_signed_column_is_not_asked_for_ids_beyond_its_range() {
+        let big = i64::MAX as u64 + 1;
+        let sql = delete_statement(&ident("users"), &ident("id"), SIGNED, &[3, big, u64::MAX]);
+        assert_eq!(
+            sql.as_deref(),
+            Some("DELETE FROM `users` WHERE `id` IN (3)")
+        );
+        let none = delete_statement(&ident("users"), &ident("id"), SIGNED, &[big]);
+        assert_eq!(none, None);
+        let max = i64::MAX as u64;
+        let sql = delete_statement(&ident("users"), &ident("id"), SIGNED, &[max]).unwrap();
+        assert!(sql.ends_with("IN (9223372036854775807)"), "{sql}");
+    }
+
+    #[test]
+    fn a_text_column_gets_exact_string_literals_of_digits_only() {
+        let sql = delete_statement(&ident("accounts"), &ident("uid"), IdKind::Text, &[1, 20]);
+        assert_eq!(
+            sql.as_deref(),
+            Some("DELETE FROM `accounts` WHERE `uid` IN ('1','20') AND `uid` REGEXP '^[0-9]+$'")
+        );
+    }
+
+    #[test]
+    fn the_id_column_type_decides_the_kind_or_is_refused() {
+        assert_eq!(IdKind::of("bigint", "bigint(20) unsigned"), Ok(UNSIGNED));
+        assert_eq!(IdKind::of("INT", "int(11)"), Ok(SIGNED));
+        assert_eq!(IdKind::of("varchar", "varchar(20)"), Ok(IdKind::Text));
+        assert_eq!(IdKind::of("char", "char(8)"), Ok(IdKind::Text));
+        for refused in [
+            "decimal",
+            "date",
+            "blob",
+            "text",
+            "double",
+            "binary",
+            "varbinary",
+            "json",
+        ] {
+            let why = IdKind::of(refused, refused).unwrap_err();
+            assert!(why.contains(refused), "{why}");
+        }
+    }
+
+    #[test]
+    fn refusal_reasons_never_quote_row_contents() {
+        let duplicate = refusal_reason(
+            1062,
+            "23000",
+            "Duplicate entry 'alice@example.com' for key 'email'",
+        );
+        assert!(!duplicate.contains("alice"), "{duplicate}");
+        let hold = refusal_reason(1644, "45000", "legal hold");
+        assert_eq!(hold, "legal hold (error 1644, SQLSTATE 45000)");
     }
 
     #[test]
     fn a_hundred_thousand_ids_make_one_statement_of_modest_size() {
         let ids: Vec<u64> = (1..=100_000).collect();
-        let sql = delete_statement(&ident("users"), &ident("id"), &ids);
+        let sql = delete_statement(&ident("users"), &ident("id"), UNSIGNED, &ids).unwrap();
         assert_eq!(sql.matches(',').count(), 99_999);
         // Well inside MySQL's smallest default max_allowed_packet (4 MiB).
         assert!(sql.len() < 1 << 20, "{}", sql.len());

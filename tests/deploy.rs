@@ -167,7 +167,7 @@ fn the_pod_failure_policy_keys_on_the_documented_exit_codes() {
     assert_eq!(
         by_action.get("FailJob"),
         Some(&help.config_error_codes()),
-        "FailJob must be exactly the configuration errors of --help"
+        "FailJob must be exactly the codes --help says no retry can help"
     );
     assert_eq!(
         by_action.get("Count"),
@@ -444,7 +444,7 @@ fn the_systemd_units_keep_the_jobs_budget_and_exit_codes() {
         assert_eq!(
             codes("RestartPreventExitStatus"),
             help.config_error_codes(),
-            "RestartPreventExitStatus must be the configuration errors of --help"
+            "RestartPreventExitStatus must be the codes --help says no retry can help"
         );
     }
     assert_eq!(
@@ -601,9 +601,9 @@ impl Help {
             .collect()
     }
 
-    /// The failures no retry can help.
+    /// The failures no retry can help: configuration errors and refusals.
     fn config_error_codes(&self) -> BTreeSet<u64> {
-        let codes = self.codes_described_by("configuration");
+        let codes = self.codes_described_by("no retry can help");
         assert!(!codes.is_empty(), "{:?}", self.exit_codes);
         codes
     }

@@ -200,13 +200,17 @@ async fn a_bad_table_name_exits_2_before_contacting_anything() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_missing_table_is_a_database_error_and_nothing_is_acked() {
+async fn a_missing_table_is_a_database_error_before_anything_is_received() {
     let env = TestEnv::new(3).await;
     env.publish_removals([1, 2]).await;
     let run = env.run(&["--table", "no_such_table"]).await;
     run.assert_code(4);
-    assert_eq!(run.count("acked"), 0);
-    assert_eq!(run.count("nacked"), 2);
+    assert!(
+        run.stderr.contains("`no_such_table`.`id` does not exist"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!((run.count("received"), run.count("acked")), (0, 0));
     assert_eq!(env.drain(Duration::ZERO).await.len(), 2);
     env.cleanup().await;
 }

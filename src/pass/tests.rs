@@ -4,18 +4,24 @@
 //! test can assert the order of the calls across both seams: no acknowledgement
 //! before the commit, lease renewals before the acks.
 //!
-//! Time is real, so the tests need no tokio `test-util`: waits are tens of
-//! milliseconds, except in the lease-renewal test, which must outlast
-//! [`LEASE_RENEWAL`].
+//! No test waits on the wall clock. A signal comes when the fakes log the call
+//! that marks its phase ([`signal_at`]): the delete has started, an
+//! acknowledgement is in flight. Delays that must let other tasks run, or
+//! outlast [`LEASE_RENEWAL`], run on tokio's paused clock, which jumps ahead
+//! whenever every task is waiting. So do the tests whose fakes wait for ever:
+//! a pass that missed its signal fails at once instead of hanging.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail};
+use tokio::sync::watch;
 
 use super::*;
+use crate::erase::{Refusal, StoreError};
 use crate::event::{encode, event_type};
+use crate::receive::PULLS_IN_FLIGHT;
 
 /// The emulator answers at most this many messages per Pull.
 const EMULATOR_PULL_CAP: usize = 100;
@@ -27,27 +33,65 @@ const FOREVER: Duration = Duration::from_secs(3_600);
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Call {
     Connect,
-    Pull { asked: usize, got: usize },
+    Pull {
+        asked: usize,
+        got: usize,
+    },
+    /// A long poll that got no answer within its deadline.
+    Unanswered,
     Acknowledge(Vec<String>),
     SetDeadline(Vec<String>, u16),
     DeleteStarted(Vec<u64>),
     DeleteCommitted(Vec<u64>),
+    /// The pass took the test's signal (see [`signal_at`]).
+    Signalled(Signal),
 }
 
-#[derive(Clone, Default)]
-struct Log(Arc<Mutex<Vec<Call>>>);
+/// Every call, in order; a watch channel, so that a test can wait for a call.
+#[derive(Clone)]
+struct Log(Arc<watch::Sender<Vec<Call>>>);
+
+impl Default for Log {
+    fn default() -> Log {
+        Log(Arc::new(watch::Sender::new(Vec::new())))
+    }
+}
 
 impl Log {
     fn push(&self, call: Call) {
-        self.0.lock().unwrap().push(call);
+        self.0.send_modify(|calls| calls.push(call));
     }
 
     fn calls(&self) -> Vec<Call> {
-        self.0.lock().unwrap().clone()
+        self.0.borrow().clone()
+    }
+
+    /// Returns once a call that `wanted` matches has been logged.
+    async fn reached(&self, wanted: impl Fn(&Call) -> bool) {
+        self.0
+            .subscribe()
+            .wait_for(|calls| calls.iter().any(&wanted))
+            .await
+            .expect("the log lives as long as this borrow of it");
     }
 
     fn position(&self, wanted: impl Fn(&Call) -> bool) -> Option<usize> {
         self.calls().iter().position(wanted)
+    }
+
+    /// The index of the first call that `wanted` matches; fails the test,
+    /// saying that `what` never happened, when there is none.
+    fn first(&self, what: &str, wanted: impl Fn(&Call) -> bool) -> usize {
+        self.position(wanted)
+            .unwrap_or_else(|| panic!("{what} never happened: {:?}", self.calls()))
+    }
+
+    fn commit_index(&self) -> usize {
+        self.first("the commit", |c| matches!(c, Call::DeleteCommitted(_)))
+    }
+
+    fn first_ack_index(&self) -> usize {
+        self.first("an acknowledgement", |c| matches!(c, Call::Acknowledge(_)))
     }
 
     fn connected(&self) -> bool {
@@ -97,7 +141,17 @@ struct Queue {
     deadlines: Vec<(Vec<String>, u16)>,
     /// How long an empty Pull waits, like a real Pull until its timeout.
     empty_pull_wait: Duration,
-    ack_delay: Duration,
+    /// Acknowledge requests are answered only once the pass has taken the
+    /// test's signal, so that the signal lands while they are in flight.
+    acks_wait_for_the_signal: bool,
+    /// Long polls get no answer within their deadline (a slow link): only
+    /// immediate Pulls are answered.
+    long_polls_unanswered: bool,
+    /// Immediate Pulls after the first get no answer either (Pub/Sub gone).
+    later_pulls_unanswered: bool,
+    /// Every other answer is empty although messages wait, as Pub/Sub may do
+    /// with several Pulls in flight.
+    flaky_empty_answers: bool,
 }
 
 impl FakeSubscription {
@@ -123,6 +177,8 @@ impl FakeSubscription {
             users: (1..=1_000).collect(),
             delay: Duration::ZERO,
             fail: false,
+            refusing: HashSet::new(),
+            erased: Vec::new(),
         }
     }
 
@@ -163,8 +219,21 @@ impl FakeSubscription {
 }
 
 impl Subscription for FakeSubscription {
-    async fn pull(&self, max: usize) -> anyhow::Result<Vec<Received>> {
-        let (messages, wait) = {
+    async fn pull(&self, max: usize, wait: Wait) -> anyhow::Result<Option<Vec<Received>>> {
+        let unanswered = {
+            let queue = self.state.lock().unwrap();
+            match wait {
+                Wait::Poll(deadline) => queue.long_polls_unanswered.then_some(deadline),
+                Wait::Now => (queue.later_pulls_unanswered && queue.pulls > 0).then_some(FOREVER),
+            }
+        };
+        if let Some(deadline) = unanswered {
+            self.state.lock().unwrap().pulls += 1;
+            self.log.push(Call::Unanswered);
+            tokio::time::sleep(deadline).await;
+            return Ok(None);
+        }
+        let (messages, empty_wait) = {
             let mut queue = self.state.lock().unwrap();
             queue.pulls += 1;
             let n = queue.pulls;
@@ -173,7 +242,11 @@ impl Subscription for FakeSubscription {
             {
                 bail!("fake: Pull {n} failed: UNAVAILABLE");
             }
-            let take = max.min(EMULATOR_PULL_CAP).min(queue.waiting.len());
+            let take = if queue.flaky_empty_answers && n.is_multiple_of(2) {
+                0
+            } else {
+                max.min(EMULATOR_PULL_CAP).min(queue.waiting.len())
+            };
             let messages: Vec<Received> = queue.waiting.drain(..take).collect();
             queue
                 .pulled
@@ -184,10 +257,10 @@ impl Subscription for FakeSubscription {
             asked: max,
             got: messages.len(),
         });
-        if messages.is_empty() && !wait.is_zero() {
-            tokio::time::sleep(wait).await;
+        if messages.is_empty() && matches!(wait, Wait::Poll(_)) && !empty_wait.is_zero() {
+            tokio::time::sleep(empty_wait).await;
         }
-        Ok(messages)
+        Ok(Some(messages))
     }
 
     const MAX_ACK_IDS: usize = 1_000;
@@ -200,9 +273,8 @@ impl Subscription for FakeSubscription {
             ack_ids.len()
         );
         self.log.push(Call::Acknowledge(ack_ids.clone()));
-        let delay = self.state.lock().unwrap().ack_delay;
-        if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
+        if self.state.lock().unwrap().acks_wait_for_the_signal {
+            self.log.reached(|c| matches!(c, Call::Signalled(_))).await;
         }
         let mut queue = self.state.lock().unwrap();
         if let Some(id) = ack_ids.iter().find(|id| queue.failing_acks.contains(*id)) {
@@ -228,12 +300,17 @@ impl Subscription for FakeSubscription {
     }
 }
 
-/// A users table held in memory.
+/// A users table held in memory, with transactions: erased users are gone
+/// only once committed.
 struct FakeStore {
     log: Log,
     users: HashSet<u64>,
     delay: Duration,
     fail: bool,
+    /// Users whose rows refuse the delete (a RESTRICT child, a trigger).
+    refusing: HashSet<u64>,
+    /// Erased in the open transaction, not yet committed.
+    erased: Vec<u64>,
 }
 
 impl FakeStore {
@@ -244,20 +321,52 @@ impl FakeStore {
     fn failing(self) -> FakeStore {
         FakeStore { fail: true, ..self }
     }
+
+    fn refusing(self, users: impl IntoIterator<Item = u64>) -> FakeStore {
+        FakeStore {
+            refusing: users.into_iter().collect(),
+            ..self
+        }
+    }
 }
 
-impl Store for FakeStore {
-    async fn delete(&mut self, user_ids: &[u64]) -> anyhow::Result<u64> {
+impl erase::Store for FakeStore {
+    async fn begin(&mut self) -> Result<(), StoreError> {
+        self.erased.clear();
+        Ok(())
+    }
+
+    async fn erase(&mut self, user_ids: &[u64]) -> Result<u64, StoreError> {
         self.log.push(Call::DeleteStarted(user_ids.to_vec()));
         if !self.delay.is_zero() {
             tokio::time::sleep(self.delay).await;
         }
         if self.fail {
-            bail!("fake: Lock wait timeout exceeded; the transaction rolled back");
+            return Err(StoreError::Failed(anyhow!(
+                "fake: Lock wait timeout exceeded; the transaction rolled back"
+            )));
         }
-        let rows = user_ids.iter().filter(|id| self.users.remove(id)).count();
-        self.log.push(Call::DeleteCommitted(user_ids.to_vec()));
-        Ok(rows as u64)
+        if let Some(id) = user_ids.iter().find(|id| self.refusing.contains(id)) {
+            return Err(StoreError::Refused(Refusal {
+                table: "users".into(),
+                reason: format!("fake: legal hold on {id}"),
+            }));
+        }
+        self.erased.extend_from_slice(user_ids);
+        Ok(user_ids.iter().filter(|id| self.users.contains(id)).count() as u64)
+    }
+
+    async fn commit(&mut self) -> Result<(), StoreError> {
+        let erased = std::mem::take(&mut self.erased);
+        for id in &erased {
+            self.users.remove(id);
+        }
+        self.log.push(Call::DeleteCommitted(erased));
+        Ok(())
+    }
+
+    async fn rollback(&mut self) {
+        self.erased.clear();
     }
 }
 
@@ -273,6 +382,7 @@ fn message(ack_id: &str, data: Vec<u8>) -> Received {
         message_id: format!("m-{ack_id}"),
         publish_time: Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000)),
         data,
+        ordered: false,
     }
 }
 
@@ -287,9 +397,12 @@ fn removals(count: u64) -> Vec<Received> {
         .collect()
 }
 
+/// One round of up to `max_messages`.
 fn settings(max_messages: usize) -> PassSettings {
     PassSettings {
         max_messages,
+        batch_size: max_messages,
+        max_duration: Duration::from_secs(120),
         dry_run: false,
         pull_timeout: Duration::from_millis(100),
     }
@@ -314,9 +427,36 @@ async fn run_to_the_end(
     .await
 }
 
-async fn signal_after(delay: Duration, signal: Signal) -> Signal {
-    tokio::time::sleep(delay).await;
+/// A connection to the store that never completes; logs `Connect` when polled.
+async fn never_connected(log: Log) -> anyhow::Result<FakeStore> {
+    log.push(Call::Connect);
+    std::future::pending().await
+}
+
+/// The shutdown future of a test: `signal`, as soon as the fakes have logged a
+/// call that `wanted` matches, so that it lands in that phase however slow the
+/// machine. The pass taking it is logged as [`Call::Signalled`].
+async fn signal_at(log: Log, signal: Signal, wanted: impl Fn(&Call) -> bool) -> Signal {
+    log.reached(wanted).await;
+    log.push(Call::Signalled(signal));
     signal
+}
+
+/// A pass of at most 1,000 messages that `signal` stops as soon as the fakes
+/// have logged a call that `wanted` matches.
+async fn run_until(
+    subscription: &FakeSubscription,
+    connect: impl Future<Output = anyhow::Result<FakeStore>>,
+    signal: Signal,
+    wanted: impl Fn(&Call) -> bool,
+) -> Report {
+    run(
+        subscription.clone(),
+        connect,
+        &settings(1_000),
+        signal_at(subscription.log.clone(), signal, wanted),
+    )
+    .await
 }
 
 fn assert_outcome(report: &Report, name: &str, code: u8) {
@@ -328,12 +468,13 @@ fn assert_outcome(report: &Report, name: &str, code: u8) {
     );
 }
 
-/// The summary, with the elapsed time taken from the report.
-fn expected(report: &Report, summary: Summary) -> Summary {
-    Summary {
+/// Asserts every field of the summary but the elapsed time.
+fn assert_summary(report: &Report, summary: Summary) {
+    let summary = Summary {
         elapsed_ms: report.summary.elapsed_ms,
         ..summary
-    }
+    };
+    assert_eq!(report.summary, summary);
 }
 
 fn ids(ack_ids: &[&str]) -> Vec<String> {
@@ -358,14 +499,67 @@ fn mixed() -> Vec<Received> {
     ]
 }
 
+/// What receiving [`mixed`] counts.
+fn mixed_received() -> Summary {
+    Summary {
+        received: 11,
+        removed_ids: 3,
+        ignored: 3,
+        malformed: 4,
+        rounds: 1,
+        ..Summary::default()
+    }
+}
+
+/// What a pass over [`mixed`] that completes counts.
+fn mixed_completed() -> Summary {
+    Summary {
+        // User 5000 was gone already.
+        deleted_rows: 2,
+        acked: 7,
+        nacked: 4,
+        ..mixed_received()
+    }
+}
+
+/// After a pass over [`mixed`] whose delete started and did not commit:
+/// no acknowledgement was even asked for, and every message was handed back.
+fn assert_mixed_handed_back_after_the_delete(subscription: &FakeSubscription, report: &Report) {
+    assert_eq!(subscription.log.deletes(), [vec![3, 9, 5_000]]);
+    assert!(!subscription.log.committed());
+    let calls = subscription.log.calls();
+    assert!(
+        !calls.iter().any(|c| matches!(c, Call::Acknowledge(_))),
+        "{calls:?}"
+    );
+    assert_eq!(subscription.handed_back().len(), 11);
+    subscription.assert_each_settled_once();
+    assert_summary(
+        report,
+        Summary {
+            nacked: 11,
+            ..mixed_received()
+        },
+    );
+}
+
+/// What receiving `count` of [`removals`] counts.
+fn removals_received(count: usize) -> Summary {
+    Summary {
+        received: count,
+        removed_ids: count,
+        rounds: 1,
+        ..Summary::default()
+    }
+}
+
 const MIXED_VALID: [&str; 7] = ["r9", "c1", "r3", "r9-again", "n2", "r-gone", "x5"];
 const MIXED_MALFORMED: [&str; 4] = ["junk", "r0", "u17", "unspecified"];
 
 #[tokio::test]
 async fn a_mixed_batch_deletes_distinct_removals_and_settles_every_message_once() {
     let subscription = FakeSubscription::new(mixed());
-    let store = subscription.store();
-    let report = run_to_the_end(&subscription, store, 1_000).await;
+    let report = run_to_the_end(&subscription, subscription.store(), 1_000).await;
 
     assert_outcome(&report, "completed", 0);
     assert_eq!(subscription.log.deletes(), [vec![3, 9, 5_000]]);
@@ -376,39 +570,20 @@ async fn a_mixed_batch_deletes_distinct_removals_and_settles_every_message_once(
     assert_eq!(acked, valid);
     assert_eq!(subscription.deadlines(), [(ids(&MIXED_MALFORMED), 0)]);
     subscription.assert_each_settled_once();
-    assert_eq!(
-        report.summary,
-        expected(
-            &report,
-            Summary {
-                received: 11,
-                removed_ids: 3,
-                // User 5000 was gone already.
-                deleted_rows: 2,
-                ignored: 3,
-                malformed: 4,
-                acked: 7,
-                nacked: 4,
-                dry_run: false,
-                elapsed_ms: 0,
-            }
-        )
-    );
+    assert_summary(&report, mixed_completed());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn acknowledgements_come_only_after_the_delete_commits() {
     let subscription = FakeSubscription::new(mixed());
-    // Slow, so that an ack sent alongside the delete would land first.
-    let store = subscription.store().slow(Duration::from_millis(50));
+    // Slow, so that an ack sent alongside the delete would land first: the
+    // paused clock moves only when every other task is waiting.
+    let store = subscription.store().slow(Duration::from_secs(1));
     let report = run_to_the_end(&subscription, store, 1_000).await;
 
     assert_outcome(&report, "completed", 0);
     let calls = subscription.log.calls();
-    let committed = subscription
-        .log
-        .position(|c| matches!(c, Call::DeleteCommitted(_)))
-        .expect("the delete committed");
+    let committed = subscription.log.commit_index();
     for (i, call) in calls.iter().enumerate() {
         if matches!(call, Call::Acknowledge(_) | Call::SetDeadline(_, 0)) {
             assert!(i > committed, "{call:?} before the commit: {calls:?}");
@@ -424,8 +599,7 @@ async fn acknowledgements_come_only_after_the_delete_commits() {
 #[tokio::test]
 async fn max_messages_is_respected_exactly() {
     let subscription = FakeSubscription::new(removals(250));
-    let store = subscription.store();
-    let report = run_to_the_end(&subscription, store, 130).await;
+    let report = run_to_the_end(&subscription, subscription.store(), 130).await;
 
     assert_outcome(&report, "completed", 0);
     assert_eq!(subscription.pulled().len(), 130);
@@ -436,13 +610,13 @@ async fn max_messages_is_respected_exactly() {
     );
     assert_eq!(subscription.acked().len(), 130);
     subscription.assert_each_settled_once();
-    assert_eq!(
-        (
-            report.summary.received,
-            report.summary.removed_ids,
-            report.summary.acked
-        ),
-        (130, 130, 130)
+    assert_summary(
+        &report,
+        Summary {
+            deleted_rows: 130,
+            acked: 130,
+            ..removals_received(130)
+        },
     );
 }
 
@@ -458,32 +632,51 @@ async fn max_messages_is_respected_with_several_pulls_in_flight() {
     assert_eq!(subscription.waiting(), 500);
     for call in subscription.log.calls() {
         if let Call::Pull { asked, .. } = call {
-            assert!((1..=PULL_BATCH).contains(&asked), "asked for {asked}");
+            assert!((1..=1_000).contains(&asked), "asked for {asked}");
         }
     }
     assert_eq!(
         subscription.log.deletes(),
         [(1..=2_500).collect::<Vec<u64>>()]
     );
-    assert_eq!(report.summary.deleted_rows, 2_500);
     subscription.assert_each_settled_once();
+    assert_summary(
+        &report,
+        Summary {
+            deleted_rows: 2_500,
+            acked: 2_500,
+            ..removals_received(2_500)
+        },
+    );
 }
 
 #[tokio::test]
 async fn an_empty_subscription_completes_and_deletes_nothing() {
     let subscription = FakeSubscription::new(Vec::new());
-    let store = subscription.store();
-    let report = run_to_the_end(&subscription, store, 1_000).await;
+    let report = run_to_the_end(&subscription, subscription.store(), 1_000).await;
 
     assert_outcome(&report, "completed", 0);
-    assert!(
-        subscription.log.deletes().iter().all(Vec::is_empty),
-        "{:?}",
-        subscription.log.deletes()
+    // The first, immediate Pull alone, then long polls until two empty
+    // answers: no delete, not even of no ids, and no acknowledgement or
+    // deadline request.
+    let calls = subscription.log.calls();
+    assert_eq!(
+        calls[..2],
+        [Call::Connect, Call::Pull { asked: 10, got: 0 }]
     );
-    assert!(subscription.acked().is_empty());
-    assert!(subscription.handed_back().is_empty());
-    assert_eq!(report.summary, expected(&report, Summary::default()));
+    let pulls = &calls[2..];
+    assert!(
+        (1..=PULLS_IN_FLIGHT).contains(&pulls.len())
+            && pulls.iter().all(|c| matches!(c, Call::Pull { got: 0, .. })),
+        "{calls:?}"
+    );
+    assert_summary(
+        &report,
+        Summary {
+            rounds: 1,
+            ..Summary::default()
+        },
+    );
 }
 
 #[tokio::test]
@@ -515,22 +708,13 @@ async fn a_dry_run_deletes_nothing_and_hands_everything_back() {
     all.sort();
     assert_eq!(handed_back, all);
     assert_eq!(all.len(), 11);
-    assert_eq!(
-        report.summary,
-        expected(
-            &report,
-            Summary {
-                received: 11,
-                removed_ids: 3,
-                deleted_rows: 0,
-                ignored: 3,
-                malformed: 4,
-                acked: 0,
-                nacked: 11,
-                dry_run: true,
-                elapsed_ms: 0,
-            }
-        )
+    assert_summary(
+        &report,
+        Summary {
+            nacked: 11,
+            dry_run: true,
+            ..mixed_received()
+        },
     );
 }
 
@@ -553,23 +737,27 @@ async fn a_store_that_cannot_connect_stops_the_pass_before_any_pull() {
     );
     assert_eq!(subscription.state.lock().unwrap().pulls, 0);
     assert_eq!(subscription.waiting(), 11);
-    assert_eq!(report.summary, expected(&report, Summary::default()));
+    assert_summary(&report, Summary::default());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_signal_while_connecting_stops_the_pass_before_any_pull() {
     let subscription = FakeSubscription::new(mixed());
-    let report = run(
-        subscription.clone(),
-        std::future::pending::<anyhow::Result<FakeStore>>(),
-        &settings(1_000),
-        signal_after(Duration::from_millis(10), Signal::Interrupt),
+    let report = run_until(
+        &subscription,
+        never_connected(subscription.log.clone()),
+        Signal::Interrupt,
+        |c| *c == Call::Connect,
     )
     .await;
 
     assert_outcome(&report, "interrupted", 130);
-    assert!(subscription.log.calls().is_empty());
+    assert_eq!(
+        subscription.log.calls(),
+        [Call::Connect, Call::Signalled(Signal::Interrupt)]
+    );
     assert_eq!(subscription.waiting(), 11);
+    assert_summary(&report, Summary::default());
 }
 
 #[tokio::test]
@@ -579,85 +767,77 @@ async fn a_failed_delete_acknowledges_nothing_and_hands_everything_back() {
     let report = run_to_the_end(&subscription, store, 1_000).await;
 
     assert_outcome(&report, "database_error", 4);
-    assert_eq!(subscription.log.deletes(), [vec![3, 9, 5_000]]);
-    assert!(!subscription.log.committed());
-    assert!(subscription.acked().is_empty());
-    assert!(
-        !subscription
-            .log
-            .calls()
-            .iter()
-            .any(|c| matches!(c, Call::Acknowledge(_)))
-    );
-    subscription.assert_each_settled_once();
-    assert_eq!(subscription.handed_back().len(), 11);
-    assert_eq!(
-        (
-            report.summary.received,
-            report.summary.deleted_rows,
-            report.summary.acked,
-            report.summary.nacked
-        ),
-        (11, 0, 0, 11)
-    );
+    assert_mixed_handed_back_after_the_delete(&subscription, &report);
 }
 
 #[tokio::test]
 async fn a_failed_pull_deletes_nothing_and_hands_back_what_was_held() {
-    // max 1000: one Pull at a time, so the first gets 100 and the second fails.
+    // The first Pull, alone, gets 10; the ones after it fail.
     let subscription = FakeSubscription::new(removals(150)).with(|q| q.fail_pulls_after = Some(1));
-    let store = subscription.store();
-    let report = run_to_the_end(&subscription, store, 1_000).await;
+    let report = run_to_the_end(&subscription, subscription.store(), 1_000).await;
 
     assert_outcome(&report, "pubsub_error", 3);
     assert!(subscription.log.deletes().is_empty());
     assert!(subscription.acked().is_empty());
-    assert_eq!(subscription.pulled().len(), 100);
+    assert_eq!(subscription.pulled().len(), 10);
     subscription.assert_each_settled_once();
-    assert_eq!(subscription.handed_back().len(), 100);
-    assert_eq!(
-        (
-            report.summary.received,
-            report.summary.acked,
-            report.summary.nacked
-        ),
-        (100, 0, 100)
+    assert_eq!(subscription.handed_back().len(), 10);
+    assert_summary(
+        &report,
+        Summary {
+            nacked: 10,
+            ..removals_received(10)
+        },
     );
 }
 
 #[tokio::test]
 async fn a_failed_pull_hands_back_what_the_other_pulls_in_flight_received() {
-    // max 5000: four Pulls in flight; the first fails, the other three get 100 each.
-    let subscription = FakeSubscription::new(removals(1_000)).with(|q| q.failing_pulls = vec![1]);
-    let store = subscription.store();
-    let report = run_to_the_end(&subscription, store, 5_000).await;
+    // The first Pull gets 10; then four in flight: the first of them fails,
+    // the other three get 100 each, and are awaited before the hand-back.
+    let subscription = FakeSubscription::new(removals(1_000)).with(|q| q.failing_pulls = vec![2]);
+    let report = run_to_the_end(&subscription, subscription.store(), 5_000).await;
 
     assert_outcome(&report, "pubsub_error", 3);
     assert!(subscription.log.deletes().is_empty());
-    assert!(!subscription.pulled().is_empty());
+    let pulled = subscription.pulled().len();
+    assert_eq!(pulled, 310, "the Pulls in flight were not awaited");
     subscription.assert_each_settled_once();
-    assert_eq!(report.summary.received, subscription.pulled().len());
+    assert_summary(
+        &report,
+        Summary {
+            nacked: pulled,
+            ..removals_received(pulled)
+        },
+    );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_signal_while_receiving_hands_back_what_was_held() {
-    // The second Pull finds nothing and waits, as a real one does until its timeout.
+    // The first Pull gets all 30; the second finds nothing and waits, as a
+    // real one does until its timeout. The signal comes while it waits.
     let subscription = FakeSubscription::new(removals(30)).with(|q| q.empty_pull_wait = FOREVER);
-    let store = subscription.store();
-    let report = run(
-        subscription.clone(),
-        connected(store),
-        &settings(1_000),
-        signal_after(Duration::from_millis(20), Signal::Interrupt),
+    let report = run_until(
+        &subscription,
+        connected(subscription.store()),
+        Signal::Interrupt,
+        |c| matches!(c, Call::Pull { got: 0, .. }),
     )
     .await;
 
     assert_outcome(&report, "interrupted", 130);
+    assert_eq!(subscription.pulled().len(), 30);
     assert!(subscription.log.deletes().is_empty());
     assert!(subscription.acked().is_empty());
     assert_eq!(subscription.handed_back().len(), 30);
     subscription.assert_each_settled_once();
-    assert_eq!((report.summary.received, report.summary.nacked), (30, 30));
+    assert_summary(
+        &report,
+        Summary {
+            nacked: 30,
+            ..removals_received(30)
+        },
+    );
 }
 
 #[tokio::test]
@@ -666,19 +846,10 @@ async fn a_failed_acknowledgement_is_reported_after_the_commit() {
     // a501..=a1500 (which fails, for a1500) and a1..=a500.
     let subscription = FakeSubscription::new(removals(2_500))
         .with(|q| q.failing_acks = ["a1500".to_string()].into_iter().collect());
-    let store = subscription.store();
-    let report = run_to_the_end(&subscription, store, 10_000).await;
+    let report = run_to_the_end(&subscription, subscription.store(), 10_000).await;
 
     assert_outcome(&report, "ack_error", 5);
-    let committed = subscription
-        .log
-        .position(|c| matches!(c, Call::DeleteCommitted(_)))
-        .expect("the delete committed");
-    let acked = subscription
-        .log
-        .position(|c| matches!(c, Call::Acknowledge(_)))
-        .expect("acknowledged");
-    assert!(committed < acked);
+    assert!(subscription.log.commit_index() < subscription.log.first_ack_index());
     let mut expected: Vec<String> = (1..=500)
         .chain(1_501..=2_500)
         .map(|i| format!("a{i}"))
@@ -687,7 +858,15 @@ async fn a_failed_acknowledgement_is_reported_after_the_commit() {
     expected.sort();
     got.sort();
     assert_eq!(got, expected);
-    assert_eq!((report.summary.acked, report.summary.nacked), (1_500, 0));
+    assert_summary(
+        &report,
+        Summary {
+            // The store holds users 1..=1000.
+            deleted_rows: 1_000,
+            acked: 1_500,
+            ..removals_received(2_500)
+        },
+    );
     let error = format!("{:#}", report.outcome.error().unwrap());
     assert!(error.contains("1000 acknowledgements failed"), "{error}");
 }
@@ -695,8 +874,7 @@ async fn a_failed_acknowledgement_is_reported_after_the_commit() {
 #[tokio::test]
 async fn acknowledgements_go_in_requests_of_at_most_1000() {
     let subscription = FakeSubscription::new(removals(2_500));
-    let store = subscription.store();
-    let report = run_to_the_end(&subscription, store, 10_000).await;
+    let report = run_to_the_end(&subscription, subscription.store(), 10_000).await;
     assert_outcome(&report, "completed", 0);
     let mut sizes: Vec<usize> = subscription
         .log
@@ -712,46 +890,40 @@ async fn acknowledgements_go_in_requests_of_at_most_1000() {
     subscription.assert_each_settled_once();
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_signal_during_a_slow_delete_hands_everything_back() {
     let subscription = FakeSubscription::new(mixed());
     let store = subscription.store().slow(FOREVER);
-    let report = run(
-        subscription.clone(),
-        connected(store),
-        &settings(1_000),
-        signal_after(Duration::from_millis(50), Signal::Terminate),
-    )
+    let report = run_until(&subscription, connected(store), Signal::Terminate, |c| {
+        matches!(c, Call::DeleteStarted(_))
+    })
     .await;
 
     assert_outcome(&report, "interrupted", 143);
-    assert_eq!(subscription.log.deletes(), [vec![3, 9, 5_000]]);
-    assert!(!subscription.log.committed());
-    assert!(subscription.acked().is_empty());
-    subscription.assert_each_settled_once();
-    assert_eq!(subscription.handed_back().len(), 11);
-    assert_eq!((report.summary.acked, report.summary.nacked), (0, 11));
+    assert_mixed_handed_back_after_the_delete(&subscription, &report);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_signal_while_acknowledging_lets_the_acks_finish() {
-    let subscription =
-        FakeSubscription::new(mixed()).with(|q| q.ack_delay = Duration::from_millis(300));
-    let store = subscription.store();
-    let report = run(
-        subscription.clone(),
-        connected(store),
-        &settings(1_000),
-        signal_after(Duration::from_millis(50), Signal::Terminate),
+    // The acknowledgement is answered only after the pass has taken the signal.
+    let subscription = FakeSubscription::new(mixed()).with(|q| q.acks_wait_for_the_signal = true);
+    let report = run_until(
+        &subscription,
+        connected(subscription.store()),
+        Signal::Terminate,
+        |c| matches!(c, Call::Acknowledge(_)),
     )
     .await;
 
     // The delete committed, so the acks finish; the exit still says why it stopped.
     assert_outcome(&report, "interrupted", 143);
-    assert!(subscription.log.committed());
+    let signalled = subscription
+        .log
+        .first("the signal", |c| matches!(c, Call::Signalled(_)));
+    assert!(subscription.log.commit_index() < signalled);
     assert_eq!(subscription.acked().len(), 7);
     subscription.assert_each_settled_once();
-    assert_eq!((report.summary.acked, report.summary.nacked), (7, 4));
+    assert_summary(&report, mixed_completed());
 }
 
 #[tokio::test(start_paused = true)]
@@ -765,10 +937,9 @@ async fn a_delete_slower_than_the_lease_renewal_extends_every_lease() {
 
     assert_outcome(&report, "completed", 0);
     let calls = subscription.log.calls();
-    let renewed = calls
-        .iter()
-        .position(|c| matches!(c, Call::SetDeadline(_, 60)))
-        .expect("the leases were renewed");
+    let renewed = subscription
+        .log
+        .first("a renewal", |c| matches!(c, Call::SetDeadline(_, 60)));
     let Call::SetDeadline(held, _) = &calls[renewed] else {
         unreachable!()
     };
@@ -777,15 +948,11 @@ async fn a_delete_slower_than_the_lease_renewal_extends_every_lease() {
     let mut all = subscription.pulled();
     all.sort();
     assert_eq!(held, all);
-    let committed = subscription
-        .log
-        .position(|c| matches!(c, Call::DeleteCommitted(_)))
-        .expect("the delete committed");
-    let acked = subscription
-        .log
-        .position(|c| matches!(c, Call::Acknowledge(_)))
-        .expect("acknowledged");
-    assert!(renewed < committed && committed < acked, "{calls:?}");
+    let committed = subscription.log.commit_index();
+    assert!(
+        renewed < committed && committed < subscription.log.first_ack_index(),
+        "{calls:?}"
+    );
     subscription.assert_each_settled_once();
 }
 
@@ -797,28 +964,257 @@ async fn a_pass_without_removals_acknowledges_the_other_events_without_deleting(
         message("x3", encode(event_type::ACCESS_CHANGED, 3)),
         removal("r0", 0),
     ]);
-    let store = subscription.store();
-    let report = run_to_the_end(&subscription, store, 1_000).await;
+    let report = run_to_the_end(&subscription, subscription.store(), 1_000).await;
 
     assert_outcome(&report, "completed", 0);
     assert!(subscription.log.deletes().is_empty());
     assert_eq!(subscription.acked(), ids(&["n1", "c2", "x3"]));
     assert_eq!(subscription.handed_back(), ids(&["r0"]));
-    assert_eq!(
-        report.summary,
-        expected(
-            &report,
-            Summary {
-                received: 4,
-                removed_ids: 0,
-                deleted_rows: 0,
-                ignored: 3,
-                malformed: 1,
-                acked: 3,
-                nacked: 1,
-                dry_run: false,
-                elapsed_ms: 0,
-            }
-        )
+    assert_summary(
+        &report,
+        Summary {
+            received: 4,
+            ignored: 3,
+            malformed: 1,
+            acked: 3,
+            nacked: 1,
+            rounds: 1,
+            ..Summary::default()
+        },
     );
+}
+
+#[tokio::test]
+async fn a_refused_user_is_left_out_and_everyone_else_is_erased_and_acknowledged() {
+    let subscription = FakeSubscription::new(mixed());
+    let store = subscription.store().refusing([9]);
+    let report = run_to_the_end(&subscription, store, 1_000).await;
+
+    assert_outcome(&report, "partially_completed", 6);
+    let error = format!("{:#}", report.outcome.error().unwrap());
+    assert!(error.contains("1 users could not be erased"), "{error}");
+    // All at once (refused), then bisected: [3] goes in, [9] is refused, [5000] goes in.
+    assert_eq!(
+        subscription.log.deletes(),
+        [
+            vec![3, 9, 5_000],
+            vec![3],
+            vec![9, 5_000],
+            vec![9],
+            vec![5_000]
+        ]
+    );
+    let committed: Vec<Vec<u64>> = subscription
+        .log
+        .calls()
+        .into_iter()
+        .filter_map(|c| match c {
+            Call::DeleteCommitted(ids) => Some(ids),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(committed, [vec![3, 5_000]]);
+    // The two messages for user 9 go back with the malformed, after the acks.
+    let mut acked = subscription.acked();
+    acked.sort();
+    assert_eq!(acked, ids(&["c1", "n2", "r-gone", "r3", "x5"]));
+    let mut handed_back = subscription.handed_back();
+    handed_back.sort();
+    let mut expected = ids(&MIXED_MALFORMED);
+    expected.extend(ids(&["r9", "r9-again"]));
+    expected.sort();
+    assert_eq!(handed_back, expected);
+    subscription.assert_each_settled_once();
+    assert_summary(
+        &report,
+        Summary {
+            deleted_rows: 1,
+            acked: 5,
+            nacked: 6,
+            refused: 1,
+            ..mixed_received()
+        },
+    );
+}
+
+/// `max_messages` in rounds of `batch_size`.
+fn in_rounds(max_messages: usize, batch_size: usize) -> PassSettings {
+    PassSettings {
+        batch_size,
+        ..settings(max_messages)
+    }
+}
+
+#[tokio::test]
+async fn a_backlog_goes_in_rounds_each_committed_and_acknowledged_before_the_next() {
+    let subscription = FakeSubscription::new(removals(250));
+    let report = run(
+        subscription.clone(),
+        connected(subscription.store()),
+        &in_rounds(1_000, 100),
+        no_signal(),
+    )
+    .await;
+
+    assert_outcome(&report, "completed", 0);
+    assert_eq!(
+        subscription.log.deletes(),
+        [
+            (1..=100).collect::<Vec<u64>>(),
+            (101..=200).collect(),
+            (201..=250).collect()
+        ]
+    );
+    // Each round's acknowledgements come after its commit and before the
+    // next round's first Pull.
+    let calls = subscription.log.calls();
+    let commits: Vec<usize> = (0..calls.len())
+        .filter(|&i| matches!(calls[i], Call::DeleteCommitted(_)))
+        .collect();
+    for (round, &commit) in commits.iter().enumerate().take(2) {
+        let ack = (commit..calls.len())
+            .find(|&i| matches!(calls[i], Call::Acknowledge(_)))
+            .unwrap();
+        let next_pull = (commit..calls.len())
+            .find(|&i| matches!(calls[i], Call::Pull { .. }))
+            .unwrap();
+        assert!(ack < next_pull, "round {round}: {calls:?}");
+    }
+    subscription.assert_each_settled_once();
+    assert_summary(
+        &report,
+        Summary {
+            deleted_rows: 250,
+            acked: 250,
+            rounds: 3,
+            ..removals_received(250)
+        },
+    );
+}
+
+#[tokio::test]
+async fn rounds_stop_at_max_messages_in_total() {
+    let subscription = FakeSubscription::new(removals(400));
+    let report = run(
+        subscription.clone(),
+        connected(subscription.store()),
+        &in_rounds(250, 100),
+        no_signal(),
+    )
+    .await;
+
+    assert_outcome(&report, "completed", 0);
+    assert_eq!(subscription.pulled().len(), 250);
+    assert_eq!(subscription.waiting(), 150);
+    assert_eq!(report.summary.rounds, 3);
+}
+
+#[tokio::test]
+async fn messages_with_ordering_keys_start_another_round() {
+    // A drained round that saw ordering keys starts another: the keys' next
+    // messages come once these are acknowledged. The next round finds nothing.
+    let mut messages = removals(30);
+    for m in &mut messages {
+        m.ordered = true;
+    }
+    let subscription = FakeSubscription::new(messages);
+    let report = run_to_the_end(&subscription, subscription.store(), 1_000).await;
+
+    assert_outcome(&report, "completed", 0);
+    assert_eq!(report.summary.rounds, 2);
+    assert_eq!(report.summary.acked, 30);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_signal_while_acknowledging_starts_no_new_round() {
+    let subscription =
+        FakeSubscription::new(removals(250)).with(|q| q.acks_wait_for_the_signal = true);
+    let report = run(
+        subscription.clone(),
+        connected(subscription.store()),
+        &in_rounds(1_000, 100),
+        signal_at(subscription.log.clone(), Signal::Terminate, |c| {
+            matches!(c, Call::Acknowledge(_))
+        }),
+    )
+    .await;
+
+    assert_outcome(&report, "interrupted", 143);
+    assert_eq!(
+        subscription.log.deletes(),
+        [(1..=100).collect::<Vec<u64>>()]
+    );
+    assert_eq!(subscription.acked().len(), 100);
+    assert_eq!(subscription.waiting(), 150);
+    assert_eq!(report.summary.rounds, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_round_starts_after_max_duration() {
+    // Each delete takes 40 s of the paused clock; 100 s allow three rounds to
+    // start, and the third ends after the limit.
+    let subscription = FakeSubscription::new(removals(1_000));
+    let store = subscription.store().slow(Duration::from_secs(40));
+    let settings = PassSettings {
+        max_duration: Duration::from_secs(100),
+        ..in_rounds(1_000, 100)
+    };
+    let report = run(
+        subscription.clone(),
+        connected(store),
+        &settings,
+        no_signal(),
+    )
+    .await;
+
+    assert_outcome(&report, "completed", 0);
+    assert_eq!(report.summary.rounds, 3);
+    assert_eq!(report.summary.acked, 300);
+    assert_eq!(subscription.waiting(), 700);
+}
+
+#[tokio::test(start_paused = true)]
+async fn unanswered_long_polls_are_never_taken_for_an_empty_subscription() {
+    // A slow link: every long poll runs out on the client's clock. Immediate
+    // Pulls are answered, and take everything.
+    let subscription =
+        FakeSubscription::new(removals(250)).with(|q| q.long_polls_unanswered = true);
+    let report = run_to_the_end(&subscription, subscription.store(), 1_000).await;
+
+    assert_outcome(&report, "completed", 0);
+    assert!(
+        subscription.log.calls().contains(&Call::Unanswered),
+        "no long poll was made"
+    );
+    assert_eq!(subscription.waiting(), 0);
+    assert_eq!(report.summary.acked, 250);
+}
+
+#[tokio::test(start_paused = true)]
+async fn pubsub_answering_nothing_at_all_is_a_pubsub_error() {
+    let subscription = FakeSubscription::new(removals(250)).with(|q| {
+        q.long_polls_unanswered = true;
+        q.later_pulls_unanswered = true;
+    });
+    let report = run_to_the_end(&subscription, subscription.store(), 1_000).await;
+
+    assert_outcome(&report, "pubsub_error", 3);
+    let error = format!("{:#}", report.outcome.error().unwrap());
+    assert!(error.contains("answered no Pull"), "{error}");
+    assert!(subscription.log.deletes().is_empty());
+    // What the first Pull took went back.
+    assert_eq!(subscription.handed_back().len(), 10);
+    subscription.assert_each_settled_once();
+}
+
+#[tokio::test]
+async fn an_empty_answer_among_full_ones_is_not_a_drained_subscription() {
+    let subscription = FakeSubscription::new(removals(900)).with(|q| q.flaky_empty_answers = true);
+    let mut store = subscription.store();
+    store.users = (1..=900).collect();
+    let report = run_to_the_end(&subscription, store, 5_000).await;
+
+    assert_outcome(&report, "completed", 0);
+    assert_eq!(subscription.waiting(), 0, "drained too early");
+    assert_eq!(report.summary.acked, 900);
 }

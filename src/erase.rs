@@ -1,0 +1,354 @@
+//! Erasing one batch of users in one transaction, and isolating the users
+//! whose rows refuse.
+//!
+//! The database is reached through the narrow [`Store`] seam: begin, erase a
+//! set of users under a savepoint, commit, roll back. [`erase`] is the logic
+//! over it: it tries every user in one statement; when the database refuses
+//! because of particular rows (a `RESTRICT` foreign key, a trigger's
+//! `SIGNAL`, a data error), it bisects the set inside the same transaction, so
+//! that the clean users still go in as few statements as possible, and only
+//! the refused ones are left out. A deadlock restarts the transaction; any
+//! other error ends it with nothing committed.
+
+use std::time::Duration;
+
+use log::{info, warn};
+
+/// The users' rows refused the erasure: the statement was rolled back to its
+/// savepoint and the transaction is still open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The table of the statement that was refused.
+    pub table: String,
+    /// The server's reason, without row contents.
+    pub reason: String,
+}
+
+/// How a store operation failed, by what happens next.
+#[derive(Debug)]
+pub enum StoreError {
+    /// Particular rows refused (SQLSTATE classes 22, 23 and 45: a foreign key,
+    /// a trigger's `SIGNAL`, a data error). The savepoint was rolled back; the
+    /// transaction goes on, and the users are isolated.
+    Refused(Refusal),
+    /// A deadlock rolled the whole transaction back. It is tried again.
+    Deadlock(anyhow::Error),
+    /// Anything else (connection lost, lock wait timeout, read-only, denied):
+    /// nothing is committed and every message is handed back.
+    Failed(anyhow::Error),
+}
+
+/// Where the users are erased.
+pub trait Store {
+    /// Starts a transaction.
+    fn begin(&mut self) -> impl Future<Output = Result<(), StoreError>>;
+    /// Erases these users inside the transaction, under a savepoint; returns
+    /// the rows affected. On [`StoreError::Refused`] it has rolled back to the
+    /// savepoint, and the transaction is still usable.
+    fn erase(&mut self, user_ids: &[u64]) -> impl Future<Output = Result<u64, StoreError>>;
+    /// Commits the transaction.
+    fn commit(&mut self) -> impl Future<Output = Result<(), StoreError>>;
+    /// Rolls the transaction back; errors are the connection's end anyway.
+    fn rollback(&mut self) -> impl Future<Output = ()>;
+}
+
+/// The most statements one isolation may run (bisecting k refused users among
+/// n costs about 2·k·log2(n/k)): past it, the users not yet tried are handed
+/// back for the next run rather than holding the transaction open.
+pub const ISOLATION_STATEMENTS: usize = 200;
+
+/// How often a deadlocked transaction is tried again, as MySQL's manual advises.
+pub const DEADLOCK_RETRIES: u32 = 3;
+
+/// What one committed erasure did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Erasure {
+    /// Rows affected by the statements that went in.
+    pub rows: u64,
+    /// Users whose rows refused, each with the reason.
+    pub refused: Vec<(u64, Refusal)>,
+    /// Users not tried because isolation reached [`ISOLATION_STATEMENTS`].
+    pub deferred: Vec<u64>,
+}
+
+impl Erasure {
+    /// Users left as they were: refused or deferred. Their messages go back.
+    pub fn kept(&self) -> impl Iterator<Item = u64> + '_ {
+        self.refused
+            .iter()
+            .map(|(id, _)| *id)
+            .chain(self.deferred.iter().copied())
+    }
+}
+
+/// Erases the users (distinct, ascending) in one transaction and commits.
+/// Users whose rows refuse are isolated and left out; every other user is
+/// erased. Returns an error only when nothing was committed.
+pub async fn erase<D: Store>(store: &mut D, user_ids: &[u64]) -> anyhow::Result<Erasure> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let error = match transaction(store, user_ids).await {
+            Ok(erasure) => return Ok(erasure),
+            Err(error) => error,
+        };
+        store.rollback().await;
+        match error {
+            StoreError::Deadlock(error) if attempt <= DEADLOCK_RETRIES => {
+                warn!(
+                    "deadlock, trying the transaction again ({attempt} of {DEADLOCK_RETRIES}): {error:#}"
+                );
+                tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
+            }
+            StoreError::Deadlock(error) => {
+                return Err(
+                    error.context(format!("still deadlocked after {DEADLOCK_RETRIES} retries"))
+                );
+            }
+            StoreError::Failed(error) => return Err(error),
+            StoreError::Refused(refusal) => {
+                // Only a commit can refuse outside isolation (a deferred check).
+                return Err(anyhow::anyhow!(
+                    "COMMIT refused by {}: {}",
+                    refusal.table,
+                    refusal.reason
+                ));
+            }
+        }
+    }
+}
+
+/// One try: begin, isolate, commit.
+async fn transaction<D: Store>(store: &mut D, user_ids: &[u64]) -> Result<Erasure, StoreError> {
+    store.begin().await?;
+    let erasure = isolate(store, user_ids).await?;
+    store.commit().await?;
+    Ok(erasure)
+}
+
+/// Erases all the users at once, and bisects any set that is refused.
+async fn isolate<D: Store>(store: &mut D, user_ids: &[u64]) -> Result<Erasure, StoreError> {
+    let mut erasure = Erasure::default();
+    let mut statements = 0;
+    // Sets still to try; the last is tried first, so the ids go in ascending
+    // order (one lock order for concurrent runs).
+    let mut pending = vec![user_ids];
+    while let Some(set) = pending.pop() {
+        if set.is_empty() {
+            continue;
+        }
+        if statements == ISOLATION_STATEMENTS {
+            erasure.deferred.extend_from_slice(set);
+            continue;
+        }
+        statements += 1;
+        match store.erase(set).await {
+            Ok(rows) => erasure.rows += rows,
+            Err(StoreError::Refused(refusal)) => match set {
+                [user_id] => {
+                    warn!(
+                        "user {user_id} cannot be erased: {} refused: {}; its messages go back",
+                        refusal.table, refusal.reason
+                    );
+                    erasure.refused.push((*user_id, refusal));
+                }
+                _ => {
+                    let (low, high) = set.split_at(set.len() / 2);
+                    pending.push(high);
+                    pending.push(low);
+                }
+            },
+            Err(other) => return Err(other),
+        }
+    }
+    if statements > 1 {
+        info!(
+            "isolated {} refused users in {statements} statements{}",
+            erasure.refused.len(),
+            match erasure.deferred.len() {
+                0 => String::new(),
+                n => format!("; {n} users not tried (limit {ISOLATION_STATEMENTS}) go back"),
+            }
+        );
+    }
+    Ok(erasure)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    /// A store whose users in `bad` refuse, and which records every call.
+    #[derive(Default)]
+    struct Fake {
+        bad: BTreeSet<u64>,
+        erased: Vec<u64>,
+        statements: usize,
+        /// Fail this many transactions with a deadlock at their first statement.
+        deadlocks: u32,
+        /// Fail the statement with this number (from 1) as a lost connection.
+        fail_at: Option<usize>,
+        calls: Vec<&'static str>,
+        open: bool,
+        pending: Vec<u64>,
+    }
+
+    impl Store for Fake {
+        async fn begin(&mut self) -> Result<(), StoreError> {
+            self.calls.push("begin");
+            self.open = true;
+            Ok(())
+        }
+        async fn erase(&mut self, ids: &[u64]) -> Result<u64, StoreError> {
+            assert!(self.open, "erase outside a transaction");
+            self.statements += 1;
+            if self.fail_at == Some(self.statements) {
+                return Err(StoreError::Failed(anyhow::anyhow!("connection lost")));
+            }
+            if self.deadlocks > 0 {
+                self.deadlocks -= 1;
+                return Err(StoreError::Deadlock(anyhow::anyhow!("deadlock")));
+            }
+            if let Some(bad) = ids.iter().find(|id| self.bad.contains(id)) {
+                return Err(StoreError::Refused(Refusal {
+                    table: "users".into(),
+                    reason: format!("legal hold on {bad}"),
+                }));
+            }
+            self.pending.extend_from_slice(ids);
+            Ok(ids.len() as u64)
+        }
+        async fn commit(&mut self) -> Result<(), StoreError> {
+            self.calls.push("commit");
+            self.open = false;
+            self.erased.append(&mut self.pending);
+            Ok(())
+        }
+        async fn rollback(&mut self) {
+            self.calls.push("rollback");
+            self.open = false;
+            self.pending.clear();
+        }
+    }
+
+    fn store(bad: impl IntoIterator<Item = u64>) -> Fake {
+        Fake {
+            bad: bad.into_iter().collect(),
+            ..Fake::default()
+        }
+    }
+
+    fn refused(erasure: &Erasure) -> Vec<u64> {
+        erasure.refused.iter().map(|(id, _)| *id).collect()
+    }
+
+    #[tokio::test]
+    async fn a_clean_batch_is_one_statement_and_one_commit() {
+        let mut fake = store([]);
+        let ids: Vec<u64> = (1..=1000).collect();
+        let erasure = erase(&mut fake, &ids).await.unwrap();
+        assert_eq!(erasure.rows, 1000);
+        assert_eq!((fake.statements, fake.erased.len()), (1, 1000));
+        assert_eq!(fake.calls, ["begin", "commit"]);
+    }
+
+    #[tokio::test]
+    async fn one_refused_user_is_isolated_and_every_other_is_erased() {
+        let mut fake = store([337]);
+        let ids: Vec<u64> = (1..=1000).collect();
+        let erasure = erase(&mut fake, &ids).await.unwrap();
+        assert_eq!(refused(&erasure), [337]);
+        assert_eq!(erasure.refused[0].1.reason, "legal hold on 337");
+        assert!(erasure.deferred.is_empty());
+        assert_eq!(erasure.rows, 999);
+        let expected: Vec<u64> = ids.iter().copied().filter(|&id| id != 337).collect();
+        assert_eq!(fake.erased, expected, "ascending, each once");
+        // Bisection: two statements per level, about log2(1000) levels.
+        assert!(fake.statements <= 2 * 11 + 1, "{}", fake.statements);
+        assert_eq!(fake.calls, ["begin", "commit"]);
+    }
+
+    #[tokio::test]
+    async fn many_refused_users_are_all_found() {
+        let bad = [1, 2, 50, 51, 99, 500, 999, 1000];
+        let mut fake = store(bad);
+        let ids: Vec<u64> = (1..=1000).collect();
+        let erasure = erase(&mut fake, &ids).await.unwrap();
+        assert_eq!(refused(&erasure), bad);
+        assert_eq!(erasure.rows, 992);
+        assert_eq!(fake.erased.len(), 992);
+        assert!(fake.erased.iter().all(|id| !bad.contains(id)));
+    }
+
+    #[tokio::test]
+    async fn when_every_user_refuses_nothing_is_erased_and_all_are_named() {
+        let ids: Vec<u64> = (1..=20).collect();
+        let mut fake = store(ids.clone());
+        let erasure = erase(&mut fake, &ids).await.unwrap();
+        assert_eq!(refused(&erasure), ids);
+        assert_eq!((erasure.rows, fake.erased.len()), (0, 0));
+        // A full binary tree over 20 leaves: 39 statements.
+        assert_eq!(fake.statements, 39);
+    }
+
+    #[tokio::test]
+    async fn isolation_stops_at_its_limit_and_defers_the_rest() {
+        let ids: Vec<u64> = (1..=1000).collect();
+        let mut fake = store(ids.iter().copied().filter(|id| id % 3 == 0));
+        let erasure = erase(&mut fake, &ids).await.unwrap();
+        assert_eq!(fake.statements, ISOLATION_STATEMENTS);
+        assert!(!erasure.deferred.is_empty());
+        // Everything is accounted for exactly once.
+        let mut all: Vec<u64> = fake.erased.clone();
+        all.extend(erasure.kept());
+        all.sort_unstable();
+        assert_eq!(all, ids);
+        // Nothing erased was refused, nothing refused was erased.
+        assert!(refused(&erasure).iter().all(|id| id % 3 == 0));
+        assert!(fake.erased.iter().all(|id| id % 3 != 0));
+    }
+
+    #[tokio::test]
+    async fn a_deadlock_restarts_the_transaction() {
+        let mut fake = Fake {
+            deadlocks: 2,
+            ..store([5])
+        };
+        let ids: Vec<u64> = (1..=10).collect();
+        let erasure = erase(&mut fake, &ids).await.unwrap();
+        assert_eq!(refused(&erasure), [5]);
+        assert_eq!(fake.erased.len(), 9);
+        assert_eq!(
+            fake.calls,
+            ["begin", "rollback", "begin", "rollback", "begin", "commit"]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_deadlock_that_persists_fails_with_nothing_committed() {
+        let mut fake = Fake {
+            deadlocks: DEADLOCK_RETRIES + 1,
+            ..store([])
+        };
+        let error = erase(&mut fake, &[1, 2]).await.unwrap_err();
+        assert!(format!("{error:#}").contains("deadlocked"), "{error:#}");
+        assert!(fake.erased.is_empty());
+        assert_eq!(fake.calls.iter().filter(|c| **c == "commit").count(), 0);
+    }
+
+    #[tokio::test]
+    async fn any_other_error_rolls_back_even_the_clean_halves() {
+        // The whole set is refused, the clean half [1, 2] goes in, then the
+        // connection is lost: nothing may be committed.
+        let mut fake = Fake {
+            fail_at: Some(3),
+            ..store([3])
+        };
+        let error = erase(&mut fake, &[1, 2, 3, 4]).await.unwrap_err();
+        assert_eq!(format!("{error:#}"), "connection lost");
+        assert!(fake.erased.is_empty());
+        assert_eq!(fake.calls, ["begin", "rollback"]);
+    }
+}
