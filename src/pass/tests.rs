@@ -438,6 +438,38 @@ fn mixed_received() -> Summary {
     }
 }
 
+/// What a pass over [`mixed`] that completes counts.
+fn mixed_completed() -> Summary {
+    Summary {
+        // User 5000 was gone already.
+        deleted_rows: 2,
+        acked: 7,
+        nacked: 4,
+        ..mixed_received()
+    }
+}
+
+/// After a pass over [`mixed`] whose delete started and did not commit:
+/// no acknowledgement was even asked for, and every message was handed back.
+fn assert_mixed_handed_back_after_the_delete(subscription: &FakeSubscription, report: &Report) {
+    assert_eq!(subscription.log.deletes(), [vec![3, 9, 5_000]]);
+    assert!(!subscription.log.committed());
+    let calls = subscription.log.calls();
+    assert!(
+        !calls.iter().any(|c| matches!(c, Call::Acknowledge(_))),
+        "{calls:?}"
+    );
+    assert_eq!(subscription.handed_back().len(), 11);
+    subscription.assert_each_settled_once();
+    assert_summary(
+        report,
+        Summary {
+            nacked: 11,
+            ..mixed_received()
+        },
+    );
+}
+
 /// What receiving `count` of [`removals`] counts.
 fn removals_received(count: usize) -> Summary {
     Summary {
@@ -453,8 +485,7 @@ const MIXED_MALFORMED: [&str; 4] = ["junk", "r0", "u17", "unspecified"];
 #[tokio::test]
 async fn a_mixed_batch_deletes_distinct_removals_and_settles_every_message_once() {
     let subscription = FakeSubscription::new(mixed());
-    let store = subscription.store();
-    let report = run_to_the_end(&subscription, store, 1_000).await;
+    let report = run_to_the_end(&subscription, subscription.store(), 1_000).await;
 
     assert_outcome(&report, "completed", 0);
     assert_eq!(subscription.log.deletes(), [vec![3, 9, 5_000]]);
@@ -465,16 +496,7 @@ async fn a_mixed_batch_deletes_distinct_removals_and_settles_every_message_once(
     assert_eq!(acked, valid);
     assert_eq!(subscription.deadlines(), [(ids(&MIXED_MALFORMED), 0)]);
     subscription.assert_each_settled_once();
-    assert_summary(
-        &report,
-        Summary {
-            // User 5000 was gone already.
-            deleted_rows: 2,
-            acked: 7,
-            nacked: 4,
-            ..mixed_received()
-        },
-    );
+    assert_summary(&report, mixed_completed());
 }
 
 #[tokio::test(start_paused = true)]
@@ -503,8 +525,7 @@ async fn acknowledgements_come_only_after_the_delete_commits() {
 #[tokio::test]
 async fn max_messages_is_respected_exactly() {
     let subscription = FakeSubscription::new(removals(250));
-    let store = subscription.store();
-    let report = run_to_the_end(&subscription, store, 130).await;
+    let report = run_to_the_end(&subscription, subscription.store(), 130).await;
 
     assert_outcome(&report, "completed", 0);
     assert_eq!(subscription.pulled().len(), 130);
@@ -558,8 +579,7 @@ async fn max_messages_is_respected_with_several_pulls_in_flight() {
 #[tokio::test]
 async fn an_empty_subscription_completes_and_deletes_nothing() {
     let subscription = FakeSubscription::new(Vec::new());
-    let store = subscription.store();
-    let report = run_to_the_end(&subscription, store, 1_000).await;
+    let report = run_to_the_end(&subscription, subscription.store(), 1_000).await;
 
     assert_outcome(&report, "completed", 0);
     // One empty Pull, then nothing: no delete, not even of no ids, and no
@@ -665,33 +685,14 @@ async fn a_failed_delete_acknowledges_nothing_and_hands_everything_back() {
     let report = run_to_the_end(&subscription, store, 1_000).await;
 
     assert_outcome(&report, "database_error", 4);
-    assert_eq!(subscription.log.deletes(), [vec![3, 9, 5_000]]);
-    assert!(!subscription.log.committed());
-    assert!(subscription.acked().is_empty());
-    assert!(
-        !subscription
-            .log
-            .calls()
-            .iter()
-            .any(|c| matches!(c, Call::Acknowledge(_)))
-    );
-    subscription.assert_each_settled_once();
-    assert_eq!(subscription.handed_back().len(), 11);
-    assert_summary(
-        &report,
-        Summary {
-            nacked: 11,
-            ..mixed_received()
-        },
-    );
+    assert_mixed_handed_back_after_the_delete(&subscription, &report);
 }
 
 #[tokio::test]
 async fn a_failed_pull_deletes_nothing_and_hands_back_what_was_held() {
     // max 1000: one Pull at a time, so the first gets 100 and the second fails.
     let subscription = FakeSubscription::new(removals(150)).with(|q| q.fail_pulls_after = Some(1));
-    let store = subscription.store();
-    let report = run_to_the_end(&subscription, store, 1_000).await;
+    let report = run_to_the_end(&subscription, subscription.store(), 1_000).await;
 
     assert_outcome(&report, "pubsub_error", 3);
     assert!(subscription.log.deletes().is_empty());
@@ -712,8 +713,7 @@ async fn a_failed_pull_deletes_nothing_and_hands_back_what_was_held() {
 async fn a_failed_pull_hands_back_what_the_other_pulls_in_flight_received() {
     // max 5000: four Pulls in flight; the first fails, the other three get 100 each.
     let subscription = FakeSubscription::new(removals(1_000)).with(|q| q.failing_pulls = vec![1]);
-    let store = subscription.store();
-    let report = run_to_the_end(&subscription, store, 5_000).await;
+    let report = run_to_the_end(&subscription, subscription.store(), 5_000).await;
 
     assert_outcome(&report, "pubsub_error", 3);
     assert!(subscription.log.deletes().is_empty());
@@ -734,10 +734,12 @@ async fn a_signal_while_receiving_hands_back_what_was_held() {
     // The first Pull gets all 30; the second finds nothing and waits, as a
     // real one does until its timeout. The signal comes while it waits.
     let subscription = FakeSubscription::new(removals(30)).with(|q| q.empty_pull_wait = FOREVER);
-    let store = subscription.store();
-    let report = run_until(&subscription, connected(store), Signal::Interrupt, |c| {
-        matches!(c, Call::Pull { got: 0, .. })
-    })
+    let report = run_until(
+        &subscription,
+        connected(subscription.store()),
+        Signal::Interrupt,
+        |c| matches!(c, Call::Pull { got: 0, .. }),
+    )
     .await;
 
     assert_outcome(&report, "interrupted", 130);
@@ -761,8 +763,7 @@ async fn a_failed_acknowledgement_is_reported_after_the_commit() {
     // a501..=a1500 (which fails, for a1500) and a1..=a500.
     let subscription = FakeSubscription::new(removals(2_500))
         .with(|q| q.failing_acks = ["a1500".to_string()].into_iter().collect());
-    let store = subscription.store();
-    let report = run_to_the_end(&subscription, store, 10_000).await;
+    let report = run_to_the_end(&subscription, subscription.store(), 10_000).await;
 
     assert_outcome(&report, "ack_error", 5);
     assert!(subscription.log.commit_index() < subscription.log.first_ack_index());
@@ -790,8 +791,7 @@ async fn a_failed_acknowledgement_is_reported_after_the_commit() {
 #[tokio::test]
 async fn acknowledgements_go_in_requests_of_at_most_1000() {
     let subscription = FakeSubscription::new(removals(2_500));
-    let store = subscription.store();
-    let report = run_to_the_end(&subscription, store, 10_000).await;
+    let report = run_to_the_end(&subscription, subscription.store(), 10_000).await;
     assert_outcome(&report, "completed", 0);
     let mut sizes: Vec<usize> = subscription
         .log
@@ -817,28 +817,19 @@ async fn a_signal_during_a_slow_delete_hands_everything_back() {
     .await;
 
     assert_outcome(&report, "interrupted", 143);
-    assert_eq!(subscription.log.deletes(), [vec![3, 9, 5_000]]);
-    assert!(!subscription.log.committed());
-    assert!(subscription.acked().is_empty());
-    subscription.assert_each_settled_once();
-    assert_eq!(subscription.handed_back().len(), 11);
-    assert_summary(
-        &report,
-        Summary {
-            nacked: 11,
-            ..mixed_received()
-        },
-    );
+    assert_mixed_handed_back_after_the_delete(&subscription, &report);
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_signal_while_acknowledging_lets_the_acks_finish() {
     // The acknowledgement is answered only after the pass has taken the signal.
     let subscription = FakeSubscription::new(mixed()).with(|q| q.acks_wait_for_the_signal = true);
-    let store = subscription.store();
-    let report = run_until(&subscription, connected(store), Signal::Terminate, |c| {
-        matches!(c, Call::Acknowledge(_))
-    })
+    let report = run_until(
+        &subscription,
+        connected(subscription.store()),
+        Signal::Terminate,
+        |c| matches!(c, Call::Acknowledge(_)),
+    )
     .await;
 
     // The delete committed, so the acks finish; the exit still says why it stopped.
@@ -849,15 +840,7 @@ async fn a_signal_while_acknowledging_lets_the_acks_finish() {
     assert!(subscription.log.commit_index() < signalled);
     assert_eq!(subscription.acked().len(), 7);
     subscription.assert_each_settled_once();
-    assert_summary(
-        &report,
-        Summary {
-            deleted_rows: 2,
-            acked: 7,
-            nacked: 4,
-            ..mixed_received()
-        },
-    );
+    assert_summary(&report, mixed_completed());
 }
 
 #[tokio::test(start_paused = true)]
@@ -898,8 +881,7 @@ async fn a_pass_without_removals_acknowledges_the_other_events_without_deleting(
         message("x3", encode(event_type::ACCESS_CHANGED, 3)),
         removal("r0", 0),
     ]);
-    let store = subscription.store();
-    let report = run_to_the_end(&subscription, store, 1_000).await;
+    let report = run_to_the_end(&subscription, subscription.store(), 1_000).await;
 
     assert_outcome(&report, "completed", 0);
     assert!(subscription.log.deletes().is_empty());
