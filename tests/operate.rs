@@ -82,11 +82,7 @@ async fn each_run_pushes_its_metrics_and_a_failure_keeps_the_last_success() {
     let nowhere = format!("http://127.0.0.1:{}", common::free_port());
     let unpushed = env.run(&["--pushgateway-url", &nowhere]).await;
     unpushed.assert_code(0);
-    assert!(
-        unpushed.stderr.contains("cannot push metrics"),
-        "{}",
-        unpushed.stderr
-    );
+    unpushed.assert_logged("cannot push metrics");
     assert_eq!(
         (
             unpushed.count("received"),
@@ -152,18 +148,8 @@ async fn replay_explains_a_subscription_that_keeps_no_acknowledged_messages() {
         .run(&["replay", "--since", "2026-01-01T00:00:00Z"])
         .await;
     replay.assert_code(3);
-    assert!(
-        replay
-            .stderr
-            .contains("does not retain acknowledged messages"),
-        "{}",
-        replay.stderr
-    );
-    assert!(
-        replay.stderr.contains("--retain-acked-messages"),
-        "{}",
-        replay.stderr
-    );
+    replay.assert_logged("does not retain acknowledged messages");
+    replay.assert_logged("--retain-acked-messages");
     env.cleanup().await;
 }
 
