@@ -483,11 +483,6 @@ impl TestEnv {
         self.checked(output)
     }
 
-    /// Waits for a spawned job and checks its output like [`TestEnv::run`].
-    pub async fn finish(&self, child: tokio::process::Child) -> Run {
-        self.checked(child.wait_with_output().await.unwrap())
-    }
-
     /// Starts the job in the background, with extra arguments and environment.
     pub fn spawn(&self, args: &[&str], env: &[(&str, &str)]) -> Job {
         Job::new(self.command(args, env).spawn().unwrap())
