@@ -72,7 +72,7 @@ async fn only_valid_removals_are_deleted_and_malformed_messages_stay() {
     assert_eq!(summary["acked"], 8);
     assert_eq!(summary["nacked"], 4);
     assert_eq!(summary["dry_run"], false);
-    assert!(run.stderr.contains("malformed message"), "{}", run.stderr);
+    run.assert_logged("malformed message");
 
     let kept: Vec<u64> = (1..=20).filter(|id| ![2, 3, 5].contains(id)).collect();
     assert_eq!(env.users().await, kept);
@@ -174,7 +174,7 @@ async fn a_missing_subscription_exits_3() {
     let env = TestEnv::new(1).await;
     let run = env.run(&["--subscription", "no-such-subscription"]).await;
     run.assert_code(3);
-    assert!(run.stderr.contains("NotFound"), "{}", run.stderr);
+    run.assert_logged("NotFound");
     env.cleanup().await;
 }
 
@@ -189,11 +189,7 @@ async fn a_bad_table_name_exits_2_before_contacting_anything() {
         "nothing ran, so no summary: {}",
         run.stdout
     );
-    assert!(
-        run.stderr.contains("--table (PURGE_TABLE)"),
-        "{}",
-        run.stderr
-    );
+    run.assert_logged("--table (PURGE_TABLE)");
     assert_eq!(env.users().await, [1, 2]);
     assert_eq!(env.drain(Duration::ZERO).await.len(), 1);
     env.cleanup().await;
@@ -223,11 +219,7 @@ async fn a_failed_run_is_finished_by_the_next_one() {
 
     let failed = env.run(&["--lock-wait-timeout", "1"]).await;
     failed.assert_code(4);
-    assert!(
-        failed.stderr.contains("Lock wait timeout"),
-        "{}",
-        failed.stderr
-    );
+    failed.assert_logged("Lock wait timeout");
     assert_eq!(failed.count("acked"), 0);
     assert_eq!(
         env.users().await.len(),
@@ -251,17 +243,17 @@ async fn sigterm_during_the_delete_hands_everything_back_within_10_s() {
     env.publish_removals(1..=5).await;
     let lock = env.lock_rows(Some(3)).await;
 
-    let child = env.command(&[], &[]).spawn().unwrap();
-    let pid = child.id().unwrap() as i32;
+    let job = env.spawn(&[], &[]);
     // Wait until the delete is blocked on the lock.
     env.wait_for_delete().await;
     let signalled = Instant::now();
-    unsafe { libc::kill(pid, libc::SIGTERM) };
-    let run = env.finish(child).await;
+    job.signal(libc::SIGTERM);
+    let run = job.finish(&env).await;
     let took = signalled.elapsed();
     run.assert_code(143);
     assert!(took < Duration::from_secs(10), "exit took {took:?}");
     assert_eq!(run.outcome(), "interrupted");
+    run.assert_logged("stopped by Terminate before the delete committed");
     assert_eq!(run.count("acked"), 0);
     assert_eq!(run.count("nacked"), 5);
     drop(lock);
@@ -280,14 +272,16 @@ async fn a_delete_slower_than_the_ack_deadline_keeps_its_messages() {
     env.publish_removals(1..=6).await;
     let lock = env.lock_rows(Some(1)).await;
 
-    let slow = env
-        .command(&["--lock-wait-timeout", "60"], &[])
-        .spawn()
-        .unwrap();
+    let mut slow = env.spawn(&["--lock-wait-timeout", "60"], &[]);
     env.wait_for_delete().await;
-    // Past the subscription's 10 s ack deadline: without lease renewal the
-    // messages would now go to another run.
-    tokio::time::sleep(Duration::from_secs(13)).await;
+    // The third renewal, every 4 s from the start of receiving, is past the
+    // subscription's 10 s ack deadline: without renewals the messages would
+    // now go to another run.
+    for _ in 0..3 {
+        slow.wait_for("renewed the lease of 6 messages")
+            .await
+            .expect("the slow run ended before renewing its leases");
+    }
     let concurrent = env.run(&[]).await;
     concurrent.assert_code(0);
     assert_eq!(
@@ -297,7 +291,7 @@ async fn a_delete_slower_than_the_ack_deadline_keeps_its_messages() {
     );
     drop(lock);
 
-    let slow = env.finish(slow).await;
+    let slow = slow.finish(&env).await;
     slow.assert_code(0);
     assert_eq!(slow.count("received"), 6);
     assert_eq!(slow.count("acked"), 6);

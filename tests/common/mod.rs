@@ -9,16 +9,23 @@
 #![allow(dead_code)] // Each test binary uses a different part of this module.
 
 use std::collections::HashMap;
+use std::os::unix::process::ExitStatusExt as _;
 use std::process::Stdio;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use gcloud_gax::conn::Environment;
-use gcloud_googleapis::pubsub::v1::{DeadLetterPolicy, PubsubMessage, PullRequest};
+use gcloud_gax::conn::{Channel, ConnectionOptions, Environment};
+use gcloud_gax::grpc::{Code, Request};
+use gcloud_googleapis::pubsub::v1::subscriber_client::SubscriberClient;
+use gcloud_googleapis::pubsub::v1::{
+    AcknowledgeRequest, DeadLetterPolicy, ModifyAckDeadlineRequest, PubsubMessage, PullRequest,
+};
+use gcloud_pubsub::apiv1::conn_pool::ConnectionManager;
 use gcloud_pubsub::client::{Client, ClientConfig};
 use gcloud_pubsub::subscription::SubscriptionConfig;
 use mysql_async::prelude::Queryable as _;
 use serde_json::Value;
+use tokio::io::{AsyncBufReadExt as _, BufReader};
 use user_purge::event;
 
 pub use user_purge::event::event_type;
@@ -123,6 +130,8 @@ fn unique(prefix: &str) -> String {
 /// One test's world: its database with a `users` table (and `orders` that
 /// reference it with ON DELETE CASCADE), its topic and its subscription.
 pub struct TestEnv {
+    /// How many users the table started with: ids 1..=initial_users.
+    pub initial_users: u64,
     pub database: String,
     pub topic: String,
     pub subscription: String,
@@ -149,6 +158,25 @@ fn fake_key() -> String {
     format!(
         r#"{{"type":"service_account","project_id":"{PROJECT}","private_key_id":"{KEY_MARKER}","private_key":"-----BEGIN PRIVATE KEY-----\n{KEY_MARKER}\n-----END PRIVATE KEY-----\n","client_email":"purge@{PROJECT}.iam.gserviceaccount.com"}}"#
     )
+}
+
+/// How long one of the harness's own Pulls waits for messages; the same as the
+/// job's pull timeout in these tests.
+const PULL_DEADLINE: Duration = Duration::from_secs(2);
+
+/// A request to the emulator that carries its deadline, so that the server
+/// ends it too.
+fn with_deadline<T>(body: T) -> Request<T> {
+    let mut request = Request::new(body);
+    request.set_timeout(PULL_DEADLINE);
+    request
+}
+
+/// What the harness does with the messages it pulls.
+#[derive(Clone, Copy)]
+enum Settle {
+    Acknowledge,
+    HandBack,
 }
 
 /// How to build a [`TestEnv`]: by default on the shared MariaDB and emulator.
@@ -278,6 +306,7 @@ impl Setup {
             .await
             .unwrap();
         TestEnv {
+            initial_users: self.users,
             database,
             topic,
             subscription,
@@ -356,7 +385,8 @@ impl TestEnv {
     /// Takes every message left in the subscription (acknowledging them) and
     /// returns their payloads. Waits for leased messages only as long as `wait`.
     pub async fn drain(&self, wait: Duration) -> Vec<Vec<u8>> {
-        self.drain_from(&self.subscription, wait).await
+        self.take_from(&self.subscription, wait, Settle::Acknowledge)
+            .await
     }
 
     /// Takes every message of the dead-letter topic.
@@ -365,45 +395,82 @@ impl TestEnv {
             .dead_letter_subscription
             .as_ref()
             .expect("no dead-letter topic");
-        self.drain_from(subscription, wait).await
+        self.take_from(subscription, wait, Settle::Acknowledge)
+            .await
     }
 
-    async fn drain_from(&self, subscription: &str, wait: Duration) -> Vec<Vec<u8>> {
-        let client = self.client.subscription(subscription).get_client();
+    /// The payloads of every message in the subscription now, which are then
+    /// all handed back (nacked), so that the next run gets them at once.
+    pub async fn peek(&self, wait: Duration) -> Vec<Vec<u8>> {
+        self.take_from(&self.subscription, wait, Settle::HandBack)
+            .await
+    }
+
+    /// Pulls until a Pull comes back empty after `wait`. Each Pull carries its
+    /// deadline to the emulator, as the job's do: a Pull the client merely
+    /// abandoned would stay open there and swallow messages handed back later.
+    async fn take_from(&self, subscription: &str, wait: Duration, settle: Settle) -> Vec<Vec<u8>> {
+        let connections = ConnectionManager::new(
+            1,
+            "",
+            &Environment::Emulator(self.emulator.clone()),
+            &ConnectionOptions::default(),
+        )
+        .await
+        .expect("cannot reach the Pub/Sub emulator");
+        let mut client: SubscriberClient<Channel> = SubscriberClient::new(connections.conn());
         let name = format!("projects/{PROJECT}/subscriptions/{subscription}");
         let deadline = Instant::now() + wait;
         let mut payloads = Vec::new();
+        let mut held = Vec::new();
         loop {
             #[allow(deprecated)]
-            let request = PullRequest {
+            let pull = PullRequest {
                 subscription: name.clone(),
                 max_messages: 1_000,
                 return_immediately: false,
             };
-            let pulled =
-                tokio::time::timeout(Duration::from_millis(700), client.pull(request, None)).await;
-            let received = match pulled {
-                Ok(response) => response.unwrap().into_inner().received_messages,
-                Err(_) => Vec::new(),
+            let received = match client.pull(with_deadline(pull)).await {
+                Ok(response) => response.into_inner().received_messages,
+                Err(status) if status.code() == Code::DeadlineExceeded => Vec::new(),
+                Err(status) => panic!("Pull from {name}: {status}"),
             };
             if received.is_empty() {
                 if Instant::now() >= deadline {
-                    return payloads;
+                    break;
                 }
                 continue;
             }
-            let ack_ids = received.iter().map(|m| m.ack_id.clone()).collect();
-            self.client
-                .subscription(subscription)
-                .ack(ack_ids)
-                .await
-                .unwrap();
+            let ack_ids: Vec<String> = received.iter().map(|m| m.ack_id.clone()).collect();
             payloads.extend(
                 received
                     .into_iter()
                     .filter_map(|m| m.message.map(|m| m.data)),
             );
+            match settle {
+                Settle::Acknowledge => {
+                    let ack = AcknowledgeRequest {
+                        subscription: name.clone(),
+                        ack_ids,
+                    };
+                    client.acknowledge(with_deadline(ack)).await.unwrap();
+                }
+                // Not yet: handed back now, they would be pulled again.
+                Settle::HandBack => held.extend(ack_ids),
+            }
         }
+        for ack_ids in held.chunks(1_000) {
+            let nack = ModifyAckDeadlineRequest {
+                subscription: name.clone(),
+                ack_ids: ack_ids.to_vec(),
+                ack_deadline_seconds: 0,
+            };
+            client
+                .modify_ack_deadline(with_deadline(nack))
+                .await
+                .unwrap();
+        }
+        payloads
     }
 
     /// Runs the binary against this test's world, with extra arguments and
@@ -417,9 +484,9 @@ impl TestEnv {
         self.checked(output)
     }
 
-    /// Waits for a spawned job and checks its output like [`TestEnv::run`].
-    pub async fn finish(&self, child: tokio::process::Child) -> Run {
-        self.checked(child.wait_with_output().await.unwrap())
+    /// Starts the job in the background, with extra arguments and environment.
+    pub fn spawn(&self, args: &[&str], env: &[(&str, &str)]) -> Job {
+        Job::new(self.command(args, env).spawn().unwrap())
     }
 
     /// The run, after checking that no secret appears in what it printed.
@@ -610,6 +677,8 @@ pub async fn pubsub_client_on(host: &str) -> Client {
 #[derive(Debug)]
 pub struct Run {
     pub code: Option<i32>,
+    /// The signal that ended it, when one did.
+    pub signal: Option<i32>,
     pub stdout: String,
     pub stderr: String,
 }
@@ -618,9 +687,81 @@ impl From<std::process::Output> for Run {
     fn from(output: std::process::Output) -> Run {
         Run {
             code: output.status.code(),
+            signal: output.status.signal(),
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
         }
+    }
+}
+
+/// A job running in the background. A task reads its log as it is written,
+/// so that the test can wait for a line, and the job never blocks on a full pipe.
+pub struct Job {
+    child: tokio::process::Child,
+    /// The log's lines, in order, as the reader gets them.
+    lines: tokio::sync::mpsc::UnboundedReceiver<String>,
+    /// Every line taken from `lines` so far.
+    log: Vec<String>,
+}
+
+impl Job {
+    fn new(mut child: tokio::process::Child) -> Job {
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let (sender, lines) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut line = Vec::new();
+            while stderr
+                .read_until(b'\n', &mut line)
+                .await
+                .is_ok_and(|n| n > 0)
+            {
+                let text = String::from_utf8_lossy(&line);
+                if sender.send(text.trim_end_matches('\n').to_owned()).is_err() {
+                    return;
+                }
+                line.clear();
+            }
+        });
+        Job {
+            child,
+            lines,
+            log: Vec::new(),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("the job was already waited for")
+    }
+
+    /// Sends a signal to the job.
+    pub fn signal(&self, signal: i32) {
+        private::signal(self.pid(), signal);
+    }
+
+    /// Reads the log until a line contains `marker`, and returns that line;
+    /// `None` when the log ended first (the job exited).
+    pub async fn wait_for(&mut self, marker: &str) -> Option<String> {
+        while let Some(line) = self.lines.recv().await {
+            self.log.push(line);
+            let line = self.log.last().unwrap();
+            if line.contains(marker) {
+                return Some(line.clone());
+            }
+        }
+        None
+    }
+
+    /// Waits for the job to exit, and returns what it did, its whole log
+    /// included, checked for secrets like every run.
+    pub async fn finish(mut self, env: &TestEnv) -> Run {
+        let mut output = self.child.wait_with_output().await.unwrap();
+        while let Some(line) = self.lines.recv().await {
+            self.log.push(line);
+        }
+        let mut stderr = self.log.join("\n");
+        stderr.push('\n');
+        output.stderr = stderr.into_bytes();
+        env.checked(output)
     }
 }
 
@@ -648,6 +789,16 @@ impl Run {
 
     pub fn outcome(&self) -> String {
         self.summary()["outcome"].as_str().unwrap().to_owned()
+    }
+
+    /// Asserts that the log has `text`, showing the log when it does not.
+    pub fn assert_logged(&self, text: &str) -> &Run {
+        assert!(
+            self.stderr.contains(text),
+            "no {text:?} in the log:\n{}",
+            self.stderr
+        );
+        self
     }
 
     /// Asserts the exit code, showing the log when it is not the expected one.
