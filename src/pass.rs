@@ -92,6 +92,9 @@ const LEASE_RENEWAL: Duration = Duration::from_secs(4);
 /// slow renewal, short enough that a killed run's messages come back soon.
 const LEASE_SECONDS: u16 = 60;
 
+/// How long the final hand-back may take after Pub/Sub failed.
+const HAND_BACK_AFTER_FAILURE: Duration = Duration::from_secs(3);
+
 /// How long connecting to the database may take.
 const DB_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -184,7 +187,21 @@ async fn pass<S: Subscription, D: Store, F: Future<Output = Signal>>(
         }
     };
     drop(lease);
-    summary.nacked += hand_back(subscription, held_back).await;
+    // One hand-back for everything held back. When Pub/Sub has just failed,
+    // it gets a short budget: the messages come back when their lease ends
+    // anyway, and a stopping run keeps its 10 s promise.
+    let handing_back = hand_back(subscription, held_back);
+    summary.nacked += match outcome {
+        Outcome::PubSubFailed(_) | Outcome::AckFailed(_) => {
+            tokio::time::timeout(HAND_BACK_AFTER_FAILURE, handing_back)
+                .await
+                .unwrap_or_else(|_| {
+                    warn!("Pub/Sub did not take the hand-backs in time; those messages come back when their lease ends");
+                    0
+                })
+        }
+        _ => handing_back.await,
+    };
     match outcome {
         Outcome::Completed if summary.refused > 0 => Outcome::PartiallyCompleted(anyhow::anyhow!(
             "partially completed: {} users could not be erased; their messages were handed back \
@@ -262,7 +279,7 @@ async fn round<S: Subscription, D: Store, F: Future<Output = Signal>>(
     let received = match received {
         Ok(received) => received,
         Err(stop) => {
-            summary.nacked += hand_back(subscription, plan.take_all()).await;
+            held_back.append(&mut plan.take_all());
             return Err(match stop {
                 Stop::Signal(signal) => Outcome::Interrupted(signal),
                 Stop::PubSub(error) => {
@@ -290,7 +307,7 @@ async fn round<S: Subscription, D: Store, F: Future<Output = Signal>>(
     let erasure = match erased {
         Ok(erasure) => erasure,
         Err(outcome) => {
-            summary.nacked += hand_back(subscription, plan.take_all()).await;
+            held_back.append(&mut plan.take_all());
             return Err(outcome);
         }
     };

@@ -959,10 +959,7 @@ async fn a_deadlock_is_retried_and_everyone_is_erased() {
         .await
         .unwrap();
 
-    let child = env
-        .command(&["--lock-wait-timeout", "30"], &[])
-        .spawn()
-        .unwrap();
+    let job = env.spawn(&["--lock-wait-timeout", "30"], &[]);
     // The job's DELETE holds users 1..=49 and waits for 50; asking for user
     // 10 now closes the cycle.
     wait_for_lock_wait(&env).await;
@@ -976,7 +973,7 @@ async fn a_deadlock_is_retried_and_everyone_is_erased() {
     other.query_drop("ROLLBACK").await.unwrap();
     other.disconnect().await.unwrap();
 
-    let run = env.finish(child).await;
+    let run = job.finish(&env).await;
     run.assert_code(0);
     assert!(
         run.stderr.to_lowercase().contains("deadlock"),

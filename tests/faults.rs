@@ -611,9 +611,7 @@ async fn sigterm_in_each_phase_exits_within_10_s_with_its_code() {
 /// Sends SIGTERM; the job must be gone within 10 s.
 async fn terminate(env: &TestEnv, job: Job) -> Run {
     job.signal(libc::SIGTERM);
-    tokio::time::timeout(Duration::from_secs(10), job.finish(env))
-        .await
-        .expect("the job did not exit within 10 s of SIGTERM")
+    job.finish_within(env, Duration::from_secs(10)).await
 }
 
 #[tokio::test(flavor = "multi_thread")]

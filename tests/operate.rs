@@ -147,7 +147,12 @@ async fn replay_explains_a_subscription_that_keeps_no_acknowledged_messages() {
     let replay = env
         .run(&["replay", "--since", "2026-01-01T00:00:00Z"])
         .await;
-    replay.assert_code(3);
+    // The subscription's configuration, not an outage: no retry can help.
+    replay.assert_code(2);
+    assert_eq!(
+        replay.stdout.trim(),
+        r#"{"command":"replay","outcome":"refused"}"#
+    );
     replay.assert_logged("does not retain acknowledged messages");
     replay.assert_logged("--retain-acked-messages");
     env.cleanup().await;

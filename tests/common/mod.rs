@@ -490,6 +490,7 @@ impl TestEnv {
     }
 
     /// The run, after checking that no secret appears in what it printed.
+    /// Every JSON line on stdout, whatever the outcome, must parse as an object.
     pub fn checked(&self, output: std::process::Output) -> Run {
         let run = Run::from(output);
         for secret in [self.password.as_str(), KEY_MARKER] {
@@ -498,6 +499,10 @@ impl TestEnv {
                 "a secret ({secret}) leaked into the output:\n{}",
                 run.stderr
             );
+        }
+        for line in run.stdout.lines().filter(|l| l.starts_with('{')) {
+            let parsed: Result<serde_json::Map<String, Value>, _> = serde_json::from_str(line);
+            assert!(parsed.is_ok(), "not a JSON object ({parsed:?}): {line}");
         }
         run
     }
@@ -623,24 +628,11 @@ impl TestEnv {
 /// The job's binary with a clean environment: none of the caller's settings leak in.
 pub fn job_command(args: &[&str]) -> tokio::process::Command {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_user-purge"));
-    for key in [
-        "PUBSUB_EMULATOR_HOST",
-        "PUBSUB_SUBSCRIPTION",
-        "PUBSUB_PROJECT",
-        "DATABASE_URL",
-        "PURGE_TABLE",
-        "PURGE_ID_COLUMN",
-        "MAX_MESSAGES",
-        "DRY_RUN",
-        "PULL_TIMEOUT_MS",
-        "LOCK_WAIT_TIMEOUT",
-        "DATABASE_CA_FILE",
-        "PUSHGATEWAY_URL",
-        "METRICS_INSTANCE",
-        "PUBSUB_SERVICE_ACCOUNT",
-        "GOOGLE_APPLICATION_CREDENTIALS",
-        "RUST_LOG",
-    ] {
+    // Every variable the binary reads, from clap's own declarations, and the
+    // two that are not flags.
+    let settings = user_purge::cli::settings();
+    let variables = settings.iter().filter_map(|s| s.env.as_deref());
+    for key in variables.chain(["GOOGLE_APPLICATION_CREDENTIALS", "RUST_LOG"]) {
         command.env_remove(key);
     }
     command
@@ -749,6 +741,26 @@ impl Job {
             }
         }
         None
+    }
+
+    /// Like [`Job::finish`], but the job must exit within `limit`; if it does
+    /// not, it is killed and the test fails with its log.
+    pub async fn finish_within(mut self, env: &TestEnv, limit: Duration) -> Run {
+        if tokio::time::timeout(limit, self.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = self.child.start_kill();
+            let _ = self.child.wait().await;
+            while let Some(line) = self.lines.recv().await {
+                self.log.push(line);
+            }
+            panic!(
+                "the job did not exit within {limit:?}; its log:\n{}",
+                self.log.join("\n")
+            );
+        }
+        self.finish(env).await
     }
 
     /// Waits for the job to exit, and returns what it did, its whole log
