@@ -15,13 +15,15 @@ use crate::config::{
     ReplayTo, SubscriptionName, invalid,
 };
 use crate::event::event_type;
+use crate::map::{Identifier, Map};
 use crate::outcome::{EXIT_CODES_HELP, Exit};
 use crate::secret::Secret;
-use crate::store::{self, Database, Identifier};
+use crate::store::{self, Database};
 
 /// Erases removed users: pulls the user service's events from a Pub/Sub
-/// subscription, deletes the users named by USER_REMOVED events from one MySQL
-/// table in one transaction, and only then acknowledges the messages.
+/// subscription, erases the users named by USER_REMOVED events from MySQL
+/// (one table, or every table of an erasure map) in one transaction, and only
+/// then acknowledges the messages.
 ///
 /// Without a subcommand it runs one pass; the subcommands are for operators.
 #[derive(Parser, Debug)]
@@ -48,6 +50,11 @@ enum Sub {
     /// Snapshots of the subscription, to replay from.
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
+    /// Report every place a user's data may live that the erasure map and the
+    /// foreign-key cascades do not cover (read-only; never contacts Pub/Sub).
+    /// Exit 0: nothing found; 1: findings (JSON lines on stdout); 2:
+    /// configuration error; 4: the database cannot be read.
+    Check(CheckArgs),
     /// Publish well-formed UserEventData messages, for drills and demos.
     Publish(PublishArgs),
 }
@@ -90,17 +97,8 @@ struct RunArgs {
     #[command(flatten)]
     subscription: SubscriptionArgs,
 
-    /// mysql://user:password@host:port/database (the password is never printed).
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    database_url: Option<String>,
-
-    /// Table holding the users.
-    #[arg(long, env = "PURGE_TABLE", default_value = "users")]
-    table: String,
-
-    /// Column of that table holding the user id.
-    #[arg(long, env = "PURGE_ID_COLUMN", default_value = "id")]
-    id_column: String,
+    #[command(flatten)]
+    database: DatabaseArgs,
 
     /// Most messages one run takes (1 to 1,000,000).
     #[arg(
@@ -140,11 +138,6 @@ struct RunArgs {
     #[arg(long, env = "LOCK_WAIT_TIMEOUT", default_value_t = 20)]
     lock_wait_timeout: u64,
 
-    /// CA certificate (PEM) to verify the database server with; turns TLS on.
-    /// TLS without a custom CA: add require_ssl=true to the URL.
-    #[arg(long, env = "DATABASE_CA_FILE", value_name = "PEM")]
-    database_ca_file: Option<String>,
-
     /// http:// URL of a Prometheus Pushgateway; each run pushes its metrics there.
     #[arg(long, env = "PUSHGATEWAY_URL")]
     pushgateway_url: Option<String>,
@@ -152,6 +145,57 @@ struct RunArgs {
     /// The `instance` label of the pushed metrics (default: the subscription id).
     #[arg(long, env = "METRICS_INSTANCE")]
     metrics_instance: Option<String>,
+}
+
+/// The database and what to erase in it: a run's and the check's.
+#[derive(Args, Debug)]
+struct DatabaseArgs {
+    /// mysql://user:password@host:port/database (the password is never printed).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+
+    /// Table holding the users [default: users]. Not with --erasure-map.
+    #[arg(long, env = "PURGE_TABLE")]
+    table: Option<String>,
+
+    /// Column of that table holding the user id [default: id]. Not with
+    /// --erasure-map.
+    #[arg(long, env = "PURGE_ID_COLUMN")]
+    id_column: Option<String>,
+
+    /// TOML file listing, in order, the tables to delete from and to redact
+    /// (README, "The erasure map"); replaces --table and --id-column.
+    #[arg(long, env = "ERASURE_MAP", value_name = "PATH")]
+    erasure_map: Option<String>,
+
+    /// Table recording each erasure (user_id, erased_at, message_id), written
+    /// in the same transaction.
+    #[arg(long, env = "ERASURE_RECORD", value_name = "TABLE")]
+    erasure_record: Option<String>,
+
+    /// CA certificate (PEM) to verify the database server with; turns TLS on.
+    /// TLS without a custom CA: add require_ssl=true to the URL.
+    #[arg(long, env = "DATABASE_CA_FILE", value_name = "PEM")]
+    database_ca_file: Option<String>,
+}
+
+#[derive(Args, Debug)]
+struct CheckArgs {
+    #[command(flatten)]
+    database: DatabaseArgs,
+
+    /// Also report columns whose names match this MySQL REGEXP as references
+    /// to the user, e.g. '^(owner|author)_id$'.
+    #[arg(long, value_name = "REGEX")]
+    user_columns: Option<String>,
+
+    /// Print the least-privilege GRANT statements the map needs instead.
+    #[arg(long)]
+    grants: bool,
+
+    /// The account the GRANT statements are for.
+    #[arg(long, default_value = "'user_purge'@'%'", requires = "grants")]
+    grantee: String,
 }
 
 #[derive(Args, Debug)]
@@ -224,6 +268,16 @@ fn after_help() -> String {
     )
 }
 
+/// What `user-purge check` works on.
+#[derive(Debug)]
+pub struct Check {
+    pub database: Database,
+    /// A MySQL REGEXP for more column names that refer to the user.
+    pub user_columns: Option<String>,
+    /// Print the grants for this account instead of checking.
+    pub grants: Option<String>,
+}
+
 /// What the command line asks for.
 pub enum Command {
     /// Run one pass with this configuration.
@@ -232,6 +286,8 @@ pub enum Command {
     Replay(Admin, ReplayTo),
     /// Snapshot the subscription under this name.
     CreateSnapshot(Admin, String),
+    /// Check the schema against the map, or print the grants it needs.
+    Check(Box<Check>),
     /// Publish these (event type, user id) events on the topic.
     Publish {
         project: String,
@@ -289,6 +345,15 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Command {
                 ))
             }),
         Some(Sub::Publish(args)) => publish(args),
+        Some(Sub::Check(args)) => {
+            database(args.database, Duration::from_secs(20)).map(|database| {
+                Command::Check(Box::new(Check {
+                    database,
+                    user_columns: args.user_columns.filter(|r| !r.is_empty()),
+                    grants: args.grants.then_some(args.grantee),
+                }))
+            })
+        }
     };
     validated.unwrap_or_else(|error| config_error(&error))
 }
@@ -299,8 +364,13 @@ fn run_config(args: RunArgs) -> Result<Config, ConfigError> {
     let subscription = required("subscription", pubsub.subscription)?;
     let subscription =
         SubscriptionName::parse(&subscription, pubsub.credentials.project.as_deref())?;
-    let url = required("database_url", args.database_url)?;
-    store::check_url(&url).map_err(|problem| invalid("database_url", problem))?;
+    if !(1..=3600).contains(&args.lock_wait_timeout) {
+        return Err(invalid(
+            "lock_wait_timeout",
+            "must be from 1 to 3600 seconds",
+        ));
+    }
+    let database = database(args.database, Duration::from_secs(args.lock_wait_timeout))?;
     let max_messages = usize::try_from(args.max_messages)
         .ok()
         .filter(|n| (1..=MAX_MESSAGES_LIMIT).contains(n))
@@ -331,22 +401,6 @@ fn run_config(args: RunArgs) -> Result<Config, ConfigError> {
     if !(1..=600_000).contains(&args.pull_timeout_ms) {
         return Err(invalid("pull_timeout_ms", "must be from 1 to 600000"));
     }
-    if !(1..=3600).contains(&args.lock_wait_timeout) {
-        return Err(invalid(
-            "lock_wait_timeout",
-            "must be from 1 to 3600 seconds",
-        ));
-    }
-    let ca_file = match args.database_ca_file.filter(|f| !f.is_empty()) {
-        Some(file) if std::path::Path::new(&file).is_file() => Some(file.into()),
-        Some(file) => {
-            return Err(invalid(
-                "database_ca_file",
-                format!("{file:?} is not a readable file"),
-            ));
-        }
-        None => None,
-    };
     let metrics = match args.pushgateway_url.filter(|u| !u.is_empty()) {
         // The client speaks plain HTTP only: a Pushgateway is normally
         // reached inside the cluster or the host.
@@ -365,9 +419,6 @@ fn run_config(args: RunArgs) -> Result<Config, ConfigError> {
         }
         None => None,
     };
-    let identifier = |setting, value: &str| {
-        Identifier::parse(value).map_err(|problem| invalid(setting, problem))
-    };
     let credentials = pubsub.credentials;
     Ok(Config {
         subscription,
@@ -375,13 +426,7 @@ fn run_config(args: RunArgs) -> Result<Config, ConfigError> {
             credentials.emulator_host,
             credentials.service_account_key,
         ),
-        database: Database {
-            url: Secret::new(url),
-            table: identifier("table", &args.table)?,
-            id_column: identifier("id_column", &args.id_column)?,
-            lock_wait_timeout: Duration::from_secs(args.lock_wait_timeout),
-            ca_file,
-        },
+        database,
         pass: PassSettings {
             max_messages,
             batch_size,
@@ -390,6 +435,55 @@ fn run_config(args: RunArgs) -> Result<Config, ConfigError> {
             pull_timeout: Duration::from_millis(args.pull_timeout_ms),
         },
         metrics,
+    })
+}
+
+/// Validates where and what to erase: the URL, the map (or the one table),
+/// the record, the CA file.
+fn database(args: DatabaseArgs, lock_wait_timeout: Duration) -> Result<Database, ConfigError> {
+    let url = required("database_url", args.database_url)?;
+    store::check_url(&url).map_err(|problem| invalid("database_url", problem))?;
+    let identifier = |setting, value: &str| {
+        Identifier::parse(value).map_err(|problem| invalid(setting, problem))
+    };
+    let table = args.table.filter(|t| !t.is_empty());
+    let id_column = args.id_column.filter(|c| !c.is_empty());
+    let map = match args.erasure_map.filter(|m| !m.is_empty()) {
+        Some(path) => {
+            if table.is_some() || id_column.is_some() {
+                return Err(invalid(
+                    "erasure_map",
+                    "give either the erasure map or --table and --id-column \
+                     (PURGE_TABLE, PURGE_ID_COLUMN), not both",
+                ));
+            }
+            Map::load(&path).map_err(|problem| invalid("erasure_map", problem))?
+        }
+        None => Map::single(
+            identifier("table", table.as_deref().unwrap_or("users"))?,
+            identifier("id_column", id_column.as_deref().unwrap_or("id"))?,
+        ),
+    };
+    let record = match args.erasure_record.filter(|r| !r.is_empty()) {
+        Some(table) => Some(identifier("erasure_record", &table)?),
+        None => None,
+    };
+    let ca_file = match args.database_ca_file.filter(|f| !f.is_empty()) {
+        Some(file) if std::path::Path::new(&file).is_file() => Some(file.into()),
+        Some(file) => {
+            return Err(invalid(
+                "database_ca_file",
+                format!("{file:?} is not a readable file"),
+            ));
+        }
+        None => None,
+    };
+    Ok(Database {
+        url: Secret::new(url),
+        map,
+        record,
+        lock_wait_timeout,
+        ca_file,
     })
 }
 
@@ -624,7 +718,10 @@ mod tests {
         let settings = settings();
         let table = settings.iter().find(|s| s.flag == "--table").unwrap();
         assert_eq!(table.env.as_deref(), Some("PURGE_TABLE"));
-        assert_eq!(table.default.as_deref(), Some("users"));
+        // No clap default: a table given with a map is an error, the default is not.
+        assert_eq!(table.default, None);
+        let batch = settings.iter().find(|s| s.flag == "--batch-size").unwrap();
+        assert_eq!(batch.default.as_deref(), Some("10000"));
         let url = settings
             .iter()
             .find(|s| s.flag == "--database-url")
@@ -705,8 +802,12 @@ mod tests {
             config.subscription.to_string(),
             "projects/my-project/subscriptions/purge-sub"
         );
-        assert_eq!(config.database.table.quoted(), "`users`");
-        assert_eq!(config.database.id_column.quoted(), "`id`");
+        let entries = config.database.map.entries();
+        assert_eq!(entries.len(), 1);
+        assert_eq!(
+            (entries[0].table.quoted(), entries[0].column.quoted()),
+            ("`users`".to_owned(), "`id`".to_owned())
+        );
         assert_eq!(config.database.lock_wait_timeout, Duration::from_secs(20));
         assert_eq!(config.pass.max_messages, 100_000);
         assert_eq!(config.pass.pull_timeout, Duration::from_millis(500));
@@ -809,7 +910,6 @@ mod tests {
         }
         let too_long = "a".repeat(65);
         for bad in [
-            "",
             "1users",
             "us'ers",
             "us`ers",

@@ -38,14 +38,26 @@ pub enum StoreError {
     Failed(anyhow::Error),
 }
 
+/// One user to erase, and the message that asked (for the erasure record).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Removal {
+    pub user_id: u64,
+    pub message_id: String,
+}
+
 /// Where the users are erased.
 pub trait Store {
+    /// The table of each statement [`Store::erase`] runs, in order.
+    fn tables(&self) -> Vec<String>;
     /// Starts a transaction.
     fn begin(&mut self) -> impl Future<Output = Result<(), StoreError>>;
-    /// Erases these users inside the transaction, under a savepoint; returns
-    /// the rows affected. On [`StoreError::Refused`] it has rolled back to the
-    /// savepoint, and the transaction is still usable.
-    fn erase(&mut self, user_ids: &[u64]) -> impl Future<Output = Result<u64, StoreError>>;
+    /// Erases these users inside the transaction, under a savepoint, with
+    /// every statement of the erasure map; returns the rows each affected.
+    /// On [`StoreError::Refused`] it has rolled back to the savepoint, so the
+    /// users' erasure is undone in every table, and the transaction is still
+    /// usable.
+    fn erase(&mut self, removals: &[Removal])
+    -> impl Future<Output = Result<Vec<u64>, StoreError>>;
     /// Commits the transaction.
     fn commit(&mut self) -> impl Future<Output = Result<(), StoreError>>;
     /// Rolls the transaction back; errors are the connection's end anyway.
@@ -63,8 +75,8 @@ pub const DEADLOCK_RETRIES: u32 = 3;
 /// What one committed erasure did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Erasure {
-    /// Rows affected by the statements that went in.
-    pub rows: u64,
+    /// Rows affected by the statements that went in, per map entry.
+    pub rows: Vec<u64>,
     /// Users whose rows refused, each with the reason.
     pub refused: Vec<(u64, Refusal)>,
     /// Users not tried because isolation reached [`ISOLATION_STATEMENTS`].
@@ -84,7 +96,7 @@ impl Erasure {
 /// Erases the users (distinct, ascending) in one transaction and commits.
 /// Users whose rows refuse are isolated and left out; every other user is
 /// erased. Returns an error only when nothing was committed.
-pub async fn erase<D: Store>(store: &mut D, user_ids: &[u64]) -> anyhow::Result<Erasure> {
+pub async fn erase<D: Store>(store: &mut D, user_ids: &[Removal]) -> anyhow::Result<Erasure> {
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -119,7 +131,7 @@ pub async fn erase<D: Store>(store: &mut D, user_ids: &[u64]) -> anyhow::Result<
 }
 
 /// One try: begin, isolate, commit.
-async fn transaction<D: Store>(store: &mut D, user_ids: &[u64]) -> Result<Erasure, StoreError> {
+async fn transaction<D: Store>(store: &mut D, user_ids: &[Removal]) -> Result<Erasure, StoreError> {
     store.begin().await?;
     let erasure = isolate(store, user_ids).await?;
     store.commit().await?;
@@ -127,7 +139,7 @@ async fn transaction<D: Store>(store: &mut D, user_ids: &[u64]) -> Result<Erasur
 }
 
 /// Erases all the users at once, and bisects any set that is refused.
-async fn isolate<D: Store>(store: &mut D, user_ids: &[u64]) -> Result<Erasure, StoreError> {
+async fn isolate<D: Store>(store: &mut D, user_ids: &[Removal]) -> Result<Erasure, StoreError> {
     let mut erasure = Erasure::default();
     let mut statements = 0;
     // Sets still to try; the last is tried first, so the ids go in ascending
@@ -138,19 +150,19 @@ async fn isolate<D: Store>(store: &mut D, user_ids: &[u64]) -> Result<Erasure, S
             continue;
         }
         if statements == ISOLATION_STATEMENTS {
-            erasure.deferred.extend_from_slice(set);
+            erasure.deferred.extend(set.iter().map(|r| r.user_id));
             continue;
         }
         statements += 1;
         match store.erase(set).await {
-            Ok(rows) => erasure.rows += rows,
+            Ok(rows) => add(&mut erasure.rows, &rows),
             Err(StoreError::Refused(refusal)) => match set {
-                [user_id] => {
+                [removal] => {
                     warn!(
-                        "user {user_id} cannot be erased: {} refused: {}; its messages go back",
-                        refusal.table, refusal.reason
+                        "user {} cannot be erased: {} refused: {}; its messages go back",
+                        removal.user_id, refusal.table, refusal.reason
                     );
-                    erasure.refused.push((*user_id, refusal));
+                    erasure.refused.push((removal.user_id, refusal));
                 }
                 _ => {
                     let (low, high) = set.split_at(set.len() / 2);
@@ -172,6 +184,16 @@ async fn isolate<D: Store>(store: &mut D, user_ids: &[u64]) -> Result<Erasure, S
         );
     }
     Ok(erasure)
+}
+
+/// Adds rows per entry into a running total.
+pub fn add(total: &mut Vec<u64>, rows: &[u64]) {
+    if total.len() < rows.len() {
+        total.resize(rows.len(), 0);
+    }
+    for (sum, n) in total.iter_mut().zip(rows) {
+        *sum += n;
+    }
 }
 
 #[cfg(test)]
@@ -196,13 +218,17 @@ mod tests {
     }
 
     impl Store for Fake {
+        fn tables(&self) -> Vec<String> {
+            vec!["sessions".into(), "users".into()]
+        }
         async fn begin(&mut self) -> Result<(), StoreError> {
             self.calls.push("begin");
             self.open = true;
             Ok(())
         }
-        async fn erase(&mut self, ids: &[u64]) -> Result<u64, StoreError> {
+        async fn erase(&mut self, removals: &[Removal]) -> Result<Vec<u64>, StoreError> {
             assert!(self.open, "erase outside a transaction");
+            let ids: Vec<u64> = removals.iter().map(|r| r.user_id).collect();
             self.statements += 1;
             if self.fail_at == Some(self.statements) {
                 return Err(StoreError::Failed(anyhow::anyhow!("connection lost")));
@@ -217,8 +243,9 @@ mod tests {
                     reason: format!("legal hold on {bad}"),
                 }));
             }
-            self.pending.extend_from_slice(ids);
-            Ok(ids.len() as u64)
+            self.pending.extend_from_slice(&ids);
+            // Two entries: one row in the first, and one in the users table.
+            Ok(vec![ids.len() as u64, ids.len() as u64])
         }
         async fn commit(&mut self) -> Result<(), StoreError> {
             self.calls.push("commit");
@@ -244,12 +271,21 @@ mod tests {
         erasure.refused.iter().map(|(id, _)| *id).collect()
     }
 
+    fn removals(ids: impl IntoIterator<Item = u64>) -> Vec<Removal> {
+        ids.into_iter()
+            .map(|user_id| Removal {
+                user_id,
+                message_id: format!("m{user_id}"),
+            })
+            .collect()
+    }
+
     #[tokio::test]
     async fn a_clean_batch_is_one_statement_and_one_commit() {
         let mut fake = store([]);
         let ids: Vec<u64> = (1..=1000).collect();
-        let erasure = erase(&mut fake, &ids).await.unwrap();
-        assert_eq!(erasure.rows, 1000);
+        let erasure = erase(&mut fake, &removals(ids.clone())).await.unwrap();
+        assert_eq!(erasure.rows, [1000, 1000]);
         assert_eq!((fake.statements, fake.erased.len()), (1, 1000));
         assert_eq!(fake.calls, ["begin", "commit"]);
     }
@@ -258,11 +294,11 @@ mod tests {
     async fn one_refused_user_is_isolated_and_every_other_is_erased() {
         let mut fake = store([337]);
         let ids: Vec<u64> = (1..=1000).collect();
-        let erasure = erase(&mut fake, &ids).await.unwrap();
+        let erasure = erase(&mut fake, &removals(ids.clone())).await.unwrap();
         assert_eq!(refused(&erasure), [337]);
         assert_eq!(erasure.refused[0].1.reason, "legal hold on 337");
         assert!(erasure.deferred.is_empty());
-        assert_eq!(erasure.rows, 999);
+        assert_eq!(erasure.rows, [999, 999]);
         let expected: Vec<u64> = ids.iter().copied().filter(|&id| id != 337).collect();
         assert_eq!(fake.erased, expected, "ascending, each once");
         // Bisection: two statements per level, about log2(1000) levels.
@@ -275,9 +311,9 @@ mod tests {
         let bad = [1, 2, 50, 51, 99, 500, 999, 1000];
         let mut fake = store(bad);
         let ids: Vec<u64> = (1..=1000).collect();
-        let erasure = erase(&mut fake, &ids).await.unwrap();
+        let erasure = erase(&mut fake, &removals(ids.clone())).await.unwrap();
         assert_eq!(refused(&erasure), bad);
-        assert_eq!(erasure.rows, 992);
+        assert_eq!(erasure.rows, [992, 992]);
         assert_eq!(fake.erased.len(), 992);
         assert!(fake.erased.iter().all(|id| !bad.contains(id)));
     }
@@ -286,9 +322,9 @@ mod tests {
     async fn when_every_user_refuses_nothing_is_erased_and_all_are_named() {
         let ids: Vec<u64> = (1..=20).collect();
         let mut fake = store(ids.clone());
-        let erasure = erase(&mut fake, &ids).await.unwrap();
+        let erasure = erase(&mut fake, &removals(ids.clone())).await.unwrap();
         assert_eq!(refused(&erasure), ids);
-        assert_eq!((erasure.rows, fake.erased.len()), (0, 0));
+        assert!(erasure.rows.is_empty() && fake.erased.is_empty());
         // A full binary tree over 20 leaves: 39 statements.
         assert_eq!(fake.statements, 39);
     }
@@ -297,7 +333,7 @@ mod tests {
     async fn isolation_stops_at_its_limit_and_defers_the_rest() {
         let ids: Vec<u64> = (1..=1000).collect();
         let mut fake = store(ids.iter().copied().filter(|id| id % 3 == 0));
-        let erasure = erase(&mut fake, &ids).await.unwrap();
+        let erasure = erase(&mut fake, &removals(ids.clone())).await.unwrap();
         assert_eq!(fake.statements, ISOLATION_STATEMENTS);
         assert!(!erasure.deferred.is_empty());
         // Everything is accounted for exactly once.
@@ -316,8 +352,7 @@ mod tests {
             deadlocks: 2,
             ..store([5])
         };
-        let ids: Vec<u64> = (1..=10).collect();
-        let erasure = erase(&mut fake, &ids).await.unwrap();
+        let erasure = erase(&mut fake, &removals(1..=10)).await.unwrap();
         assert_eq!(refused(&erasure), [5]);
         assert_eq!(fake.erased.len(), 9);
         assert_eq!(
@@ -332,7 +367,7 @@ mod tests {
             deadlocks: DEADLOCK_RETRIES + 1,
             ..store([])
         };
-        let error = erase(&mut fake, &[1, 2]).await.unwrap_err();
+        let error = erase(&mut fake, &removals([1, 2])).await.unwrap_err();
         assert!(format!("{error:#}").contains("deadlocked"), "{error:#}");
         assert!(fake.erased.is_empty());
         assert_eq!(fake.calls.iter().filter(|c| **c == "commit").count(), 0);
@@ -346,7 +381,7 @@ mod tests {
             fail_at: Some(3),
             ..store([3])
         };
-        let error = erase(&mut fake, &[1, 2, 3, 4]).await.unwrap_err();
+        let error = erase(&mut fake, &removals([1, 2, 3, 4])).await.unwrap_err();
         assert_eq!(format!("{error:#}"), "connection lost");
         assert!(fake.erased.is_empty());
         assert_eq!(fake.calls, ["begin", "rollback"]);

@@ -17,12 +17,21 @@ pub async fn run(config: Config, shutdown: impl Future<Output = Signal>) -> Repo
     let started = Instant::now();
     let mut shutdown = std::pin::pin!(shutdown);
     let database = &config.database;
+    let entries: Vec<String> = database
+        .map
+        .entries()
+        .iter()
+        .map(|e| format!("{}.{}", e.table, e.column))
+        .collect();
     info!(
-        "purging users named by {} from {}.{} ({}){}",
+        "purging users named by {} from {}: {}{}{}",
         config.subscription,
         store::describe(database.url.expose()),
-        database.table.as_str(),
-        database.id_column.as_str(),
+        entries.join(", "),
+        match &database.record {
+            Some(record) => format!("; recording each erasure in {record}"),
+            None => String::new(),
+        },
         if config.pass.dry_run { ", dry run" } else { "" }
     );
     let connect = pubsub::PubSub::connect(&config.subscription, &config.credentials);

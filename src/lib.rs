@@ -22,23 +22,29 @@
 //! - [`outcome`]: exit codes, outcomes, and the JSON lines on stdout (serde_json).
 //! - [`metrics`]: the run's gauges, pushed to a Pushgateway (ureq).
 //! - [`timestamp`]: RFC 3339, for log lines and `replay --since` (jiff).
-//! - [`operate`]: the operator's commands (replay, snapshots, drill publishing).
+//! - [`operate`]: the operator's commands (replay, snapshots, drill publishing,
+//!   the schema check).
+//! - [`map`]: the erasure map (toml): tables, columns, delete or redact.
+//! - [`schema`]: the database's facts, checked against the map at connect.
+//! - [`check`]: what the map misses, and the grants it needs (pure).
 //!
 //! `main.rs` sets up logging and signals, calls [`job::run`] or an operator's
 //! command, prints the JSON line and returns the exit code.
 //!
 //! Each crate that touches the world or parses input lives in one module: clap
 //! in `cli`, prost in `event`, gcloud-* in `pubsub`, mysql_async in `store`,
-//! serde_json in `outcome`, ureq in `metrics`, jiff in `timestamp`, env_logger
-//! in `main`. Three are vocabulary shared by all: tokio (the runtime; `pass`
+//! serde_json in `outcome`, toml in `map`, ureq in `metrics`, jiff in
+//! `timestamp`, env_logger in `main`. Three are vocabulary shared by all: tokio (the runtime; `pass`
 //! orchestrates with it), anyhow (the error the two seams return) and log (the
 //! logging facade).
 
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod erase;
 pub mod event;
 pub mod job;
+pub mod map;
 pub mod metrics;
 pub mod operate;
 pub mod outcome;
@@ -46,6 +52,7 @@ pub mod pass;
 pub mod plan;
 pub mod pubsub;
 pub mod receive;
+pub mod schema;
 pub mod secret;
 pub mod store;
 pub mod timestamp;

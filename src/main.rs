@@ -82,6 +82,39 @@ fn execute(runtime: &tokio::runtime::Runtime, command: Command) -> Exit {
             "publish",
             runtime.block_on(operate::publish(&project, &credentials, &topic, &events)),
         ),
+        Command::Check(check) => match runtime.block_on(operate::check(&check)) {
+            Ok(Err(grants)) => {
+                print!("{grants}");
+                Exit::Success
+            }
+            Ok(Ok(findings)) => {
+                for finding in &findings {
+                    println!("{}", outcome::json(finding));
+                    warn!(
+                        "{}.{}: {}: {}",
+                        finding.table,
+                        finding.column,
+                        outcome::json(&finding.finding).trim_matches('"'),
+                        finding.why
+                    );
+                }
+                if findings.is_empty() {
+                    info!(
+                        "nothing found: the map and the cascades cover every place the check knows of"
+                    );
+                    Exit::Success
+                } else {
+                    info!("{} findings", findings.len());
+                    Exit::Findings
+                }
+            }
+            Err(outcome) => {
+                if let Some(e) = outcome.error() {
+                    error!("{}", outcome::one_line(e));
+                }
+                outcome.exit()
+            }
+        },
         Command::Exit { exit, .. } => exit,
     }
 }

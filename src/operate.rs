@@ -1,11 +1,14 @@
 //! The operator's commands: replay after a database restore (seek to a time
-//! or a snapshot), snapshots, and publishing drill events. Each returns the
-//! sentence to log on success, or the [`Outcome`] that says which exit code
-//! the failure gets.
+//! or a snapshot), snapshots, publishing drill events, and the schema check.
+//! Each returns what to print on success, or the [`Outcome`] that says which
+//! exit code the failure gets.
 
+use crate::check::{self, Finding};
+use crate::cli::Check;
 use crate::config::{Admin, Credentials, ReplayTo};
 use crate::outcome::Outcome;
 use crate::pubsub::{self, Unsuitable};
+use crate::store::{self, SchemaError};
 use crate::{event, timestamp};
 
 /// Seeks the subscription back (`replay`).
@@ -69,6 +72,35 @@ pub async fn publish(
         .collect();
     let ids = pubsub.publish(topic, payloads).await.map_err(classify)?;
     Ok(format!("published {} messages on {topic}", ids.len()))
+}
+
+/// `user-purge check`: the findings, read-only; or, with `--grants`, the
+/// grant statements (no database needed).
+pub async fn check(check: &Check) -> Result<Result<Vec<Finding>, String>, Outcome> {
+    let database = &check.database;
+    if let Some(grantee) = &check.grants {
+        let name = store::database_name(database.url.expose());
+        return Ok(Err(check::grants(
+            &name,
+            &database.map,
+            database.record.as_ref(),
+            grantee,
+        )));
+    }
+    let (schema, named) = store::schema(database, check.user_columns.as_deref())
+        .await
+        .map_err(|error| match error {
+            SchemaError::BadPattern(why) => {
+                Outcome::Refused(anyhow::anyhow!("invalid --user-columns: {why}"))
+            }
+            SchemaError::Unreadable(error) => Outcome::DatabaseFailed(error),
+        })?;
+    Ok(Ok(check::findings(
+        &schema,
+        &database.map,
+        database.record.as_ref(),
+        &named,
+    )))
 }
 
 /// A subscription that cannot do what was asked is the operator's to fix

@@ -5,6 +5,7 @@
 //! that turns what happened into one of them. `main` only returns it.
 
 use serde::Serialize;
+use serde::ser::SerializeMap as _;
 
 /// The signal that asked the run to stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,9 +24,11 @@ pub enum Exit {
     /// The pass completed, including when there was nothing to do. Malformed
     /// messages were handed back and show in the summary.
     Success = 0,
+    /// `user-purge check` only: it found places the erasure map misses.
+    Findings = 1,
     /// The job could not start its async runtime (out of memory or threads).
-    /// Nothing was contacted; the next run retries.
-    Internal = 1,
+    /// Nothing was contacted; the next run retries (sysexits' EX_SOFTWARE).
+    Internal = 70,
     /// Configuration or usage error, or (`replay`) a subscription that cannot
     /// do what was asked. Nothing was changed; a retry cannot help until the
     /// configuration is fixed.
@@ -61,7 +64,7 @@ pub const EXIT_CODES_HELP: &str = "\
 Exit codes:
   0    the pass completed (also when there was nothing to do; malformed messages
        were handed back and are counted in the summary)
-  1    the job could not start (no async runtime); nothing was contacted
+  1    (check only) the check found places the erasure map misses
   2    configuration or usage error (or a subscription that cannot replay);
        nothing was changed; no retry can help
   3    Pub/Sub error (unreachable, permission denied, subscription not found)
@@ -71,6 +74,7 @@ Exit codes:
   6    partially completed: the database refused to erase some users; every
        other user was erased, the refused users' messages were handed back and
        will reach the dead-letter topic; no retry can help
+  70   the job could not start (no async runtime); nothing was contacted
   130  interrupted by SIGINT
   143  terminated by SIGTERM";
 
@@ -153,8 +157,11 @@ pub struct Summary {
     pub received: usize,
     /// Distinct user ids of valid USER_REMOVED events.
     pub removed_ids: usize,
-    /// Rows the DELETE removed from the table (fewer when some were gone already).
+    /// Rows the last entry of the map (the users table) removed: fewer than
+    /// the ids when some were gone already.
     pub deleted_rows: u64,
+    /// Rows each table of the map had deleted or redacted.
+    pub tables: Tables,
     /// Valid events that ask for nothing.
     pub ignored: usize,
     /// Messages that could not be acted on, handed back.
@@ -169,6 +176,34 @@ pub struct Summary {
     pub rounds: usize,
     pub dry_run: bool,
     pub elapsed_ms: u64,
+}
+
+/// Rows affected per table, in the map's order; a JSON object.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Tables(Vec<(String, u64)>);
+
+impl Tables {
+    /// Adds rows to a table's count (a table in two entries counts once).
+    pub fn add(&mut self, table: &str, rows: u64) {
+        match self.0.iter_mut().find(|(name, _)| name == table) {
+            Some((_, total)) => *total += rows,
+            None => self.0.push((table.to_owned(), rows)),
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.0.iter().map(|(name, rows)| (name.as_str(), *rows))
+    }
+}
+
+impl Serialize for Tables {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (table, rows) in &self.0 {
+            map.serialize_entry(table, rows)?;
+        }
+        map.end()
+    }
 }
 
 /// A pass's outcome with its counts.
@@ -207,7 +242,8 @@ pub fn command_line(command: &str, outcome: &Outcome) -> String {
     })
 }
 
-fn json(value: &impl Serialize) -> String {
+/// Any value as one JSON line.
+pub fn json(value: &impl Serialize) -> String {
     // Serializing these plain structs cannot fail: no maps with non-string
     // keys, no failing Serialize impls.
     serde_json::to_string(value).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
@@ -238,6 +274,7 @@ mod tests {
             );
         }
         assert!(EXIT_CODES_HELP.contains("\n  1 "));
+        assert!(EXIT_CODES_HELP.contains("\n  70 "));
     }
 
     #[test]
@@ -260,6 +297,13 @@ mod tests {
                 received: 7,
                 removed_ids: 2,
                 deleted_rows: 1,
+                tables: {
+                    let mut tables = Tables::default();
+                    tables.add("sessions", 4);
+                    tables.add("users", 1);
+                    tables.add("sessions", 2);
+                    tables
+                },
                 ignored: 3,
                 malformed: 2,
                 acked: 5,
@@ -272,7 +316,7 @@ mod tests {
         };
         assert_eq!(
             report.json_line(),
-            r#"{"outcome":"completed","received":7,"removed_ids":2,"deleted_rows":1,"ignored":3,"malformed":2,"acked":5,"nacked":2,"refused":0,"rounds":1,"dry_run":false,"elapsed_ms":12}"#
+            r#"{"outcome":"completed","received":7,"removed_ids":2,"deleted_rows":1,"tables":{"sessions":6,"users":1},"ignored":3,"malformed":2,"acked":5,"nacked":2,"refused":0,"rounds":1,"dry_run":false,"elapsed_ms":12}"#
         );
     }
 

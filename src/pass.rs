@@ -149,7 +149,12 @@ async fn pass<S: Subscription, D: Store, F: Future<Output = Signal>>(
         None
     } else {
         match connect(connect_store, shutdown.as_mut()).await {
-            Ok(store) => Some(store),
+            Ok(store) => {
+                for table in store.tables() {
+                    summary.tables.add(&table, 0);
+                }
+                Some(store)
+            }
             Err(outcome) => return outcome,
         }
     };
@@ -311,7 +316,16 @@ async fn round<S: Subscription, D: Store, F: Future<Output = Signal>>(
             return Err(outcome);
         }
     };
-    summary.deleted_rows += erasure.rows;
+    let tables = store.tables();
+    for (table, rows) in tables.iter().zip(&erasure.rows) {
+        summary.tables.add(table, *rows);
+    }
+    // The last entry of the map is the users table.
+    summary.deleted_rows += erasure
+        .rows
+        .get(tables.len().wrapping_sub(1))
+        .copied()
+        .unwrap_or(0);
     summary.refused += erasure.refused.len();
     plan.withhold(&erasure.kept().collect::<BTreeSet<u64>>());
 
@@ -332,8 +346,8 @@ async fn erase_users<D: Store>(
     plan: &Plan,
     shutdown: Shutdown<'_, impl Future<Output = Signal>>,
 ) -> Result<erase::Erasure, Outcome> {
-    let user_ids = plan.user_ids();
-    if user_ids.is_empty() {
+    let removals = plan.removals();
+    if removals.is_empty() {
         return Ok(erase::Erasure::default());
     }
     let erasing = Instant::now();
@@ -341,7 +355,7 @@ async fn erase_users<D: Store>(
     // connection that is dropped with the store at the end of the run, so it
     // rolls back.
     let erased = tokio::select! {
-        erased = erase::erase(store, user_ids) => erased,
+        erased = erase::erase(store, removals) => erased,
         signal = shutdown => {
             warn!("stopped by {signal:?} before the delete committed; handing every message back");
             return Err(Outcome::Interrupted(signal));
@@ -351,8 +365,8 @@ async fn erase_users<D: Store>(
         Ok(erasure) => {
             info!(
                 "deleted {} rows for {} users and committed in {} ms{}",
-                erasure.rows,
-                user_ids.len() - erasure.refused.len() - erasure.deferred.len(),
+                erasure.rows.iter().sum::<u64>(),
+                removals.len() - erasure.refused.len() - erasure.deferred.len(),
                 erasing.elapsed().as_millis(),
                 match erasure.refused.len() {
                     0 => String::new(),

@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeSet, HashSet};
 
+use crate::erase::Removal;
 use crate::event::{Event, Malformed};
 
 /// What the pass will do with the messages it holds.
@@ -25,16 +26,23 @@ pub struct Plan {
     /// Which message asked for which user, so that the messages of users the
     /// database refused can be handed back and the rest acknowledged.
     asked_by: Vec<(u64, String)>,
+    /// Each user to erase with the first message that asked, by user id once
+    /// [`Plan::finish`] ran.
+    removals: Vec<Removal>,
     /// How many messages were malformed (the hand-backs also take refused users').
     malformed: usize,
 }
 
 impl Plan {
     /// Records one message's verdict.
-    pub fn add(&mut self, ack_id: String, verdict: Result<Event, Malformed>) {
+    pub fn add(&mut self, ack_id: String, message_id: &str, verdict: Result<Event, Malformed>) {
         match verdict {
             Ok(Event::Removed(user_id)) => {
                 self.user_ids.push(user_id);
+                self.removals.push(Removal {
+                    user_id,
+                    message_id: message_id.to_owned(),
+                });
                 self.asked_by.push((user_id, ack_id.clone()));
                 self.ack.push(ack_id);
             }
@@ -54,6 +62,15 @@ impl Plan {
     pub fn finish(&mut self) {
         self.user_ids.sort_unstable();
         self.user_ids.dedup();
+        // Stable: of several messages for one user, the first stays.
+        self.removals.sort_by_key(|r| r.user_id);
+        self.removals.dedup_by_key(|r| r.user_id);
+    }
+
+    /// The users to erase, each with the first message that asked: distinct
+    /// and ascending once [`Plan::finish`] ran.
+    pub fn removals(&self) -> &[Removal] {
+        &self.removals
     }
 
     /// The user ids to delete: distinct and ascending once [`Plan::finish`] ran.
@@ -112,7 +129,7 @@ mod tests {
     fn plan_of(messages: &[(&str, Vec<u8>)]) -> Plan {
         let mut plan = Plan::default();
         for (ack_id, data) in messages {
-            plan.add(ack_id.to_string(), classify(data));
+            plan.add(ack_id.to_string(), &format!("m-{ack_id}"), classify(data));
         }
         plan.finish();
         plan
@@ -133,6 +150,21 @@ mod tests {
         assert_eq!(plan.ack, ["a", "b", "c", "d", "g"]);
         assert_eq!(plan.hand_back, ["e", "f"]);
         assert_eq!((plan.ignored, plan.malformed(), plan.len()), (2, 2, 7));
+    }
+
+    #[test]
+    fn each_user_is_erased_once_for_the_first_message_that_asked() {
+        let plan = plan_of(&[
+            ("a", encode(event_type::REMOVED, 9)),
+            ("b", encode(event_type::REMOVED, 3)),
+            ("c", encode(event_type::REMOVED, 9)),
+        ]);
+        let removals: Vec<(u64, &str)> = plan
+            .removals()
+            .iter()
+            .map(|r| (r.user_id, r.message_id.as_str()))
+            .collect();
+        assert_eq!(removals, [(3, "m-b"), (9, "m-a")]);
     }
 
     #[test]
@@ -485,7 +517,7 @@ mod tests {
                         Err(_) => Expected::Malformed,
                     };
                     prop_assert_eq!(got, oracle, "message {} is {:?}: {:?}", i, data, verdict);
-                    plan.add(format!("ack-{i}"), verdict);
+                    plan.add(format!("ack-{i}"), &format!("m-{i}"), verdict);
                     expected.push((format!("ack-{i}"), oracle));
                 }
                 plan.finish();

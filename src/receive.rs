@@ -248,7 +248,7 @@ fn take(plan: &mut Plan, lease: &Lease, messages: Vec<Received>) {
                     .map_or_else(|| "at an unknown time".into(), timestamp::format)
             );
         }
-        plan.add(message.ack_id, verdict);
+        plan.add(message.ack_id, &message.message_id, verdict);
     }
 }
 

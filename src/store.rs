@@ -1,65 +1,40 @@
 //! The store seam on MySQL / MariaDB (mysql_async): the only module that imports it.
 //!
-//! One connection, one transaction, one `DELETE ... WHERE id IN (...)`. The ids
-//! are integers written into the statement as literals, so 100,000 of them need
-//! no placeholders (MySQL allows 65,535) and no string from a message ever
-//! reaches SQL text.
+//! One connection; for each round one transaction, and in it, under a
+//! savepoint, one statement per entry of the erasure map (`DELETE` or a
+//! redacting `UPDATE`) over all the round's users, then the erasure record.
+//! Ids are written into the statements as literals of the id column's type,
+//! so 100,000 of them need no placeholders (MySQL allows 65,535); texts go as
+//! hex literals, so no string from a message or the map is ever parsed as SQL.
+//! It also reads the schema (`INFORMATION_SCHEMA`) for the checks.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use mysql_async::prelude::Queryable as _;
 use mysql_async::{Conn, Opts, OptsBuilder};
 
-use crate::erase::{Refusal, Store, StoreError};
+use crate::erase::{Refusal, Removal, Store, StoreError};
+use crate::map::{Action, Entry, Identifier, Map};
+use crate::schema::{Column, ForeignKey, IdKind, Schema};
 use crate::secret::Secret;
 
-/// Where the delete goes, validated.
+/// Where the erasure goes, validated.
 #[derive(Debug, Clone)]
 pub struct Database {
     /// A URL that [`check_url`] accepted; it holds the password.
     pub url: Secret,
-    pub table: Identifier,
-    pub id_column: Identifier,
-    /// How long the delete may wait for a row lock held by someone else.
+    /// The tables and what happens to their rows.
+    pub map: Map,
+    /// The table that records each erasure, if any.
+    pub record: Option<Identifier>,
+    /// How long the erasure may wait for a row lock held by someone else.
     pub lock_wait_timeout: Duration,
     /// A CA certificate (PEM) to verify the server with; requires TLS.
     pub ca_file: Option<PathBuf>,
-}
-
-/// A plain SQL identifier: ASCII letters, digits and `_`, not starting with a
-/// digit, at most 64 characters. Anything else is refused rather than escaped,
-/// so no configuration value can change the statement's meaning.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identifier(String);
-
-impl Identifier {
-    /// The problem it returns names the value and the rule.
-    pub fn parse(value: &str) -> Result<Identifier, String> {
-        let mut chars = value.chars();
-        let plain = matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-            && value.len() <= 64;
-        if plain {
-            Ok(Identifier(value.to_owned()))
-        } else {
-            Err(format!(
-                "{value:?} is not a plain SQL identifier (ASCII letters, digits and _, \
-                 not starting with a digit, at most 64 characters)"
-            ))
-        }
-    }
-
-    /// The identifier in backticks, ready for SQL text.
-    pub fn quoted(&self) -> String {
-        format!("`{}`", self.0)
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
 /// Checks a `mysql://` URL without contacting anything. The problem it returns
@@ -95,112 +70,199 @@ pub fn describe(url: &str) -> String {
     }
 }
 
-/// How the id column holds its values, read from `INFORMATION_SCHEMA` at
-/// connect: it decides how ids are written, so that no look-alike value
-/// matches (a string column compared with an integer literal compares
-/// numerically: `'01'`, `'1abc'` and `'1.0'` would all equal 1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IdKind {
-    /// An integer column: integer literals. `signed` columns hold no id
-    /// above `i64::MAX`.
-    Integer { signed: bool },
-    /// `CHAR` or `VARCHAR`: exact string literals, and only values made of
-    /// ASCII digits (a PAD SPACE collation would also match `'1 '`).
-    Text,
+/// Opens a connection with the session settings every statement relies on.
+async fn open(database: &Database) -> anyhow::Result<Conn> {
+    let opts = Opts::from_url(database.url.expose()).context("invalid database URL")?;
+    let lock_wait = database.lock_wait_timeout.as_secs();
+    let tls = match &database.ca_file {
+        // A private CA: TLS on, and the server's certificate must chain to it.
+        Some(ca) => Some(
+            opts.ssl_opts()
+                .cloned()
+                .unwrap_or_default()
+                .with_root_certs(vec![ca.clone().into()]),
+        ),
+        // require_ssl=true (with verify_ca, verify_identity) in the URL, or plaintext.
+        None => opts.ssl_opts().cloned(),
+    };
+    let opts = OptsBuilder::from_opts(opts)
+        .ssl_opts(tls)
+        // A blocked erasure gives up before the run's own deadline: row locks
+        // (innodb_lock_wait_timeout) and table locks (lock_wait_timeout).
+        // READ COMMITTED: no gap locks on ids that are gone already, so
+        // concurrent runs do not block each other.
+        .init(vec![
+            format!(
+                "SET SESSION innodb_lock_wait_timeout = {lock_wait}, lock_wait_timeout = {lock_wait}"
+            ),
+            "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED".to_owned(),
+        ]);
+    Conn::new(opts)
+        .await
+        .with_context(|| format!("cannot connect to {}", describe(database.url.expose())))
 }
 
-impl IdKind {
-    /// The kind for an `INFORMATION_SCHEMA.COLUMNS` row, or why it is refused.
-    pub fn of(data_type: &str, column_type: &str) -> Result<IdKind, String> {
-        match data_type.to_ascii_lowercase().as_str() {
-            "tinyint" | "smallint" | "mediumint" | "int" | "integer" | "bigint" => {
-                Ok(IdKind::Integer {
-                    signed: !column_type.to_ascii_lowercase().contains("unsigned"),
-                })
-            }
-            "char" | "varchar" => Ok(IdKind::Text),
-            other => Err(format!(
-                "its type is {other}; user ids can only be matched exactly in an integer, \
-                 CHAR or VARCHAR column"
-            )),
-        }
-    }
+/// Reads what `INFORMATION_SCHEMA` says of the connection's database:
+/// columns, foreign keys and indexes.
+async fn read_schema(conn: &mut Conn) -> anyhow::Result<Schema> {
+    let columns: Vec<(String, String, String, String, String)> = conn
+        .query(
+            "SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE \
+             FROM INFORMATION_SCHEMA.COLUMNS WHERE TABLE_SCHEMA = DATABASE()",
+        )
+        .await
+        .context("cannot read the columns from INFORMATION_SCHEMA")?;
+    let foreign_keys: Vec<(String, String, String, String, String)> = conn
+        .query(
+            "SELECT k.TABLE_NAME, k.COLUMN_NAME, k.REFERENCED_TABLE_NAME, k.REFERENCED_COLUMN_NAME, \
+             r.DELETE_RULE \
+             FROM INFORMATION_SCHEMA.KEY_COLUMN_USAGE k \
+             JOIN INFORMATION_SCHEMA.REFERENTIAL_CONSTRAINTS r \
+               ON r.CONSTRAINT_SCHEMA = k.CONSTRAINT_SCHEMA AND r.CONSTRAINT_NAME = k.CONSTRAINT_NAME \
+              AND r.TABLE_NAME = k.TABLE_NAME \
+             WHERE k.TABLE_SCHEMA = DATABASE() AND k.REFERENCED_TABLE_SCHEMA = DATABASE()",
+        )
+        .await
+        .context("cannot read the foreign keys from INFORMATION_SCHEMA")?;
+    let indexed: Vec<(String, String)> = conn
+        .query(
+            "SELECT TABLE_NAME, COLUMN_NAME FROM INFORMATION_SCHEMA.STATISTICS \
+             WHERE TABLE_SCHEMA = DATABASE() AND SEQ_IN_INDEX = 1",
+        )
+        .await
+        .context("cannot read the indexes from INFORMATION_SCHEMA")?;
+    Ok(Schema {
+        columns: columns
+            .into_iter()
+            .map(|(table, column, data_type, column_type, nullable)| {
+                let column_info = Column {
+                    data_type,
+                    column_type,
+                    nullable: nullable.eq_ignore_ascii_case("YES"),
+                };
+                ((table, column), column_info)
+            })
+            .collect::<BTreeMap<_, _>>(),
+        foreign_keys: foreign_keys
+            .into_iter()
+            .map(
+                |(child, column, parent, parent_column, on_delete)| ForeignKey {
+                    child,
+                    column,
+                    parent,
+                    parent_column,
+                    on_delete,
+                },
+            )
+            .collect(),
+        indexed: indexed.into_iter().collect(),
+    })
 }
 
-/// A connection ready to erase from the configured table.
+/// Why the check could not read the schema.
+#[derive(Debug)]
+pub enum SchemaError {
+    /// The `--user-columns` pattern is not a REGEXP the server accepts.
+    BadPattern(String),
+    /// The database cannot be reached or read.
+    Unreadable(anyhow::Error),
+}
+
+/// Connects and reads the schema, for `user-purge check`, and the columns
+/// whose names match `user_columns` (a MySQL REGEXP, evaluated by the server
+/// so that it means what MySQL means). Read-only.
+pub async fn schema(
+    database: &Database,
+    user_columns: Option<&str>,
+) -> Result<(Schema, BTreeSet<(String, String)>), SchemaError> {
+    let mut conn = open(database).await.map_err(SchemaError::Unreadable)?;
+    let schema = read_schema(&mut conn)
+        .await
+        .map_err(SchemaError::Unreadable)?;
+    let named = match user_columns {
+        None => BTreeSet::new(),
+        Some(pattern) => conn
+            .exec(
+                "SELECT TABLE_NAME, COLUMN_NAME FROM INFORMATION_SCHEMA.COLUMNS \
+                 WHERE TABLE_SCHEMA = DATABASE() AND COLUMN_NAME REGEXP ?",
+                (pattern,),
+            )
+            .await
+            .map(|rows: Vec<(String, String)>| rows.into_iter().collect())
+            .map_err(|error| match &error {
+                // ER_REGEXP_ERROR
+                mysql_async::Error::Server(server) if server.code == 1139 => {
+                    SchemaError::BadPattern(server.message.clone())
+                }
+                _ => SchemaError::Unreadable(
+                    anyhow::Error::new(error).context("cannot match --user-columns"),
+                ),
+            })?,
+    };
+    let _ = conn.disconnect().await;
+    Ok((schema, named))
+}
+
+/// The database a URL names (checked by [`check_url`]).
+pub fn database_name(url: &str) -> String {
+    Opts::from_url(url)
+        .ok()
+        .and_then(|opts| opts.db_name().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// A connection ready to erase with the map.
 pub struct MySql {
     conn: Conn,
-    table: Identifier,
-    id_column: Identifier,
-    id_kind: IdKind,
+    /// Each entry of the map, with how its id column holds ids.
+    entries: Vec<(Entry, IdKind)>,
+    /// The erasure record, with how its user_id column holds ids.
+    record: Option<(Identifier, IdKind)>,
     /// The server's limit on one statement's size, read at connect so that an
     /// oversized statement fails with a clear message instead of a dropped connection.
     max_allowed_packet: usize,
 }
 
 impl MySql {
-    /// Connects, then checks the table and the id column, so that a wrong
-    /// setting fails here, before any message is received.
+    /// Connects, then checks the map and the record against the schema, so
+    /// that a wrong setting fails here, before any message is received.
     pub async fn connect(database: &Database) -> anyhow::Result<MySql> {
-        let opts = Opts::from_url(database.url.expose()).context("invalid database URL")?;
-        let lock_wait = database.lock_wait_timeout.as_secs();
-        let tls = match &database.ca_file {
-            // A private CA: TLS on, and the server's certificate must chain to it.
-            Some(ca) => Some(
-                opts.ssl_opts()
-                    .cloned()
-                    .unwrap_or_default()
-                    .with_root_certs(vec![ca.clone().into()]),
-            ),
-            // require_ssl=true (with verify_ca, verify_identity) in the URL, or plaintext.
-            None => opts.ssl_opts().cloned(),
-        };
-        let opts = OptsBuilder::from_opts(opts)
-            .ssl_opts(tls)
-            // A blocked erasure gives up before the run's own deadline: row locks
-            // (innodb_lock_wait_timeout) and table locks (lock_wait_timeout).
-            // READ COMMITTED: no gap locks on ids that are gone already, so
-            // concurrent runs do not block each other.
-            .init(vec![
-                format!(
-                    "SET SESSION innodb_lock_wait_timeout = {lock_wait}, lock_wait_timeout = {lock_wait}"
-                ),
-                "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED".to_owned(),
-            ]);
-        let mut conn = Conn::new(opts)
-            .await
-            .with_context(|| format!("cannot connect to {}", describe(database.url.expose())))?;
+        let mut conn = open(database).await?;
         let max_allowed_packet: Option<u64> = conn
             .query_first("SELECT @@max_allowed_packet")
             .await
             .context("cannot read max_allowed_packet")?;
-        let column: Option<(String, String)> = conn
-            .exec_first(
-                "SELECT DATA_TYPE, COLUMN_TYPE FROM INFORMATION_SCHEMA.COLUMNS \
-                 WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND COLUMN_NAME = ?",
-                (database.table.as_str(), database.id_column.as_str()),
-            )
+        let schema = read_schema(&mut conn).await?;
+        let checked = schema
+            .check(&database.map, database.record.as_ref())
+            .map_err(|problem| anyhow::anyhow!("{problem}; nothing was received"))?;
+        let record = database.record.clone().zip(checked.record);
+        if let Some((table, _)) = &record {
+            // Privileges and a read-only server are checked when a statement
+            // starts, even one that writes no row.
+            conn.query_drop(format!(
+                "INSERT INTO {t} (`user_id`, `erased_at`, `message_id`) \
+                 SELECT `user_id`, `erased_at`, `message_id` FROM {t} WHERE FALSE",
+                t = table.quoted()
+            ))
             .await
-            .context("cannot read the id column's type from INFORMATION_SCHEMA")?;
-        let place = format!(
-            "{}.{}",
-            database.table.quoted(),
-            database.id_column.quoted()
-        );
-        let Some((data_type, column_type)) = column else {
-            bail!(
-                "{place} does not exist (or this user cannot see it); \
-                 nothing was received"
-            );
-        };
-        let id_kind = IdKind::of(&data_type, &column_type).map_err(|why| {
-            anyhow::anyhow!("{place} cannot be used: {why}; nothing was received")
-        })?;
+            .with_context(|| {
+                format!(
+                    "the erasure record {} is not writable; nothing was received",
+                    table.quoted()
+                )
+            })?;
+        }
         Ok(MySql {
             conn,
-            table: database.table.clone(),
-            id_column: database.id_column.clone(),
-            id_kind,
+            entries: database
+                .map
+                .entries()
+                .iter()
+                .cloned()
+                .zip(checked.entries)
+                .collect(),
+            record,
             max_allowed_packet: max_allowed_packet
                 .unwrap_or(u64::MAX)
                 .try_into()
@@ -208,11 +270,42 @@ impl MySql {
         })
     }
 
-    async fn run(&mut self, statement: &str, what: &str) -> Result<(), StoreError> {
+    async fn run(&mut self, statement: &str, table: &str, what: &str) -> Result<(), StoreError> {
+        if statement.len() >= self.max_allowed_packet {
+            return Err(StoreError::Failed(anyhow::anyhow!(
+                "{what} is {} bytes, above the server's max_allowed_packet ({}); \
+                 lower --batch-size or raise max_allowed_packet",
+                statement.len(),
+                self.max_allowed_packet
+            )));
+        }
         self.conn
             .query_drop(statement)
             .await
-            .map_err(|error| classify(error, &self.table, what))
+            .map_err(|error| classify(error, table, what))
+    }
+
+    /// The statements of one erasure, in order, each with its table; `None`
+    /// for an entry where no id can match.
+    fn statements(&self, removals: &[Removal]) -> Vec<(Option<String>, String)> {
+        let user_ids: Vec<u64> = removals.iter().map(|r| r.user_id).collect();
+        let mut statements: Vec<(Option<String>, String)> = self
+            .entries
+            .iter()
+            .map(|(entry, kind)| {
+                (
+                    entry_statement(entry, *kind, &user_ids),
+                    entry.table.as_str().to_owned(),
+                )
+            })
+            .collect();
+        if let Some((table, kind)) = &self.record {
+            statements.push((
+                record_statement(table, *kind, removals),
+                table.as_str().to_owned(),
+            ));
+        }
+        statements
     }
 }
 
@@ -220,47 +313,56 @@ impl MySql {
 const SAVEPOINT: &str = "user_purge_erase";
 
 impl Store for MySql {
-    async fn begin(&mut self) -> Result<(), StoreError> {
-        self.run("START TRANSACTION", "START TRANSACTION").await
+    fn tables(&self) -> Vec<String> {
+        self.entries
+            .iter()
+            .map(|(entry, _)| entry.table.as_str().to_owned())
+            .collect()
     }
 
-    /// Deletes the given users in one statement under a savepoint. Returns the
-    /// number of rows deleted from the table itself; rows in tables that
-    /// reference it go through their foreign keys.
-    async fn erase(&mut self, user_ids: &[u64]) -> Result<u64, StoreError> {
-        let Some(statement) =
-            delete_statement(&self.table, &self.id_column, self.id_kind, user_ids)
-        else {
-            return Ok(0);
-        };
-        if statement.len() >= self.max_allowed_packet {
-            return Err(StoreError::Failed(anyhow::anyhow!(
-                "the DELETE for {} ids is {} bytes, above the server's max_allowed_packet ({}); \
-                 lower --batch-size or raise max_allowed_packet",
-                user_ids.len(),
-                statement.len(),
-                self.max_allowed_packet
-            )));
-        }
-        self.run(&format!("SAVEPOINT {SAVEPOINT}"), "SAVEPOINT")
+    async fn begin(&mut self) -> Result<(), StoreError> {
+        self.run("START TRANSACTION", "", "START TRANSACTION").await
+    }
+
+    /// Runs every statement of the map, then the record, under a savepoint.
+    /// Returns the rows each map entry affected; rows in tables that reference
+    /// them go through their foreign keys.
+    async fn erase(&mut self, removals: &[Removal]) -> Result<Vec<u64>, StoreError> {
+        let statements = self.statements(removals);
+        let entries = self.entries.len();
+        self.run(&format!("SAVEPOINT {SAVEPOINT}"), "", "SAVEPOINT")
             .await?;
-        let what = format!("DELETE FROM {}", self.table.quoted());
-        match self.run(&statement, &what).await {
-            Ok(()) => Ok(self.conn.affected_rows()),
-            Err(StoreError::Refused(refusal)) => {
-                self.run(
-                    &format!("ROLLBACK TO SAVEPOINT {SAVEPOINT}"),
-                    "ROLLBACK TO SAVEPOINT",
-                )
-                .await?;
-                Err(StoreError::Refused(refusal))
+        let mut rows = Vec::with_capacity(entries);
+        for (i, (statement, table)) in statements.into_iter().enumerate() {
+            let Some(statement) = statement else {
+                rows.push(0);
+                continue;
+            };
+            let what = if i < entries {
+                format!("entry {} on {table}", i + 1)
+            } else {
+                format!("the erasure record {table}")
+            };
+            match self.run(&statement, &table, &what).await {
+                Ok(()) if i < entries => rows.push(self.conn.affected_rows()),
+                Ok(()) => {}
+                Err(StoreError::Refused(refusal)) => {
+                    self.run(
+                        &format!("ROLLBACK TO SAVEPOINT {SAVEPOINT}"),
+                        "",
+                        "ROLLBACK TO SAVEPOINT",
+                    )
+                    .await?;
+                    return Err(StoreError::Refused(refusal));
+                }
+                Err(other) => return Err(other),
             }
-            Err(other) => Err(other),
         }
+        Ok(rows)
     }
 
     async fn commit(&mut self) -> Result<(), StoreError> {
-        self.run("COMMIT", "COMMIT").await
+        self.run("COMMIT", "", "COMMIT").await
     }
 
     async fn rollback(&mut self) {
@@ -273,7 +375,7 @@ impl Store for MySql {
 /// Sorts a server error by what happens next: SQLSTATE classes 22 (data),
 /// 23 (integrity: a foreign key refusing) and 45 (a trigger's SIGNAL) belong
 /// to rows; 1213 is a deadlock; anything else fails the transaction.
-fn classify(error: mysql_async::Error, table: &Identifier, what: &str) -> StoreError {
+fn classify(error: mysql_async::Error, table: &str, what: &str) -> StoreError {
     if let mysql_async::Error::Server(server) = &error {
         let class = server.state.get(..2).unwrap_or("");
         if server.code == 1213 {
@@ -283,7 +385,7 @@ fn classify(error: mysql_async::Error, table: &Identifier, what: &str) -> StoreE
         }
         if matches!(class, "22" | "23" | "45") {
             return StoreError::Refused(Refusal {
-                table: table.as_str().to_owned(),
+                table: table.to_owned(),
                 reason: refusal_reason(server.code, &server.state, &server.message),
             });
         }
@@ -303,29 +405,15 @@ fn refusal_reason(code: u16, state: &str, message: &str) -> String {
     }
 }
 
-/// `DELETE FROM `t` WHERE `c` IN (1,2,3)`: identifiers validated and quoted,
-/// ids written as the column holds them. `None` when no id can match (ids
-/// above a signed column's range).
-pub fn delete_statement(
-    table: &Identifier,
-    column: &Identifier,
-    kind: IdKind,
-    user_ids: &[u64],
-) -> Option<String> {
-    let mut sql = String::with_capacity(64 + user_ids.len() * 14);
-    let _ = write!(
-        sql,
-        "DELETE FROM {} WHERE {} IN (",
-        table.quoted(),
-        column.quoted()
-    );
+/// `WHERE `c` IN (1,2,3)`, the ids written as the column holds them; `None`
+/// when no id can match (ids above a signed column's range).
+fn where_in(column: &Identifier, kind: IdKind, user_ids: &[u64]) -> Option<String> {
+    let mut sql = String::with_capacity(32 + user_ids.len() * 14);
+    let _ = write!(sql, " WHERE {} IN (", column.quoted());
     let mut listed = 0;
     for id in user_ids {
-        match kind {
-            IdKind::Integer { signed: true } if *id > i64::MAX as u64 => continue,
-            IdKind::Integer { .. } => write_separated(&mut sql, listed, format_args!("{id}")),
-            // Digits only: nothing to escape.
-            IdKind::Text => write_separated(&mut sql, listed, format_args!("'{id}'")),
+        if !id_literal(&mut sql, listed, kind, *id) {
+            continue;
         }
         listed += 1;
     }
@@ -341,11 +429,87 @@ pub fn delete_statement(
     Some(sql)
 }
 
-fn write_separated(sql: &mut String, index: usize, value: std::fmt::Arguments<'_>) {
+/// Writes one id as a literal of the column's kind, after a comma unless it
+/// is the first; false (nothing written) when the column cannot hold it.
+fn id_literal(sql: &mut String, index: usize, kind: IdKind, id: u64) -> bool {
+    if kind == (IdKind::Integer { signed: true }) && id > i64::MAX as u64 {
+        return false;
+    }
     if index > 0 {
         sql.push(',');
     }
-    let _ = sql.write_fmt(value);
+    // Digits only: nothing to escape.
+    let _ = match kind {
+        IdKind::Integer { .. } => write!(sql, "{id}"),
+        IdKind::Text => write!(sql, "'{id}'"),
+    };
+    true
+}
+
+/// A text as a hex literal in utf8mb4: whatever it holds (quotes,
+/// backslashes, `;`), no character of it is parsed as SQL, whatever the
+/// server's `sql_mode`.
+fn text_literal(text: &str) -> String {
+    let mut literal = String::with_capacity(12 + text.len() * 2);
+    literal.push_str("_utf8mb4 X'");
+    for byte in text.as_bytes() {
+        let _ = write!(literal, "{byte:02X}");
+    }
+    literal.push('\'');
+    literal
+}
+
+/// One map entry's statement over the users: `DELETE FROM t WHERE c IN (..)`
+/// or `UPDATE t SET a = NULL, b = '..' WHERE c IN (..)`.
+pub fn entry_statement(entry: &Entry, kind: IdKind, user_ids: &[u64]) -> Option<String> {
+    let condition = where_in(&entry.column, kind, user_ids)?;
+    Some(match &entry.action {
+        Action::Delete => format!("DELETE FROM {}{condition}", entry.table.quoted()),
+        Action::Redact { null, replace } => {
+            let sets: Vec<String> =
+                null.iter()
+                    .map(|column| format!("{} = NULL", column.quoted()))
+                    .chain(replace.iter().map(|(column, text)| {
+                        format!("{} = {}", column.quoted(), text_literal(text))
+                    }))
+                    .collect();
+            format!(
+                "UPDATE {} SET {}{condition}",
+                entry.table.quoted(),
+                sets.join(", ")
+            )
+        }
+    })
+}
+
+/// The erasure record's rows: one per user, the first erasure kept
+/// (`ON DUPLICATE KEY` leaves an existing row as it is).
+pub fn record_statement(table: &Identifier, kind: IdKind, removals: &[Removal]) -> Option<String> {
+    let mut sql = format!(
+        "INSERT INTO {} (`user_id`, `erased_at`, `message_id`) VALUES ",
+        table.quoted()
+    );
+    let mut listed = 0;
+    for removal in removals {
+        let mut id = String::new();
+        if !id_literal(&mut id, 0, kind, removal.user_id) {
+            continue;
+        }
+        if listed > 0 {
+            sql.push(',');
+        }
+        let _ = write!(
+            sql,
+            "({id}, UTC_TIMESTAMP(3), {})",
+            text_literal(&removal.message_id)
+        );
+        listed += 1;
+    }
+    if listed == 0 {
+        return None;
+    }
+    sql.push_str(" ON DUPLICATE KEY UPDATE `user_id` = `user_id`");
+    Some(sql)
 }
 
 #[cfg(test)]
@@ -356,29 +520,8 @@ mod tests {
         Identifier::parse(s).unwrap()
     }
 
-    #[test]
-    fn identifiers_must_be_plain() {
-        for good in ["users", "_x", "T1", "user_accounts", &"a".repeat(64)] {
-            assert!(Identifier::parse(good).is_ok(), "{good} was refused");
-        }
-        let too_long = "a".repeat(65);
-        for bad in [
-            "",
-            "1users",
-            "users; DROP TABLE x",
-            "us`ers",
-            "us\"ers",
-            "us'ers",
-            "db.users",
-            "usérs",
-            "\u{0443}sers", // Cyrillic u: looks like "users"
-            "a b",
-            "users\0",
-            &too_long,
-        ] {
-            let problem = Identifier::parse(bad).unwrap_err();
-            assert!(problem.contains("not a plain SQL identifier"), "{problem}");
-        }
+    fn delete(table: &str, column: &str) -> Entry {
+        Map::single(ident(table), ident(column)).entries()[0].clone()
     }
 
     const UNSIGNED: IdKind = IdKind::Integer { signed: false };
@@ -386,7 +529,7 @@ mod tests {
 
     #[test]
     fn the_statement_quotes_identifiers_and_lists_ids() {
-        let sql = delete_statement(&ident("users"), &ident("id"), UNSIGNED, &[3, 9, u64::MAX]);
+        let sql = entry_statement(&delete("users", "id"), UNSIGNED, &[3, 9, u64::MAX]);
         assert_eq!(
             sql.as_deref(),
             Some("DELETE FROM `users` WHERE `id` IN (3,9,18446744073709551615)")
@@ -396,21 +539,21 @@ mod tests {
     #[test]
     fn a_signed_column_is_not_asked_for_ids_beyond_its_range() {
         let big = i64::MAX as u64 + 1;
-        let sql = delete_statement(&ident("users"), &ident("id"), SIGNED, &[3, big, u64::MAX]);
+        let users = delete("users", "id");
+        let sql = entry_statement(&users, SIGNED, &[3, big, u64::MAX]);
         assert_eq!(
             sql.as_deref(),
             Some("DELETE FROM `users` WHERE `id` IN (3)")
         );
-        let none = delete_statement(&ident("users"), &ident("id"), SIGNED, &[big]);
-        assert_eq!(none, None);
+        assert_eq!(entry_statement(&users, SIGNED, &[big]), None);
         let max = i64::MAX as u64;
-        let sql = delete_statement(&ident("users"), &ident("id"), SIGNED, &[max]).unwrap();
+        let sql = entry_statement(&users, SIGNED, &[max]).unwrap();
         assert!(sql.ends_with("IN (9223372036854775807)"), "{sql}");
     }
 
     #[test]
     fn a_text_column_gets_exact_string_literals_of_digits_only() {
-        let sql = delete_statement(&ident("accounts"), &ident("uid"), IdKind::Text, &[1, 20]);
+        let sql = entry_statement(&delete("accounts", "uid"), IdKind::Text, &[1, 20]);
         assert_eq!(
             sql.as_deref(),
             Some("DELETE FROM `accounts` WHERE `uid` IN ('1','20') AND `uid` REGEXP '^[0-9]+$'")
@@ -418,24 +561,43 @@ mod tests {
     }
 
     #[test]
-    fn the_id_column_type_decides_the_kind_or_is_refused() {
-        assert_eq!(IdKind::of("bigint", "bigint(20) unsigned"), Ok(UNSIGNED));
-        assert_eq!(IdKind::of("INT", "int(11)"), Ok(SIGNED));
-        assert_eq!(IdKind::of("varchar", "varchar(20)"), Ok(IdKind::Text));
-        assert_eq!(IdKind::of("char", "char(8)"), Ok(IdKind::Text));
-        for refused in [
-            "decimal",
-            "date",
-            "blob",
-            "text",
-            "double",
-            "binary",
-            "varbinary",
-            "json",
-        ] {
-            let why = IdKind::of(refused, refused).unwrap_err();
-            assert!(why.contains(refused), "{why}");
-        }
+    fn a_redaction_sets_nulls_and_texts_as_hex_literals() {
+        let map = Map::parse(
+            "m.toml",
+            "[[redact]]\ntable = \"invoices\"\ncolumn = \"customer_id\"\nnull = [\"email\"]\nreplace = { name = \"O'Brien \\\\ ;\" }\n",
+        )
+        .unwrap();
+        let sql = entry_statement(&map.entries()[0], UNSIGNED, &[7]).unwrap();
+        assert_eq!(
+            sql,
+            "UPDATE `invoices` SET `email` = NULL, `name` = _utf8mb4 X'4F27427269656E205C203B' \
+             WHERE `customer_id` IN (7)"
+        );
+    }
+
+    #[test]
+    fn the_record_keeps_the_first_erasure_and_hex_encodes_message_ids() {
+        let removals = [
+            Removal {
+                user_id: 4,
+                message_id: "17".into(),
+            },
+            Removal {
+                user_id: u64::MAX,
+                message_id: "x'y".into(),
+            },
+        ];
+        let sql = record_statement(&ident("erased"), SIGNED, &removals).unwrap();
+        assert_eq!(
+            sql,
+            "INSERT INTO `erased` (`user_id`, `erased_at`, `message_id`) VALUES \
+             (4, UTC_TIMESTAMP(3), _utf8mb4 X'3137') ON DUPLICATE KEY UPDATE `user_id` = `user_id`"
+        );
+        let sql = record_statement(&ident("erased"), IdKind::Text, &removals).unwrap();
+        assert!(
+            sql.contains("('18446744073709551615', UTC_TIMESTAMP(3), _utf8mb4 X'782779')"),
+            "{sql}"
+        );
     }
 
     #[test]
@@ -453,7 +615,7 @@ mod tests {
     #[test]
     fn a_hundred_thousand_ids_make_one_statement_of_modest_size() {
         let ids: Vec<u64> = (1..=100_000).collect();
-        let sql = delete_statement(&ident("users"), &ident("id"), UNSIGNED, &ids).unwrap();
+        let sql = entry_statement(&delete("users", "id"), UNSIGNED, &ids).unwrap();
         assert_eq!(sql.matches(',').count(), 99_999);
         // Well inside MySQL's smallest default max_allowed_packet (4 MiB).
         assert!(sql.len() < 1 << 20, "{}", sql.len());

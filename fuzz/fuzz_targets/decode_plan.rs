@@ -73,7 +73,7 @@ fuzz_target!(|input: &[u8]| {
         } else {
             to_hand_back.insert(ack_id.clone());
         }
-        plan.add(ack_id, verdict);
+        plan.add(ack_id, "", verdict);
     }
     plan.finish();
 

@@ -331,13 +331,18 @@ impl FakeStore {
 }
 
 impl erase::Store for FakeStore {
+    fn tables(&self) -> Vec<String> {
+        vec!["users".into()]
+    }
+
     async fn begin(&mut self) -> Result<(), StoreError> {
         self.erased.clear();
         Ok(())
     }
 
-    async fn erase(&mut self, user_ids: &[u64]) -> Result<u64, StoreError> {
-        self.log.push(Call::DeleteStarted(user_ids.to_vec()));
+    async fn erase(&mut self, removals: &[erase::Removal]) -> Result<Vec<u64>, StoreError> {
+        let user_ids: Vec<u64> = removals.iter().map(|r| r.user_id).collect();
+        self.log.push(Call::DeleteStarted(user_ids.clone()));
         if !self.delay.is_zero() {
             tokio::time::sleep(self.delay).await;
         }
@@ -352,8 +357,10 @@ impl erase::Store for FakeStore {
                 reason: format!("fake: legal hold on {id}"),
             }));
         }
-        self.erased.extend_from_slice(user_ids);
-        Ok(user_ids.iter().filter(|id| self.users.contains(id)).count() as u64)
+        self.erased.extend_from_slice(&user_ids);
+        Ok(vec![
+            user_ids.iter().filter(|id| self.users.contains(id)).count() as u64,
+        ])
     }
 
     async fn commit(&mut self) -> Result<(), StoreError> {
@@ -468,10 +475,16 @@ fn assert_outcome(report: &Report, name: &str, code: u8) {
     );
 }
 
-/// Asserts every field of the summary but the elapsed time.
+/// Asserts every field of the summary but the elapsed time. A pass that
+/// connected the fake store reports its one table, with the deleted rows.
 fn assert_summary(report: &Report, summary: Summary) {
+    let mut tables = crate::outcome::Tables::default();
+    if report.summary.tables != tables {
+        tables.add("users", summary.deleted_rows);
+    }
     let summary = Summary {
         elapsed_ms: report.summary.elapsed_ms,
+        tables,
         ..summary
     };
     assert_eq!(report.summary, summary);

@@ -1,0 +1,415 @@
+//! The erasure map: where a user's data lives and what happens to it, read
+//! once from a TOML file (the toml crate, only here) into validated entries.
+//!
+//! ```toml
+//! [[delete]]                          # DELETE FROM sessions WHERE user_id IN (...)
+//! table = "sessions"
+//! column = "user_id"
+//!
+//! [[redact]]                          # keep the row, clear what identifies the person
+//! table = "invoices"
+//! column = "customer_id"
+//! null = ["email", "phone"]
+//! replace = { name = "erased user" }
+//!
+//! [[delete]]
+//! table = "users"
+//! column = "id"
+//! ```
+//!
+//! The entries run in the order of the file, `[[delete]]` and `[[redact]]`
+//! interleaved, in one transaction. Without a map the job erases from one
+//! table (`--table`, `--id-column`): the map of one `[[delete]]` entry.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// A plain SQL identifier: ASCII letters, digits and `_`, not starting with a
+/// digit, at most 64 characters. Anything else is refused rather than escaped,
+/// so no configuration value can change a statement's meaning.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Identifier(String);
+
+impl Identifier {
+    /// The problem it returns names the value and the rule.
+    pub fn parse(value: &str) -> Result<Identifier, String> {
+        let mut chars = value.chars();
+        let plain = matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && value.len() <= 64;
+        if plain {
+            Ok(Identifier(value.to_owned()))
+        } else {
+            Err(format!(
+                "{value:?} is not a plain SQL identifier (ASCII letters, digits and _, \
+                 not starting with a digit, at most 64 characters)"
+            ))
+        }
+    }
+
+    /// The identifier in backticks, ready for SQL text.
+    pub fn quoted(&self) -> String {
+        format!("`{}`", self.0)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Identifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One statement over all of a round's users.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub table: Identifier,
+    /// The column holding the user id.
+    pub column: Identifier,
+    pub action: Action,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// `DELETE FROM table WHERE column IN (...)`.
+    Delete,
+    /// `UPDATE table SET .. WHERE column IN (...)`: the rows stay, the
+    /// personal columns are cleared.
+    Redact {
+        /// Set to NULL.
+        null: Vec<Identifier>,
+        /// Set to these texts.
+        replace: Vec<(Identifier, String)>,
+    },
+}
+
+impl Entry {
+    /// `[[delete]] sessions`, for messages.
+    pub fn describe(&self) -> String {
+        let kind = match self.action {
+            Action::Delete => "delete",
+            Action::Redact { .. } => "redact",
+        };
+        format!("[[{kind}]] {}", self.table)
+    }
+}
+
+/// The entries, in order; never empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Map {
+    entries: Vec<Entry>,
+}
+
+impl Map {
+    /// The map of the single-table mode: one `[[delete]]` entry.
+    pub fn single(table: Identifier, column: Identifier) -> Map {
+        Map {
+            entries: vec![Entry {
+                table,
+                column,
+                action: Action::Delete,
+            }],
+        }
+    }
+
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    /// The table of the last entry: the users table, by the rule that
+    /// children come before their parents.
+    pub fn users_table(&self) -> &Identifier {
+        // Never empty: `single` has one entry and `parse` refuses none.
+        &self.entries[self.entries.len() - 1].table
+    }
+
+    /// Reads and validates the map in `path`. The problem it returns names
+    /// the file, and the line or the entry.
+    pub fn load(path: &str) -> Result<Map, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+        Map::parse(path, &text)
+    }
+
+    /// Validates the map's text; `file` names it in the problem.
+    pub fn parse(file: &str, text: &str) -> Result<Map, String> {
+        let raw: RawMap = toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|span| format!(" line {}:", line_of(text, span.start)))
+                .unwrap_or_default();
+            format!("{file}:{line} {}", e.message().trim())
+        })?;
+        let mut spanned: Vec<(usize, Result<Entry, String>, String)> = Vec::new();
+        for entry in raw.delete {
+            let start = entry.span().start;
+            let entry = entry.into_inner();
+            let what = format!("[[delete]] {}", entry.table);
+            spanned.push((start, entry.validate(), what));
+        }
+        for entry in raw.redact {
+            let start = entry.span().start;
+            let entry = entry.into_inner();
+            let what = format!("[[redact]] {}", entry.table);
+            spanned.push((start, entry.validate(), what));
+        }
+        if spanned.is_empty() {
+            return Err(format!(
+                "{file}: the map has no entries; give at least one [[delete]] (the users table, last)"
+            ));
+        }
+        spanned.sort_by_key(|(start, _, _)| *start);
+        let mut entries = Vec::with_capacity(spanned.len());
+        let mut seen = BTreeSet::new();
+        for (i, (start, entry, what)) in spanned.into_iter().enumerate() {
+            let at = format!(
+                "{file}: entry {} ({what}, line {})",
+                i + 1,
+                line_of(text, start)
+            );
+            let entry = entry.map_err(|problem| format!("{at}: {problem}"))?;
+            if !seen.insert((entry.table.clone(), entry.column.clone())) {
+                return Err(format!(
+                    "{at}: {}.{} is already in an earlier entry",
+                    entry.table, entry.column
+                ));
+            }
+            entries.push(entry);
+        }
+        Ok(Map { entries })
+    }
+}
+
+/// The 1-based line of a byte offset.
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMap {
+    #[serde(default)]
+    delete: Vec<Spanned<RawDelete>>,
+    #[serde(default)]
+    redact: Vec<Spanned<RawRedact>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDelete {
+    table: String,
+    column: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRedact {
+    table: String,
+    column: String,
+    #[serde(default)]
+    null: Vec<String>,
+    #[serde(default)]
+    replace: BTreeMap<String, String>,
+}
+
+fn identifier(key: &str, value: &str) -> Result<Identifier, String> {
+    Identifier::parse(value).map_err(|problem| format!("{key}: {problem}"))
+}
+
+impl RawDelete {
+    fn validate(self) -> Result<Entry, String> {
+        Ok(Entry {
+            table: identifier("table", &self.table)?,
+            column: identifier("column", &self.column)?,
+            action: Action::Delete,
+        })
+    }
+}
+
+impl RawRedact {
+    fn validate(self) -> Result<Entry, String> {
+        let table = identifier("table", &self.table)?;
+        let column = identifier("column", &self.column)?;
+        if self.null.is_empty() && self.replace.is_empty() {
+            return Err("a redact sets nothing: give null = [...] or replace = { ... }".into());
+        }
+        let mut set = BTreeSet::new();
+        let mut null = Vec::with_capacity(self.null.len());
+        for name in &self.null {
+            let name = identifier("null", name)?;
+            if !set.insert(name.clone()) {
+                return Err(format!("null: {name} is listed twice"));
+            }
+            null.push(name);
+        }
+        let mut replace = Vec::with_capacity(self.replace.len());
+        for (name, text) in self.replace {
+            let name = identifier("replace", &name)?;
+            if !set.insert(name.clone()) {
+                return Err(format!("{name} is both nulled and replaced"));
+            }
+            replace.push((name, text));
+        }
+        if set.contains(&column) {
+            return Err(format!(
+                "{column} is the column that finds the user's rows; redacting it would lose them"
+            ));
+        }
+        Ok(Entry {
+            table,
+            column,
+            action: Action::Redact { null, replace },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"
+# The statements run in this order, in one transaction.
+[[delete]]
+table = "sessions"
+column = "user_id"
+
+[[redact]]
+table = "invoices"
+column = "customer_id"
+null = ["email", "phone"]
+replace = { name = "erased user" }
+
+[[delete]]
+table = "users"
+column = "id"
+"#;
+
+    fn id(s: &str) -> Identifier {
+        Identifier::parse(s).unwrap()
+    }
+
+    fn problem(text: &str) -> String {
+        Map::parse("map.toml", text).unwrap_err()
+    }
+
+    #[test]
+    fn the_example_parses_in_file_order() {
+        let map = Map::parse("map.toml", EXAMPLE).unwrap();
+        let order: Vec<String> = map.entries().iter().map(Entry::describe).collect();
+        assert_eq!(
+            order,
+            [
+                "[[delete]] sessions",
+                "[[redact]] invoices",
+                "[[delete]] users"
+            ]
+        );
+        assert_eq!(
+            map.entries()[1].action,
+            Action::Redact {
+                null: vec![id("email"), id("phone")],
+                replace: vec![(id("name"), "erased user".into())],
+            }
+        );
+        assert_eq!(map.users_table(), &id("users"));
+    }
+
+    #[test]
+    fn the_single_table_mode_is_a_map_of_one_delete() {
+        let map = Map::single(id("accounts"), id("uid"));
+        assert_eq!(map.entries().len(), 1);
+        assert_eq!(map.entries()[0].action, Action::Delete);
+        assert_eq!(map.users_table(), &id("accounts"));
+    }
+
+    #[test]
+    fn each_bad_map_gets_one_line_naming_the_file_the_entry_and_the_problem() {
+        let cases = [
+            ("", "map.toml: the map has no entries"),
+            (
+                "[[delete]]\ntable = \"users\"\ncolum = \"id\"\n",
+                "map.toml: line 3: unknown field `colum`",
+            ),
+            (
+                "[[delete]]\ntable = \"users\"\n",
+                "map.toml: line 1: missing field `column`",
+            ),
+            (
+                "[[truncate]]\ntable = \"x\"\n",
+                "map.toml: line 1: unknown field `truncate`",
+            ),
+            ("[[delete]\n", "map.toml: line 1:"),
+            (
+                "[[delete]]\ntable = \"users; DROP TABLE x\"\ncolumn = \"id\"\n",
+                "map.toml: entry 1 ([[delete]] users; DROP TABLE x, line 1): table: \"users; DROP TABLE x\" is not a plain SQL identifier",
+            ),
+            (
+                "[[delete]]\ntable = \"s\"\ncolumn = \"user_id\"\n\n[[redact]]\ntable = \"invoices\"\ncolumn = \"customer_id\"\n",
+                "map.toml: entry 2 ([[redact]] invoices, line 5): a redact sets nothing",
+            ),
+            (
+                "[[redact]]\ntable = \"invoices\"\ncolumn = \"c\"\nnull = [\"email\"]\nreplace = { email = \"x\" }\n",
+                "map.toml: entry 1 ([[redact]] invoices, line 1): email is both nulled and replaced",
+            ),
+            (
+                "[[redact]]\ntable = \"invoices\"\ncolumn = \"c\"\nnull = [\"c\"]\n",
+                "map.toml: entry 1 ([[redact]] invoices, line 1): c is the column that finds",
+            ),
+            (
+                "[[delete]]\ntable = \"users\"\ncolumn = \"id\"\n[[delete]]\ntable = \"users\"\ncolumn = \"id\"\n",
+                "map.toml: entry 2 ([[delete]] users, line 4): users.id is already in an earlier entry",
+            ),
+            (
+                "[[redact]]\ntable = \"t\"\ncolumn = \"c\"\nnull = [\"a b\"]\n",
+                "map.toml: entry 1 ([[redact]] t, line 1): null: \"a b\" is not a plain SQL identifier",
+            ),
+        ];
+        for (text, expected) in cases {
+            let problem = problem(text);
+            assert!(
+                problem.starts_with(expected),
+                "{text:?}\n gave: {problem}\n want: {expected}"
+            );
+            assert!(!problem.contains('\n'), "{problem:?}");
+        }
+    }
+
+    #[test]
+    fn a_missing_file_is_named() {
+        let problem = Map::load("/no/such/map.toml").unwrap_err();
+        assert!(problem.starts_with("/no/such/map.toml: "), "{problem}");
+    }
+
+    #[test]
+    fn identifiers_must_be_plain() {
+        for good in ["users", "_x", "T1", "user_accounts", &"a".repeat(64)] {
+            assert!(Identifier::parse(good).is_ok(), "{good} was refused");
+        }
+        let too_long = "a".repeat(65);
+        for bad in [
+            "",
+            "1users",
+            "users; DROP TABLE x",
+            "us`ers",
+            "us\"ers",
+            "us'ers",
+            "db.users",
+            "usérs",
+            "\u{0443}sers", // Cyrillic u: looks like "users"
+            "a b",
+            "users\0",
+            &too_long,
+        ] {
+            let problem = Identifier::parse(bad).unwrap_err();
+            assert!(problem.contains("not a plain SQL identifier"), "{problem}");
+        }
+    }
+}
