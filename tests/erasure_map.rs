@@ -787,6 +787,12 @@ async fn lock_table(env: &TestEnv, table: &str) -> mysql_async::Conn {
     conn
 }
 
+/// Rolls back what a connection of [`own_connection`] held, and closes it.
+async fn release(mut conn: mysql_async::Conn) {
+    conn.query_drop("ROLLBACK").await.unwrap();
+    conn.disconnect().await.unwrap();
+}
+
 /// Waits until the job (connected as the test's user) runs a `verb`
 /// statement on `table` (blocked on a lock, in the tests that use this).
 async fn wait_for_statement(env: &TestEnv, verb: &str, table: &str) {
@@ -1293,6 +1299,13 @@ impl Bad {
         self
     }
 
+    /// The error line must name entry `n` (1-based, in file order).
+    fn entry(mut self, n: usize) -> Bad {
+        self.names
+            .push(vec![format!("entry {n}"), format!("entry #{n}")]);
+        self
+    }
+
     /// The same, as `user-purge check ...`.
     fn in_check(mut self) -> Bad {
         self.what = format!("check: {}", self.what);
@@ -1411,7 +1424,7 @@ async fn a_bad_map_is_exit_2_naming_the_file_the_entry_and_the_problem() {
                  colunm = \"uid\"\n\n{USERS_ENTRY}"
             ),
         )
-        .names(&["entry 3"])
+        .entry(3)
         .names(&["profiles"])
         .names(&["colunm"]),
         bad_map(
@@ -1422,7 +1435,7 @@ async fn a_bad_map_is_exit_2_naming_the_file_the_entry_and_the_problem() {
                  nullify = [\"email\"]\n\n{USERS_ENTRY}"
             ),
         )
-        .names(&["entry 2"])
+        .entry(2)
         .names(&["invoices"])
         .names(&["nullify"]),
         bad_map(
@@ -1444,7 +1457,7 @@ async fn a_bad_map_is_exit_2_naming_the_file_the_entry_and_the_problem() {
             "a table that is not an identifier",
             &format!("[[delete]]\ntable = \"users; DROP\"\ncolumn = \"id\"\n\n{USERS_ENTRY}"),
         )
-        .names(&["entry 1"])
+        .entry(1)
         .names(&["users; DROP"]),
         bad_map(
             m,
@@ -1454,7 +1467,7 @@ async fn a_bad_map_is_exit_2_naming_the_file_the_entry_and_the_problem() {
                  {USERS_ENTRY}"
             ),
         )
-        .names(&["entry 2"])
+        .entry(2)
         .names(&["sessions"])
         .names(&["user_id`"]),
         bad_map(
@@ -1465,7 +1478,7 @@ async fn a_bad_map_is_exit_2_naming_the_file_the_entry_and_the_problem() {
                  null = [\"e mail\"]\n\n{USERS_ENTRY}"
             ),
         )
-        .names(&["entry 1"])
+        .entry(1)
         .names(&["invoices"])
         .names(&["e mail"]),
         bad_map(
@@ -1476,7 +1489,7 @@ async fn a_bad_map_is_exit_2_naming_the_file_the_entry_and_the_problem() {
                  replace = {{ \"name;--\" = \"x\" }}\n\n{USERS_ENTRY}"
             ),
         )
-        .names(&["entry 1"])
+        .entry(1)
         .names(&["invoices"])
         .names(&["name;--"]),
         bad_map(
@@ -1484,7 +1497,7 @@ async fn a_bad_map_is_exit_2_naming_the_file_the_entry_and_the_problem() {
             "an empty column name",
             &format!("[[delete]]\ntable = \"sessions\"\ncolumn = \"\"\n\n{USERS_ENTRY}"),
         )
-        .names(&["entry 1"])
+        .entry(1)
         .names(&["sessions"]),
         // A redact that sets nothing.
         bad_map(
@@ -1495,7 +1508,7 @@ async fn a_bad_map_is_exit_2_naming_the_file_the_entry_and_the_problem() {
                  {USERS_ENTRY}"
             ),
         )
-        .names(&["entry 2"])
+        .entry(2)
         .names(&["invoices"])
         .names(SETS_NOTHING),
         bad_map(
@@ -1506,7 +1519,7 @@ async fn a_bad_map_is_exit_2_naming_the_file_the_entry_and_the_problem() {
                  null = []\nreplace = {{}}\n\n{USERS_ENTRY}"
             ),
         )
-        .names(&["entry 2"])
+        .entry(2)
         .names(&["invoices"])
         .names(SETS_NOTHING),
         // A column both nulled and replaced.
@@ -1518,7 +1531,7 @@ async fn a_bad_map_is_exit_2_naming_the_file_the_entry_and_the_problem() {
                  null = [\"email\", \"phone\"]\nreplace = {{ email = \"x\" }}\n\n{USERS_ENTRY}"
             ),
         )
-        .names(&["entry 1"])
+        .entry(1)
         .names(&["invoices"])
         .names(&["email"])
         .names(&["both", "nulled and replaced", "null and replace"]),
@@ -1528,7 +1541,7 @@ async fn a_bad_map_is_exit_2_naming_the_file_the_entry_and_the_problem() {
             "the same delete twice",
             &format!("{SESSIONS_ENTRY}\n{USERS_ENTRY}\n{SESSIONS_ENTRY}"),
         )
-        .names(&["entry 3"])
+        .entry(3)
         .names(&["sessions"])
         .names(&["user_id"])
         .names(TWICE),
@@ -1540,7 +1553,7 @@ async fn a_bad_map_is_exit_2_naming_the_file_the_entry_and_the_problem() {
                  {INVOICES_ENTRY}\n{USERS_ENTRY}"
             ),
         )
-        .names(&["entry 2"])
+        .entry(2)
         .names(&["invoices"])
         .names(&["customer_id"])
         .names(TWICE),
@@ -1550,14 +1563,14 @@ async fn a_bad_map_is_exit_2_naming_the_file_the_entry_and_the_problem() {
             "an entry without a table",
             &format!("[[delete]]\ncolumn = \"user_id\"\n\n{USERS_ENTRY}"),
         )
-        .names(&["entry 1"])
+        .entry(1)
         .names(&["table"]),
         bad_map(
             m,
             "an entry without a column",
             &format!("{SESSIONS_ENTRY}\n[[delete]]\ntable = \"users\"\n"),
         )
-        .names(&["entry 2"])
+        .entry(2)
         .names(&["users"])
         .names(&["column"]),
         bad_map(
@@ -1568,7 +1581,7 @@ async fn a_bad_map_is_exit_2_naming_the_file_the_entry_and_the_problem() {
                  {USERS_ENTRY}"
             ),
         )
-        .names(&["entry 1"])
+        .entry(1)
         .names(&["invoices"])
         .names(&["null"]),
         bad_map(
@@ -1579,7 +1592,7 @@ async fn a_bad_map_is_exit_2_naming_the_file_the_entry_and_the_problem() {
                  replace = {{ billing_name = 5 }}\n\n{USERS_ENTRY}"
             ),
         )
-        .names(&["entry 1"])
+        .entry(1)
         .names(&["invoices"])
         .names(&["billing_name"]),
         // Not TOML: the line is named.
@@ -1632,7 +1645,7 @@ async fn a_bad_map_is_exit_2_naming_the_file_the_entry_and_the_problem() {
             "an unknown key in an entry",
             &format!("{SESSIONS_ENTRY}\n[[delete]]\ntable = \"users\"\ncolunm = \"id\"\n"),
         )
-        .names(&["entry 2"])
+        .entry(2)
         .names(&["users"])
         .names(&["colunm"])
         .in_check(),
@@ -1994,7 +2007,7 @@ async fn a_kill_between_two_statements_of_the_map_leaves_nothing_half_erased() {
         .await
         .unwrap();
     let uncommitted: Option<u64> = dirty.query_first(&sessions).await.unwrap();
-    drop(dirty);
+    release(dirty).await;
     assert_eq!(
         uncommitted,
         Some(0),
@@ -2002,7 +2015,7 @@ async fn a_kill_between_two_statements_of_the_map_leaves_nothing_half_erased() {
     );
     assert!(job.kill().await, "the job was gone before the kill");
     let lived = started.elapsed();
-    drop(lock);
+    release(lock).await;
     wait_until_disconnected(&env).await;
     assert_eq!(
         snapshot(&env).await,
@@ -2058,8 +2071,8 @@ async fn a_table_dropped_mid_run_is_exit_4_and_nothing_is_half_erased() {
         .query_drop("DROP TABLE invoices")
         .await
         .expect("the job must hold no lock on a table it has not reached");
-    drop(dropper);
-    drop(lock);
+    release(dropper).await;
+    release(lock).await;
 
     let run = job.finish(&env, Duration::from_secs(60)).await;
     println!("{}", run.stdout.trim());
