@@ -144,18 +144,30 @@ impl Map {
                 .unwrap_or_default();
             format!("{file}:{line} {}", e.message().trim())
         })?;
+        // Each entry is read on its own, so that a problem in it (an unknown
+        // key, a missing one, a wrong type) is named by its entry.
         let mut spanned: Vec<(usize, Result<Entry, String>, String)> = Vec::new();
-        for entry in raw.delete {
-            let start = entry.span().start;
-            let entry = entry.into_inner();
-            let what = format!("[[delete]] {}", entry.table);
-            spanned.push((start, entry.validate(), what));
-        }
-        for entry in raw.redact {
-            let start = entry.span().start;
-            let entry = entry.into_inner();
-            let what = format!("[[redact]] {}", entry.table);
-            spanned.push((start, entry.validate(), what));
+        for (kind, entries) in [("delete", raw.delete), ("redact", raw.redact)] {
+            for entry in entries {
+                let start = entry.span().start;
+                let table = entry.get_ref().get("table").and_then(|t| t.as_str());
+                let what = format!("[[{kind}]] {}", table.unwrap_or("(no table)"));
+                let entry = entry.into_inner();
+                let validated = if let Some(problem) = wrong_type(&entry) {
+                    Err(problem)
+                } else if kind == "delete" {
+                    entry
+                        .try_into::<RawDelete>()
+                        .map_err(problem)
+                        .and_then(RawDelete::validate)
+                } else {
+                    entry
+                        .try_into::<RawRedact>()
+                        .map_err(problem)
+                        .and_then(RawRedact::validate)
+                };
+                spanned.push((start, validated, what));
+            }
         }
         if spanned.is_empty() {
             return Err(format!(
@@ -197,9 +209,41 @@ fn line_of(text: &str, offset: usize) -> usize {
 #[serde(deny_unknown_fields)]
 struct RawMap {
     #[serde(default)]
-    delete: Vec<Spanned<RawDelete>>,
+    delete: Vec<Spanned<toml::Table>>,
     #[serde(default)]
-    redact: Vec<Spanned<RawRedact>>,
+    redact: Vec<Spanned<toml::Table>>,
+}
+
+/// The first known key whose value has the wrong type, named: serde's own
+/// message says what was found, not where.
+fn wrong_type(entry: &toml::Table) -> Option<String> {
+    for (key, value) in entry {
+        let problem = match key.as_str() {
+            "table" | "column" if !value.is_str() => "must be a text (a name)".to_owned(),
+            "null" => match value.as_array() {
+                None => "must be a list of column names, e.g. [\"email\"]".to_owned(),
+                Some(items) if items.iter().any(|i| !i.is_str()) => {
+                    "must list column names as texts".to_owned()
+                }
+                Some(_) => continue,
+            },
+            "replace" => match value.as_table() {
+                None => "must be a table of column = \"text\"".to_owned(),
+                Some(table) => match table.iter().find(|(_, v)| !v.is_str()) {
+                    Some((column, _)) => format!("{column} must be set to a text"),
+                    None => continue,
+                },
+            },
+            _ => continue,
+        };
+        return Some(format!("{key}: {problem}"));
+    }
+    None
+}
+
+/// A deserialization error as one line.
+fn problem(error: toml::de::Error) -> String {
+    error.message().trim().replace('\n', " ")
 }
 
 #[derive(Deserialize)]
@@ -336,11 +380,11 @@ column = "id"
             ("", "map.toml: the map has no entries"),
             (
                 "[[delete]]\ntable = \"users\"\ncolum = \"id\"\n",
-                "map.toml: line 3: unknown field `colum`",
+                "map.toml: entry 1 ([[delete]] users, line 1): unknown field `colum`",
             ),
             (
                 "[[delete]]\ntable = \"users\"\n",
-                "map.toml: line 1: missing field `column`",
+                "map.toml: entry 1 ([[delete]] users, line 1): missing field `column`",
             ),
             (
                 "[[truncate]]\ntable = \"x\"\n",
@@ -366,6 +410,18 @@ column = "id"
             (
                 "[[delete]]\ntable = \"users\"\ncolumn = \"id\"\n[[delete]]\ntable = \"users\"\ncolumn = \"id\"\n",
                 "map.toml: entry 2 ([[delete]] users, line 4): users.id is already in an earlier entry",
+            ),
+            (
+                "[[redact]]\ntable = \"t\"\ncolumn = \"c\"\nreplace = { name = 5 }\n",
+                "map.toml: entry 1 ([[redact]] t, line 1): replace: name must be set to a text",
+            ),
+            (
+                "[[redact]]\ntable = \"t\"\ncolumn = \"c\"\nnull = \"email\"\n",
+                "map.toml: entry 1 ([[redact]] t, line 1): null: must be a list of column names",
+            ),
+            (
+                "[[delete]]\ncolumn = \"id\"\n",
+                "map.toml: entry 1 ([[delete]] (no table), line 1): missing field `table`",
             ),
             (
                 "[[redact]]\ntable = \"t\"\ncolumn = \"c\"\nnull = [\"a b\"]\n",

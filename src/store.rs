@@ -483,10 +483,11 @@ pub fn entry_statement(entry: &Entry, kind: IdKind, user_ids: &[u64]) -> Option<
 }
 
 /// The erasure record's rows: one per user, the first erasure kept
-/// (`ON DUPLICATE KEY` leaves an existing row as it is).
+/// (`INSERT IGNORE` leaves an existing row as it is, and needs no `UPDATE`
+/// privilege; a concurrent run recording the same user is no error).
 pub fn record_statement(table: &Identifier, kind: IdKind, removals: &[Removal]) -> Option<String> {
     let mut sql = format!(
-        "INSERT INTO {} (`user_id`, `erased_at`, `message_id`) VALUES ",
+        "INSERT IGNORE INTO {} (`user_id`, `erased_at`, `message_id`) VALUES ",
         table.quoted()
     );
     let mut listed = 0;
@@ -508,7 +509,6 @@ pub fn record_statement(table: &Identifier, kind: IdKind, removals: &[Removal]) 
     if listed == 0 {
         return None;
     }
-    sql.push_str(" ON DUPLICATE KEY UPDATE `user_id` = `user_id`");
     Some(sql)
 }
 
@@ -590,8 +590,8 @@ mod tests {
         let sql = record_statement(&ident("erased"), SIGNED, &removals).unwrap();
         assert_eq!(
             sql,
-            "INSERT INTO `erased` (`user_id`, `erased_at`, `message_id`) VALUES \
-             (4, UTC_TIMESTAMP(3), _utf8mb4 X'3137') ON DUPLICATE KEY UPDATE `user_id` = `user_id`"
+            "INSERT IGNORE INTO `erased` (`user_id`, `erased_at`, `message_id`) VALUES \
+             (4, UTC_TIMESTAMP(3), _utf8mb4 X'3137')"
         );
         let sql = record_statement(&ident("erased"), IdKind::Text, &removals).unwrap();
         assert!(
