@@ -91,6 +91,12 @@ pub fn render(report: &Report, finished: SystemTime) -> String {
     for (name, help, value) in metrics {
         text.gauge(name, help, value);
     }
+    text.labelled_gauge(
+        "user_purge_rows_affected",
+        "Rows the last run deleted or redacted, per table of the erasure map.",
+        "table",
+        s.tables.iter().map(|(table, rows)| (table, rows as f64)),
+    );
     text.into_string()
 }
 
@@ -215,8 +221,16 @@ mod tests {
             summary: Summary {
                 received: 12,
                 deleted_rows: 3,
+                tables: {
+                    let mut tables = crate::outcome::Tables::default();
+                    tables.add("sessions", 7);
+                    tables.add("users", 3);
+                    tables
+                },
                 malformed: 2,
                 acked: 10,
+                refused: 1,
+                rounds: 2,
                 elapsed_ms: 1_500,
                 ..Summary::default()
             },
@@ -239,6 +253,11 @@ mod tests {
             "user_purge_messages_acked 10",
             "user_purge_exit_code 0",
             "# TYPE user_purge_exit_code gauge",
+            "user_purge_users_refused 1",
+            "user_purge_rounds 2",
+            "# TYPE user_purge_rows_affected gauge",
+            "user_purge_rows_affected{table=\"sessions\"} 7",
+            "user_purge_rows_affected{table=\"users\"} 3",
         ] {
             assert!(
                 text.lines().any(|l| l == line),
