@@ -138,6 +138,11 @@ struct RunArgs {
     #[arg(long, env = "LOCK_WAIT_TIMEOUT", default_value_t = 20)]
     lock_wait_timeout: u64,
 
+    /// Seconds one statement of the erasure may run (MariaDB's
+    /// max_statement_time; MySQL has none for DELETE and UPDATE).
+    #[arg(long, env = "STATEMENT_TIMEOUT", default_value_t = 60)]
+    statement_timeout: u64,
+
     /// http:// URL of a Prometheus Pushgateway; each run pushes its metrics there.
     #[arg(long, env = "PUSHGATEWAY_URL")]
     pushgateway_url: Option<String>,
@@ -370,7 +375,14 @@ fn run_config(args: RunArgs) -> Result<Config, ConfigError> {
             "must be from 1 to 3600 seconds",
         ));
     }
-    let database = database(args.database, Duration::from_secs(args.lock_wait_timeout))?;
+    if !(1..=3600).contains(&args.statement_timeout) {
+        return Err(invalid(
+            "statement_timeout",
+            "must be from 1 to 3600 seconds",
+        ));
+    }
+    let mut database = database(args.database, Duration::from_secs(args.lock_wait_timeout))?;
+    database.statement_timeout = Duration::from_secs(args.statement_timeout);
     let max_messages = usize::try_from(args.max_messages)
         .ok()
         .filter(|n| (1..=MAX_MESSAGES_LIMIT).contains(n))
@@ -483,6 +495,8 @@ fn database(args: DatabaseArgs, lock_wait_timeout: Duration) -> Result<Database,
         map,
         record,
         lock_wait_timeout,
+        // The check's statements are reads; a run sets its own.
+        statement_timeout: Duration::from_secs(60),
         ca_file,
     })
 }
@@ -882,6 +896,10 @@ mod tests {
                 "--pull-timeout-ms (PULL_TIMEOUT_MS)",
             ),
             (one("--batch-size", "0"), "--batch-size (BATCH_SIZE)"),
+            (
+                one("--statement-timeout", "0"),
+                "--statement-timeout (STATEMENT_TIMEOUT)",
+            ),
             (one("--batch-size", "100001"), "--batch-size (BATCH_SIZE)"),
             (one("--max-duration", "0"), "--max-duration (MAX_DURATION)"),
             (

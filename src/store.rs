@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use log::warn;
 use mysql_async::prelude::Queryable as _;
 use mysql_async::{Conn, Opts, OptsBuilder};
 
@@ -33,6 +34,9 @@ pub struct Database {
     pub record: Option<Identifier>,
     /// How long the erasure may wait for a row lock held by someone else.
     pub lock_wait_timeout: Duration,
+    /// How long one statement may run (MariaDB's `max_statement_time`), so
+    /// that a pathological plan cannot outlive the run's deadline.
+    pub statement_timeout: Duration,
     /// A CA certificate (PEM) to verify the server with; requires TLS.
     pub ca_file: Option<PathBuf>,
 }
@@ -89,17 +93,83 @@ async fn open(database: &Database) -> anyhow::Result<Conn> {
         .ssl_opts(tls)
         // A blocked erasure gives up before the run's own deadline: row locks
         // (innodb_lock_wait_timeout) and table locks (lock_wait_timeout).
-        // READ COMMITTED: no gap locks on ids that are gone already, so
-        // concurrent runs do not block each other.
-        .init(vec![
-            format!(
-                "SET SESSION innodb_lock_wait_timeout = {lock_wait}, lock_wait_timeout = {lock_wait}"
-            ),
-            "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED".to_owned(),
-        ]);
-    Conn::new(opts)
+        .init(vec![format!(
+            "SET SESSION innodb_lock_wait_timeout = {lock_wait}, lock_wait_timeout = {lock_wait}"
+        )]);
+    let mut conn = Conn::new(opts)
         .await
-        .with_context(|| format!("cannot connect to {}", describe(database.url.expose())))
+        .with_context(|| format!("cannot connect to {}", describe(database.url.expose())))?;
+    let (version, log_bin, binlog_format): (String, Option<u8>, Option<String>) = conn
+        .query_first("SELECT VERSION(), @@log_bin, @@binlog_format")
+        .await
+        .context("cannot read the server's version and binary log settings")?
+        .unwrap_or_default();
+    for setting in session_settings(
+        &version,
+        log_bin == Some(1),
+        binlog_format.as_deref().unwrap_or(""),
+        database.statement_timeout,
+    ) {
+        if let Some(why) = setting.warning {
+            warn!("{why}");
+        }
+        conn.query_drop(&setting.sql)
+            .await
+            .with_context(|| format!("cannot set up the session: {}", setting.sql))?;
+    }
+    Ok(conn)
+}
+
+/// One statement that sets up the job's session, and what to warn about.
+#[derive(Debug, PartialEq, Eq)]
+struct SessionSetting {
+    sql: String,
+    warning: Option<String>,
+}
+
+/// The isolation level and statement timeout for this server (pure: it only
+/// reads what the server said of itself).
+///
+/// READ COMMITTED takes no gap locks on ids that are gone already, so
+/// concurrent runs do not block each other. But a server that writes its
+/// binary log in STATEMENT format refuses READ COMMITTED writes to InnoDB
+/// (error 1665): there the job keeps REPEATABLE READ and says so.
+/// MariaDB's `max_statement_time` covers DELETE and UPDATE; MySQL's
+/// `max_execution_time` covers only SELECT, so on MySQL the lock wait timeout
+/// and the run's own deadline are the bounds.
+fn session_settings(
+    version: &str,
+    log_bin: bool,
+    binlog_format: &str,
+    statement_timeout: Duration,
+) -> Vec<SessionSetting> {
+    let mut settings = Vec::new();
+    if log_bin && binlog_format.eq_ignore_ascii_case("STATEMENT") {
+        settings.push(SessionSetting {
+            sql: "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ".to_owned(),
+            warning: Some(
+                "the server logs statements (binlog_format=STATEMENT), which refuses READ COMMITTED \
+                 writes: erasing under REPEATABLE READ, whose gap locks can make concurrent runs \
+                 wait; set binlog_format=ROW or MIXED on the server to avoid them"
+                    .to_owned(),
+            ),
+        });
+    } else {
+        settings.push(SessionSetting {
+            sql: "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED".to_owned(),
+            warning: None,
+        });
+    }
+    if version.contains("MariaDB") {
+        settings.push(SessionSetting {
+            sql: format!(
+                "SET SESSION max_statement_time = {}",
+                statement_timeout.as_secs_f64()
+            ),
+            warning: None,
+        });
+    }
+    settings
 }
 
 /// Reads what `INFORMATION_SCHEMA` says of the connection's database:
@@ -598,6 +668,38 @@ mod tests {
             sql.contains("('18446744073709551615', UTC_TIMESTAMP(3), _utf8mb4 X'782779')"),
             "{sql}"
         );
+    }
+
+    #[test]
+    fn the_session_fits_the_server() {
+        let minute = Duration::from_secs(60);
+        let plain = session_settings("10.11.6-MariaDB-0+deb12u1", true, "MIXED", minute);
+        assert_eq!(
+            plain.iter().map(|s| s.sql.as_str()).collect::<Vec<_>>(),
+            [
+                "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
+                "SET SESSION max_statement_time = 60"
+            ]
+        );
+        assert!(plain.iter().all(|s| s.warning.is_none()));
+        let statement = session_settings("10.11.6-MariaDB", true, "STATEMENT", minute);
+        assert_eq!(
+            statement[0].sql,
+            "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ"
+        );
+        assert!(
+            statement[0]
+                .warning
+                .as_ref()
+                .unwrap()
+                .contains("binlog_format=ROW")
+        );
+        // No binary log: STATEMENT is not in force.
+        let unlogged = session_settings("10.11.6-MariaDB", false, "STATEMENT", minute);
+        assert!(unlogged[0].sql.ends_with("READ COMMITTED"));
+        // MySQL has no statement timeout for DELETE or UPDATE.
+        let mysql = session_settings("8.0.36", true, "ROW", minute);
+        assert_eq!(mysql.len(), 1);
     }
 
     #[test]
