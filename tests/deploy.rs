@@ -10,11 +10,16 @@
 //!   `--help` documents; the overlay docs/operations.md shows renders.
 //! - `deploy/systemd/`: `systemd-analyze verify` and `security` pass; its
 //!   environment and exit codes agree with `--help` and with the Job's budget.
+//! - The erasure map: the CronJob mounts the generated ConfigMap read-only at
+//!   the path ERASURE_MAP names, and the unit reads it from /etc/user-purge/;
+//!   neither sets the single-table settings with it; the example
+//!   `k8s/erasure-map.toml` and the docs' overlay map parse as TOML in the
+//!   map's shape, the example listing children before parents.
 //!
-//! kubernetes-validate, hadolint and PyYAML come from the venv that
-//! scripts/check-deploy makes (`DEPLOY_VENV`; scripts/test runs it first);
-//! kubectl and systemd-analyze from the machine. A missing tool fails the
-//! test that needs it: nothing here is skipped.
+//! kubernetes-validate, hadolint, PyYAML and Python's tomllib come from the
+//! venv that scripts/check-deploy makes (`DEPLOY_VENV`; scripts/test runs it
+//! first); kubectl and systemd-analyze from the machine. A missing tool fails
+//! the test that needs it: nothing here is skipped.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -203,7 +208,12 @@ fn the_cronjob_runs_locked_down_within_its_period() {
     let grace = pod["terminationGracePeriodSeconds"].as_u64().unwrap();
     assert!(grace > SIGTERM_BUDGET_SECS, "terminationGracePeriodSeconds");
     assert!(deadline + grace < PERIOD_SECS, "activeDeadlineSeconds");
-    assert!(read("README.md").contains(&format!("exits within {SIGTERM_BUDGET_SECS} s")));
+    // Whatever the line wrapping of the README's paragraph.
+    let readme = read("README.md")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(readme.contains(&format!("exits within {SIGTERM_BUDGET_SECS} s")));
 
     assert_eq!(pod["automountServiceAccountToken"], false);
     let account = objects
@@ -235,22 +245,18 @@ fn the_cronjob_runs_locked_down_within_its_period() {
 
 #[test]
 fn the_overlay_in_the_docs_renders_with_its_settings() {
-    // The YAML block under "# overlays/prod/kustomization.yaml", rendered
-    // against this base as ../../k8s.
+    // The blocks under "# overlays/prod/kustomization.yaml" and
+    // "# overlays/prod/erasure-map.toml", rendered against this base as
+    // ../../k8s.
     let docs = read("docs/operations.md");
-    let start = docs
-        .find("# overlays/prod/kustomization.yaml")
-        .expect("docs/operations.md shows an overlay");
-    let block: String = docs[start..]
-        .lines()
-        .take_while(|line| !line.trim_start().starts_with("```"))
-        .map(|line| format!("{}\n", line.strip_prefix("   ").unwrap_or(line)))
-        .collect();
+    let kustomization = docs_block(&docs, "# overlays/prod/kustomization.yaml");
+    let map = docs_block(&docs, "# overlays/prod/erasure-map.toml");
     let scratch = Scratch::new("overlay");
     let overlay = scratch.path().join("overlays/prod");
     std::fs::create_dir_all(&overlay).unwrap();
     std::os::unix::fs::symlink(root().join("k8s"), scratch.path().join("k8s")).unwrap();
-    std::fs::write(overlay.join("kustomization.yaml"), block).unwrap();
+    std::fs::write(overlay.join("kustomization.yaml"), kustomization).unwrap();
+    std::fs::write(overlay.join("erasure-map.toml"), &map).unwrap();
     let output = run(Command::new("kubectl").arg("kustomize").arg(&overlay));
     assert_success("kubectl kustomize (the docs' overlay)", &output);
 
@@ -258,23 +264,325 @@ fn the_overlay_in_the_docs_renders_with_its_settings() {
     for object in &objects {
         assert_eq!(object["metadata"]["namespace"], "user-purge", "{object}");
     }
-    let config_map = objects.iter().find(|o| o["kind"] == "ConfigMap").unwrap();
+    let pod = &cronjob(&objects)["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    let settings = container["envFrom"][0]["configMapRef"]["name"]
+        .as_str()
+        .unwrap();
+    let config_map = objects
+        .iter()
+        .find(|o| o["kind"] == "ConfigMap" && o["metadata"]["name"] == settings)
+        .expect("the settings' ConfigMap is rendered");
     assert_eq!(config_map["data"]["PUBSUB_PROJECT"], "my-project");
     assert_eq!(
         config_map["data"]["MAX_MESSAGES"], "10000",
         "merged, not replaced"
     );
-    let pod = &cronjob(&objects)["spec"]["jobTemplate"]["spec"]["template"]["spec"];
-    assert_eq!(
-        pod["containers"][0]["envFrom"][0]["configMapRef"]["name"],
-        config_map["metadata"]["name"]
-    );
+
+    // The overlay's map, not the base's example, is the file the job reads.
+    let env = container_environment(&objects, container);
+    for name in SINGLE_TABLE_ENV {
+        assert!(!env.contains_key(name), "the docs' overlay sets {name}");
+    }
+    let path = env["ERASURE_MAP"].as_deref().unwrap();
+    let (mounted, key) = mounted_config_map_file(&objects, pod, container, path);
+    assert_eq!(mounted["data"][&key], map.as_str(), "behavior: replace");
+    erasure_map_entries("the docs' overlay map", &map);
     assert!(
         pod["containers"][0]["image"]
             .as_str()
             .unwrap()
             .ends_with("/user-purge:0.1.0")
     );
+}
+
+// ---------------------------------------------------------------------------
+// The erasure map
+
+/// Both deployments read the map from this directory: the systemd unit's
+/// settings directory, and the same path in the pod.
+const MAP_DIR: &str = "/etc/user-purge/";
+
+/// The single-table settings, which the job refuses together with a map
+/// (exit 2).
+const SINGLE_TABLE_ENV: [&str; 2] = ["PURGE_TABLE", "PURGE_ID_COLUMN"];
+
+/// The name the map's ConfigMap has before kustomize appends its hash.
+const MAP_CONFIG_MAP: &str = "user-purge-erasure-map";
+
+#[test]
+fn the_cronjob_mounts_the_generated_erasure_map_where_erasure_map_points() {
+    let objects = yaml_documents(&render_k8s());
+    let pod = &cronjob(&objects)["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    let env = container_environment(&objects, container);
+
+    let path = env
+        .get("ERASURE_MAP")
+        .expect("k8s/ sets ERASURE_MAP")
+        .as_deref()
+        .expect("ERASURE_MAP is a literal path");
+    assert!(path.starts_with(MAP_DIR), "ERASURE_MAP={path}");
+    for name in SINGLE_TABLE_ENV {
+        assert!(
+            !env.contains_key(name),
+            "k8s/ sets {name} and ERASURE_MAP: the job refuses both (exit 2)"
+        );
+    }
+
+    let (config_map, key) = mounted_config_map_file(&objects, pod, container, path);
+    // Generated with a content hash, so that a changed map reaches the next
+    // Job: kustomize appends a dash and 10 characters.
+    let name = config_map["metadata"]["name"].as_str().unwrap();
+    let hash = name
+        .strip_prefix(MAP_CONFIG_MAP)
+        .and_then(|rest| rest.strip_prefix('-'))
+        .unwrap_or_else(|| panic!("{name}: not {MAP_CONFIG_MAP} with a hash"));
+    assert!(
+        hash.len() == 10 && hash.chars().all(|c| c.is_ascii_alphanumeric()),
+        "{name}: not {MAP_CONFIG_MAP} with a hash"
+    );
+    // The file the job reads is the example, and nothing else is in the map's
+    // ConfigMap.
+    let data = config_map["data"].as_object().unwrap();
+    assert_eq!(data.keys().collect::<Vec<_>>(), [&key], "{name}");
+    assert_eq!(data[&key], read("k8s/erasure-map.toml").as_str());
+}
+
+#[test]
+fn the_example_erasure_map_parses_and_lists_children_before_parents() {
+    let text = read("k8s/erasure-map.toml");
+    let entries = erasure_map_entries("k8s/erasure-map.toml", &text);
+    // Issue #11's example: the user's sessions, then the invoices that stay,
+    // then the user.
+    let expected = [
+        ("delete", "sessions"),
+        ("redact", "invoices"),
+        ("delete", "users"),
+    ]
+    .map(|(kind, table)| (kind.to_owned(), table.to_owned()));
+    assert_eq!(entries, expected);
+    for advice in [
+        "List child tables before their parents",
+        "run `user-purge check` first",
+    ] {
+        assert!(text.contains(advice), "k8s/erasure-map.toml: {advice:?}");
+    }
+}
+
+#[test]
+fn the_systemd_unit_reads_the_erasure_map_from_etc_user_purge() {
+    let service = unit("user-purge.service");
+    let mut env = env_file("deploy/systemd/user-purge.env");
+    for value in service.all("Service", "Environment") {
+        let (name, value) = value.split_once('=').unwrap();
+        env.insert(name.to_owned(), value.to_owned());
+    }
+    let path = env
+        .get("ERASURE_MAP")
+        .expect("user-purge.env or the unit sets ERASURE_MAP");
+    assert!(path.starts_with(MAP_DIR), "ERASURE_MAP={path}");
+    for name in SINGLE_TABLE_ENV {
+        assert!(
+            !env.contains_key(name),
+            "deploy/systemd/ sets {name} and ERASURE_MAP: the job refuses both (exit 2)"
+        );
+    }
+
+    // Readable under the hardening: ProtectSystem=strict leaves /etc
+    // readable, and nothing hides the map's directory.
+    assert_eq!(service.one("Service", "ProtectSystem"), "strict");
+    for key in ["InaccessiblePaths", "TemporaryFileSystem"] {
+        for value in service.all("Service", key) {
+            for hidden in value.split_whitespace() {
+                let hidden = hidden.trim_start_matches(['-', '+']);
+                let hidden = hidden.split(':').next().unwrap();
+                assert!(!path.starts_with(hidden), "{key}={value} hides {path}");
+            }
+        }
+    }
+
+    // One copy of the example, k8s/erasure-map.toml: the docs install it
+    // there, readable by the unit's dynamic user.
+    assert!(
+        read("docs/operations.md")
+            .contains(&format!("install -m 0644 k8s/erasure-map.toml {path}")),
+        "docs/operations.md does not install k8s/erasure-map.toml as {path}"
+    );
+    assert!(
+        !root().join("deploy/systemd/erasure-map.toml").exists(),
+        "a second example map would drift from k8s/erasure-map.toml"
+    );
+}
+
+/// The container's environment as the kubelet builds it: the ConfigMaps of
+/// `envFrom`, then `env` over them. Values from a Secret are `None`.
+fn container_environment(objects: &[Value], container: &Value) -> BTreeMap<String, Option<String>> {
+    let mut env = BTreeMap::new();
+    for source in array(&container["envFrom"]) {
+        let name = &source["configMapRef"]["name"];
+        let config_map = objects
+            .iter()
+            .find(|o| o["kind"] == "ConfigMap" && o["metadata"]["name"] == *name)
+            .unwrap_or_else(|| panic!("envFrom names ConfigMap {name}, which is not rendered"));
+        for (key, value) in config_map["data"].as_object().unwrap() {
+            env.insert(key.clone(), value.as_str().map(String::from));
+        }
+    }
+    for variable in array(&container["env"]) {
+        env.insert(
+            variable["name"].as_str().unwrap().to_owned(),
+            variable["value"].as_str().map(String::from),
+        );
+    }
+    env
+}
+
+/// The ConfigMap, and its key, that the container sees as the file `path`,
+/// resolved as the kubelet does (a directory mount, or `subPath`; `items`).
+/// The mount must be read-only.
+fn mounted_config_map_file<'a>(
+    objects: &'a [Value],
+    pod: &Value,
+    container: &Value,
+    path: &str,
+) -> (&'a Value, String) {
+    let (dir, file) = path.rsplit_once('/').expect("an absolute path");
+    let (mount, in_volume) = array(&container["volumeMounts"])
+        .iter()
+        .find_map(|mount| match mount["subPath"].as_str() {
+            Some(sub_path) => (mount["mountPath"] == path).then(|| (mount, sub_path.to_owned())),
+            None => (mount["mountPath"] == dir).then(|| (mount, file.to_owned())),
+        })
+        .unwrap_or_else(|| panic!("nothing is mounted at {dir}, or at {path} by subPath"));
+    assert_eq!(mount["readOnly"], true, "the mount of {path}: {mount}");
+
+    let volume = array(&pod["volumes"])
+        .iter()
+        .find(|v| v["name"] == mount["name"])
+        .unwrap_or_else(|| panic!("no volume {}", mount["name"]));
+    let source = &volume["configMap"];
+    let name = source["name"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{path} is not from a ConfigMap: {volume}"));
+    let key = match source["items"].as_array() {
+        None => in_volume,
+        Some(items) => items
+            .iter()
+            .find(|item| item["path"] == in_volume.as_str())
+            .and_then(|item| item["key"].as_str())
+            .unwrap_or_else(|| panic!("the items of {volume} do not give {in_volume}"))
+            .to_owned(),
+    };
+    let config_map = objects
+        .iter()
+        .find(|o| o["kind"] == "ConfigMap" && o["metadata"]["name"] == name)
+        .unwrap_or_else(|| {
+            panic!(
+                "volume {} names ConfigMap {name}, which is not rendered",
+                volume["name"]
+            )
+        });
+    assert!(
+        config_map["data"][&key].is_string(),
+        "ConfigMap {name} has no key {key}: {path} would not exist"
+    );
+    (config_map, key)
+}
+
+/// The entries of an erasure map in file order, as (kind, table), after
+/// checking that it parses as TOML in the shape issue #11 gives it: only
+/// `[[delete]]` (table, column) and `[[redact]]` (table, column, null,
+/// replace), every name a plain identifier.
+fn erasure_map_entries(what: &str, text: &str) -> Vec<(String, String)> {
+    let document = toml_document(what, text);
+    let identifier = |field: &str, value: &Value| {
+        let name = value
+            .as_str()
+            .unwrap_or_else(|| panic!("{what}: {field} is not a string: {value}"));
+        assert!(is_plain_identifier(name), "{what}: {field} = {name:?}");
+    };
+    let mut parsed = Vec::new();
+    for (kind, allowed) in [
+        ("delete", &["table", "column"][..]),
+        ("redact", &["table", "column", "null", "replace"][..]),
+    ] {
+        for entry in array(&document[kind]) {
+            let entry = entry.as_object().unwrap();
+            for key in entry.keys() {
+                assert!(allowed.contains(&key.as_str()), "{what}: [[{kind}]] {key}");
+            }
+            identifier("table", &entry["table"]);
+            identifier("column", &entry["column"]);
+            if kind == "redact" {
+                let nulls = entry.get("null").map(|v| v.as_array().unwrap().as_slice());
+                for column in nulls.unwrap_or_default() {
+                    identifier("null", column);
+                }
+                let replace = entry.get("replace").map(|v| v.as_object().unwrap());
+                for (column, text) in replace.into_iter().flatten() {
+                    identifier("replace", &Value::from(column.as_str()));
+                    assert!(text.is_string(), "{what}: replace.{column} = {text}");
+                }
+                assert!(
+                    nulls.is_some_and(|n| !n.is_empty()) || replace.is_some_and(|r| !r.is_empty()),
+                    "{what}: a [[redact]] of {} changes nothing",
+                    entry["table"]
+                );
+            }
+            parsed.push((kind.to_owned(), entry["table"].as_str().unwrap().to_owned()));
+        }
+    }
+    for key in document.as_object().unwrap().keys() {
+        assert!(
+            ["delete", "redact"].contains(&key.as_str()),
+            "{what}: {key}"
+        );
+    }
+
+    // The order of the file, which TOML's data model does not keep across
+    // two arrays of tables: from the headers, checked against the parse.
+    let mut ordered: Vec<(String, String)> = Vec::new();
+    for line in text.lines().map(str::trim) {
+        if let Some(kind) = line.strip_prefix("[[").and_then(|l| l.strip_suffix("]]")) {
+            ordered.push((kind.to_owned(), String::new()));
+        } else if let Some((key, value)) = line.split_once('=')
+            && key.trim() == "table"
+            && let Some((_, table)) = ordered.last_mut()
+        {
+            *table = value.trim().trim_matches('"').to_owned();
+        }
+    }
+    let mut by_kind = ordered.clone();
+    by_kind.sort_by_key(|(kind, _)| kind != "delete");
+    assert_eq!(
+        by_kind, parsed,
+        "{what}: the headers disagree with the parse"
+    );
+    ordered
+}
+
+/// ASCII letters, digits and `_`, not starting with a digit, at most 64
+/// characters (README, "Configuration").
+fn is_plain_identifier(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+}
+
+/// The assignments of an environment file, NAME=value, comments left out.
+fn env_file(path: &str) -> BTreeMap<String, String> {
+    read(path)
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .map(|line| {
+            let (name, value) = line
+                .split_once('=')
+                .unwrap_or_else(|| panic!("{path}: not NAME=value: {line}"));
+            (name.trim().to_owned(), value.trim().to_owned())
+        })
+        .collect()
 }
 
 // ---------------------------------------------------------------------------
@@ -871,13 +1179,27 @@ fn render_k8s() -> String {
 
 /// The documents of a YAML stream, through the venv's PyYAML.
 fn yaml_documents(yaml: &str) -> Vec<Value> {
+    let script = "import json, sys, yaml; \
+                  json.dump([d for d in yaml.safe_load_all(sys.stdin) if d is not None], sys.stdout)";
+    match python_to_json("YAML to JSON", script, yaml) {
+        Value::Array(documents) => documents,
+        other => panic!("not a list of documents: {other}"),
+    }
+}
+
+/// A TOML document, through the venv's Python (tomllib, Python 3.11 or newer).
+/// The crate's own `toml` is not a dependency this test can rely on yet.
+fn toml_document(what: &str, toml: &str) -> Value {
+    let script =
+        "import json, sys, tomllib; json.dump(tomllib.loads(sys.stdin.read()), sys.stdout)";
+    python_to_json(&format!("{what} as TOML"), script, toml)
+}
+
+/// What a Python script of the venv prints as JSON, given `input` on stdin.
+fn python_to_json(what: &str, script: &str, input: &str) -> Value {
     use std::io::Write as _;
     let mut child = Command::new(venv_tool("python"))
-        .args([
-            "-c",
-            "import json, sys, yaml; \
-             json.dump([d for d in yaml.safe_load_all(sys.stdin) if d is not None], sys.stdout)",
-        ])
+        .args(["-c", script])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -887,14 +1209,24 @@ fn yaml_documents(yaml: &str) -> Vec<Value> {
         .stdin
         .take()
         .unwrap()
-        .write_all(yaml.as_bytes())
+        .write_all(input.as_bytes())
         .unwrap();
     let output = child.wait_with_output().unwrap();
-    assert_success("YAML to JSON", &output);
-    match serde_json::from_slice(&output.stdout).unwrap() {
-        Value::Array(documents) => documents,
-        other => panic!("not a list of documents: {other}"),
-    }
+    assert_success(what, &output);
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// The code block of docs/operations.md that starts with the comment line
+/// `first_line` (inside a list item, its indentation removed).
+fn docs_block(docs: &str, first_line: &str) -> String {
+    let start = docs
+        .find(first_line)
+        .unwrap_or_else(|| panic!("docs/operations.md shows no block {first_line:?}"));
+    docs[start..]
+        .lines()
+        .take_while(|line| !line.trim_start().starts_with("```"))
+        .map(|line| format!("{}\n", line.strip_prefix("   ").unwrap_or(line)))
+        .collect()
 }
 
 fn cronjob(objects: &[Value]) -> &Value {
