@@ -29,7 +29,10 @@ async fn a_server_logging_statements_is_erased_under_repeatable_read_and_says_so
         .unwrap();
     let refused = conn.query_drop("DELETE FROM users WHERE id = 20").await;
     let error = format!("{refused:?}");
-    assert!(error.contains("1665"), "READ COMMITTED was not refused: {error}");
+    assert!(
+        error.contains("1665"),
+        "READ COMMITTED was not refused: {error}"
+    );
     drop(conn);
 
     env.publish_removals([2, 3, 5]).await;
