@@ -8,11 +8,11 @@
 
 use std::time::Duration;
 
-use clap::{Args, CommandFactory as _, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand, ValueEnum};
 
 use crate::config::{
-    self, Admin, BATCH_SIZE_LIMIT, Config, ConfigError, MAX_MESSAGES_LIMIT, Metrics, PassSettings,
-    ReplayTo, SubscriptionName, invalid,
+    self, Admin, BATCH_SIZE_LIMIT, Config, ConfigError, LogFormat, MAX_MESSAGES_LIMIT, Metrics,
+    PassSettings, ReplayTo, SubscriptionName, invalid,
 };
 use crate::event::event_type;
 use crate::map::{Identifier, Map};
@@ -37,8 +37,34 @@ struct Cli {
     #[command(subcommand)]
     command: Option<Sub>,
 
+    /// How stderr's log lines are written: text, or json (one object per
+    /// line, with the severity Cloud Logging reads).
+    #[arg(
+        long,
+        env = "LOG_FORMAT",
+        value_enum,
+        default_value_t = LogFormatArg::Text,
+        global = true
+    )]
+    log_format: LogFormatArg,
+
     #[command(flatten)]
     run: RunArgs,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy)]
+enum LogFormatArg {
+    Text,
+    Json,
+}
+
+impl From<LogFormatArg> for LogFormat {
+    fn from(format: LogFormatArg) -> LogFormat {
+        match format {
+            LogFormatArg::Text => LogFormat::Text,
+            LogFormatArg::Json => LogFormat::Json,
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -79,6 +105,11 @@ struct CredentialArgs {
         value_name = "JSON"
     )]
     service_account_key: Option<String>,
+
+    /// A file holding the service-account JSON key (a mounted Secret, a
+    /// systemd credential). Not with --service-account-key.
+    #[arg(long, env = "PUBSUB_SERVICE_ACCOUNT_FILE", value_name = "PATH")]
+    service_account_key_file: Option<String>,
 }
 
 /// The subscription and how to reach it.
@@ -158,6 +189,11 @@ struct DatabaseArgs {
     /// mysql://user:password@host:port/database (the password is never printed).
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
+
+    /// A file holding the database password (one trailing newline is
+    /// dropped); it replaces any password in the URL.
+    #[arg(long, env = "DATABASE_PASSWORD_FILE", value_name = "PATH")]
+    database_password_file: Option<String>,
 
     /// Table holding the users [default: users]. Not with --erasure-map.
     #[arg(long, env = "PURGE_TABLE")]
@@ -266,9 +302,12 @@ enum EventKind {
 
 fn after_help() -> String {
     format!(
-        "Credentials: PUBSUB_EMULATOR_HOST if set, else PUBSUB_SERVICE_ACCOUNT if set, else\n\
-         Application Default Credentials (GOOGLE_APPLICATION_CREDENTIALS, GKE workload identity).\n\
-         Logs go to stderr (RUST_LOG, default info); stdout gets one JSON summary line.\n\n\
+        "Credentials: PUBSUB_EMULATOR_HOST if set, else the key (PUBSUB_SERVICE_ACCOUNT or\n\
+         PUBSUB_SERVICE_ACCOUNT_FILE) if set, else Application Default Credentials\n\
+         (GOOGLE_APPLICATION_CREDENTIALS, GKE workload identity).\n\
+         A variable set to the empty string counts as unset.\n\
+         Logs go to stderr (RUST_LOG, default info; LOG_FORMAT text or json); stdout gets\n\
+         one JSON summary line.\n\n\
          {EXIT_CODES_HELP}"
     )
 }
@@ -308,28 +347,71 @@ pub enum Command {
     },
 }
 
-/// Parses the arguments (and the environment) and validates them.
-pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Command {
-    let cli = match Cli::try_parse_from(args) {
-        Ok(cli) => cli,
+/// Parses the arguments (and the environment) and validates them; also says
+/// how to write the log, even when the command line is refused.
+pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> (LogFormat, Command) {
+    let args: Vec<std::ffi::OsString> = args.into_iter().collect();
+    let mut command = without_empty_variables(Cli::command());
+    let cli = command
+        .try_get_matches_from_mut(&args)
+        .and_then(|mut matches| Cli::from_arg_matches_mut(&mut matches))
+        .map_err(|error| error.format(&mut command));
+    match cli {
+        Ok(cli) => (cli.log_format.into(), validate(cli)),
         Err(error) => {
-            let text = error.render().to_string();
-            return Command::Exit {
-                // Help and version go out as they are; errors echo values.
-                text: if error.use_stderr() {
-                    redact_passwords(&text)
-                } else {
-                    text
-                },
-                to_stderr: error.use_stderr(),
-                exit: if error.use_stderr() {
-                    Exit::Config
-                } else {
-                    Exit::Success
-                },
-            };
+            // Refused: read --log-format (LOG_FORMAT) past the errors, so that
+            // the refusal itself is written as the operator asked.
+            let log_format = without_empty_variables(Cli::command())
+                .ignore_errors(true)
+                .try_get_matches_from(&args)
+                .ok()
+                .and_then(|matches| matches.get_one::<LogFormatArg>("log_format").copied())
+                .map_or(LogFormat::Text, LogFormat::from);
+            (log_format, refusal(&error))
         }
-    };
+    }
+}
+
+/// clap 4 takes a variable set to the empty string as a value: `MAX_MESSAGES=`
+/// would be a number that does not parse, `PUBSUB_EMULATOR_HOST=` an address.
+/// Platforms write empty variables (a ConfigMap key left blank, `Environment=X=`
+/// in a unit), and Google's own clients read them as unset; so does this job,
+/// for every setting: clap forgets the variable of each argument whose value is
+/// empty. (`--help` then omits that argument's `[env: ...]` note.) An empty
+/// flag, `--max-messages=`, is still a value.
+fn without_empty_variables(command: clap::Command) -> clap::Command {
+    command
+        .mut_args(|arg| {
+            let empty = arg
+                .get_env()
+                .and_then(std::env::var_os)
+                .is_some_and(|value| value.is_empty());
+            if empty { arg.env(None) } else { arg }
+        })
+        .mut_subcommands(without_empty_variables)
+}
+
+/// A command line clap refused: help and version go to stdout, errors to stderr.
+fn refusal(error: &clap::Error) -> Command {
+    let text = error.render().to_string();
+    Command::Exit {
+        // Help and version go out as they are; errors echo values.
+        text: if error.use_stderr() {
+            redact_passwords(&text)
+        } else {
+            text
+        },
+        to_stderr: error.use_stderr(),
+        exit: if error.use_stderr() {
+            Exit::Config
+        } else {
+            Exit::Success
+        },
+    }
+}
+
+/// Validates what clap parsed into a command.
+fn validate(cli: Cli) -> Command {
     let validated = match cli.command {
         None => run_config(cli.run).map(|config| Command::Run(Box::new(config))),
         Some(Sub::Replay(args)) => admin(args.subscription).and_then(|admin| {
@@ -437,7 +519,8 @@ fn run_config(args: RunArgs) -> Result<Config, ConfigError> {
         credentials: config::credentials(
             credentials.emulator_host,
             credentials.service_account_key,
-        ),
+            credentials.service_account_key_file,
+        )?,
         database,
         pass: PassSettings {
             max_messages,
@@ -480,6 +563,10 @@ fn database(args: DatabaseArgs, lock_wait_timeout: Duration) -> Result<Database,
         Some(table) => Some(identifier("erasure_record", &table)?),
         None => None,
     };
+    let password = match args.database_password_file.filter(|f| !f.is_empty()) {
+        Some(path) => Some(config::read_secret_file("database_password_file", &path)?),
+        None => None,
+    };
     let ca_file = match args.database_ca_file.filter(|f| !f.is_empty()) {
         Some(file) if std::path::Path::new(&file).is_file() => Some(file.into()),
         Some(file) => {
@@ -492,6 +579,7 @@ fn database(args: DatabaseArgs, lock_wait_timeout: Duration) -> Result<Database,
     };
     Ok(Database {
         url: Secret::new(url),
+        password,
         map,
         record,
         lock_wait_timeout,
@@ -516,7 +604,8 @@ fn admin(args: SubscriptionArgs) -> Result<Admin, ConfigError> {
         credentials: config::credentials(
             credentials.emulator_host,
             credentials.service_account_key,
-        ),
+            credentials.service_account_key_file,
+        )?,
     })
 }
 
@@ -548,7 +637,8 @@ fn publish(args: PublishArgs) -> Result<Command, ConfigError> {
         credentials: config::credentials(
             credentials.emulator_host,
             credentials.service_account_key,
-        ),
+            credentials.service_account_key_file,
+        )?,
         topic,
         events,
     })
@@ -661,7 +751,7 @@ mod tests {
     use crate::config::Credentials;
 
     fn run(args: &[&str]) -> Command {
-        parse(args.iter().map(Into::into))
+        parse(args.iter().map(Into::into)).1
     }
 
     const URL: &str = "--database-url=mysql://purger:Pw-Never-Shown@db:3306/app";
@@ -681,7 +771,7 @@ mod tests {
     }
 
     fn config(extra: &[&str]) -> Config {
-        match parse(with(extra).into_iter().map(Into::into)) {
+        match parse(with(extra).into_iter().map(Into::into)).1 {
             Command::Run(config) => *config,
             Command::Exit { text, .. } => panic!("{extra:?} was refused: {text}"),
             _ => panic!("{extra:?} is not a run"),
@@ -690,7 +780,7 @@ mod tests {
 
     /// The text and code of a refused command line.
     fn refused(extra: &[&str]) -> (String, u8) {
-        match parse(with(extra).into_iter().map(Into::into)) {
+        match parse(with(extra).into_iter().map(Into::into)).1 {
             Command::Exit {
                 text,
                 exit,
@@ -834,7 +924,10 @@ mod tests {
         let emulator = config(&["--emulator-host=127.0.0.1:8085", "--service-account-key={}"]);
         assert!(matches!(emulator.credentials, Credentials::Emulator(_)));
         let key = config(&["--emulator-host=", "--service-account-key={\"k\":1}"]);
-        assert!(matches!(key.credentials, Credentials::ServiceAccountKey(_)));
+        assert!(matches!(
+            key.credentials,
+            Credentials::ServiceAccountKey { .. }
+        ));
     }
 
     #[test]

@@ -71,10 +71,26 @@ pub struct PassSettings {
 pub enum Credentials {
     /// `PUBSUB_EMULATOR_HOST`: plaintext, no credentials.
     Emulator(String),
-    /// `PUBSUB_SERVICE_ACCOUNT`: a service-account JSON key, given inline.
-    ServiceAccountKey(Secret),
+    /// A service-account JSON key, given inline (`PUBSUB_SERVICE_ACCOUNT`) or
+    /// read from a file (`PUBSUB_SERVICE_ACCOUNT_FILE`).
+    ServiceAccountKey {
+        key: Secret,
+        /// Where it came from, for errors: the variable, or the file's path.
+        source: String,
+    },
     /// Application Default Credentials.
     ApplicationDefault,
+}
+
+/// How stderr's log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// env_logger's human-readable lines: terminals, journald.
+    #[default]
+    Text,
+    /// One JSON object per line, with the fields Cloud Logging reads
+    /// (GKE files every plain-text stderr line as an error).
+    Json,
 }
 
 /// A configuration error: which setting, and what is wrong with it.
@@ -102,17 +118,63 @@ pub fn invalid(setting: &'static str, problem: impl Into<String>) -> ConfigError
     }
 }
 
-/// Pub/Sub credentials in the documented order: the emulator, then a key,
-/// then Application Default Credentials. An empty value counts as unset.
+/// Pub/Sub credentials in the documented order: the emulator, then a key
+/// (inline or from a file, not both), then Application Default Credentials.
+/// An empty value counts as unset. The key file is read only when it is the
+/// one used; an unreadable one is an error naming its path, never its content.
 pub fn credentials(
     emulator_host: Option<String>,
     service_account_key: Option<String>,
-) -> Credentials {
-    match (emulator_host, service_account_key) {
-        (Some(host), _) if !host.is_empty() => Credentials::Emulator(host),
-        (_, Some(key)) if !key.is_empty() => Credentials::ServiceAccountKey(Secret::new(key)),
-        _ => Credentials::ApplicationDefault,
+    service_account_key_file: Option<String>,
+) -> Result<Credentials, ConfigError> {
+    let set = |value: Option<String>| value.filter(|v| !v.is_empty());
+    let (host, key, file) = (
+        set(emulator_host),
+        set(service_account_key),
+        set(service_account_key_file),
+    );
+    // Two keys are a mistake whichever would win: refused even under the
+    // emulator, so that it surfaces before the first real deployment.
+    if key.is_some() && file.is_some() {
+        return Err(invalid(
+            "service_account_key_file",
+            "give the service-account key either inline (--service-account-key, \
+             PUBSUB_SERVICE_ACCOUNT) or as a file, not both",
+        ));
     }
+    Ok(match (host, key, file) {
+        (Some(host), _, _) => Credentials::Emulator(host),
+        (None, Some(key), _) => Credentials::ServiceAccountKey {
+            key: Secret::new(key),
+            source: "PUBSUB_SERVICE_ACCOUNT".to_owned(),
+        },
+        (None, None, Some(path)) => Credentials::ServiceAccountKey {
+            key: read_secret_file("service_account_key_file", &path)?,
+            source: format!("the file {path:?}"),
+        },
+        (None, None, None) => Credentials::ApplicationDefault,
+    })
+}
+
+/// A secret kept in a file (a mounted Kubernetes Secret, a systemd
+/// credential), without one trailing newline: `echo` and editors add it,
+/// and it is never part of a password. An unreadable or empty file is an
+/// error naming `setting` and the path; the content never shows.
+pub fn read_secret_file(setting: &'static str, path: &str) -> Result<Secret, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        // The io error says why (missing, denied, not UTF-8), never what it read.
+        invalid(setting, format!("cannot read {path:?}: {e}"))
+    })?;
+    let text = text
+        .strip_suffix("\r\n")
+        .or_else(|| text.strip_suffix('\n'))
+        .unwrap_or(&text);
+    if text.is_empty() {
+        // Most likely a Secret without its key, or an empty credential:
+        // connecting with no password would only hide that.
+        return Err(invalid(setting, format!("{path:?} is empty")));
+    }
+    Ok(Secret::new(text))
 }
 
 /// An RFC 3339 time given for `setting`.
@@ -275,18 +337,70 @@ mod tests {
 
     #[test]
     fn an_empty_emulator_host_or_key_counts_as_unset() {
+        let empty = || Some(String::new());
         assert!(matches!(
-            credentials(Some(String::new()), Some("{}".into())),
-            Credentials::ServiceAccountKey(_)
+            credentials(empty(), Some("{}".into()), empty()),
+            Ok(Credentials::ServiceAccountKey { .. })
         ));
         assert!(matches!(
-            credentials(Some(String::new()), Some(String::new())),
-            Credentials::ApplicationDefault
+            credentials(empty(), empty(), empty()),
+            Ok(Credentials::ApplicationDefault)
         ));
         assert!(matches!(
-            credentials(Some("127.0.0.1:8085".into()), Some("{}".into())),
-            Credentials::Emulator(_)
+            credentials(Some("127.0.0.1:8085".into()), Some("{}".into()), None),
+            Ok(Credentials::Emulator(_))
         ));
+    }
+
+    fn temp_file(name: &str, content: &str) -> String {
+        let path =
+            std::env::temp_dir().join(format!("user-purge-config-{}-{name}", std::process::id()));
+        std::fs::write(&path, content).unwrap();
+        path.display().to_string()
+    }
+
+    #[test]
+    fn a_key_file_is_read_and_both_keys_are_refused() {
+        let file = temp_file("key.json", "{\"k\":\"KEY-MATERIAL\"}\n");
+        match credentials(None, None, Some(file.clone())) {
+            Ok(Credentials::ServiceAccountKey { key, source }) => {
+                assert_eq!(key.expose(), "{\"k\":\"KEY-MATERIAL\"}");
+                assert!(source.contains(&file), "{source}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let both = credentials(None, Some("{}".into()), Some(file.clone())).unwrap_err();
+        assert_eq!(both.setting, "service_account_key_file");
+        // The emulator wins, and the file it makes unnecessary is not read.
+        assert!(matches!(
+            credentials(Some("h:1".into()), None, Some("/no/such/key.json".into())),
+            Ok(Credentials::Emulator(_))
+        ));
+        let missing = credentials(None, None, Some("/no/such/key.json".into())).unwrap_err();
+        assert!(missing.problem.contains("/no/such/key.json"), "{missing}");
+        let _ = std::fs::remove_file(file);
+    }
+
+    #[test]
+    fn a_secret_file_loses_one_trailing_newline_and_never_shows() {
+        for (content, read) in [
+            ("pw", "pw"),
+            ("pw\n", "pw"),
+            ("pw\r\n", "pw"),
+            ("pw\n\n", "pw\n"),
+            (" pw \n", " pw "),
+        ] {
+            let file = temp_file("pw", content);
+            let secret = read_secret_file("database_password_file", &file).unwrap();
+            assert_eq!(secret.expose(), read, "{content:?}");
+            let _ = std::fs::remove_file(file);
+        }
+        for content in ["", "\n"] {
+            let file = temp_file("empty", content);
+            let error = read_secret_file("database_password_file", &file).unwrap_err();
+            assert!(error.problem.ends_with("is empty"), "{error}");
+            let _ = std::fs::remove_file(file);
+        }
     }
 
     #[test]

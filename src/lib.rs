@@ -19,7 +19,9 @@
 //!   and the admin client of the operator's commands.
 //! - [`store`]: the `Store` seam on MySQL / MariaDB (mysql_async), its URL and
 //!   identifiers.
-//! - [`outcome`]: exit codes, outcomes, and the JSON lines on stdout (serde_json).
+//! - [`outcome`]: exit codes, outcomes, the JSON lines on stdout and the JSON
+//!   log records (serde_json).
+//! - [`logging`]: the log on stderr, text or JSON for Cloud Logging (env_logger).
 //! - [`metrics`]: the run's gauges, pushed to a Pushgateway (ureq).
 //! - [`timestamp`]: RFC 3339, for log lines and `replay --since` (jiff).
 //! - [`operate`]: the operator's commands (replay, snapshots, drill publishing,
@@ -28,13 +30,13 @@
 //! - [`schema`]: the database's facts, checked against the map at connect.
 //! - [`check`]: what the map misses, and the grants it needs (pure).
 //!
-//! `main.rs` sets up logging and signals, calls [`job::run`] or an operator's
+//! `main.rs` sets up logging (through [`logging`]) and signals, calls [`job::run`] or an operator's
 //! command, prints the JSON line and returns the exit code.
 //!
 //! Each crate that touches the world or parses input lives in one module: clap
 //! in `cli`, prost in `event`, gcloud-* in `pubsub`, mysql_async in `store`,
 //! serde_json in `outcome`, toml in `map`, ureq in `metrics`, jiff in
-//! `timestamp`, env_logger in `main`. Three are vocabulary shared by all: tokio (the runtime; `pass`
+//! `timestamp`, env_logger in `logging`. Three are vocabulary shared by all: tokio (the runtime; `pass`
 //! orchestrates with it), anyhow (the error the two seams return) and log (the
 //! logging facade).
 
@@ -44,6 +46,7 @@ pub mod config;
 pub mod erase;
 pub mod event;
 pub mod job;
+pub mod logging;
 pub mod map;
 pub mod metrics;
 pub mod operate;

@@ -7,18 +7,20 @@ use std::process::ExitCode;
 use log::{error, info, warn};
 use user_purge::cli::{self, Command};
 use user_purge::outcome::{self, Exit, Outcome, Signal};
-use user_purge::{job, metrics, operate};
+use user_purge::{job, logging, metrics, operate};
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let exit = match cli::parse(std::env::args_os()) {
+    // The command line comes first: it says how to write the log.
+    let (log_format, command) = cli::parse(std::env::args_os());
+    logging::init(log_format);
+    let exit = match command {
         Command::Exit {
             text,
             to_stderr,
             exit,
         } => {
             if to_stderr {
-                eprint!("{text}");
+                logging::refusal(log_format, &text, exit);
             } else {
                 print!("{text}");
             }
@@ -36,7 +38,7 @@ fn main() -> ExitCode {
                 exit
             }
             Err(e) => {
-                error!("cannot start the async runtime: {e}");
+                error!(exit_code = Exit::Internal.code(); "cannot start the async runtime: {e}");
                 Exit::Internal
             }
         },
@@ -54,7 +56,7 @@ fn execute(runtime: &tokio::runtime::Runtime, command: Command) -> Exit {
             let report = runtime.block_on(job::run(*config, shutdown_signal()));
             let exit = report.outcome.exit();
             match report.outcome.error() {
-                Some(e) => error!("{}", outcome::one_line(e)),
+                Some(e) => failed(&report.outcome, e),
                 None => info!("{} (exit {})", report.outcome.name(), exit.code()),
             }
             println!("{}", report.json_line());
@@ -110,7 +112,7 @@ fn execute(runtime: &tokio::runtime::Runtime, command: Command) -> Exit {
             }
             Err(outcome) => {
                 if let Some(e) = outcome.error() {
-                    error!("{}", outcome::one_line(e));
+                    failed(&outcome, e);
                 }
                 outcome.exit()
             }
@@ -129,13 +131,24 @@ fn operator(name: &str, result: Result<String, Outcome>) -> Exit {
         }
         Err(outcome) => {
             if let Some(e) = outcome.error() {
-                error!("{}", outcome::one_line(e));
+                failed(&outcome, e);
             }
             outcome
         }
     };
     println!("{}", outcome::command_line(name, &outcome));
     outcome.exit()
+}
+
+/// The one error line of a failed run or command, with its outcome and exit
+/// code as fields (JSON fields in `--log-format json`).
+fn failed(outcome: &Outcome, error: &anyhow::Error) {
+    error!(
+        outcome = outcome.name(),
+        exit_code = outcome.exit().code();
+        "{}",
+        outcome::one_line(error)
+    );
 }
 
 /// Resolves on the first SIGINT or SIGTERM.

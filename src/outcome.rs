@@ -1,5 +1,6 @@
 //! How a run ends: the exit codes, the outcome of a pass or an operator's
-//! command, and the JSON line each prints on stdout (serde_json, only here).
+//! command, and the JSON the program writes: the line each prints on stdout,
+//! and the log records of `--log-format json` (serde_json, only here).
 //!
 //! [`Exit`] is the one list of exit codes; [`Outcome::exit`] is the one place
 //! that turns what happened into one of them. `main` only returns it.
@@ -242,6 +243,57 @@ pub fn command_line(command: &str, outcome: &Outcome) -> String {
     })
 }
 
+/// One log record as Cloud Logging reads a line of a container's stderr:
+/// `severity`, `message`, `time`, then the module as `target`, then the
+/// record's own fields (`"outcome":"database_error","exit_code":4`).
+#[derive(Debug)]
+pub struct LogRecord<'a> {
+    /// `DEBUG`, `INFO`, `WARNING` or `ERROR`.
+    pub severity: &'static str,
+    pub message: &'a str,
+    /// RFC 3339, UTC.
+    pub time: &'a str,
+    pub target: &'a str,
+    pub fields: &'a [(String, Field)],
+}
+
+/// The value of one field of a log record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Field {
+    Unsigned(u64),
+    Signed(i64),
+    Float(f64),
+    Bool(bool),
+    Text(String),
+}
+
+impl Serialize for LogRecord<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        const FIXED: [&str; 4] = ["severity", "message", "time", "target"];
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("severity", self.severity)?;
+        map.serialize_entry("message", self.message)?;
+        map.serialize_entry("time", self.time)?;
+        map.serialize_entry("target", self.target)?;
+        // A field named like a fixed key would make a second key that
+        // parsers read differently: the fixed one stays.
+        for (key, value) in self
+            .fields
+            .iter()
+            .filter(|(k, _)| !FIXED.contains(&k.as_str()))
+        {
+            match value {
+                Field::Unsigned(n) => map.serialize_entry(key, n)?,
+                Field::Signed(n) => map.serialize_entry(key, n)?,
+                Field::Float(x) => map.serialize_entry(key, x)?,
+                Field::Bool(b) => map.serialize_entry(key, b)?,
+                Field::Text(text) => map.serialize_entry(key, text)?,
+            }
+        }
+        map.end()
+    }
+}
+
 /// Any value as one JSON line.
 pub fn json(value: &impl Serialize) -> String {
     // Serializing these plain structs cannot fail: no maps with non-string
@@ -317,6 +369,29 @@ mod tests {
         assert_eq!(
             report.json_line(),
             r#"{"outcome":"completed","received":7,"removed_ids":2,"deleted_rows":1,"tables":{"sessions":6,"users":1},"ignored":3,"malformed":2,"acked":5,"nacked":2,"refused":0,"rounds":1,"dry_run":false,"elapsed_ms":12}"#
+        );
+    }
+
+    #[test]
+    fn a_log_record_is_one_line_of_json_with_its_fields_last() {
+        let fields = [
+            ("outcome".to_owned(), Field::Text("database_error".into())),
+            ("exit_code".to_owned(), Field::Unsigned(4)),
+            ("message".to_owned(), Field::Text("shadow".into())),
+            ("delta".to_owned(), Field::Signed(-1)),
+            ("ratio".to_owned(), Field::Float(0.5)),
+            ("dry_run".to_owned(), Field::Bool(true)),
+        ];
+        let line = json(&LogRecord {
+            severity: "ERROR",
+            message: "cannot connect:\n\"db\" \\ down",
+            time: "2026-11-26T07:04:47.123456Z",
+            target: "user_purge",
+            fields: &fields,
+        });
+        assert_eq!(
+            line,
+            r#"{"severity":"ERROR","message":"cannot connect:\n\"db\" \\ down","time":"2026-11-26T07:04:47.123456Z","target":"user_purge","outcome":"database_error","exit_code":4,"delta":-1,"ratio":0.5,"dry_run":true}"#
         );
     }
 

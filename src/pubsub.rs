@@ -14,8 +14,10 @@ use gcloud_googleapis::pubsub::v1::subscriber_client::SubscriberClient;
 use gcloud_googleapis::pubsub::v1::{
     AcknowledgeRequest, ModifyAckDeadlineRequest, PubsubMessage, PullRequest,
 };
-use gcloud_pubsub::apiv1::conn_pool::ConnectionManager;
+use gcloud_pubsub::apiv1::conn_pool::{self, ConnectionManager};
+use gcloud_pubsub::client::google_cloud_auth;
 use gcloud_pubsub::client::google_cloud_auth::credentials::CredentialsFile;
+use gcloud_pubsub::client::google_cloud_auth::token::DefaultTokenSourceProvider;
 use gcloud_pubsub::client::{Client, ClientConfig};
 use gcloud_pubsub::subscription::SeekTo;
 
@@ -151,37 +153,49 @@ impl PubSub {
 
 /// The client configuration for a project: endpoint, credentials, timeouts.
 async fn client_config(project: &str, credentials: &Credentials) -> anyhow::Result<ClientConfig> {
-    let config = ClientConfig {
+    // Every field is set here: `ClientConfig::default()` reads
+    // PUBSUB_EMULATOR_HOST from the process, where an empty value would make
+    // "" an emulator address, and `with_auth` then leaves it be. Each branch
+    // sets the environment itself, from the validated credentials only.
+    let (environment, pool_size) = match credentials {
+        Credentials::Emulator(host) => (Environment::Emulator(host.clone()), 1),
+        Credentials::ServiceAccountKey { key, source } => {
+            // The parse error names a position in the JSON, never its content.
+            let key = CredentialsFile::new_from_str(key.expose())
+                .await
+                .map_err(|e| anyhow!("{source} is not a service-account JSON key: {e}"))?;
+            let tokens = DefaultTokenSourceProvider::new_with_credentials(auth(), Box::new(key))
+                .await
+                .map_err(|e| anyhow!("cannot use the service-account key from {source}: {e}"))?;
+            (Environment::GoogleCloud(Box::new(tokens)), POOL_SIZE)
+        }
+        Credentials::ApplicationDefault => {
+            let tokens = DefaultTokenSourceProvider::new(auth())
+                .await
+                .map_err(|e| anyhow!("cannot find Application Default Credentials: {e}"))?;
+            (Environment::GoogleCloud(Box::new(tokens)), POOL_SIZE)
+        }
+    };
+    Ok(ClientConfig {
+        pool_size,
         project_id: Some(project.to_owned()),
+        environment,
+        endpoint: conn_pool::PUBSUB.to_owned(),
         connection_option: ConnectionOptions {
             connect_timeout: Some(CONNECT_TIMEOUT),
             ..ConnectionOptions::default()
         },
-        ..ClientConfig::default()
-    };
-    Ok(match credentials {
-        Credentials::Emulator(host) => ClientConfig {
-            environment: Environment::Emulator(host.clone()),
-            pool_size: 1,
-            ..config
-        },
-        Credentials::ServiceAccountKey(key) => {
-            // The parse error names a position in the JSON, never its content.
-            let key = CredentialsFile::new_from_str(key.expose())
-                .await
-                .map_err(|e| {
-                    anyhow!("PUBSUB_SERVICE_ACCOUNT is not a service-account JSON key: {e}")
-                })?;
-            config
-                .with_credentials(key)
-                .await
-                .map_err(|e| anyhow!("cannot use the service-account key: {e}"))?
-        }
-        Credentials::ApplicationDefault => config
-            .with_auth()
-            .await
-            .map_err(|e| anyhow!("cannot find Application Default Credentials: {e}"))?,
     })
+}
+
+/// gRPC connections to the real service: the crate's own default.
+const POOL_SIZE: usize = 4;
+
+/// What the tokens are for: Pub/Sub, as the crate's `with_auth` asks.
+fn auth() -> google_cloud_auth::project::Config<'static> {
+    google_cloud_auth::project::Config::default()
+        .with_audience(conn_pool::AUDIENCE)
+        .with_scopes(&conn_pool::SCOPES)
 }
 
 /// The operator's commands: replay (seek), snapshots, and publishing drill

@@ -26,8 +26,11 @@ use crate::secret::Secret;
 /// Where the erasure goes, validated.
 #[derive(Debug, Clone)]
 pub struct Database {
-    /// A URL that [`check_url`] accepted; it holds the password.
+    /// A URL that [`check_url`] accepted; it may hold the password.
     pub url: Secret,
+    /// A password read from a file, which replaces the URL's: the URL can
+    /// then live in a ConfigMap and the password in a mounted Secret.
+    pub password: Option<Secret>,
     /// The tables and what happens to their rows.
     pub map: Map,
     /// The table that records each erasure, if any.
@@ -89,8 +92,11 @@ async fn open(database: &Database) -> anyhow::Result<Conn> {
         // require_ssl=true (with verify_ca, verify_identity) in the URL, or plaintext.
         None => opts.ssl_opts().cloned(),
     };
-    let opts = OptsBuilder::from_opts(opts)
-        .ssl_opts(tls)
+    let mut opts = OptsBuilder::from_opts(opts).ssl_opts(tls);
+    if let Some(password) = &database.password {
+        opts = opts.pass(Some(password.expose()));
+    }
+    let opts = opts
         // A blocked erasure gives up before the run's own deadline: row locks
         // (innodb_lock_wait_timeout) and table locks (lock_wait_timeout).
         .init(vec![format!(

@@ -294,7 +294,8 @@ async fn an_identifier_that_is_not_plain_is_named() {
         "\u{0443}sers", // a Cyrillic u: looks like "users"
         "1users",
         "-users",
-        "",
+        // Not "": an empty table or column counts as unset and takes its
+        // default, as every setting does (tests/config_sources.rs).
         &"u".repeat(65),
         &"u".repeat(1_000),
     ];
@@ -335,9 +336,13 @@ async fn max_messages_out_of_range_or_not_a_number_is_named() {
             case(format!("--max-messages {value:?}"), names.clone())
                 .arg(format!("--max-messages={value}")),
         );
-        cases.push(
-            case(format!("MAX_MESSAGES {value:?}"), names.clone()).set("MAX_MESSAGES", value),
-        );
+        // An empty variable counts as unset (tests/config_sources.rs); an
+        // empty flag is still a value that does not parse.
+        if !value.is_empty() {
+            cases.push(
+                case(format!("MAX_MESSAGES {value:?}"), names.clone()).set("MAX_MESSAGES", value),
+            );
+        }
     }
     // As two arguments too: a negative number is the flag's value, not a flag.
     cases.push(
