@@ -9,7 +9,21 @@ use user_purge::cli::{self, Command};
 use user_purge::outcome::{self, Exit, Outcome, Signal};
 use user_purge::{job, logging, metrics, operate};
 
+/// Variables the Google auth crate reads on its own: an empty one counts as
+/// unset, as in Google's own clients, instead of naming the file "".
+const GOOGLE_VARIABLES: [&str; 3] = [
+    "GOOGLE_APPLICATION_CREDENTIALS",
+    "GOOGLE_APPLICATION_CREDENTIALS_JSON",
+    "GCE_METADATA_HOST",
+];
+
 fn main() -> ExitCode {
+    for name in GOOGLE_VARIABLES {
+        if std::env::var_os(name).is_some_and(|value| value.is_empty()) {
+            // SAFETY: nothing else runs yet: no thread reads the environment.
+            unsafe { std::env::remove_var(name) };
+        }
+    }
     // The command line comes first: it says how to write the log.
     let (log_format, command) = cli::parse(std::env::args_os());
     logging::init(log_format);

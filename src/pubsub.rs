@@ -170,9 +170,30 @@ async fn client_config(project: &str, credentials: &Credentials) -> anyhow::Resu
             (Environment::GoogleCloud(Box::new(tokens)), POOL_SIZE)
         }
         Credentials::ApplicationDefault => {
-            let tokens = DefaultTokenSourceProvider::new(auth())
-                .await
-                .map_err(|e| anyhow!("cannot find Application Default Credentials: {e}"))?;
+            let tokens = match std::env::var(CREDENTIALS_VARIABLE) {
+                // Read here, so that a broken file is an error that names the
+                // variable: left to the crate, it would fall back to the
+                // metadata server and run as the node's identity.
+                Ok(path) if !path.is_empty() => {
+                    let file = CredentialsFile::new_from_file(path.clone())
+                        .await
+                        .map_err(|e| {
+                            anyhow!(
+                                "{CREDENTIALS_VARIABLE} ({path}) is not a usable credentials file: {e}"
+                            )
+                        })?;
+                    DefaultTokenSourceProvider::new_with_credentials(auth(), Box::new(file))
+                        .await
+                        .map_err(|e| {
+                            anyhow!(
+                                "cannot use the credentials in {CREDENTIALS_VARIABLE} ({path}): {e}"
+                            )
+                        })?
+                }
+                _ => DefaultTokenSourceProvider::new(auth())
+                    .await
+                    .map_err(|e| anyhow!("cannot find Application Default Credentials: {e}"))?,
+            };
             (Environment::GoogleCloud(Box::new(tokens)), POOL_SIZE)
         }
     };
@@ -187,6 +208,9 @@ async fn client_config(project: &str, credentials: &Credentials) -> anyhow::Resu
         },
     })
 }
+
+/// The file of Application Default Credentials, when one is named.
+const CREDENTIALS_VARIABLE: &str = "GOOGLE_APPLICATION_CREDENTIALS";
 
 /// gRPC connections to the real service: the crate's own default.
 const POOL_SIZE: usize = 4;

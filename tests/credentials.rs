@@ -88,6 +88,36 @@ async fn workload_identity_takes_a_pubsub_token_from_the_metadata_server() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn empty_google_variables_count_as_unset() {
+    // A ConfigMap or an env file that leaves the variables empty: the job goes
+    // on to the metadata server, as with them unset, instead of reading "".
+    let network = Offline::new();
+    let mut metadata = FakeHttp::start(network.listener(), metadata_server);
+    let host = metadata.host();
+    let scratch = Scratch::new("empty");
+
+    let run = network
+        .run(
+            &scratch,
+            &[
+                ("GCE_METADATA_HOST", host.as_str()),
+                ("GOOGLE_APPLICATION_CREDENTIALS", ""),
+                ("GOOGLE_APPLICATION_CREDENTIALS_JSON", ""),
+                ("PUBSUB_EMULATOR_HOST", ""),
+            ],
+        )
+        .await;
+
+    assert_fails_on_pubsub(&run, &[ACCESS_TOKEN]);
+    let requests = metadata.received();
+    assert!(
+        requests.iter().any(|r| r.path() == TOKEN_PATH),
+        "the metadata server was not asked for a token: {requests:#?}\n{}",
+        run.stderr
+    );
+}
+
 /// The GKE metadata server: a token for the pod's Google service account,
 /// only to requests that carry `Metadata-Flavor: Google` (as the real one).
 fn metadata_server(request: &Received) -> (u16, String) {

@@ -629,10 +629,15 @@ impl TestEnv {
 pub fn job_command(args: &[&str]) -> tokio::process::Command {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_user-purge"));
     // Every variable the binary reads, from clap's own declarations, and the
-    // two that are not flags.
+    // ones that are not flags (the Google auth crate's, the log filter).
     let settings = user_purge::cli::settings();
     let variables = settings.iter().filter_map(|s| s.env.as_deref());
-    for key in variables.chain(["GOOGLE_APPLICATION_CREDENTIALS", "RUST_LOG"]) {
+    let google = [
+        "GOOGLE_APPLICATION_CREDENTIALS",
+        "GOOGLE_APPLICATION_CREDENTIALS_JSON",
+        "GCE_METADATA_HOST",
+    ];
+    for key in variables.chain(google).chain(["RUST_LOG"]) {
         command.env_remove(key);
     }
     command
