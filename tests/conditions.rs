@@ -20,6 +20,10 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use common::backlog::{
+    Rng, assert_invariant, assert_refusals_match_the_code, publish_backlog, quiet_after, recover,
+    reported,
+};
 use common::proxy::LatencyProxy;
 use common::{PROJECT, Run, Setup, TestEnv, decoded, event_type};
 use gcloud_googleapis::pubsub::v1::{ModifyAckDeadlineRequest, PubsubMessage, PullRequest};
@@ -32,224 +36,6 @@ use user_purge::event::encode;
 // ---------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------
-
-/// A small, seeded pseudo-random generator (xorshift64*), as in faults.rs:
-/// varied data, reproducible from the seed the test prints.
-struct Rng(u64);
-
-impl Rng {
-    fn from_time() -> Rng {
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos() as u64;
-        println!("seed {seed}");
-        Rng(seed | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn shuffle<T>(&mut self, items: &mut [T]) {
-        for i in (1..items.len()).rev() {
-            items.swap(i, self.below(i as u64 + 1) as usize);
-        }
-    }
-}
-
-/// What was published, to check the invariant against.
-struct Backlog {
-    users: u64,
-    /// Every payload published.
-    payloads: Vec<Vec<u8>>,
-    /// Users named by valid removals.
-    removed: BTreeSet<u64>,
-    /// Removed users whose rows the database refuses to delete.
-    refused: BTreeSet<u64>,
-    malformed: Vec<Vec<u8>>,
-}
-
-impl Backlog {
-    /// The users that must be left: never removed, or refused.
-    fn expected_users(&self) -> Vec<u64> {
-        (1..=self.users)
-            .filter(|id| !self.removed.contains(id) || self.refused.contains(id))
-            .collect()
-    }
-
-    /// The messages that must be left, sorted: the malformed ones and every
-    /// removal of a refused user.
-    fn expected_left(&self) -> Vec<Vec<u8>> {
-        let mut left: Vec<Vec<u8>> = self.malformed.clone();
-        left.extend(
-            self.payloads
-                .iter()
-                .filter(|data| {
-                    matches!(
-                        user_purge::event::classify(data),
-                        Ok(user_purge::event::Event::Removed(id)) if self.refused.contains(&id)
-                    )
-                })
-                .cloned(),
-        );
-        left.sort();
-        left
-    }
-}
-
-/// Publishes `removals` distinct removals of users in 1..=users (plus
-/// duplicates), other valid events for users that stay, and malformed
-/// messages, in random order; `refused` of the removed users are picked to be
-/// refused (the test makes the database refuse them).
-async fn publish_backlog(
-    env: &TestEnv,
-    rng: &mut Rng,
-    users: u64,
-    removals: usize,
-    refused: usize,
-) -> Backlog {
-    let mut ids: Vec<u64> = (1..=users).collect();
-    rng.shuffle(&mut ids);
-    let removed: BTreeSet<u64> = ids[..removals].iter().copied().collect();
-    // From the removed users with a duplicate, so that the duplicates of a
-    // refused user are handed back too.
-    let refused: BTreeSet<u64> = ids[..refused].iter().copied().collect();
-    let mut payloads: Vec<Vec<u8>> = removed
-        .iter()
-        .map(|&id| encode(event_type::REMOVED, id))
-        .collect();
-    for &id in ids.iter().take((removals / 20).max(refused.len())) {
-        payloads.push(encode(event_type::REMOVED, id)); // duplicates
-    }
-    for (i, &id) in ids[removals..].iter().take(removals / 25).enumerate() {
-        let kind = [
-            event_type::CREATED,
-            event_type::CHANGED,
-            event_type::ACCESS_CHANGED,
-        ][i % 3];
-        payloads.push(encode(kind, id));
-    }
-    let mut malformed = Vec::new();
-    for (i, &id) in ids.iter().enumerate().take((removals / 100).max(4)) {
-        malformed.push(match i % 4 {
-            0 => encode(event_type::REMOVED, 0),
-            1 => encode(event_type::UNSPECIFIED, id),
-            2 => encode(99, id),
-            _ => vec![0xff, 0xfe, i as u8],
-        });
-    }
-    payloads.extend(malformed.iter().cloned());
-    rng.shuffle(&mut payloads);
-    env.publish(payloads.clone()).await;
-    Backlog {
-        users,
-        payloads,
-        removed,
-        refused,
-        malformed,
-    }
-}
-
-/// The invariant, counted: exactly the removed users that were not refused
-/// are gone (with their orders), every other row is intact, and the messages
-/// left (in the subscription, or its dead-letter topic) are exactly the
-/// malformed ones and the refused users' removals.
-async fn assert_invariant(env: &TestEnv, backlog: &Backlog) {
-    let expected = backlog.expected_users();
-    assert_eq!(
-        env.users().await,
-        expected,
-        "the users left are not exactly the ones not removed, or refused"
-    );
-    assert_eq!(
-        env.users_with_orders().await,
-        expected,
-        "orders must go with their users, and only theirs"
-    );
-    let mut left = env.drain(Duration::from_secs(1)).await;
-    if env.dead_letter_subscription.is_some() {
-        left.extend(env.drain_dead_letters(Duration::ZERO).await);
-    }
-    left.sort();
-    let expected_left = backlog.expected_left();
-    assert_eq!(
-        left.len(),
-        expected_left.len(),
-        "messages left over are not exactly the malformed ones and the refused users' removals"
-    );
-    assert_eq!(left, expected_left);
-}
-
-/// Runs the job until the table is as the backlog says and a run finds
-/// nothing to acknowledge, waiting out the leases of killed runs. Each run
-/// exits 0, or 6 when it met a refused user.
-async fn recover(env: &TestEnv, backlog: &Backlog, quiet: Duration) -> usize {
-    let started = Instant::now();
-    let mut runs = 0;
-    loop {
-        let run = env.run(&[]).await;
-        runs += 1;
-        assert_refusals_match_the_code(&run);
-        if backlog.refused.is_empty() {
-            run.assert_code(0);
-        }
-        if run.count("acked") == 0
-            && started.elapsed() >= quiet
-            && env.users().await == backlog.expected_users()
-        {
-            return runs;
-        }
-        assert!(
-            started.elapsed() < quiet + Duration::from_secs(120),
-            "no recovery after {runs} runs"
-        );
-        if run.count("acked") == 0 {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    }
-}
-
-/// A run exits 6 ("partially_completed") exactly when it refused a user, and
-/// 0 ("completed") when it refused none.
-fn assert_refusals_match_the_code(run: &Run) {
-    let refused = reported(run, "refused");
-    match run.code {
-        Some(6) => {
-            assert_eq!(run.outcome(), "partially_completed", "{}", run.stdout);
-            assert!(refused > 0, "exit 6 without a refused user: {}", run.stdout);
-        }
-        Some(0) => {
-            assert_eq!(run.outcome(), "completed", "{}", run.stdout);
-            assert_eq!(refused, 0, "exit 0 with refused users: {}", run.stdout);
-        }
-        _ => panic!(
-            "expected exit 0 or 6, got {:?}: {}\nstderr:\n{}",
-            run.code, run.stdout, run.stderr
-        ),
-    }
-}
-
-/// A count the summary gained with issue #10 (`refused`, `rounds`), with a
-/// message that says so when the job does not report it.
-fn reported(run: &Run, field: &str) -> u64 {
-    match run.summary().get(field) {
-        Some(value) => value
-            .as_u64()
-            .unwrap_or_else(|| panic!("{field} is not a number: {}", run.stdout)),
-        None => panic!(
-            "the summary has no `{field}`: {}\nstderr:\n{}",
-            run.stdout, run.stderr
-        ),
-    }
-}
 
 /// The users named (`user <id>`) by log lines that also carry `reason` and
 /// `table`: the job's refusal lines.
@@ -791,7 +577,7 @@ async fn a_user_held_by_a_trigger_is_refused_alone_with_the_servers_reason() {
 #[tokio::test(flavor = "multi_thread")]
 async fn five_refused_users_among_two_hundred_are_isolated() {
     let env = TestEnv::new(250).await;
-    let mut rng = Rng::from_time();
+    let mut rng = Rng::seeded();
     let mut candidates: Vec<u64> = (1..=200).collect();
     rng.shuffle(&mut candidates);
     // Two by a foreign key, three by a trigger: each with its own reason.
@@ -1285,16 +1071,6 @@ async fn rounds_stop_when_max_messages_have_been_taken_in_total() {
 // Kills and signals
 // ---------------------------------------------------------------------------
 
-/// How long a killed run's messages stay leased: the subscription's 10 s, or
-/// 60 s if it lived long enough (4 s) to renew them.
-fn quiet_after(lived: Duration) -> Duration {
-    if lived >= Duration::from_secs(4) {
-        Duration::from_secs(62)
-    } else {
-        Duration::from_secs(12)
-    }
-}
-
 /// Waits until the database has been asked to delete `user` at least `times` times.
 async fn wait_for_attempts(env: &TestEnv, user: u64, times: u64) {
     loop {
@@ -1313,8 +1089,8 @@ async fn wait_for_attempts(env: &TestEnv, user: u64, times: u64) {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_kill_while_isolating_a_refused_user_loses_nothing() {
     let env = TestEnv::new(400).await;
-    let mut rng = Rng::from_time();
-    let backlog = publish_backlog(&env, &mut rng, 400, 300, 1).await;
+    let mut rng = Rng::seeded();
+    let backlog = publish_backlog(&env, &mut rng, 300, 1).await;
     let refused = *backlog.refused.first().unwrap();
     // Each attempt on the refused user takes 0.1 s, so isolating it takes a
     // while; the second attempt means the first delete failed and isolation
@@ -1336,8 +1112,8 @@ async fn a_kill_while_isolating_a_refused_user_loses_nothing() {
     let lived = started.elapsed();
     println!("killed while isolating after {lived:?}");
 
-    let runs = recover(&env, &backlog, quiet_after(lived)).await;
-    println!("recovered in {runs} runs");
+    let recovery = recover(&env, &backlog, quiet_after(lived)).await;
+    println!("recovered in {} runs", recovery.runs);
     assert_invariant(&env, &backlog).await;
     env.cleanup().await;
 }
@@ -1345,8 +1121,8 @@ async fn a_kill_while_isolating_a_refused_user_loses_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_kill_between_rounds_loses_nothing() {
     let env = TestEnv::new(4_000).await;
-    let mut rng = Rng::from_time();
-    let backlog = publish_backlog(&env, &mut rng, 4_000, 3_000, 0).await;
+    let mut rng = Rng::seeded();
+    let backlog = publish_backlog(&env, &mut rng, 3_000, 0).await;
 
     let mut job = Job::spawn(&env, &["--max-messages", "4000", "--batch-size", "500"]);
     let started = Instant::now();
@@ -1370,8 +1146,8 @@ async fn a_kill_between_rounds_loses_nothing() {
         "the first round had not erased its users ({before} left) when the second received"
     );
 
-    let runs = recover(&env, &backlog, quiet_after(lived)).await;
-    println!("recovered in {runs} runs");
+    let recovery = recover(&env, &backlog, quiet_after(lived)).await;
+    println!("recovered in {} runs", recovery.runs);
     assert_invariant(&env, &backlog).await;
     env.cleanup().await;
 }

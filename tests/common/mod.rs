@@ -30,6 +30,7 @@ use user_purge::event;
 
 pub use user_purge::event::event_type;
 
+pub mod backlog;
 pub mod private;
 pub mod proxy;
 
