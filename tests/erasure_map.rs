@@ -31,7 +31,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use common::backlog::quiet_after;
 use common::stand_ins::{Bad, PASSWORD, StandIns, listener, refuse_all};
 use common::{
-    Job, Run, TestEnv, decoded, event_type, job_command, removals, url_on, users_refused_in_log,
+    Job, Run, TestEnv, assert_no_failures, decoded, event_type, job_command, removals, url_on,
+    users_refused_in_log,
 };
 use gcloud_googleapis::pubsub::v1::PubsubMessage;
 use mysql_async::prelude::Queryable as _;
@@ -1602,13 +1603,7 @@ async fn a_map_the_database_cannot_carry_out_is_exit_4_before_anything_is_receiv
             ));
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} of {} cases broke the promise:\n{}",
-        failures.len(),
-        cases.len(),
-        failures.join("\n")
-    );
+    assert_no_failures(&failures, cases.len());
 
     // Nothing was received: a run with the right map takes every message.
     let map = maps.write(&toml(&full_map()));

@@ -923,3 +923,13 @@ pub fn users_refused_in_log(stderr: &str, table: &str, reason: &str) -> BTreeSet
     }
     named
 }
+
+/// Fails with every case's failure at once, if any case failed.
+pub fn assert_no_failures(failures: &[String], cases: usize) {
+    assert!(
+        failures.is_empty(),
+        "{} of {cases} cases broke the promise:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}

@@ -6,7 +6,7 @@
 
 use std::net::TcpListener;
 
-use super::{KEY_MARKER, job_command};
+use super::{KEY_MARKER, assert_no_failures, job_command};
 
 /// In the stand-in database URL, so that any output showing it is caught.
 pub const PASSWORD: &str = "Pw-stand-in-7Qx";
@@ -238,11 +238,5 @@ pub async fn refuse_all(stand_ins: &StandIns, cases: Vec<Bad>) {
             ));
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} of {} cases broke the promise:\n{}",
-        failures.len(),
-        cases.len(),
-        failures.join("\n")
-    );
+    assert_no_failures(&failures, cases.len());
 }
