@@ -11,110 +11,19 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use common::backlog::{
+    Backlog, Recovery, Rng, assert_invariant, publish_backlog, quiet_after, recover,
+};
 use common::private::{PrivateEmulator, PrivateMariaDb};
-use common::{Job, Run, Setup, TestEnv, event_type};
-use user_purge::event::{self, Event, encode};
-
-/// A small, seeded pseudo-random generator (xorshift64*): varied timing and
-/// data, reproducible with `TEST_SEED` set to the seed the test prints.
-struct Rng(u64);
-
-impl Rng {
-    fn seeded() -> Rng {
-        let seed = match std::env::var("TEST_SEED") {
-            Ok(seed) => seed.parse().expect("TEST_SEED must be a number"),
-            Err(_) => std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64,
-        };
-        println!("seed {seed} (TEST_SEED={seed} repeats this run)");
-        Rng(seed | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn shuffle<T>(&mut self, items: &mut [T]) {
-        for i in (1..items.len()).rev() {
-            items.swap(i, self.below(i as u64 + 1) as usize);
-        }
-    }
-}
-
-/// What was published, to check the invariant against.
-struct Backlog {
-    users: u64,
-    removed: BTreeSet<u64>,
-    malformed: Vec<Vec<u8>>,
-    /// Every payload published, malformed ones included.
-    published: Vec<Vec<u8>>,
-}
-
-impl Backlog {
-    /// Messages that a run acknowledges.
-    fn valid(&self) -> usize {
-        self.published.len() - self.malformed.len()
-    }
-}
-
-/// Publishes `removals` distinct removals of the test's users (plus
-/// duplicates), other valid events for users that must stay, and malformed
-/// messages of every kind, in random order.
-async fn publish_backlog(env: &TestEnv, rng: &mut Rng, removals: usize) -> Backlog {
-    let users = env.initial_users;
-    let mut ids: Vec<u64> = (1..=users).collect();
-    rng.shuffle(&mut ids);
-    let removed: BTreeSet<u64> = ids[..removals].iter().copied().collect();
-    let mut payloads: Vec<Vec<u8>> = removed
-        .iter()
-        .map(|&id| encode(event_type::REMOVED, id))
-        .collect();
-    for &id in ids.iter().take(removals / 20) {
-        payloads.push(encode(event_type::REMOVED, id)); // duplicates
-    }
-    for (i, &id) in ids[removals..].iter().take(removals / 25).enumerate() {
-        let kind = [
-            event_type::CREATED,
-            event_type::CHANGED,
-            event_type::ACCESS_CHANGED,
-        ][i % 3];
-        payloads.push(encode(kind, id));
-    }
-    let mut malformed = Vec::new();
-    for (i, &id) in ids.iter().enumerate().take((removals / 100).max(4)) {
-        malformed.push(match i % 4 {
-            0 => encode(event_type::REMOVED, 0),
-            1 => encode(event_type::UNSPECIFIED, id),
-            2 => encode(99, id),
-            _ => vec![0xff, 0xfe, i as u8],
-        });
-    }
-    payloads.extend(malformed.iter().cloned());
-    rng.shuffle(&mut payloads);
-    env.publish(payloads.clone()).await;
-    Backlog {
-        users,
-        removed,
-        malformed,
-        published: payloads,
-    }
-}
+use common::{Job, Run, Setup, TestEnv};
+use user_purge::event::{self, Event};
 
 /// A test's world as `setup` builds it, with a backlog of `removals`
 /// published, and the generator that shuffled it.
 async fn with_backlog(setup: Setup, removals: usize) -> (TestEnv, Backlog, Rng) {
     let env = setup.create().await;
     let mut rng = Rng::seeded();
-    let backlog = publish_backlog(&env, &mut rng, removals).await;
+    let backlog = publish_backlog(&env, &mut rng, removals, 0).await;
     (env, backlog, rng)
 }
 
@@ -127,74 +36,6 @@ async fn on_private_emulator(
     let setup = Setup::new(users).emulator(emulator.host.clone());
     let (env, backlog, rng) = with_backlog(setup, removals).await;
     (emulator, env, backlog, rng)
-}
-
-/// What the clean runs of [`recover`] did, together.
-#[derive(Debug, Default)]
-struct Recovery {
-    runs: usize,
-    acked: u64,
-    deleted_rows: u64,
-}
-
-/// Runs the job until the table is as the backlog says and a run finds
-/// nothing valid left, waiting out the leases of killed runs (`quiet`).
-async fn recover(env: &TestEnv, backlog: &Backlog, quiet: Duration) -> Recovery {
-    let started = Instant::now();
-    let mut done = Recovery::default();
-    loop {
-        let run = env.run(&[]).await;
-        run.assert_code(0);
-        done.runs += 1;
-        done.acked += run.count("acked");
-        done.deleted_rows += run.count("deleted_rows");
-        if run.count("acked") == 0 && started.elapsed() >= quiet && remaining_ok(env, backlog).await
-        {
-            return done;
-        }
-        assert!(
-            started.elapsed() < quiet + Duration::from_secs(120),
-            "no recovery after {done:?}"
-        );
-        if run.count("acked") == 0 {
-            // Waiting for leases to run out: the messages of a killed run.
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    }
-}
-
-async fn remaining_ok(env: &TestEnv, backlog: &Backlog) -> bool {
-    env.users().await.len() as u64 == backlog.users - backlog.removed.len() as u64
-}
-
-/// The invariant, counted.
-async fn assert_invariant(env: &TestEnv, backlog: &Backlog) {
-    let expected: Vec<u64> = (1..=backlog.users)
-        .filter(|id| !backlog.removed.contains(id))
-        .collect();
-    assert_eq!(
-        env.users().await,
-        expected,
-        "the users left are not exactly the ones not removed"
-    );
-    assert_eq!(
-        env.users_with_orders().await,
-        expected,
-        "orders must go with their users, and only theirs"
-    );
-    let mut left = env.drain(Duration::from_secs(1)).await;
-    if env.dead_letter_subscription.is_some() {
-        left.extend(env.drain_dead_letters(Duration::ZERO).await);
-    }
-    let mut malformed = backlog.malformed.clone();
-    left.sort();
-    malformed.sort();
-    assert_eq!(
-        left.len(),
-        malformed.len(),
-        "messages left over are not exactly the malformed ones"
-    );
-    assert_eq!(left, malformed);
 }
 
 /// Where in the pass a kill lands.
@@ -342,12 +183,7 @@ async fn sixty_kills_at_every_phase_lose_nothing() {
 
     // A killed run's messages come back when its lease ends: the
     // subscription's 10 s, or 60 s if it lived to renew them (after 4 s).
-    let quiet = if kills.longest >= Duration::from_secs(4) {
-        Duration::from_secs(62)
-    } else {
-        Duration::from_secs(12)
-    };
-    let recovery = recover(&env, &backlog, quiet).await;
+    let recovery = recover(&env, &backlog, quiet_after(kills.longest)).await;
     println!("recovered in {} runs", recovery.runs);
     assert_invariant(&env, &backlog).await;
     env.cleanup().await;
@@ -443,7 +279,7 @@ async fn refusals_by_the_database_are_exit_4_and_lose_nothing() {
     least.assert_code(0);
     assert_eq!(
         (least.count("deleted_rows"), least.count("acked")),
-        (backlog.removed.len() as u64, backlog.valid() as u64)
+        (backlog.removed.len() as u64, backlog.acknowledged() as u64)
     );
     assert_invariant(&env, &backlog).await;
     env.cleanup().await;
@@ -537,7 +373,7 @@ async fn pubsub_freezing_after_the_commit_is_exit_5_and_the_deletes_repeat_harml
     );
     println!(
         "{valid} of {} acknowledgements were lost to the freeze and repeated harmlessly",
-        backlog.valid()
+        backlog.acknowledged()
     );
     assert_invariant(&env, &backlog).await;
     env.cleanup().await;
@@ -624,9 +460,7 @@ async fn four_runs_at_once_share_forty_thousand_removals() {
         // No run fails because of another.
         let run = job.finish(&env).await;
         run.assert_code(0);
-        together.runs += 1;
-        together.acked += run.count("acked");
-        together.deleted_rows += run.count("deleted_rows");
+        together.add(&run);
     }
     let rest = recover(&env, &backlog, Duration::ZERO).await;
     // Every removal erased once, and every valid message acknowledged once:
@@ -636,7 +470,7 @@ async fn four_runs_at_once_share_forty_thousand_removals() {
             together.deleted_rows + rest.deleted_rows,
             together.acked + rest.acked
         ),
-        (backlog.removed.len() as u64, backlog.valid() as u64),
+        (backlog.removed.len() as u64, backlog.acknowledged() as u64),
         "(rows deleted, messages acknowledged) by the four runs {together:?} and after {rest:?}"
     );
     assert_invariant(&env, &backlog).await;
@@ -665,14 +499,7 @@ async fn runs_overlapping_a_slow_delete_do_not_fail_because_of_it() {
     let slow = slow.finish(&env).await;
     slow.assert_code(0);
     assert_eq!(slow.count("deleted_rows"), 200);
-    let backlog = Backlog {
-        users: 20_000,
-        removed: (1..=600).collect(),
-        malformed: Vec::new(),
-        published: (1..=600)
-            .map(|id| encode(event_type::REMOVED, id))
-            .collect(),
-    };
+    let backlog = Backlog::of_removals(20_000, 1..=600);
     assert_invariant(&env, &backlog).await;
     env.cleanup().await;
 }

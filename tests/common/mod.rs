@@ -8,7 +8,7 @@
 
 #![allow(dead_code)] // Each test binary uses a different part of this module.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::os::unix::process::ExitStatusExt as _;
 use std::process::Stdio;
 use std::sync::OnceLock;
@@ -30,8 +30,10 @@ use user_purge::event;
 
 pub use user_purge::event::event_type;
 
+pub mod backlog;
 pub mod private;
 pub mod proxy;
+pub mod stand_ins;
 
 pub const PROJECT: &str = "test-project";
 
@@ -623,6 +625,12 @@ impl TestEnv {
         let mut conn = self.pool.get_conn().await.unwrap();
         conn.query_drop(statement).await.unwrap();
     }
+
+    /// A number from this test's database (0 for no row).
+    pub async fn number(&self, query: &str) -> u64 {
+        let mut conn = self.pool.get_conn().await.unwrap();
+        conn.query_first(query).await.unwrap().unwrap_or(0)
+    }
 }
 
 /// The job's binary with a clean environment: none of the caller's settings leak in.
@@ -702,6 +710,11 @@ pub struct Job {
 }
 
 impl Job {
+    /// Spawns this command (the job's, as [`TestEnv::command`] builds it).
+    pub fn spawn(mut command: tokio::process::Command) -> Job {
+        Job::new(command.spawn().unwrap())
+    }
+
     fn new(mut child: tokio::process::Child) -> Job {
         let mut stderr = BufReader::new(child.stderr.take().unwrap());
         let (sender, lines) = tokio::sync::mpsc::unbounded_channel();
@@ -746,6 +759,47 @@ impl Job {
             }
         }
         None
+    }
+
+    /// Reads the log until a line satisfies `wanted`; false if the job ended
+    /// first. Gives up (panics) after 90 s.
+    pub async fn wait_until(&mut self, mut wanted: impl FnMut(&str) -> bool) -> bool {
+        let read = async {
+            while let Some(line) = self.lines.recv().await {
+                let found = wanted(&line);
+                self.log.push(line);
+                if found {
+                    return true;
+                }
+            }
+            false
+        };
+        tokio::time::timeout(Duration::from_secs(90), read)
+            .await
+            .unwrap_or_else(|_| panic!("no such log line within 90 s:\n{}", self.log.join("\n")))
+    }
+
+    /// Waits for `event`: true when it came, false when the job ended first.
+    pub async fn until(&mut self, event: impl Future<Output = ()>) -> bool {
+        tokio::select! {
+            _ = event => true,
+            _ = self.child.wait() => false,
+        }
+    }
+
+    /// The log so far.
+    pub fn log(&mut self) -> String {
+        while let Ok(line) = self.lines.try_recv() {
+            self.log.push(line);
+        }
+        self.log.join("\n")
+    }
+
+    /// SIGKILL; true if the job was still running to be killed.
+    pub async fn kill(mut self) -> bool {
+        let _ = self.child.start_kill();
+        let status = self.child.wait().await.unwrap();
+        status.code().is_none()
     }
 
     /// Like [`Job::finish`], but the job must exit within `limit`; if it does
@@ -843,4 +897,44 @@ pub fn decoded(payloads: &[Vec<u8>]) -> Vec<(i32, u64)> {
         .collect();
     events.sort_unstable();
     events
+}
+
+/// Removals of these ids, sorted as [`decoded`] returns them.
+pub fn removals(ids: impl IntoIterator<Item = u64>) -> Vec<(i32, u64)> {
+    let mut events: Vec<(i32, u64)> = ids
+        .into_iter()
+        .map(|id| (event_type::REMOVED, id))
+        .collect();
+    events.sort_unstable();
+    events
+}
+
+/// The users named (`user <id>`) by log lines that also carry `reason` and
+/// `table`: the job's refusal lines.
+pub fn users_refused_in_log(stderr: &str, table: &str, reason: &str) -> BTreeSet<u64> {
+    let mut named = BTreeSet::new();
+    for line in stderr
+        .lines()
+        .filter(|l| l.contains(reason) && l.contains(table))
+    {
+        let mut rest = line;
+        while let Some(at) = rest.find("user ") {
+            rest = &rest[at + "user ".len()..];
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            if let Ok(id) = digits.parse() {
+                named.insert(id);
+            }
+        }
+    }
+    named
+}
+
+/// Fails with every case's failure at once, if any case failed.
+pub fn assert_no_failures(failures: &[String], cases: usize) {
+    assert!(
+        failures.is_empty(),
+        "{} of {cases} cases broke the promise:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
