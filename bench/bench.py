@@ -246,6 +246,8 @@ def timed(argv, env):
     status = re.search(r"Exit status: (\d+)", report)
     return {
         "wall": wall,
+        # The machine is shared: the 1-minute load average as the run ended.
+        "load": os.getloadavg()[0],
         "rss_mib": rss_kb / 1024,
         "code": int(status.group(1)) if status else code,
         "stdout": stdout,
@@ -333,7 +335,7 @@ class Bench:
         if who == "python" and summary:
             extra = f", task {summary['task_ms'] / 1000:.3f} s, imports {summary['import_ms'] / 1000:.3f} s"
         log(
-            f"  {who:<6} {n:>7,} msgs: {result['wall']:.3f} s, {result['rss_mib']:.1f} MiB{extra}"
+            f"  {who:<6} {n:>7,} msgs: {result['wall']:.3f} s, {result['rss_mib']:.1f} MiB{extra}, load {result['load']:.2f}"
             + ("" if result["ok"] else f"  ** {'; '.join(problems)} **")
         )
         if not result["ok"]:
@@ -402,26 +404,51 @@ def log(message):
 
 
 def phases(result):
-    """The job's own phase timings, and the gaps around them from the times
-    its log lines reached us."""
+    """The job's own phase timings, summed over its rounds, and the gaps
+    around them from the times its log lines reached us."""
     out = {}
     stamps = {}
+    for r in rounds(result):
+        for k in ("receive", "delete", "ack"):
+            if k in r:
+                out[k] = out.get(k, 0) + r[k]
+                stamps[k] = r[k + "_at"]
     for at, line in result["stderr"]:
         if "purging users named by" in line:
             stamps["start_log"] = at
-        m = re.search(r"received (\d+) messages in (\d+) ms", line)
-        if m:
-            out["receive"] = int(m.group(2))
-            stamps["received"] = at
-        m = re.search(r"deleted (\d+) rows for (\d+) users and committed in (\d+) ms", line)
-        if m:
-            out["delete"] = int(m.group(3))
-            stamps["deleted"] = at
-        m = re.search(r"acknowledged (\d+) and handed back (\d+) messages in (\d+) ms", line)
-        if m:
-            out["ack"] = int(m.group(3))
-            stamps["acked"] = at
+    # The names the report has always used for the moments.
+    for k, name in (("receive", "received"), ("delete", "deleted"), ("ack", "acked")):
+        if k in stamps:
+            stamps[name] = stamps.pop(k)
     return out, stamps
+
+
+# The job's per-round info lines. Since issue 10 a run has rounds, the
+# receive line names its round and the acknowledge line no longer counts the
+# hand-backs (they wait for the end of the run); the older forms are still
+# read, so that a binary from before (one round, always) is measured alike.
+RECEIVED = re.compile(r"received (\d+) messages in (\d+) ms(?: \(round (\d+)\))?")
+DELETED = re.compile(r"deleted (\d+) rows for (\d+) users and committed in (\d+) ms")
+ACKED = re.compile(r"acknowledged (\d+) (?:and handed back \d+ )?messages in (\d+) ms")
+
+
+def rounds(result):
+    """One dict per round, from the job's log: messages received, and the ms
+    and arrival time of its receive, delete and acknowledge lines."""
+    out = []
+    for at, line in result["stderr"]:
+        m = RECEIVED.search(line)
+        if m:
+            out.append({"messages": int(m.group(1)), "receive": int(m.group(2)), "receive_at": at})
+            continue
+        m = DELETED.search(line)
+        if m and out:
+            out[-1].update(rows=int(m.group(1)), delete=int(m.group(3)), delete_at=at)
+            continue
+        m = ACKED.search(line)
+        if m and out:
+            out[-1].update(acked=int(m.group(1)), ack=int(m.group(2)), ack_at=at)
+    return out
 
 
 def machine(bench, binary):
