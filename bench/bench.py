@@ -49,6 +49,12 @@ USER_REMOVED = 4
 PYTHON_PULL_TIMEOUT = 0.5  # seconds, in the Python runs with messages: see README
 # The MariaDB that bench/run's ensure_mariadb brings up; another port for experiments.
 DB_PORT = int(os.environ.get("BENCH_DB_PORT", "3306"))
+# The drain empties its table of users, so it runs on a database of its own,
+# seeded afresh before and dropped after: the other cases' database is never
+# left half-empty, even when a drain is interrupted.
+DRAIN_DATABASE = "user_purge_bench_drain"
+# The job's own upper bounds on a run (--max-messages and --max-duration).
+DRAIN_MAX_DURATION = 3600
 
 
 # --- the services ----------------------------------------------------------
@@ -133,18 +139,19 @@ class Database:
             cursor.execute(statement, args)
             return cursor.fetchall()
 
-    def ensure_seeded(self):
-        """1,000,000 users with 2 orders each, made once and kept."""
-        self.sql(f"CREATE DATABASE IF NOT EXISTS {DATABASE}")
-        self.server.select_db(DATABASE)
+    def ensure_seeded(self, database=DATABASE, fresh=False):
+        """1,000,000 users with 2 orders each, made once and kept (or made
+        anew with ``fresh``). Selects the database on this connection."""
+        self.sql(f"CREATE DATABASE IF NOT EXISTS {database}")
+        self.server.select_db(database)
         tables = {row[0] for row in self.sql("SHOW TABLES")}
-        if {"users", "orders"} <= tables:
+        if {"users", "orders"} <= tables and not fresh:
             users = self.sql("SELECT COUNT(*) FROM users")[0][0]
             orders = self.sql("SELECT COUNT(*) FROM orders")[0][0]
             if users == USERS and orders == USERS * ORDERS_PER_USER:
-                log(f"database {DATABASE}: {users:,} users, {orders:,} orders (kept)")
+                log(f"database {database}: {users:,} users, {orders:,} orders (kept)")
                 return
-        log(f"database {DATABASE}: creating {USERS:,} users and {USERS * ORDERS_PER_USER:,} orders")
+        log(f"database {database}: creating {USERS:,} users and {USERS * ORDERS_PER_USER:,} orders")
         started = time.perf_counter()
         self.sql("DROP TABLE IF EXISTS orders")
         self.sql("DROP TABLE IF EXISTS users")
@@ -246,6 +253,8 @@ def timed(argv, env):
     status = re.search(r"Exit status: (\d+)", report)
     return {
         "wall": wall,
+        # The machine is shared: the 1-minute load average as the run ended.
+        "load": os.getloadavg()[0],
         "rss_mib": rss_kb / 1024,
         "code": int(status.group(1)) if status else code,
         "stdout": stdout,
@@ -278,11 +287,11 @@ class Bench:
         env["RUST_LOG"] = "info"
         self.env = env
 
-    def rust_argv(self, max_messages=None):
-        argv = [self.args.binary, "--subscription", SUBSCRIPTION, "--project", PROJECT, "--database-url", self.url]
+    def rust_argv(self, max_messages=None, url=None, extra=()):
+        argv = [self.args.binary, "--subscription", SUBSCRIPTION, "--project", PROJECT, "--database-url", url or self.url]
         if max_messages is not None:
             argv += ["--max-messages", str(max_messages)]
-        return argv
+        return argv + list(extra)
 
     def python_argv(self, max_messages, pull_timeout):
         return [
@@ -333,7 +342,7 @@ class Bench:
         if who == "python" and summary:
             extra = f", task {summary['task_ms'] / 1000:.3f} s, imports {summary['import_ms'] / 1000:.3f} s"
         log(
-            f"  {who:<6} {n:>7,} msgs: {result['wall']:.3f} s, {result['rss_mib']:.1f} MiB{extra}"
+            f"  {who:<6} {n:>7,} msgs: {result['wall']:.3f} s, {result['rss_mib']:.1f} MiB{extra}, load {result['load']:.2f}"
             + ("" if result["ok"] else f"  ** {'; '.join(problems)} **")
         )
         if not result["ok"]:
@@ -361,6 +370,60 @@ class Bench:
         ok = rows == n
         log(f"  floor  {n:>7,} ids:  {seconds:.3f} s (DELETE and COMMIT only)" + ("" if ok else f" ** deleted {rows} **"))
         return {"wall": seconds, "ok": ok}
+
+    def drain(self, n, batch):
+        """One run of user-purge over a backlog of n removals (distinct users
+        in random order: with n = 1,000,000, every user of the table), taken
+        in rounds of ``batch``, on a freshly seeded database of its own that
+        is dropped afterwards."""
+        db = Database()
+        try:
+            db.ensure_seeded(DRAIN_DATABASE, fresh=True)
+            self.emulator.fresh_subscription()
+            user_ids = self.rng.sample(range(1, USERS + 1), n)
+            started = time.perf_counter()
+            self.emulator.publish_removals(user_ids)
+            publish = time.perf_counter() - started
+            log(f"  published {n:,} events in {publish:.1f} s")
+            # The seeding and publishing leave InnoDB a purge backlog and the
+            # emulator a fan-out to finish; neither should run inside the timing.
+            db.settle(limit=300)
+            time.sleep(0.2 + n / 50_000)
+            argv = self.rust_argv(
+                n,
+                url=f"mysql://root:@127.0.0.1:{DB_PORT}/{DRAIN_DATABASE}",
+                extra=["--batch-size", str(batch), "--max-duration", str(DRAIN_MAX_DURATION)],
+            )
+            load_before = os.getloadavg()[0]
+            result = timed(argv, self.env)
+            result["load_before"] = load_before
+            result["publish"] = publish
+            result["argv"] = argv
+            summary = last_json(result["stdout"])
+            result["summary"] = summary
+            problems = []
+            if result["code"] != 0:
+                problems.append(f"exit {result['code']}")
+            for key, want in (("received", n), ("acked", n), ("deleted_rows", n)):
+                if (summary or {}).get(key) != want:
+                    problems.append(f"{key} {(summary or {}).get(key)} of {n}")
+            users, orders = db.remaining(user_ids)
+            if users or orders:
+                problems.append(f"{users} users and {orders} orders left")
+            result["ok"] = not problems
+            result["problems"] = problems
+            log(
+                f"  drain  {n:>9,} msgs: {result['wall']:.1f} s, {result['rss_mib']:.1f} MiB, "
+                f"{(summary or {}).get('rounds')} rounds, load {load_before:.2f} → {result['load']:.2f}"
+                + ("" if result["ok"] else f"  ** {'; '.join(problems)} **")
+            )
+            if not result["ok"]:
+                tail = "\n".join(line for _, line in result["stderr"][-15:])
+                log(f"    stderr tail:\n{tail}")
+            return result
+        finally:
+            # Nothing of the drain stays behind: the other cases use DATABASE.
+            db.sql(f"DROP DATABASE IF EXISTS {DRAIN_DATABASE}")
 
 
 # --- statistics and the report -------------------------------------------------
@@ -402,26 +465,51 @@ def log(message):
 
 
 def phases(result):
-    """The job's own phase timings, and the gaps around them from the times
-    its log lines reached us."""
+    """The job's own phase timings, summed over its rounds, and the gaps
+    around them from the times its log lines reached us."""
     out = {}
     stamps = {}
+    for r in rounds(result):
+        for k in ("receive", "delete", "ack"):
+            if k in r:
+                out[k] = out.get(k, 0) + r[k]
+                stamps[k] = r[k + "_at"]
     for at, line in result["stderr"]:
         if "purging users named by" in line:
             stamps["start_log"] = at
-        m = re.search(r"received (\d+) messages in (\d+) ms", line)
-        if m:
-            out["receive"] = int(m.group(2))
-            stamps["received"] = at
-        m = re.search(r"deleted (\d+) rows for (\d+) users and committed in (\d+) ms", line)
-        if m:
-            out["delete"] = int(m.group(3))
-            stamps["deleted"] = at
-        m = re.search(r"acknowledged (\d+) and handed back (\d+) messages in (\d+) ms", line)
-        if m:
-            out["ack"] = int(m.group(3))
-            stamps["acked"] = at
+    # The names the report has always used for the moments.
+    for k, name in (("receive", "received"), ("delete", "deleted"), ("ack", "acked")):
+        if k in stamps:
+            stamps[name] = stamps.pop(k)
     return out, stamps
+
+
+# The job's per-round info lines. Since issue 10 a run has rounds, the
+# receive line names its round and the acknowledge line no longer counts the
+# hand-backs (they wait for the end of the run); the older forms are still
+# read, so that a binary from before (one round, always) is measured alike.
+RECEIVED = re.compile(r"received (\d+) messages in (\d+) ms(?: \(round (\d+)\))?")
+DELETED = re.compile(r"deleted (\d+) rows for (\d+) users and committed in (\d+) ms")
+ACKED = re.compile(r"acknowledged (\d+) (?:and handed back \d+ )?messages in (\d+) ms")
+
+
+def rounds(result):
+    """One dict per round, from the job's log: messages received, and the ms
+    and arrival time of its receive, delete and acknowledge lines."""
+    out = []
+    for at, line in result["stderr"]:
+        m = RECEIVED.search(line)
+        if m:
+            out.append({"messages": int(m.group(1)), "receive": int(m.group(2)), "receive_at": at})
+            continue
+        m = DELETED.search(line)
+        if m and out:
+            out[-1].update(rows=int(m.group(1)), delete=int(m.group(3)), delete_at=at)
+            continue
+        m = ACKED.search(line)
+        if m and out:
+            out[-1].update(acked=int(m.group(1)), ack=int(m.group(2)), ack_at=at)
+    return out
 
 
 def machine(bench, binary):
@@ -470,19 +558,36 @@ def main():
     parser.add_argument("--empty-default-reps", type=int, default=3, help="Python runs on an empty subscription with the client's default 60 s timeout")
     parser.add_argument("--no-warmup", action="store_true")
     parser.add_argument("--seed", type=int, default=5)
-    parser.add_argument("--out", default=str(HERE / "results.md"))
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="where the Markdown goes; by default $BENCH_OUT or bench/results.md, "
+        "with -drain before .md when the drain is the only case",
+    )
     parser.add_argument("--build-facts", default=None, help="JSON written by bench/run: build times and sizes")
-    parser.add_argument("--only", default=None, help="comma-separated subset: compare,empty,growth,phases")
+    parser.add_argument(
+        "--only",
+        default=None,
+        help="comma-separated subset: compare,empty,growth,phases (the default set), "
+        "drain (only when asked for: it takes minutes)",
+    )
+    parser.add_argument("--drain-messages", type=int, default=1_000_000, help="the drain's backlog (at most 1,000,000)")
+    parser.add_argument("--drain-batch", type=int, default=10_000, help="the drain's --batch-size")
     args = parser.parse_args()
     only = set(args.only.split(",")) if args.only else {"compare", "empty", "growth", "phases"}
+    if args.out is None:
+        # A drain on its own must not overwrite the default set's figures.
+        out = Path(os.environ.get("BENCH_OUT", HERE / "results.md"))
+        args.out = str(out.with_name(out.stem + "-drain.md") if only == {"drain"} else out)
 
     bench = Bench(args)
-    bench.db.ensure_seeded()
+    if only != {"drain"}:  # the drain seeds a database of its own
+        bench.db.ensure_seeded()
     facts = machine(bench, args.binary)
     load_before = os.getloadavg()
     started = time.perf_counter()
 
-    if not args.no_warmup:
+    if not args.no_warmup and only != {"drain"}:
         log("warm-up (not counted): one run of each on 10,000 messages")
         bench.run("rust", 10_000, bench.rust_argv())
         bench.run("python", 10_000, bench.python_argv(10_000, PYTHON_PULL_TIMEOUT))
@@ -526,6 +631,10 @@ def main():
         log("phase breakdown of one 10,000-message run")
         results["phases"] = bench.run("rust", 10_000, bench.rust_argv())
 
+    if "drain" in only:
+        log(f"drain: {args.drain_messages:,} messages in rounds of {args.drain_batch:,}, one run")
+        results["drain"] = bench.drain(args.drain_messages, args.drain_batch)
+
     facts["load"] = f"{load_before[0]:.2f} before, {os.getloadavg()[0]:.2f} after (1-minute load average)"
     facts["duration"] = f"{(time.perf_counter() - started) / 60:.1f} min"
     build = json.loads(Path(args.build_facts).read_text()) if args.build_facts else {}
@@ -537,14 +646,22 @@ def main():
 
 def report(args, facts, build, results):
     L = []
-    L.append(f"## {os.environ.get('BENCH_TITLE', 'Benchmark results')}\n")
-    L.append(
-        f"Measured {facts['date']} with `bench/run` ({args.reps} timed runs per case, after one untimed warm-up run "
-        "of each program; median, with min–max in parentheses; whole process, wall time measured around it, peak "
-        "RSS from `/usr/bin/time -v`). Each run gets a fresh subscription and a fresh backlog of USER_REMOVED events "
-        f"for distinct random users of a {USERS:,}-row `users` table ({ORDERS_PER_USER} `orders` rows each, "
-        "`ON DELETE CASCADE`); the deleted rows are put back between runs.\n"
-    )
+    L.append(f"## {os.environ.get('BENCH_TITLE', 'Benchmark results')}" + (": the drain" if set(results) == {"drain"} else "") + "\n")
+    if set(results) == {"drain"}:
+        L.append(
+            f"Measured {facts['date']} with `bench/run --only drain`: one timed run (whole process, wall time "
+            "measured around it, peak RSS from `/usr/bin/time -v`), no warm-up, on a database of its own seeded "
+            f"afresh with a {USERS:,}-row `users` table ({ORDERS_PER_USER} `orders` rows each, `ON DELETE CASCADE`) "
+            "and dropped afterwards.\n"
+        )
+    else:
+        L.append(
+            f"Measured {facts['date']} with `bench/run` ({args.reps} timed runs per case, after one untimed warm-up "
+            "run of each program; median, with min–max in parentheses; whole process, wall time measured around it, "
+            "peak RSS from `/usr/bin/time -v`). Each run gets a fresh subscription and a fresh backlog of USER_REMOVED "
+            f"events for distinct random users of a {USERS:,}-row `users` table ({ORDERS_PER_USER} `orders` rows each, "
+            "`ON DELETE CASCADE`); the deleted rows are put back between runs.\n"
+        )
     L.append(
         f"Machine: {facts['nproc']} cores, {facts['memory']}, {facts['cpu']}, Linux {facts['kernel']}; "
         f"{facts['emulator']} (local), MariaDB {facts['mariadb']} (local: {os.environ.get('BENCH_DB_NOTE', 'at port ' + str(DB_PORT))}; "
@@ -668,6 +785,8 @@ def report(args, facts, build, results):
             L.append(f"| after the last phase: summary line, runtime shutdown, exit | {tail * 1000:.0f} |")
         L.append(f"| **whole process** | **{r['wall'] * 1000:.0f}** |")
         L.append(f"\nPeak RSS of that run: {r['rss_mib']:.1f} MiB.\n")
+    if "drain" in results:
+        L.extend(drain_report(args, results["drain"]))
     if build:
         L.append("### The binary\n")
         L.append("| | |")
@@ -676,6 +795,71 @@ def report(args, facts, build, results):
             L.append(f"| {k} | {v} |")
         L.append("")
     return "\n".join(L) + "\n"
+
+
+def drain_report(args, r):
+    L = []
+    n = args.drain_messages
+    summary = r["summary"] or {}
+    received = summary.get("received") or 0
+    L.append(f"### Draining {n:,} messages in rounds of {args.drain_batch:,}\n")
+    L.append(
+        f"The backlog: {n:,} USER_REMOVED events for distinct users in random order"
+        + (" (every user of the table)" if n == USERS else "")
+        + f", published before the run in {r['publish']:.0f} s (not timed). The run:\n"
+    )
+    argv = [Path(a).name if a == args.binary else a for a in r["argv"]]
+    L.append("```\n" + shlex.join(argv) + "\n```\n")
+    L.append("| received | rounds | exit | wall time | messages per second | peak RSS | load (1-minute), start → end |")
+    L.append("|---|---|---|---|---|---|---|")
+    L.append(
+        f"| {received:,} | {summary.get('rounds')} | {r['code']} | {r['wall']:.1f} s | "
+        f"{received / r['wall']:,.0f} | {r['rss_mib']:.1f} MiB | {r['load_before']:.2f} → {r['load']:.2f} |"
+    )
+    if not r["ok"]:
+        L.append(f"\n**Not everything was done: {'; '.join(r['problems'])}.**")
+    rs = rounds(r)
+    full = [x for x in rs if {"receive", "delete", "ack"} <= x.keys()]
+    if full:
+        total = {k: sum(x[k] for x in full) for k in ("receive", "delete", "ack")}
+        rest = r["wall"] * 1000 - sum(total.values())
+        L.append("\nWhere the time goes, from the job's per-round log lines (ms):\n")
+        L.append("| phase | total | share | per round: median (min–max) |")
+        L.append("|---|---|---|---|")
+        for k, name in [
+            ("receive", "receive (Pulls and decoding)"),
+            ("delete", f"delete {args.drain_batch:,} users (and their orders by cascade) and commit"),
+            ("ack", "acknowledge"),
+        ]:
+            xs = sorted(x[k] for x in full)
+            L.append(
+                f"| {name} | {total[k]:,} | {total[k] / (r['wall'] * 1000):.0%} | "
+                f"{statistics.median(xs):.0f} ({xs[0]}–{xs[-1]}) |"
+            )
+        L.append(f"| everything else (start, connects, between rounds, exit) | {rest:,.0f} | {rest / (r['wall'] * 1000):.0%} | |")
+        # The first and last tenths of the run, to show whether it slows down
+        # as the table empties or the emulator's backlog shrinks.
+        tenth = max(1, len(full) // 10)
+        first, last = full[:tenth], full[-tenth:]
+        med = lambda part, k: statistics.median(x[k] for x in part)  # noqa: E731
+        L.append(
+            f"\nFirst {len(first)} and last {len(last)} rounds, medians: delete {med(first, 'delete'):.0f} and "
+            f"{med(last, 'delete'):.0f} ms, receive {med(first, 'receive'):.0f} and {med(last, 'receive'):.0f} ms."
+        )
+    short = [(i + 1, x["messages"]) for i, x in enumerate(rs[:-1]) if x["messages"] < args.drain_batch]
+    if short:
+        L.append(
+            f"\nRounds that took fewer than {args.drain_batch:,} messages before the last: "
+            + ", ".join(f"round {i} ({m:,})" for i, m in short[:20])
+            + (f" and {len(short) - 20} more" if len(short) > 20 else "")
+            + "."
+        )
+    else:
+        L.append(f"\nEvery round but the last took {args.drain_batch:,} messages.")
+    if rs:
+        L.append(f"The last round took {rs[-1]['messages']:,}.")
+    L.append("")
+    return L
 
 
 if __name__ == "__main__":
