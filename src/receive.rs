@@ -4,7 +4,8 @@
 //! "Drained" is the server's word, never the client's clock. The first Pull
 //! asks for an immediate answer (after connecting and authenticating, which
 //! the Pull pays for), and its round trip sets how long the later long polls
-//! may take on the client's side: the server's wait plus two round trips. A
+//! may take on the client's side: the server's wait plus two round trips and
+//! a margin for the server's own work. A
 //! long poll that still gets no answer in that time says nothing about the
 //! subscription; the round then asks for immediate answers only. The
 //! subscription counts as drained after [`EMPTY_ANSWERS`] empty answers to
@@ -44,6 +45,12 @@ pub const EMPTY_ANSWERS: usize = 2;
 
 /// The longest a long poll may take on the client's side.
 const MAX_POLL: Duration = Duration::from_secs(30);
+
+/// Added to a long poll's client deadline for the server's own work: a Pull
+/// the client gives up on while the server fills it strands its messages
+/// until their ack deadline (measured: the emulator takes 0.5 s and more per
+/// Pull under a backlog of hundreds of thousands).
+const POLL_MARGIN: Duration = Duration::from_secs(1);
 
 /// When receiving stops early, the Pulls in flight are awaited this long, so
 /// that the messages they bring are handed back at once rather than left
@@ -211,7 +218,7 @@ impl Link {
     fn wait(&self) -> Wait {
         match self.round_trip {
             Some(round_trip) if !self.immediate => {
-                Wait::Poll((self.pull_timeout + 2 * round_trip).min(MAX_POLL))
+                Wait::Poll((self.pull_timeout + 2 * round_trip + POLL_MARGIN).min(MAX_POLL))
             }
             _ => Wait::Now,
         }
@@ -280,16 +287,16 @@ mod tests {
         let mut link = Link::new(Duration::from_millis(500));
         link.answered(Wait::Now, Duration::from_millis(700), &[message(20)]);
         assert_eq!(link.pulls_in_flight(), PULLS_IN_FLIGHT);
-        assert_eq!(link.wait(), Wait::Poll(Duration::from_millis(1_900)));
+        assert_eq!(link.wait(), Wait::Poll(Duration::from_millis(2_900)));
         // Only the first immediate answer measures the link.
         link.answered(Wait::Now, Duration::from_secs(9), &[]);
-        assert_eq!(link.wait(), Wait::Poll(Duration::from_millis(1_900)));
+        assert_eq!(link.wait(), Wait::Poll(Duration::from_millis(2_900)));
         link.answered(
             Wait::Poll(Duration::from_secs(1)),
             Duration::from_secs(20),
             &[],
         );
-        assert_eq!(link.wait(), Wait::Poll(Duration::from_millis(1_900)));
+        assert_eq!(link.wait(), Wait::Poll(Duration::from_millis(2_900)));
         link.unanswered();
         assert_eq!(link.wait(), Wait::Now);
     }
