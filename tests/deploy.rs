@@ -8,6 +8,11 @@
 //!   against the Kubernetes schemas; the environment names it sets are flags
 //!   of `user-purge --help`; its `podFailurePolicy` keys on the exit codes
 //!   `--help` documents; the overlay docs/operations.md shows renders.
+//! - Secrets (the variables whose values `--help` hides) are never a setting:
+//!   `DATABASE_URL` is one only without a password; the password and the key
+//!   are files, in the pod from the Secret's read-only volume (whose keys the
+//!   example Secret and the docs' `kubectl create secret` give), on a VM from
+//!   systemd credentials (`LoadCredential=`, `%d`).
 //! - `deploy/systemd/`: `systemd-analyze verify` and `security` pass; its
 //!   environment and exit codes agree with `--help` and with the Job's budget.
 //! - The erasure map: the CronJob mounts the generated ConfigMap read-only at
@@ -42,6 +47,20 @@ const PERIOD_SECS: u64 = 300;
 /// Environment variables the binary reads that are not flags; `--help` names
 /// each one (checked).
 const NON_FLAG_ENV: [&str; 2] = ["RUST_LOG", "GOOGLE_APPLICATION_CREDENTIALS"];
+
+/// Each secret (a variable whose value `--help` hides) and the setting that
+/// reads it from a file, the only form the deployments use. `DATABASE_URL`'s
+/// secret is its password: the URL is a plain setting when it carries none.
+const SECRET_FILES: [(&str, &str); 2] = [
+    ("DATABASE_URL", "DATABASE_PASSWORD_FILE"),
+    ("PUBSUB_SERVICE_ACCOUNT", "PUBSUB_SERVICE_ACCOUNT_FILE"),
+];
+
+/// The secret that may be a setting without its password.
+const PASSWORDLESS_URL: &str = "DATABASE_URL";
+
+/// The Secret the CronJob mounts, created by hand (docs/operations.md).
+const SECRET: &str = "user-purge";
 
 // ---------------------------------------------------------------------------
 // Kubernetes
@@ -78,62 +97,126 @@ fn the_manifests_set_only_settings_the_binary_accepts() {
     let pod = &cronjob(&objects)["spec"]["jobTemplate"]["spec"]["template"]["spec"];
 
     let mut names = BTreeSet::new();
-    let mut secret_keys = BTreeSet::new();
     for container in pod["containers"].as_array().unwrap() {
         for env in array(&container["env"]) {
             let name = env["name"].as_str().unwrap();
             names.insert(name.to_owned());
-            let from = &env["valueFrom"];
-            if let Some(key) = from["secretKeyRef"]["key"].as_str() {
-                assert_eq!(from["secretKeyRef"]["name"], "user-purge", "{name}");
-                assert_eq!(key, name, "the Secret's key names its variable");
-                secret_keys.insert(key.to_owned());
-            } else {
-                assert!(
-                    !help.secrets().contains(name),
-                    "{name} is a secret (--help hides its value): take it from the Secret"
-                );
+            // Secrets are files of the Secret's volume, never variables: a
+            // value from a Secret is in the process's environment, for any
+            // child and any crash report to see.
+            assert!(
+                env["valueFrom"]["secretKeyRef"].is_null(),
+                "{name} from a Secret's key: mount the Secret, name the file with {}",
+                file_form(name)
+            );
+            if let Some(value) = env["value"].as_str() {
+                assert_no_secret("k8s/cronjob.yaml", &help, name, value);
             }
         }
         for source in array(&container["envFrom"]) {
             let Some(map) = source["configMapRef"]["name"].as_str() else {
-                panic!("envFrom {source}: only ConfigMaps, so that secret names stay explicit");
+                panic!("envFrom {source}: only ConfigMaps, so that secrets stay files");
             };
             let config_map = objects
                 .iter()
                 .find(|o| o["kind"] == "ConfigMap" && o["metadata"]["name"] == map)
                 .unwrap_or_else(|| panic!("envFrom names ConfigMap {map}, which is not rendered"));
-            for name in config_map["data"].as_object().unwrap().keys() {
-                assert!(
-                    !help.secrets().contains(name.as_str()),
-                    "{name} is a secret (--help hides its value): not in a ConfigMap"
+            for (name, value) in config_map["data"].as_object().unwrap() {
+                assert_no_secret(
+                    &format!("ConfigMap {map}"),
+                    &help,
+                    name,
+                    value.as_str().unwrap(),
                 );
                 names.insert(name.clone());
             }
         }
     }
     help.assert_accepts("k8s/", &names);
-    for required in ["PUBSUB_SUBSCRIPTION", "PUBSUB_PROJECT", "DATABASE_URL"] {
+    for required in [
+        "PUBSUB_SUBSCRIPTION",
+        "PUBSUB_PROJECT",
+        "DATABASE_URL",
+        "DATABASE_PASSWORD_FILE",
+    ] {
         assert!(names.contains(required), "k8s/ does not set {required}");
     }
+}
+
+#[test]
+fn the_secrets_are_files_of_the_read_only_secret_volume() {
+    let help = Help::of_the_binary();
+    for (secret, file) in SECRET_FILES {
+        assert_eq!(help.env.get(secret), Some(&true), "--help hides {secret}");
+        assert_eq!(help.env.get(file), Some(&false), "--help shows {file}");
+    }
+    for secret in help.secrets() {
+        file_form(secret);
+    }
+
+    let objects = yaml_documents(&render_k8s());
+    let pod = &cronjob(&objects)["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    let env = container_environment(&objects, container);
+
+    // The file settings the base sets, and those config.env shows commented
+    // out for an overlay to set (the key, instead of Workload Identity): each
+    // names a file of the Secret's volume.
+    let mut files: BTreeMap<String, String> = BTreeMap::new();
+    for (_, file) in SECRET_FILES {
+        if let Some(path) = env.get(file) {
+            let path = path
+                .as_deref()
+                .unwrap_or_else(|| panic!("{file} is a literal path"));
+            files.insert(file.to_owned(), path.to_owned());
+        }
+    }
+    for line in read("k8s/config.env").lines() {
+        if let Some((name, path)) = line.trim_start_matches('#').trim().split_once('=')
+            && SECRET_FILES.iter().any(|(_, file)| *file == name)
+        {
+            let known = files.insert(name.to_owned(), path.to_owned());
+            assert!(
+                known.is_none_or(|known| known == path),
+                "k8s/config.env: two paths for {name}"
+            );
+        }
+    }
+    assert_eq!(
+        files.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["DATABASE_PASSWORD_FILE", "PUBSUB_SERVICE_ACCOUNT_FILE"],
+        "k8s/config.env: the password's file set, the key's shown"
+    );
+    let mut keys = BTreeSet::new();
+    for (name, path) in &files {
+        keys.insert(mounted_secret_key(pod, container, name, path));
+    }
+
+    // Readable by the job's user only through its group: the Secret's files
+    // belong to root, and to the pod's fsGroup.
+    let (_, group) = dockerfile().user;
+    assert_eq!(pod["securityContext"]["fsGroup"], group, "fsGroup");
+    assert_eq!(pod["securityContext"]["runAsGroup"], group, "runAsGroup");
 
     // The example Secret and the docs' `kubectl create secret` have exactly
-    // the keys the CronJob reads.
+    // those keys.
     let example = &yaml_documents(&read("k8s/secret.example.yaml"))[0];
+    assert_eq!(example["metadata"]["name"], SECRET);
     let example_keys: BTreeSet<String> = example["stringData"]
         .as_object()
         .unwrap()
         .keys()
         .cloned()
         .collect();
-    assert_eq!(example_keys, secret_keys, "k8s/secret.example.yaml");
+    assert_eq!(example_keys, keys, "k8s/secret.example.yaml");
     let docs = read("docs/operations.md");
-    for key in &secret_keys {
+    for key in &keys {
         assert!(
             docs.contains(&format!("--from-file={key}=")),
             "docs/operations.md: `kubectl create secret` lacks {key}"
         );
     }
+    assert!(docs.contains(&format!("create secret generic {SECRET} ")));
 }
 
 #[test]
@@ -274,6 +357,10 @@ fn the_overlay_in_the_docs_renders_with_its_settings() {
         .find(|o| o["kind"] == "ConfigMap" && o["metadata"]["name"] == settings)
         .expect("the settings' ConfigMap is rendered");
     assert_eq!(config_map["data"]["PUBSUB_PROJECT"], "my-project");
+    let help = Help::of_the_binary();
+    for (name, value) in config_map["data"].as_object().unwrap() {
+        assert_no_secret("the docs' overlay", &help, name, value.as_str().unwrap());
+    }
     assert_eq!(
         config_map["data"]["MAX_MESSAGES"], "10000",
         "merged, not replaced"
@@ -447,20 +534,7 @@ fn mounted_config_map_file<'a>(
     container: &Value,
     path: &str,
 ) -> (&'a Value, String) {
-    let (dir, file) = path.rsplit_once('/').expect("an absolute path");
-    let (mount, in_volume) = array(&container["volumeMounts"])
-        .iter()
-        .find_map(|mount| match mount["subPath"].as_str() {
-            Some(sub_path) => (mount["mountPath"] == path).then(|| (mount, sub_path.to_owned())),
-            None => (mount["mountPath"] == dir).then(|| (mount, file.to_owned())),
-        })
-        .unwrap_or_else(|| panic!("nothing is mounted at {dir}, or at {path} by subPath"));
-    assert_eq!(mount["readOnly"], true, "the mount of {path}: {mount}");
-
-    let volume = array(&pod["volumes"])
-        .iter()
-        .find(|v| v["name"] == mount["name"])
-        .unwrap_or_else(|| panic!("no volume {}", mount["name"]));
+    let (volume, in_volume) = mounted_volume(pod, container, path);
     let source = &volume["configMap"];
     let name = source["name"]
         .as_str()
@@ -488,6 +562,103 @@ fn mounted_config_map_file<'a>(
         "ConfigMap {name} has no key {key}: {path} would not exist"
     );
     (config_map, key)
+}
+
+/// The pod's volume, and the path in it, that the container sees as the file
+/// `path` (a directory mount, or `subPath`). The mount must be read-only.
+fn mounted_volume<'a>(pod: &'a Value, container: &Value, path: &str) -> (&'a Value, String) {
+    let (dir, file) = path.rsplit_once('/').expect("an absolute path");
+    let (mount, in_volume) = array(&container["volumeMounts"])
+        .iter()
+        .find_map(|mount| match mount["subPath"].as_str() {
+            Some(sub_path) => (mount["mountPath"] == path).then(|| (mount, sub_path.to_owned())),
+            None => (mount["mountPath"] == dir).then(|| (mount, file.to_owned())),
+        })
+        .unwrap_or_else(|| panic!("nothing is mounted at {dir}, or at {path} by subPath"));
+    assert_eq!(mount["readOnly"], true, "the mount of {path}: {mount}");
+    let volume = array(&pod["volumes"])
+        .iter()
+        .find(|v| v["name"] == mount["name"])
+        .unwrap_or_else(|| panic!("no volume {}", mount["name"]));
+    (volume, in_volume)
+}
+
+/// The key of the Secret [`SECRET`] that the container sees as the file
+/// `path`, which the setting `name` gives. The mount is read-only, and the
+/// files are for the owner (root) and the pod's group only.
+fn mounted_secret_key(pod: &Value, container: &Value, name: &str, path: &str) -> String {
+    let (volume, in_volume) = mounted_volume(pod, container, path);
+    let source = &volume["secret"];
+    assert_eq!(
+        source["secretName"], SECRET,
+        "{name}={path} is not a file of the Secret {SECRET}: {volume}"
+    );
+    let mode = source["defaultMode"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no defaultMode (the default is 0644): {volume}"));
+    assert_eq!(mode & 0o007, 0, "{volume}: the Secret's files for anyone");
+    assert_ne!(mode & 0o040, 0, "{volume}: the job's group cannot read");
+    // Listed keys would all be required, the optional key with them; and
+    // renamed files only confuse.
+    assert!(source["items"].is_null(), "{volume}: no items");
+    assert!(
+        !in_volume.contains('/'),
+        "{name}={path}: a key is a file name"
+    );
+    in_volume
+}
+
+/// The file setting of a secret (SECRET_FILES).
+fn file_form(secret: &str) -> &'static str {
+    SECRET_FILES
+        .iter()
+        .find(|(name, _)| *name == secret)
+        .map(|(_, file)| *file)
+        .unwrap_or_else(|| {
+            panic!("--help hides {secret}: teach SECRET_FILES which setting reads it from a file")
+        })
+}
+
+/// Asserts that a setting in plain sight (a ConfigMap, an environment file)
+/// holds no secret: no variable whose value `--help` hides, but the URL
+/// without a password.
+fn assert_no_secret(place: &str, help: &Help, name: &str, value: &str) {
+    if !help.secrets().contains(name) {
+        return;
+    }
+    assert_eq!(
+        name,
+        PASSWORDLESS_URL,
+        "{place}: {name} is a secret (--help hides its value): give it as a file, {}",
+        file_form(name)
+    );
+    assert!(
+        !value.is_empty() && url_password(value).is_none(),
+        "{place}: {name} carries a password: leave it out, {} gives it",
+        file_form(name)
+    );
+}
+
+/// The password of a URL's userinfo (`scheme://user:password@host...`), if it
+/// has one. Taken wide, as a check for secrets should: everything before the
+/// last `@` ahead of the query is the userinfo.
+fn url_password(url: &str) -> Option<&str> {
+    let (_, rest) = url
+        .split_once("://")
+        .unwrap_or_else(|| panic!("not a URL: {url:?}"));
+    let rest = rest.split('?').next().unwrap();
+    let (userinfo, _) = rest.rsplit_once('@')?;
+    userinfo.split_once(':').map(|(_, password)| password)
+}
+
+#[test]
+fn url_password_finds_the_password_only() {
+    assert_eq!(url_password("mysql://u:p@h:3306/app"), Some("p"));
+    assert_eq!(url_password("mysql://u:@h/app"), Some(""));
+    assert_eq!(url_password("mysql://u:p/w@h/app"), Some("p/w"));
+    assert_eq!(url_password("mysql://u:p@w@h/app?x=1"), Some("p@w"));
+    assert_eq!(url_password("mysql://u@h:3306/app"), None);
+    assert_eq!(url_password("mysql://h:3306/app?ssl=a@b"), None);
 }
 
 /// The entries of an erasure map in file order, as (kind, table), after
@@ -771,46 +942,97 @@ fn the_systemd_units_keep_the_jobs_budget_and_exit_codes() {
 #[test]
 fn the_systemd_environment_sets_only_settings_the_binary_accepts() {
     let help = Help::of_the_binary();
-    // The settings file, the secrets example (its commented-out lines too:
-    // they are instructions) and Environment= of the units.
-    let assignments = |file: &str| -> BTreeSet<String> {
-        read(file)
-            .lines()
-            .map(|line| line.trim_start_matches('#'))
-            .filter_map(|line| line.split_once('='))
-            .map(|(name, _)| name.to_owned())
-            .filter(|name| {
-                !name.is_empty() && name.chars().all(|c| c.is_ascii_uppercase() || c == '_')
-            })
-            .collect()
-    };
-    let settings = assignments("deploy/systemd/user-purge.env");
-    let secrets = assignments("deploy/systemd/secrets.env.example");
-    let mut names: BTreeSet<String> = settings.union(&secrets).cloned().collect();
-    for file in ["user-purge.service", "pubsub-key.conf"] {
-        for value in unit(file).all("Service", "Environment") {
-            names.insert(value.split_once('=').unwrap().0.to_owned());
+    // The settings file (its commented-out lines too: they are instructions)
+    // and Environment= of the units.
+    let mut settings: Vec<(String, String, String)> = Vec::new();
+    let file = "deploy/systemd/user-purge.env";
+    for line in read(file).lines() {
+        if let Some((name, value)) = line.trim_start_matches('#').split_once('=')
+            && !name.is_empty()
+            && name.chars().all(|c| c.is_ascii_uppercase() || c == '_')
+        {
+            settings.push((file.to_owned(), name.to_owned(), value.to_owned()));
         }
     }
+    for file in ["user-purge.service", "pubsub-key.conf"] {
+        for value in unit(file).all("Service", "Environment") {
+            let (name, value) = value.split_once('=').unwrap();
+            settings.push((file.to_owned(), name.to_owned(), value.to_owned()));
+        }
+    }
+    let names: BTreeSet<String> = settings.iter().map(|(_, name, _)| name.clone()).collect();
     help.assert_accepts("deploy/systemd/", &names);
-
-    for secret in help.secrets() {
+    for (file, name, value) in &settings {
+        assert_no_secret(file, &help, name, value);
+    }
+    for required in ["PUBSUB_SUBSCRIPTION", "DATABASE_URL"] {
         assert!(
-            !settings.contains(secret),
-            "{secret} is a secret (--help hides its value): it belongs in secrets.env"
+            names.contains(required),
+            "deploy/systemd/ does not set {required}"
         );
     }
-    assert!(settings.contains("PUBSUB_SUBSCRIPTION"));
-    assert!(secrets.contains("DATABASE_URL"));
-    // Both env files are the ones the unit reads.
+    // The settings file is the only one the unit reads: secrets are
+    // credentials, not environment files.
     let files = unit("user-purge.service").all("Service", "EnvironmentFile");
-    assert_eq!(
-        files,
-        [
-            "/etc/user-purge/user-purge.env",
-            "/etc/user-purge/secrets.env"
-        ]
+    assert_eq!(files, [format!("{MAP_DIR}user-purge.env")]);
+    assert!(
+        !root().join("deploy/systemd/secrets.env.example").exists(),
+        "secrets are credentials now: no secrets.env"
     );
+}
+
+#[test]
+fn the_systemd_units_hand_the_secrets_over_as_credentials() {
+    let docs = read("docs/operations.md");
+    // Each unit file and the secret file setting it must set.
+    for (file, required) in [
+        ("user-purge.service", "DATABASE_PASSWORD_FILE"),
+        ("pubsub-key.conf", "PUBSUB_SERVICE_ACCOUNT_FILE"),
+    ] {
+        let unit = unit(file);
+        // LoadCredential=ID:PATH, each ID a file of the credentials directory.
+        let mut credentials: BTreeMap<String, String> = BTreeMap::new();
+        for value in unit.all("Service", "LoadCredential") {
+            let (id, path) = value
+                .split_once(':')
+                .unwrap_or_else(|| panic!("{file}: LoadCredential={value}: not ID:PATH"));
+            assert!(
+                path.starts_with(MAP_DIR),
+                "{file}: LoadCredential={value}: the secrets live in {MAP_DIR}"
+            );
+            // Root-only, and created so in the docs' steps.
+            assert!(
+                docs.contains(path),
+                "docs/operations.md does not say how to create {path}"
+            );
+            credentials.insert(id.to_owned(), path.to_owned());
+        }
+        let mut used = BTreeSet::new();
+        let mut set = BTreeSet::new();
+        for value in unit.all("Service", "Environment") {
+            let (name, value) = value.split_once('=').unwrap();
+            if !SECRET_FILES.iter().any(|(_, file)| *file == name) {
+                continue;
+            }
+            // %d: the credentials directory, the private copy the dynamic
+            // user may read.
+            let id = value
+                .strip_prefix("%d/")
+                .unwrap_or_else(|| panic!("{file}: {name}={value}: not %d/ID"));
+            assert!(
+                credentials.contains_key(id),
+                "{file}: {name}={value}, but no LoadCredential={id}:... in {file}"
+            );
+            used.insert(id.to_owned());
+            set.insert(name.to_owned());
+        }
+        assert!(set.contains(required), "{file} does not set {required}");
+        assert_eq!(
+            used,
+            credentials.keys().cloned().collect(),
+            "{file}: a credential no setting names"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 //! offline against the Kubernetes 1.29 and 1.37 schemas, and checked for what
 //! makes the Job complete: the Cloud SQL Auth Proxy as a native sidecar (an
 //! init container with `restartPolicy: Always`) that starts before user-purge
-//! and is probed, locked down like it, and the address `DATABASE_URL` must name.
+//! and is probed, locked down like it, and the address `DATABASE_URL` names,
+//! without a password (that stays the Secret's file).
 //!
 //! Tools as in tests/deploy.rs: kubernetes-validate and PyYAML from the venv
 //! scripts/check-deploy makes (`DEPLOY_VENV`), kubectl from the machine.
@@ -160,11 +161,31 @@ fn the_docs_database_url_names_the_proxy() {
         .find_map(|a| a.as_str().unwrap().strip_prefix("--port="))
         .expect("--port")
         .to_owned();
+    // The overlay's settings name the proxy, without a password: the
+    // password stays the Secret's file, which DATABASE_PASSWORD_FILE names.
+    let url = format!("mysql://user_purge@127.0.0.1:{port}/app");
+    let job = pod["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "user-purge")
+        .unwrap();
+    let settings = job["envFrom"][0]["configMapRef"]["name"].as_str().unwrap();
+    let config_map = objects
+        .iter()
+        .find(|o| o["kind"] == "ConfigMap" && o["metadata"]["name"] == settings)
+        .expect("the settings' ConfigMap is rendered");
+    assert_eq!(config_map["data"]["DATABASE_URL"], url.as_str());
+    assert!(config_map["data"]["DATABASE_PASSWORD_FILE"].is_string());
     let docs = read("docs/operations.md");
     let section = &docs[docs.find("\n## Cloud SQL").expect("a Cloud SQL section")..];
     assert!(
-        section.contains(&format!("mysql://user_purge:PASSWORD@127.0.0.1:{port}/app")),
-        "the Cloud SQL section's DATABASE_URL must name 127.0.0.1:{port}"
+        section.contains(&format!("\n{url}\n")),
+        "the Cloud SQL section's DATABASE_URL must be {url}"
+    );
+    assert!(
+        read("k8s/components/cloud-sql-proxy/kustomization.yaml").contains(&url),
+        "the component's comment must name {url}"
     );
     assert!(docs.contains("\n## GKE\n"), "a GKE section");
 }
