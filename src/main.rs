@@ -5,7 +5,9 @@ use std::io::Write as _;
 use std::process::ExitCode;
 
 use log::{error, info, warn};
+use user_purge::check::Finding;
 use user_purge::cli::{self, Command};
+use user_purge::operate::Checked;
 use user_purge::outcome::{self, Exit, Outcome, Signal};
 use user_purge::{job, logging, metrics, operate};
 
@@ -99,31 +101,11 @@ fn execute(runtime: &tokio::runtime::Runtime, command: Command) -> Exit {
             runtime.block_on(operate::publish(&project, &credentials, &topic, &events)),
         ),
         Command::Check(check) => match runtime.block_on(operate::check(&check)) {
-            Ok(Err(grants)) => {
+            Ok(Checked::Grants(grants)) => {
                 print!("{grants}");
                 Exit::Success
             }
-            Ok(Ok(findings)) => {
-                for finding in &findings {
-                    println!("{}", outcome::json(finding));
-                    warn!(
-                        "{}.{}: {}: {}",
-                        finding.table,
-                        finding.column,
-                        outcome::json(&finding.finding).trim_matches('"'),
-                        finding.why
-                    );
-                }
-                if findings.is_empty() {
-                    info!(
-                        "nothing found: the map and the cascades cover every place the check knows of"
-                    );
-                    Exit::Success
-                } else {
-                    info!("{} findings", findings.len());
-                    Exit::Findings
-                }
-            }
+            Ok(Checked::Findings(findings)) => report_findings(&findings),
             Err(outcome) => {
                 if let Some(e) = outcome.error() {
                     failed(&outcome, e);
@@ -132,6 +114,28 @@ fn execute(runtime: &tokio::runtime::Runtime, command: Command) -> Exit {
             }
         },
         Command::Exit { exit, .. } => exit,
+    }
+}
+
+/// The check's findings: one JSON line each on stdout, a readable line each
+/// in the log; exit 1 when there is any.
+fn report_findings(findings: &[Finding]) -> Exit {
+    for finding in findings {
+        println!("{}", outcome::json(finding));
+        warn!(
+            "{}.{}: {}: {}",
+            finding.table,
+            finding.column,
+            outcome::json(&finding.finding).trim_matches('"'),
+            finding.why
+        );
+    }
+    if findings.is_empty() {
+        info!("nothing found: the map and the cascades cover every place the check knows of");
+        Exit::Success
+    } else {
+        info!("{} findings", findings.len());
+        Exit::Findings
     }
 }
 

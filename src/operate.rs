@@ -74,13 +74,21 @@ pub async fn publish(
     Ok(format!("published {} messages on {topic}", ids.len()))
 }
 
+/// What `user-purge check` found.
+pub enum Checked {
+    /// Places the map misses; none when it covers everything the check knows of.
+    Findings(Vec<Finding>),
+    /// With `--grants`: the grant statements.
+    Grants(String),
+}
+
 /// `user-purge check`: the findings, read-only; or, with `--grants`, the
 /// grant statements (no database needed).
-pub async fn check(check: &Check) -> Result<Result<Vec<Finding>, String>, Outcome> {
+pub async fn check(check: &Check) -> Result<Checked, Outcome> {
     let database = &check.database;
     if let Some(grantee) = &check.grants {
         let name = store::database_name(database.url.expose());
-        return Ok(Err(check::grants(
+        return Ok(Checked::Grants(check::grants(
             &name,
             &database.map,
             database.record.as_ref(),
@@ -95,7 +103,7 @@ pub async fn check(check: &Check) -> Result<Result<Vec<Finding>, String>, Outcom
             }
             SchemaError::Unreadable(error) => Outcome::DatabaseFailed(error),
         })?;
-    Ok(Ok(check::findings(
+    Ok(Checked::Findings(check::findings(
         &schema,
         &database.map,
         database.record.as_ref(),
