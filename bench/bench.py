@@ -55,6 +55,17 @@ DB_PORT = int(os.environ.get("BENCH_DB_PORT", "3306"))
 DRAIN_DATABASE = "user_purge_bench_drain"
 # The job's own upper bounds on a run (--max-messages and --max-duration).
 DRAIN_MAX_DURATION = 3600
+# The map case (issue 11): a database of its own with three tables, seeded
+# before the case and dropped after it (unless --keep-map-database), and the
+# erasure map both programs run on it.
+MAP_DATABASE = "user_purge_bench_map"
+MAP_FILE = HERE / "erasure-map.toml"
+SESSIONS_PER_USER = 3
+ERASED_NAME = "erased user"  # the map's replace = { name = ... }
+# Rows each statement of the map touches per removed user.
+MAP_ROWS = {"sessions": SESSIONS_PER_USER, "invoices": 1, "users": 1}
+# The cases run when --only is not given.
+DEFAULT_CASES = {"compare", "empty", "growth", "phases"}
 
 
 # --- the services ----------------------------------------------------------
@@ -184,6 +195,11 @@ class Database:
         self.sql("ANALYZE TABLE users, orders")
         log(f"  seeded in {time.perf_counter() - started:.1f} s")
 
+    def check(self, user_ids):
+        """What a run left undone for these users: a list of problems."""
+        users, orders = self.remaining(user_ids)
+        return [f"{users} users and {orders} orders left"] if users or orders else []
+
     def remaining(self, user_ids):
         users = orders = 0
         for i in range(0, len(user_ids), 10_000):
@@ -219,6 +235,155 @@ class Database:
 
     def version(self):
         return self.sql("SELECT VERSION()")[0][0]
+
+
+class MapDatabase(Database):
+    """The map case's database: ``users`` as the other cases' (1,000,000 rows),
+    ``sessions`` (3 per user, ``user_id`` indexed, no foreign key) and
+    ``invoices`` (1 per user, ``customer_id`` indexed; ``email`` and ``phone``
+    nullable, ``name`` not). Every value follows from the row's id, so a run's
+    rows can be put back exactly as they were."""
+
+    def __init__(self):
+        super().__init__()
+        self.seeded_in = None
+
+    def ensure_map_seeded(self, fresh=False):
+        self.sql(f"CREATE DATABASE IF NOT EXISTS {MAP_DATABASE}")
+        self.server.select_db(MAP_DATABASE)
+        tables = {row[0] for row in self.sql("SHOW TABLES")}
+        if {"users", "sessions", "invoices"} <= tables and not fresh:
+            counts = self.counts()
+            if counts == {"users": USERS, "sessions": USERS * SESSIONS_PER_USER, "invoices": USERS, "redacted invoices": 0}:
+                log(f"database {MAP_DATABASE}: {counts} (kept)")
+                return
+        log(f"database {MAP_DATABASE}: creating {USERS:,} users, {USERS * SESSIONS_PER_USER:,} sessions, {USERS:,} invoices")
+        started = time.perf_counter()
+        for table in ("sessions", "invoices", "users"):
+            self.sql(f"DROP TABLE IF EXISTS {table}")
+        self.sql(
+            """CREATE TABLE users (
+                 id BIGINT UNSIGNED PRIMARY KEY,
+                 email VARCHAR(100) NOT NULL,
+                 created_at DATETIME NOT NULL
+               ) ENGINE=InnoDB"""
+        )
+        self.sql(
+            """CREATE TABLE sessions (
+                 id BIGINT UNSIGNED AUTO_INCREMENT PRIMARY KEY,
+                 user_id BIGINT UNSIGNED NOT NULL,
+                 token CHAR(32) NOT NULL,
+                 created_at DATETIME NOT NULL,
+                 KEY (user_id)
+               ) ENGINE=InnoDB"""
+        )
+        self.sql(
+            """CREATE TABLE invoices (
+                 id BIGINT UNSIGNED AUTO_INCREMENT PRIMARY KEY,
+                 customer_id BIGINT UNSIGNED NOT NULL,
+                 email VARCHAR(100) NULL,
+                 phone VARCHAR(20) NULL,
+                 name VARCHAR(100) NOT NULL,
+                 amount_cents INT UNSIGNED NOT NULL,
+                 KEY (customer_id)
+               ) ENGINE=InnoDB"""
+        )
+        # MariaDB's SEQUENCE engine, one INSERT ... SELECT per table, in the
+        # order of both the primary key and the index: session s belongs to
+        # user (s + 2) DIV 3, so user u's are 3u-2, 3u-1 and 3u.
+        self.sql(
+            f"""INSERT INTO users (id, email, created_at)
+                SELECT seq, CONCAT('user', seq, '@example.com'), '2024-01-01'
+                FROM seq_1_to_{USERS}"""
+        )
+        self.sql(
+            f"""INSERT INTO sessions (id, user_id, token, created_at)
+                SELECT seq, (seq + {SESSIONS_PER_USER - 1}) DIV {SESSIONS_PER_USER},
+                       MD5(CONCAT('session-', seq)), '2024-06-01'
+                FROM seq_1_to_{USERS * SESSIONS_PER_USER}"""
+        )
+        self.sql(
+            f"""INSERT INTO invoices (id, customer_id, email, phone, name, amount_cents)
+                SELECT seq, seq, {self.ORIGINAL['email'].format(id='seq')},
+                       {self.ORIGINAL['phone'].format(id='seq')}, {self.ORIGINAL['name'].format(id='seq')},
+                       100 + seq % 10000
+                FROM seq_1_to_{USERS}"""
+        )
+        self.sql("ANALYZE TABLE users, sessions, invoices")
+        self.seeded_in = time.perf_counter() - started
+        log(f"  seeded in {self.seeded_in:.1f} s")
+
+    # An invoice's personal columns as seeded, from its customer's id.
+    ORIGINAL = {
+        "email": "CONCAT('user', {id}, '@example.com')",
+        "phone": "CONCAT('+1555', LPAD({id}, 7, '0'))",
+        "name": "CONCAT('User ', {id})",
+    }
+
+    def counts(self):
+        return {
+            "users": self.sql("SELECT COUNT(*) FROM users")[0][0],
+            "sessions": self.sql("SELECT COUNT(*) FROM sessions")[0][0],
+            "invoices": self.sql("SELECT COUNT(*) FROM invoices")[0][0],
+            "redacted invoices": self.sql(
+                "SELECT COUNT(*) FROM invoices WHERE email IS NULL OR phone IS NULL OR name = %s", (ERASED_NAME,)
+            )[0][0],
+        }
+
+    def sizes(self):
+        """MB of data and indexes per table, as InnoDB reports them."""
+        rows = self.sql(
+            """SELECT table_name, (data_length + index_length) / 1e6 FROM information_schema.tables
+               WHERE table_schema = %s""",
+            (MAP_DATABASE,),
+        )
+        return {name: float(mb) for name, mb in rows}
+
+    def check(self, user_ids):
+        users = sessions = invoices = redacted = 0
+        for i in range(0, len(user_ids), 10_000):
+            chunk = user_ids[i : i + 10_000]
+            users += self.sql("SELECT COUNT(*) FROM users WHERE id IN %s", (chunk,))[0][0]
+            sessions += self.sql("SELECT COUNT(*) FROM sessions WHERE user_id IN %s", (chunk,))[0][0]
+            row = self.sql(
+                """SELECT COUNT(*), COALESCE(SUM(email IS NULL AND phone IS NULL AND name = %s), 0)
+                   FROM invoices WHERE customer_id IN %s""",
+                (ERASED_NAME, chunk),
+            )[0]
+            invoices += row[0]
+            redacted += int(row[1])
+        problems = []
+        if users or sessions:
+            problems.append(f"{users} users and {sessions} sessions left")
+        if invoices != len(user_ids):
+            problems.append(f"{invoices} of {len(user_ids)} invoices kept")
+        if redacted != len(user_ids):
+            problems.append(f"{redacted} of {len(user_ids)} invoices redacted")
+        return problems
+
+    def restore(self, user_ids):
+        """Puts the users and their sessions back and un-redacts their
+        invoices, every value as seeded (untimed)."""
+        for i in range(0, len(user_ids), 10_000):
+            chunk = user_ids[i : i + 10_000]
+            self.sql(
+                "INSERT IGNORE INTO users (id, email, created_at) VALUES "
+                + ",".join(f"({u},'user{u}@example.com','2024-01-01')" for u in chunk)
+            )
+            sessions = [SESSIONS_PER_USER * u - k for u in chunk for k in range(SESSIONS_PER_USER)]
+            self.sql(
+                "INSERT IGNORE INTO sessions (id, user_id, token, created_at) VALUES "
+                + ",".join(
+                    f"({s},{(s + SESSIONS_PER_USER - 1) // SESSIONS_PER_USER},MD5('session-{s}'),'2024-06-01')"
+                    for s in sorted(sessions)
+                )
+            )
+            self.sql(
+                "UPDATE invoices SET "
+                + ", ".join(f"{column} = {expr.format(id='customer_id')}" for column, expr in self.ORIGINAL.items())
+                + " WHERE customer_id IN %s",
+                (chunk,),
+            )
 
 
 # --- one timed run -----------------------------------------------------------
@@ -293,22 +458,27 @@ class Bench:
             argv += ["--max-messages", str(max_messages)]
         return argv + list(extra)
 
-    def python_argv(self, max_messages, pull_timeout):
+    def python_argv(self, max_messages, pull_timeout, url=None, extra=()):
         return [
             self.args.python,
             str(HERE / "reference.py"),
             "--subscription",
             self.sub_path,
             "--database-url",
-            self.url,
+            url or self.url,
             "--max-messages",
             str(max_messages),
             "--pull-timeout",
             str(pull_timeout),
+            *extra,
         ]
 
-    def run(self, who, n, argv):
-        """One run on a fresh backlog of n removals; checked, then restored."""
+    def run(self, who, n, argv, db=None, tables=None):
+        """One run on a fresh backlog of n removals; checked, then restored.
+        ``db``: the database the run erases from (the users/orders one by
+        default); ``tables``: rows per removed user that the summary's
+        ``tables`` must show for each table (a map's runs)."""
+        db = db or self.db
         self.emulator.fresh_subscription()
         user_ids = self.rng.sample(range(1, USERS + 1), n) if n else []
         if n:
@@ -332,11 +502,11 @@ class Bench:
                 problems.append(f"acked {summary.get('acked')} of {n}")
             if summary.get("deleted_rows") != n:
                 problems.append(f"deleted {summary.get('deleted_rows')} of {n}")
+            if tables is not None and n and summary.get("tables") != {t: k * n for t, k in tables.items()}:
+                problems.append(f"tables {summary.get('tables')}")
         if n:
-            users, orders = self.db.remaining(user_ids)
-            if users or orders:
-                problems.append(f"{users} users and {orders} orders left")
-            self.db.restore(user_ids)
+            problems += db.check(user_ids)
+            db.restore(user_ids)
         result["ok"] = not problems
         extra = ""
         if who == "python" and summary:
@@ -370,6 +540,84 @@ class Bench:
         ok = rows == n
         log(f"  floor  {n:>7,} ids:  {seconds:.3f} s (DELETE and COMMIT only)" + ("" if ok else f" ** deleted {rows} **"))
         return {"wall": seconds, "ok": ok}
+
+    def map_floor(self, db, statements, n):
+        """The map's statements and COMMIT alone (READ COMMITTED, as the job
+        runs them), from PyMySQL on an open connection, each timed: what
+        MariaDB itself takes for the map."""
+        user_ids = sorted(self.rng.sample(range(1, USERS + 1), n))
+        db.settle()
+        time.sleep(1.0)
+        conn = pymysql.connect(host="127.0.0.1", port=DB_PORT, user="root", database=MAP_DATABASE)
+        each, rows = {}, {}
+        started = time.perf_counter()
+        with conn.cursor() as cursor:
+            cursor.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+            for table, sql in statements:
+                began = time.perf_counter()
+                rows[table] = cursor.execute(sql, (user_ids,))
+                each[table] = (time.perf_counter() - began) * 1000
+        began = time.perf_counter()
+        conn.commit()
+        each["commit"] = (time.perf_counter() - began) * 1000
+        seconds = time.perf_counter() - started
+        conn.close()
+        problems = db.check(user_ids)
+        db.restore(user_ids)
+        ok = rows == {t: k * n for t, k in MAP_ROWS.items()} and not problems
+        log(
+            f"  floor  {n:>7,} ids:  {seconds:.3f} s (the map's statements and COMMIT only: "
+            + ", ".join(f"{t} {ms:.0f} ms" for t, ms in each.items())
+            + f"), load {os.getloadavg()[0]:.2f}"
+            + ("" if ok else f" ** rows {rows}; {'; '.join(problems)} **")
+        )
+        return {"wall": seconds, "ok": ok, "statement_ms": each, "load": os.getloadavg()[0]}
+
+    def map_case(self):
+        """Issue 11: 10,000 removals over the three-table map, user-purge
+        against the Python reference doing the same statements, alternating,
+        on a database of its own (seeded first; dropped after, unless
+        --keep-map-database)."""
+        import importlib.util  # the reference's own reading of the map, for the floor
+
+        spec = importlib.util.spec_from_file_location("reference", HERE / "reference.py")
+        reference = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(reference)
+        statements = reference.map_statements(MAP_FILE)
+        db = MapDatabase()
+        try:
+            db.ensure_map_seeded()
+            url = f"mysql://root:@127.0.0.1:{DB_PORT}/{MAP_DATABASE}"
+            rust_argv = self.rust_argv(url=url, extra=["--erasure-map", str(MAP_FILE)])
+            python_argv = self.python_argv(10_000, PYTHON_PULL_TIMEOUT, url=url, extra=["--map", str(MAP_FILE)])
+            if not self.args.no_warmup:
+                log("map warm-up (not counted): one run of each on 10,000 messages")
+                self.run("rust", 10_000, rust_argv, db=db, tables=MAP_ROWS)
+                self.run("python", 10_000, python_argv, db=db, tables=MAP_ROWS)
+            log(f"map: 10,000 messages, alternating, {self.args.reps} runs each")
+            rust, python, floor = [], [], []
+            for i in range(self.args.reps):
+                floor.append(self.map_floor(db, statements, 10_000))
+                order = [("rust", rust_argv, rust), ("python", python_argv, python)]
+                if i % 2:
+                    order.reverse()
+                for who, argv, bucket in order:
+                    bucket.append(self.run(who, 10_000, argv, db=db, tables=MAP_ROWS))
+            after = db.counts()
+            log(f"  after the last restore: {after}")
+            return {
+                "rust": rust,
+                "python": python,
+                "floor": floor,
+                "statements": statements,
+                "after": after,
+                "sizes": db.sizes(),
+                "seeded_in": db.seeded_in,
+                "argv": (rust_argv, python_argv),
+            }
+        finally:
+            if not self.args.keep_map_database:
+                db.sql(f"DROP DATABASE IF EXISTS {MAP_DATABASE}")
 
     def drain(self, n, batch):
         """One run of user-purge over a backlog of n removals (distinct users
@@ -569,25 +817,31 @@ def main():
         "--only",
         default=None,
         help="comma-separated subset: compare,empty,growth,phases (the default set), "
-        "drain (only when asked for: it takes minutes)",
+        "drain, map (only when asked for: they seed databases of their own)",
     )
     parser.add_argument("--drain-messages", type=int, default=1_000_000, help="the drain's backlog (at most 1,000,000)")
     parser.add_argument("--drain-batch", type=int, default=10_000, help="the drain's --batch-size")
+    parser.add_argument(
+        "--keep-map-database",
+        action="store_true",
+        help=f"leave the map case's database ({MAP_DATABASE}, about 0.5 GB) in place for the next run",
+    )
     args = parser.parse_args()
-    only = set(args.only.split(",")) if args.only else {"compare", "empty", "growth", "phases"}
+    only = set(args.only.split(",")) if args.only else set(DEFAULT_CASES)
     if args.out is None:
-        # A drain on its own must not overwrite the default set's figures.
+        # A drain or a map on its own must not overwrite the default set's figures.
         out = Path(os.environ.get("BENCH_OUT", HERE / "results.md"))
-        args.out = str(out.with_name(out.stem + "-drain.md") if only == {"drain"} else out)
+        alone = {frozenset({"drain"}): "-drain", frozenset({"map"}): "-map"}.get(frozenset(only), "")
+        args.out = str(out.with_name(out.stem + alone + ".md"))
 
     bench = Bench(args)
-    if only != {"drain"}:  # the drain seeds a database of its own
+    if only & DEFAULT_CASES:  # the drain and the map seed databases of their own
         bench.db.ensure_seeded()
     facts = machine(bench, args.binary)
     load_before = os.getloadavg()
     started = time.perf_counter()
 
-    if not args.no_warmup and only != {"drain"}:
+    if not args.no_warmup and only & DEFAULT_CASES:
         log("warm-up (not counted): one run of each on 10,000 messages")
         bench.run("rust", 10_000, bench.rust_argv())
         bench.run("python", 10_000, bench.python_argv(10_000, PYTHON_PULL_TIMEOUT))
@@ -635,6 +889,10 @@ def main():
         log(f"drain: {args.drain_messages:,} messages in rounds of {args.drain_batch:,}, one run")
         results["drain"] = bench.drain(args.drain_messages, args.drain_batch)
 
+    if "map" in only:
+        log("map: 10,000 removals over a three-table erasure map")
+        results["map"] = bench.map_case()
+
     facts["load"] = f"{load_before[0]:.2f} before, {os.getloadavg()[0]:.2f} after (1-minute load average)"
     facts["duration"] = f"{(time.perf_counter() - started) / 60:.1f} min"
     build = json.loads(Path(args.build_facts).read_text()) if args.build_facts else {}
@@ -646,8 +904,17 @@ def main():
 
 def report(args, facts, build, results):
     L = []
-    L.append(f"## {os.environ.get('BENCH_TITLE', 'Benchmark results')}" + (": the drain" if set(results) == {"drain"} else "") + "\n")
-    if set(results) == {"drain"}:
+    alone = {"drain": ": the drain", "map": ": a three-table erasure map"}
+    L.append(f"## {os.environ.get('BENCH_TITLE', 'Benchmark results')}" + (alone.get(next(iter(results)), "") if len(results) == 1 else "") + "\n")
+    if set(results) == {"map"}:
+        L.append(
+            f"Measured {facts['date']} with `bench/run --only map` ({args.reps} timed runs of each program, "
+            "alternating, after one untimed warm-up run of each; median, with min–max in parentheses; whole process, "
+            "wall time measured around it, peak RSS from `/usr/bin/time -v`). Each run gets a fresh subscription and "
+            "a fresh backlog of 10,000 USER_REMOVED events for distinct random users; the run is checked and its rows "
+            "are put back as they were before the next.\n"
+        )
+    elif set(results) == {"drain"}:
         L.append(
             f"Measured {facts['date']} with `bench/run --only drain`: one timed run (whole process, wall time "
             "measured around it, peak RSS from `/usr/bin/time -v`), no warm-up, on a database of its own seeded "
@@ -787,6 +1054,8 @@ def report(args, facts, build, results):
         L.append(f"\nPeak RSS of that run: {r['rss_mib']:.1f} MiB.\n")
     if "drain" in results:
         L.extend(drain_report(args, results["drain"]))
+    if "map" in results:
+        L.extend(map_report(args, facts, results["map"]))
     if build:
         L.append("### The binary\n")
         L.append("| | |")
@@ -795,6 +1064,105 @@ def report(args, facts, build, results):
             L.append(f"| {k} | {v} |")
         L.append("")
     return "\n".join(L) + "\n"
+
+
+def map_report(args, facts, m):
+    L = []
+    rust, python, floor = m["rust"], m["python"], m["floor"]
+    sizes = m["sizes"]
+    med = lambda xs: statistics.median(xs) if xs else float("nan")  # noqa: E731
+    loads = lambda rs: f"{min(r['load'] for r in rs):.2f}–{max(r['load'] for r in rs):.2f}" if rs else "n/a"  # noqa: E731
+    L.append("### 10,000 removals over a three-table erasure map, user-purge against the Python reference (alternating)\n")
+    L.append(
+        f"A database of its own (`{MAP_DATABASE}`"
+        + (f", seeded in {m['seeded_in']:.0f} s with one `INSERT ... SELECT` from MariaDB's sequence engine per table" if m["seeded_in"] else ", kept from an earlier run")
+        + f", dropped afterwards unless `--keep-map-database`), on a {facts['buffer_pool']} MiB buffer pool:\n"
+    )
+    L.append("| table | rows | shape | data and indexes |")
+    L.append("|---|---|---|---|")
+    L.append(f"| `users` | {USERS:,} | `id` primary key (as the other cases') | {sizes.get('users', 0):.0f} MB |")
+    L.append(
+        f"| `sessions` | {USERS * SESSIONS_PER_USER:,} | {SESSIONS_PER_USER} per user, `user_id BIGINT UNSIGNED` indexed, "
+        f"no foreign key | {sizes.get('sessions', 0):.0f} MB |"
+    )
+    L.append(
+        f"| `invoices` | {USERS:,} | 1 per user, `customer_id` indexed; `email`, `phone` nullable, `name` NOT NULL | "
+        f"{sizes.get('invoices', 0):.0f} MB |"
+    )
+    L.append(
+        f"\nThe map, [`bench/erasure-map.toml`](erasure-map.toml): both programs send these statements, in this order, "
+        "each over the round's 10,000 ids (ascending) in one `IN` list, then one `COMMIT`, then acknowledge:\n"
+    )
+    L.append("```sql")
+    for table, sql in m["statements"]:
+        L.append(sql.replace("%s", "(...)") + f";  -- {MAP_ROWS[table] * 10_000:,} rows")
+    L.append("COMMIT;\n```\n")
+    rust_argv, python_argv = m["argv"]
+    short = lambda argv: shlex.join(  # noqa: E731
+        ["user-purge" if a == args.binary else "bench/reference.py" if a.endswith("reference.py") else
+         "bench/erasure-map.toml" if a == str(MAP_FILE) else "python" if a == args.python else a for a in argv]
+    )
+    L.append("```\n" + short(rust_argv) + "\n" + short(python_argv) + "\n```\n")
+    rs, ps, fs = stats(rust), stats(python), stats(floor)
+    rm, pm = stats(rust, lambda r: r["rss_mib"]), stats(python, lambda r: r["rss_mib"])
+    pt = stats(python, lambda r: r["summary"]["task_ms"] / 1000)
+    L.append("| program | runs | wall time | peak RSS | load (1-minute) as the runs ended |")
+    L.append("|---|---|---|---|---|")
+    L.append(f"| user-purge (release), `--erasure-map` | {runs(rs)} | {fmt_s(rs)} | {fmt_mib(rm)} | {loads(rust)} |")
+    L.append(f"| Python reference, `--map` | {runs(ps)} | {fmt_s(ps)} | {fmt_mib(pm)} | {loads(python)} |")
+    L.append(f"| Python reference, the task alone (no interpreter start or imports) | {runs(pt)} | {fmt_s(pt)} | | |")
+    L.append(
+        f"| the three statements and COMMIT alone (READ COMMITTED, as the job runs them), on an open connection: "
+        f"the database's share | {runs(fs)} | {fmt_s(fs)} | | {loads(floor)} |"
+    )
+    if rs and ps:
+        L.append(
+            f"\n**Ratio of medians (Python / user-purge): {ps['median'] / rs['median']:.1f}×** whole process"
+            + (f"; {pt['median'] / rs['median']:.1f}× against the Python task alone." if pt else ".")
+        )
+    rp = [phases(r)[0] for r in rust if r["ok"]]
+    rp = [p for p in rp if len(p) == 3]
+    pp = [r["summary"] for r in python if r["ok"]]
+    fp = [f["statement_ms"] for f in floor if f["ok"]]
+    if rp and pp:
+        L.append("\nWhere the time goes (medians over the same runs, ms; user-purge's from its per-round log lines):\n")
+        L.append("| phase | user-purge | Python reference | the statements alone (READ COMMITTED) |")
+        L.append("|---|---|---|---|")
+        r_rest = med([r["wall"] * 1000 - sum(phases(r)[0].values()) for r in rust if r["ok"] and len(phases(r)[0]) == 3])
+        p_rest = med([r["wall"] * 1000 - r["summary"]["task_ms"] - r["summary"]["import_ms"] for r in python if r["ok"]])
+        L.append(f"| interpreter start, imports, exit | – | {med([p['import_ms'] for p in pp]) + p_rest:.0f} (imports {med([p['import_ms'] for p in pp]):.0f}) | |")
+        L.append(f"| pull (and decode, for user-purge) | {med([p['receive'] for p in rp]):.0f} | {med([p['pull_ms'] for p in pp]):.0f} in {med([p['pulls'] for p in pp]):.0f} sequential Pulls | |")
+        L.append(f"| decode | (in pull) | {med([p['decode_ms'] for p in pp]):.0f} | |")
+        L.append(
+            f"| the three statements and commit | {med([p['delete'] for p in rp]):.0f} | "
+            f"{med([p['delete_ms'] for p in pp]):.0f} (connect included) | {med([sum(f.values()) for f in fp]):.0f} |"
+        )
+        for key, name in [
+            ("sessions", "DELETE sessions"),
+            ("invoices", "UPDATE invoices"),
+            ("users", "DELETE users"),
+            ("commit", "COMMIT"),
+        ]:
+            L.append(
+                f"| … {name} | (not logged apart) | {med([p['statement_ms'][key] for p in pp]):.0f} | "
+                f"{med([f[key] for f in fp]):.0f} |"
+            )
+        L.append(f"| acknowledge | {med([p['ack'] for p in rp]):.0f} | {med([p['ack_ms'] for p in pp]):.0f} | |")
+        L.append(f"| everything else (process start, connects, exit) | {r_rest:.0f} | {med([p['setup_ms'] for p in pp]):.0f} (client setup) | |")
+    failed = [r for r in rust + python + floor if not r["ok"]]
+    L.append(
+        "\nEvery run was checked: exit 0, 10,000 received and acknowledged, the summary's rows per table "
+        "(`tables`: sessions 30,000, invoices 10,000, users 10,000), the users and their sessions gone, their "
+        f"invoices kept with `email` and `phone` NULL and `name` '{ERASED_NAME}'"
+        + (f" — **{len(failed)} runs failed a check and are left out of the figures**." if failed else "; every run passed.")
+        + " Then the users and sessions were inserted again and the invoices un-redacted, every value as seeded; "
+        f"after the last: {', '.join(f'{k} {v:,}' for k, v in m['after'].items())}."
+    )
+    L.append(
+        "\nuser-purge runs the statements under READ COMMITTED; the Python reference under PyMySQL's default "
+        "REPEATABLE READ, as the original task did (as in the `compare` case).\n"
+    )
+    return L
 
 
 def drain_report(args, r):

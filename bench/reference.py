@@ -14,7 +14,7 @@ benchmark can tell interpreter start and imports apart from the task itself.
 
     reference.py --subscription projects/P/subscriptions/S \\
         --database-url mysql://root:@127.0.0.1:3306/db [--max-messages 10000] \\
-        [--pull-timeout SECONDS | --pull-timeout default]
+        [--pull-timeout SECONDS | --pull-timeout default] [--map ERASURE_MAP.toml]
 
 ``--pull-timeout default`` passes no timeout, so the client's own default
 applies (60 s for Pull in google-cloud-pubsub 2.x): what the original did, and
@@ -28,6 +28,15 @@ empty Pull: both stop once they hold 10,000.)
 
 The DELETE runs under PyMySQL's defaults, as the original's did: REPEATABLE
 READ (user-purge uses READ COMMITTED).
+
+``--map PATH`` (for the benchmark's ``map`` case; the old task had no such
+thing) reads user-purge's erasure map (TOML: ``[[delete]]`` and ``[[redact]]``
+entries) and sends what user-purge sends for it: one statement per entry, in
+the file's order, each over all the ids (ascending) as one ``IN`` list —
+``DELETE FROM t WHERE c IN (...)`` or ``UPDATE t SET a = NULL, b = 'text'
+WHERE c IN (...)`` — then one commit, then the acknowledgements. Its
+``deleted_rows`` is then the last entry's rows (as user-purge's summary), and
+``tables`` and ``statement_ms`` give each entry's rows and time.
 """
 
 import time
@@ -112,13 +121,50 @@ def connect(url):
     )
 
 
+def map_statements(path):
+    """(table, SQL with one %s for the id list) per entry of an erasure map,
+    in the file's order; the identifiers are backquoted as user-purge does."""
+    import tomllib  # only with --map: the old task never imported it
+
+    with open(path, "rb") as f:
+        doc = tomllib.load(f)
+    q = lambda name: "`" + name + "`"  # noqa: E731  (the map allows plain identifiers only)
+    entries = []
+    # tomllib keeps each array of tables, not their interleaving: take the
+    # order from the file's own [[delete]] / [[redact]] headers.
+    kinds = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            header = line.split("#", 1)[0].strip()
+            if header in ("[[delete]]", "[[redact]]"):
+                kinds.append(header[2:-2])
+    taken = {"delete": iter(doc.get("delete", [])), "redact": iter(doc.get("redact", []))}
+    for kind in kinds:
+        entry = next(taken[kind])
+        table, column = entry["table"], entry["column"]
+        if kind == "delete":
+            sql = f"DELETE FROM {q(table)} WHERE {q(column)} IN %s"
+        else:
+            sets = [f"{q(c)} = NULL" for c in entry.get("null", [])]
+            sets += [f"{q(c)} = " + pymysql.converters.escape_string(v).join("''")
+                     for c, v in entry.get("replace", {}).items()]
+            sql = f"UPDATE {q(table)} SET {', '.join(sets)} WHERE {q(column)} IN %s"
+        entries.append((table, sql))
+    return entries
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--subscription", required=True)
     parser.add_argument("--database-url", required=True)
     parser.add_argument("--max-messages", type=int, default=10_000)
     parser.add_argument("--pull-timeout", default="default")
+    parser.add_argument("--map", default=None, help="an erasure map (TOML): its statements instead of the DELETE")
     args = parser.parse_args()
+    if args.map:
+        statements = map_statements(args.map)
+    else:
+        statements = [("users", "DELETE FROM users WHERE id IN %s")]
     pull_kwargs = {}
     if args.pull_timeout != "default":
         pull_kwargs["timeout"] = float(args.pull_timeout)
@@ -157,16 +203,24 @@ def main():
         ack_ids.append(message.ack_id)
     decoded = time.perf_counter()
 
-    # Delete in one transaction and commit.
+    # Delete (or, with a map, each entry's statement in turn) in one
+    # transaction and commit.
     deleted_rows = 0
+    tables = {}
+    statement_ms = {}
     if user_ids:
+        ids = sorted(user_ids)
         db = connect(args.database_url)
         try:
             with db.cursor() as cursor:
-                deleted_rows = cursor.execute(
-                    "DELETE FROM users WHERE id IN %s", (sorted(user_ids),)
-                )
+                for table, sql in statements:
+                    began = time.perf_counter()
+                    deleted_rows = cursor.execute(sql, (ids,))
+                    tables[table] = tables.get(table, 0) + deleted_rows
+                    statement_ms[table] = round((time.perf_counter() - began) * 1000, 1)
+            began = time.perf_counter()
             db.commit()
+            statement_ms["commit"] = round((time.perf_counter() - began) * 1000, 1)
         finally:
             db.close()
     deleted = time.perf_counter()
@@ -186,6 +240,7 @@ def main():
                 "received": len(received),
                 "removed_ids": len(user_ids),
                 "deleted_rows": deleted_rows,
+                **({"tables": tables, "statement_ms": statement_ms} if args.map else {}),
                 "acked": len(ack_ids),
                 "pulls": pulls,
                 "import_ms": ms(STARTED, IMPORTED),
