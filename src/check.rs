@@ -275,22 +275,7 @@ mod tests {
     }
 
     fn map() -> Map {
-        Map::parse(
-            "map.toml",
-            r#"
-[[delete]]
-table = "sessions"
-column = "user_id"
-[[redact]]
-table = "invoices"
-column = "customer_id"
-null = ["email"]
-[[delete]]
-table = "users"
-column = "id"
-"#,
-        )
-        .unwrap()
+        crate::map::example()
     }
 
     fn summary(findings: &[Finding]) -> Vec<(String, String, Kind)> {

@@ -433,7 +433,9 @@ fn validate(cli: Cli) -> Command {
             }),
         Some(Sub::Publish(args)) => publish(args),
         Some(Sub::Check(args)) => {
-            database(args.database, Duration::from_secs(20)).map(|database| {
+            // The run's default limits: the check only reads.
+            let (lock_wait, statement) = (Duration::from_secs(20), Duration::from_secs(60));
+            database(args.database, lock_wait, statement).map(|database| {
                 Command::Check(Box::new(Check {
                     database,
                     user_columns: args.user_columns.filter(|r| !r.is_empty()),
@@ -463,8 +465,11 @@ fn run_config(args: RunArgs) -> Result<Config, ConfigError> {
             "must be from 1 to 3600 seconds",
         ));
     }
-    let mut database = database(args.database, Duration::from_secs(args.lock_wait_timeout))?;
-    database.statement_timeout = Duration::from_secs(args.statement_timeout);
+    let database = database(
+        args.database,
+        Duration::from_secs(args.lock_wait_timeout),
+        Duration::from_secs(args.statement_timeout),
+    )?;
     let max_messages = usize::try_from(args.max_messages)
         .ok()
         .filter(|n| (1..=MAX_MESSAGES_LIMIT).contains(n))
@@ -535,7 +540,11 @@ fn run_config(args: RunArgs) -> Result<Config, ConfigError> {
 
 /// Validates where and what to erase: the URL, the map (or the one table),
 /// the record, the CA file.
-fn database(args: DatabaseArgs, lock_wait_timeout: Duration) -> Result<Database, ConfigError> {
+fn database(
+    args: DatabaseArgs,
+    lock_wait_timeout: Duration,
+    statement_timeout: Duration,
+) -> Result<Database, ConfigError> {
     let url = required("database_url", args.database_url)?;
     store::check_url(&url).map_err(|problem| invalid("database_url", problem))?;
     let identifier = |setting, value: &str| {
@@ -583,8 +592,7 @@ fn database(args: DatabaseArgs, lock_wait_timeout: Duration) -> Result<Database,
         map,
         record,
         lock_wait_timeout,
-        // The check's statements are reads; a run sets its own.
-        statement_timeout: Duration::from_secs(60),
+        statement_timeout,
         ca_file,
     })
 }

@@ -48,7 +48,7 @@ pub struct Removal {
 /// Where the users are erased.
 pub trait Store {
     /// The table of each statement [`Store::erase`] runs, in order.
-    fn tables(&self) -> Vec<String>;
+    fn tables(&self) -> &[String];
     /// Starts a transaction.
     fn begin(&mut self) -> impl Future<Output = Result<(), StoreError>>;
     /// Erases these users inside the transaction, under a savepoint, with
@@ -218,8 +218,8 @@ mod tests {
     }
 
     impl Store for Fake {
-        fn tables(&self) -> Vec<String> {
-            vec!["sessions".into(), "users".into()]
+        fn tables(&self) -> &[String] {
+            &[]
         }
         async fn begin(&mut self) -> Result<(), StoreError> {
             self.calls.push("begin");

@@ -8,7 +8,7 @@ use std::time::Instant;
 use log::info;
 
 use crate::config::Config;
-use crate::outcome::{Outcome, Report, Signal, Summary};
+use crate::outcome::{self, Outcome, Report, Signal, Summary};
 use crate::{pass, pubsub, store};
 
 /// Connects to Pub/Sub and runs one pass. The pass connects the database
@@ -60,13 +60,8 @@ fn failed_early(outcome: Outcome, config: &Config, started: Instant) -> Report {
         outcome,
         summary: Summary {
             dry_run: config.pass.dry_run,
-            elapsed_ms: elapsed_ms(started),
+            elapsed_ms: outcome::elapsed_ms(started),
             ..Summary::default()
         },
     }
-}
-
-/// Milliseconds since `started`, for the summary.
-pub fn elapsed_ms(started: Instant) -> u64 {
-    u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
 }

@@ -315,11 +315,12 @@ impl RawRedact {
     }
 }
 
+/// The issue's example map, for the tests of every module that reads a map.
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const EXAMPLE: &str = r#"
+pub(crate) fn example() -> Map {
+    Map::parse(
+        "map.toml",
+        r#"
 # The statements run in this order, in one transaction.
 [[delete]]
 table = "sessions"
@@ -334,7 +335,14 @@ replace = { name = "erased user" }
 [[delete]]
 table = "users"
 column = "id"
-"#;
+"#,
+    )
+    .expect("the example map parses")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
 
     fn id(s: &str) -> Identifier {
         Identifier::parse(s).unwrap()
@@ -346,7 +354,7 @@ column = "id"
 
     #[test]
     fn the_example_parses_in_file_order() {
-        let map = Map::parse("map.toml", EXAMPLE).unwrap();
+        let map = example();
         let order: Vec<String> = map.entries().iter().map(Entry::describe).collect();
         assert_eq!(
             order,

@@ -207,6 +207,11 @@ impl Serialize for Tables {
     }
 }
 
+/// Milliseconds since `started`, for the summary.
+pub fn elapsed_ms(started: std::time::Instant) -> u64 {
+    u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
 /// A pass's outcome with its counts.
 #[derive(Debug)]
 pub struct Report {

@@ -130,7 +130,7 @@ where
         &mut summary,
     )
     .await;
-    summary.elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    summary.elapsed_ms = crate::outcome::elapsed_ms(started);
     Report { outcome, summary }
 }
 
@@ -151,7 +151,7 @@ async fn pass<S: Subscription, D: Store, F: Future<Output = Signal>>(
         match connect(connect_store, shutdown.as_mut()).await {
             Ok(store) => {
                 for table in store.tables() {
-                    summary.tables.add(&table, 0);
+                    summary.tables.add(table, 0);
                 }
                 Some(store)
             }
@@ -269,7 +269,7 @@ async fn round<S: Subscription, D: Store, F: Future<Output = Signal>>(
     .await;
     plan.finish();
     summary.received += plan.len();
-    summary.removed_ids += plan.user_ids().len();
+    summary.removed_ids += plan.removals().len();
     summary.ignored += plan.ignored;
     summary.malformed += plan.malformed();
     info!(
@@ -277,7 +277,7 @@ async fn round<S: Subscription, D: Store, F: Future<Output = Signal>>(
         plan.len(),
         receiving.elapsed().as_millis(),
         summary.rounds,
-        plan.user_ids().len(),
+        plan.removals().len(),
         plan.ignored,
         plan.malformed()
     );
@@ -297,7 +297,7 @@ async fn round<S: Subscription, D: Store, F: Future<Output = Signal>>(
     let Some(store) = store else {
         info!(
             "dry run: would delete {} users, acknowledge {} messages and hand back {}; handing all back",
-            plan.user_ids().len(),
+            plan.removals().len(),
             plan.ack.len(),
             plan.hand_back.len()
         );
@@ -316,16 +316,11 @@ async fn round<S: Subscription, D: Store, F: Future<Output = Signal>>(
             return Err(outcome);
         }
     };
-    let tables = store.tables();
-    for (table, rows) in tables.iter().zip(&erasure.rows) {
+    for (table, rows) in store.tables().iter().zip(&erasure.rows) {
         summary.tables.add(table, *rows);
     }
     // The last entry of the map is the users table.
-    summary.deleted_rows += erasure
-        .rows
-        .get(tables.len().wrapping_sub(1))
-        .copied()
-        .unwrap_or(0);
+    summary.deleted_rows += erasure.rows.last().copied().unwrap_or(0);
     summary.refused += erasure.refused.len();
     plan.withhold(&erasure.kept().collect::<BTreeSet<u64>>());
 

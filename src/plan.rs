@@ -12,9 +12,6 @@ use crate::event::{Event, Malformed};
 /// What the pass will do with the messages it holds.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Plan {
-    /// Ids of valid USER_REMOVED events, possibly repeated until [`Plan::finish`]
-    /// sorts and deduplicates them in place.
-    user_ids: Vec<u64>,
     /// Messages acknowledged once the delete has committed: removals and other
     /// valid events.
     pub ack: Vec<String>,
@@ -38,7 +35,6 @@ impl Plan {
     pub fn add(&mut self, ack_id: String, message_id: &str, verdict: Result<Event, Malformed>) {
         match verdict {
             Ok(Event::Removed(user_id)) => {
-                self.user_ids.push(user_id);
                 self.removals.push(Removal {
                     user_id,
                     message_id: message_id.to_owned(),
@@ -60,8 +56,6 @@ impl Plan {
     /// Sorts and deduplicates the ids once every message is in. Ascending ids
     /// give concurrent runs one lock order.
     pub fn finish(&mut self) {
-        self.user_ids.sort_unstable();
-        self.user_ids.dedup();
         // Stable: of several messages for one user, the first stays.
         self.removals.sort_by_key(|r| r.user_id);
         self.removals.dedup_by_key(|r| r.user_id);
@@ -74,8 +68,8 @@ impl Plan {
     }
 
     /// The user ids to delete: distinct and ascending once [`Plan::finish`] ran.
-    pub fn user_ids(&self) -> &[u64] {
-        &self.user_ids
+    pub fn user_ids(&self) -> Vec<u64> {
+        self.removals.iter().map(|r| r.user_id).collect()
     }
 
     /// How many messages the plan holds.

@@ -217,23 +217,7 @@ mod tests {
     }
 
     fn map() -> Map {
-        Map::parse(
-            "map.toml",
-            r#"
-[[delete]]
-table = "sessions"
-column = "user_id"
-[[redact]]
-table = "invoices"
-column = "customer_id"
-null = ["email", "phone"]
-replace = { name = "erased user" }
-[[delete]]
-table = "users"
-column = "id"
-"#,
-        )
-        .unwrap()
+        crate::map::example()
     }
 
     fn id(s: &str) -> Identifier {

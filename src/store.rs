@@ -292,6 +292,8 @@ pub struct MySql {
     conn: Conn,
     /// Each entry of the map, with how its id column holds ids.
     entries: Vec<(Entry, IdKind)>,
+    /// The entries' tables, for the summary.
+    tables: Vec<String>,
     /// The erasure record, with how its user_id column holds ids.
     record: Option<(Identifier, IdKind)>,
     /// The server's limit on one statement's size, read at connect so that an
@@ -331,6 +333,12 @@ impl MySql {
         }
         Ok(MySql {
             conn,
+            tables: database
+                .map
+                .entries()
+                .iter()
+                .map(|entry| entry.table.as_str().to_owned())
+                .collect(),
             entries: database
                 .map
                 .entries()
@@ -389,11 +397,8 @@ impl MySql {
 const SAVEPOINT: &str = "user_purge_erase";
 
 impl Store for MySql {
-    fn tables(&self) -> Vec<String> {
-        self.entries
-            .iter()
-            .map(|(entry, _)| entry.table.as_str().to_owned())
-            .collect()
+    fn tables(&self) -> &[String] {
+        &self.tables
     }
 
     async fn begin(&mut self) -> Result<(), StoreError> {

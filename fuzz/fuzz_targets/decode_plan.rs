@@ -78,7 +78,7 @@ fuzz_target!(|input: &[u8]| {
     plan.finish();
 
     // Exactly the distinct removed ids, ascending.
-    assert!(plan.user_ids().iter().eq(removed.iter()));
+    assert!(plan.removals().iter().map(|r| &r.user_id).eq(removed.iter()));
     // Every message in exactly one list, none invented.
     let acked: BTreeSet<_> = plan.ack.iter().cloned().collect();
     let handed_back: BTreeSet<_> = plan.hand_back.iter().cloned().collect();
@@ -92,7 +92,7 @@ fuzz_target!(|input: &[u8]| {
     assert_eq!(plan.ignored, ignored);
     assert_eq!(plan.malformed(), to_hand_back.len());
     // Handing everything back returns each message once.
-    let held = plan.all_ack_ids();
+    let held: Vec<String> = plan.ack.iter().chain(&plan.hand_back).cloned().collect();
     let mut all = plan.take_all();
     assert_eq!(all, held);
     all.sort();

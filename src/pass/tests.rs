@@ -179,6 +179,7 @@ impl FakeSubscription {
             fail: false,
             refusing: HashSet::new(),
             erased: Vec::new(),
+            tables: vec!["users".into()],
         }
     }
 
@@ -311,6 +312,8 @@ struct FakeStore {
     refusing: HashSet<u64>,
     /// Erased in the open transaction, not yet committed.
     erased: Vec<u64>,
+    /// Its one table.
+    tables: Vec<String>,
 }
 
 impl FakeStore {
@@ -331,8 +334,8 @@ impl FakeStore {
 }
 
 impl erase::Store for FakeStore {
-    fn tables(&self) -> Vec<String> {
-        vec!["users".into()]
+    fn tables(&self) -> &[String] {
+        &self.tables
     }
 
     async fn begin(&mut self) -> Result<(), StoreError> {
