@@ -78,7 +78,12 @@ fuzz_target!(|input: &[u8]| {
     plan.finish();
 
     // Exactly the distinct removed ids, ascending.
-    assert!(plan.removals().iter().map(|r| &r.user_id).eq(removed.iter()));
+    assert!(
+        plan.removals()
+            .iter()
+            .map(|r| &r.user_id)
+            .eq(removed.iter())
+    );
     // Every message in exactly one list, none invented.
     let acked: BTreeSet<_> = plan.ack.iter().cloned().collect();
     let handed_back: BTreeSet<_> = plan.hand_back.iter().cloned().collect();
