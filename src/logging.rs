@@ -12,7 +12,7 @@ use std::io::Write as _;
 use log::kv::{Error, Key, Value, VisitSource};
 
 use crate::config::LogFormat;
-use crate::outcome::{self, Exit, Field, LogRecord};
+use crate::outcome::{self, Field, LogRecord, Outcome};
 
 /// Starts logging: the filter from `RUST_LOG` (default `info`), the lines in `format`.
 pub fn init(format: LogFormat) {
@@ -36,22 +36,25 @@ pub fn init(format: LogFormat) {
     builder.init();
 }
 
-/// Writes a refused command line (clap's or the validation's message) to
-/// stderr: as it is in text, as one ERROR record in JSON. Not through the
-/// log filter: `RUST_LOG=off` must not hide why nothing ran.
-pub fn refusal(format: LogFormat, text: &str, exit: Exit) {
+/// Writes why the command line was not accepted (clap's or the validation's
+/// message) to stderr: as it is in text, as one ERROR record in JSON. Not
+/// through the log filter: `RUST_LOG=off` must not hide why nothing ran.
+pub fn usage_error(format: LogFormat, text: &str, outcome: &Outcome) {
     match format {
         LogFormat::Text => eprint!("{text}"),
         LogFormat::Json => {
             let fields = [
-                ("outcome".to_owned(), Field::Text("config_error".to_owned())),
-                ("exit_code".to_owned(), Field::Unsigned(exit.code().into())),
+                ("outcome".to_owned(), Field::Text(outcome.name().to_owned())),
+                (
+                    "exit_code".to_owned(),
+                    Field::Unsigned(outcome.exit().code().into()),
+                ),
             ];
             let line = outcome::json(&LogRecord {
                 severity: severity(log::Level::Error),
                 message: text.trim_end(),
                 time: &now(),
-                target: "user_purge::cli",
+                target: "user_purge::config",
                 fields: &fields,
             });
             eprintln!("{line}");

@@ -1,23 +1,17 @@
 //! The `user-purge` binary: logging, configuration, one pass or one operator
-//! command, an exit code.
+//! command, an exit code. Every path ends in an [`Outcome`], and
+//! [`Outcome::exit`] alone picks the code.
 
 use std::io::Write as _;
 use std::process::ExitCode;
 
 use log::{error, info, warn};
-use user_purge::check::Finding;
-use user_purge::cli::{self, Command};
-use user_purge::operate::Checked;
-use user_purge::outcome::{self, Exit, Outcome, Signal};
-use user_purge::{job, logging, metrics, operate};
-
-/// Variables the Google auth crate reads on its own: an empty one counts as
-/// unset, as in Google's own clients, instead of naming the file "".
-const GOOGLE_VARIABLES: [&str; 3] = [
-    "GOOGLE_APPLICATION_CREDENTIALS",
-    "GOOGLE_APPLICATION_CREDENTIALS_JSON",
-    "GCE_METADATA_HOST",
-];
+use user_purge::config::{self, Command, Print};
+use user_purge::ops::check::Finding;
+use user_purge::ops::{self, Checked, metrics};
+use user_purge::outcome::{self, Outcome, Signal};
+use user_purge::pubsub::google::GOOGLE_VARIABLES;
+use user_purge::{logging, run};
 
 fn main() -> ExitCode {
     for name in GOOGLE_VARIABLES {
@@ -27,69 +21,79 @@ fn main() -> ExitCode {
         }
     }
     // The command line comes first: it says how to write the log.
-    let (log_format, command) = cli::parse(std::env::args_os());
+    let (log_format, command) = config::parse(std::env::args_os());
     logging::init(log_format);
-    let exit = match command {
-        Command::Exit {
+    let outcome = match command {
+        Err(Print {
             text,
             to_stderr,
-            exit,
-        } => {
+            outcome,
+        }) => {
             if to_stderr {
-                logging::refusal(log_format, &text, exit);
+                logging::usage_error(log_format, &text, &outcome);
             } else {
                 print!("{text}");
             }
-            exit
+            outcome
         }
-        command => match tokio::runtime::Builder::new_multi_thread()
+        Ok(command) => match tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
         {
             Ok(runtime) => {
-                let exit = execute(&runtime, command);
+                let outcome = execute(&runtime, command);
                 // Outstanding background work (a dropped connection's goodbye)
                 // is not waited for: every promise was kept before the report.
                 runtime.shutdown_timeout(std::time::Duration::from_millis(100));
-                exit
+                outcome
             }
             Err(e) => {
-                error!(exit_code = Exit::Internal.code(); "cannot start the async runtime: {e}");
-                Exit::Internal
+                let outcome = Outcome::NoRuntime(
+                    anyhow::Error::new(e).context("cannot start the async runtime"),
+                );
+                if let Some(e) = outcome.error() {
+                    failed(&outcome, e);
+                }
+                outcome
             }
         },
     };
     let _ = std::io::stdout().flush();
-    ExitCode::from(exit.code())
+    ExitCode::from(outcome.exit().code())
 }
 
 /// Runs a pass or an operator's command, prints its JSON line and returns
-/// its exit code.
-fn execute(runtime: &tokio::runtime::Runtime, command: Command) -> Exit {
+/// its outcome.
+fn execute(runtime: &tokio::runtime::Runtime, command: Command) -> Outcome {
     match command {
         Command::Run(config) => {
             let metrics = config.metrics.clone();
-            let report = runtime.block_on(job::run(*config, shutdown_signal()));
-            let exit = report.outcome.exit();
+            let report = runtime.block_on(run::run(*config, shutdown_signal()));
             match report.outcome.error() {
                 Some(e) => failed(&report.outcome, e),
-                None => info!("{} (exit {})", report.outcome.name(), exit.code()),
+                None => info!(
+                    "{} (exit {})",
+                    report.outcome.name(),
+                    report.outcome.exit().code()
+                ),
             }
             println!("{}", report.json_line());
             if let Some(metrics) = metrics {
                 // Never changes the exit code: the work is done either way.
+                // Inside the runtime: a stopping run's deadline is its clock's.
+                let _entered = runtime.enter();
                 if let Err(e) = metrics::push(&metrics.gateway, &metrics.instance, &report) {
                     warn!("cannot push metrics to {}: {e}", metrics.gateway);
                 }
             }
-            exit
+            report.outcome
         }
         Command::Replay(admin, to) => {
-            operator("replay", runtime.block_on(operate::replay(&admin, &to)))
+            operator("replay", runtime.block_on(ops::replay(&admin, &to)))
         }
         Command::CreateSnapshot(admin, name) => operator(
             "snapshot",
-            runtime.block_on(operate::create_snapshot(&admin, &name)),
+            runtime.block_on(ops::create_snapshot(&admin, &name)),
         ),
         Command::Publish {
             project,
@@ -98,28 +102,27 @@ fn execute(runtime: &tokio::runtime::Runtime, command: Command) -> Exit {
             events,
         } => operator(
             "publish",
-            runtime.block_on(operate::publish(&project, &credentials, &topic, &events)),
+            runtime.block_on(ops::publish(&project, &credentials, &topic, &events)),
         ),
-        Command::Check(check) => match runtime.block_on(operate::check(&check)) {
+        Command::Check(check) => match runtime.block_on(ops::check(&check)) {
             Ok(Checked::Grants(grants)) => {
                 print!("{grants}");
-                Exit::Success
+                Outcome::Completed
             }
             Ok(Checked::Findings(findings)) => report_findings(&findings),
             Err(outcome) => {
                 if let Some(e) = outcome.error() {
                     failed(&outcome, e);
                 }
-                outcome.exit()
+                outcome
             }
         },
-        Command::Exit { exit, .. } => exit,
     }
 }
 
 /// The check's findings: one JSON line each on stdout, a readable line each
-/// in the log; exit 1 when there is any.
-fn report_findings(findings: &[Finding]) -> Exit {
+/// in the log.
+fn report_findings(findings: &[Finding]) -> Outcome {
     for finding in findings {
         println!("{}", outcome::json(finding));
         warn!(
@@ -132,16 +135,16 @@ fn report_findings(findings: &[Finding]) -> Exit {
     }
     if findings.is_empty() {
         info!("nothing found: the map and the cascades cover every place the check knows of");
-        Exit::Success
+        Outcome::Completed
     } else {
         info!("{} findings", findings.len());
-        Exit::Findings
+        Outcome::Findings(findings.len())
     }
 }
 
 /// Logs an operator's command's result, prints its JSON line, and returns
-/// its exit code.
-fn operator(name: &str, result: Result<String, Outcome>) -> Exit {
+/// its outcome.
+fn operator(name: &str, result: Result<String, Outcome>) -> Outcome {
     let outcome = match result {
         Ok(done) => {
             info!("{done}");
@@ -155,7 +158,7 @@ fn operator(name: &str, result: Result<String, Outcome>) -> Exit {
         }
     };
     println!("{}", outcome::command_line(name, &outcome));
-    outcome.exit()
+    outcome
 }
 
 /// The one error line of a failed run or command, with its outcome and exit

@@ -17,119 +17,210 @@ pub enum Signal {
     Terminate,
 }
 
-/// The documented exit codes. Each says whether running again can help, which
+/// Once a run must stop (a signal came, or Pub/Sub failed), everything it
+/// still does fits in this: the promise that a stopped run exits within 10 s,
+/// which the CronJob's grace period and systemd's stop timeout rely on.
+pub const EXIT_BUDGET: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The one deadline of a stopping run, passed down to each thing it still
+/// does; each phase ends by its own instant, in this order, inside
+/// [`EXIT_BUDGET`]: awaiting the Pulls in flight, handing messages back,
+/// pushing the metrics, and the process's own end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExitBy {
+    /// When the run learnt that it must stop.
+    stopped: tokio::time::Instant,
+}
+
+impl ExitBy {
+    /// The Pulls in flight get this much, so that their messages are handed
+    /// back at once rather than left leased to nobody.
+    const PULLS: std::time::Duration = std::time::Duration::from_secs(3);
+    /// The Pushgateway gets this much, last.
+    const METRICS: std::time::Duration = std::time::Duration::from_secs(2);
+    /// Left for dropping connections and the runtime's end.
+    const TEARDOWN: std::time::Duration = std::time::Duration::from_millis(500);
+
+    /// The deadline of a run stopping now.
+    pub fn now() -> ExitBy {
+        ExitBy {
+            stopped: tokio::time::Instant::now(),
+        }
+    }
+
+    /// Until when the Pulls in flight are awaited.
+    pub fn pulls(self) -> tokio::time::Instant {
+        self.stopped + Self::PULLS
+    }
+
+    /// Until when the held messages may be handed back.
+    pub fn hand_back(self) -> tokio::time::Instant {
+        self.metrics() - Self::METRICS
+    }
+
+    /// Until when the metrics may be pushed.
+    pub fn metrics(self) -> tokio::time::Instant {
+        self.stopped + EXIT_BUDGET - Self::TEARDOWN
+    }
+}
+
+/// The documented exit codes: the one list, from which `--help` and the
+/// README's table are made. Each says whether running again can help, which
 /// is what a Kubernetes `podFailurePolicy` keys on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Exit {
-    /// The pass completed, including when there was nothing to do. Malformed
-    /// messages were handed back and show in the summary.
     Success = 0,
-    /// `user-purge check` only: it found places the erasure map misses.
     Findings = 1,
-    /// The job could not start its async runtime (out of memory or threads).
-    /// Nothing was contacted; the next run retries (sysexits' EX_SOFTWARE).
-    Internal = 70,
-    /// Configuration or usage error, or (`replay`) a subscription that cannot
-    /// do what was asked. Nothing was changed; a retry cannot help until the
-    /// configuration is fixed.
     Config = 2,
-    /// Pub/Sub unreachable, permission denied, or subscription not found.
-    /// Nothing was acknowledged; the next run retries.
     PubSub = 3,
-    /// Database error. Nothing was acknowledged, so every message comes back to
-    /// the next run.
     Database = 4,
-    /// Deleted and committed, but some acknowledgements failed. Those messages
-    /// come back and their deletes repeat harmlessly.
     Ack = 5,
-    /// Partially completed: the database refused to erase some users (a
-    /// foreign key, a trigger, a data error). Every other user was erased;
-    /// the refused users' messages were handed back and will reach the
-    /// dead-letter topic. A retry is refused again: someone must look.
-    Refused = 6,
-    /// Stopped by SIGINT; held messages were handed back or finished.
+    PartiallyCompleted = 6,
+    Internal = 70,
     Interrupted = 130,
-    /// Stopped by SIGTERM; held messages were handed back or finished.
     Terminated = 143,
 }
 
 impl Exit {
+    /// Every code, in order.
+    pub const ALL: [Exit; 10] = [
+        Exit::Success,
+        Exit::Findings,
+        Exit::Config,
+        Exit::PubSub,
+        Exit::Database,
+        Exit::Ack,
+        Exit::PartiallyCompleted,
+        Exit::Internal,
+        Exit::Interrupted,
+        Exit::Terminated,
+    ];
+
     pub fn code(self) -> u8 {
         self as u8
     }
+
+    /// What the code tells an operator: what happened, and whether a retry helps.
+    pub fn meaning(self) -> &'static str {
+        match self {
+            Exit::Success => {
+                "the pass completed (also when there was nothing to do; malformed messages \
+                 were handed back and are counted in the summary)"
+            }
+            Exit::Findings => "user-purge check only: it found places the erasure map misses",
+            Exit::Config => {
+                "configuration or usage error (or a subscription that cannot replay); \
+                 nothing was changed; no retry can help"
+            }
+            Exit::PubSub => {
+                "Pub/Sub error (unreachable, permission denied, subscription not found); \
+                 nothing was acknowledged; the next run retries"
+            }
+            Exit::Database => "database error; nothing was acknowledged, every message comes back",
+            Exit::Ack => {
+                "deleted and committed, but some acknowledgements failed; those messages \
+                 come back and their deletes repeat harmlessly"
+            }
+            Exit::PartiallyCompleted => {
+                "partially completed: the database refused to erase some users; every \
+                 other user was erased, the refused users' messages were handed back and \
+                 will reach the dead-letter topic; no retry can help"
+            }
+            Exit::Internal => "the job could not start (no async runtime); nothing was contacted",
+            Exit::Interrupted => {
+                "interrupted by SIGINT; held messages were handed back or finished"
+            }
+            Exit::Terminated => "terminated by SIGTERM; held messages were handed back or finished",
+        }
+    }
 }
 
-/// The exit-code table, for `--help`.
-pub const EXIT_CODES_HELP: &str = "\
-Exit codes:
-  0    the pass completed (also when there was nothing to do; malformed messages
-       were handed back and are counted in the summary)
-  1    (check only) the check found places the erasure map misses
-  2    configuration or usage error (or a subscription that cannot replay);
-       nothing was changed; no retry can help
-  3    Pub/Sub error (unreachable, permission denied, subscription not found)
-  4    database error; nothing was acknowledged, every message comes back
-  5    deleted and committed, but some acknowledgements failed; those messages
-       come back and their deletes repeat harmlessly
-  6    partially completed: the database refused to erase some users; every
-       other user was erased, the refused users' messages were handed back and
-       will reach the dead-letter topic; no retry can help
-  70   the job could not start (no async runtime); nothing was contacted
-  130  interrupted by SIGINT
-  143  terminated by SIGTERM";
+/// The exit-code table of `--help`, for these codes.
+pub fn exit_codes_help(codes: &[Exit]) -> String {
+    const WIDTH: usize = 78;
+    let mut text = String::from("Exit codes:");
+    for exit in codes {
+        let mut line = format!("\n  {:<5}", exit.code());
+        for word in exit.meaning().split(' ') {
+            if line.len() + 1 + word.len() > WIDTH && line.trim().len() > 3 {
+                text.push_str(&line);
+                line = format!("\n{:7}", "");
+            } else if !line.ends_with(' ') {
+                line.push(' ');
+            }
+            line.push_str(word);
+        }
+        text.push_str(&line);
+    }
+    text
+}
 
 /// What happened to one pass, or to an operator's command.
 #[derive(Debug)]
 pub enum Outcome {
     Completed,
+    /// `user-purge check` found places the map misses: this many.
+    Findings(usize),
+    /// The command line or a setting was refused; nothing ran.
+    Misconfigured(anyhow::Error),
     /// An operator's command that the subscription cannot carry out as asked
     /// (`replay --since` on a subscription that keeps no acknowledged messages).
-    Refused(anyhow::Error),
+    Unsuitable(anyhow::Error),
     PubSubFailed(anyhow::Error),
     DatabaseFailed(anyhow::Error),
     AckFailed(anyhow::Error),
     /// Every user erased but the ones the database refused.
     PartiallyCompleted(anyhow::Error),
     Interrupted(Signal),
+    /// The job could not start its async runtime.
+    NoRuntime(anyhow::Error),
 }
 
 impl Outcome {
+    /// The one place that turns what happened into an exit code.
     pub fn exit(&self) -> Exit {
         match self {
             Outcome::Completed => Exit::Success,
-            Outcome::Refused(_) => Exit::Config,
+            Outcome::Findings(_) => Exit::Findings,
+            Outcome::Misconfigured(_) | Outcome::Unsuitable(_) => Exit::Config,
             Outcome::PubSubFailed(_) => Exit::PubSub,
             Outcome::DatabaseFailed(_) => Exit::Database,
             Outcome::AckFailed(_) => Exit::Ack,
-            Outcome::PartiallyCompleted(_) => Exit::Refused,
+            Outcome::PartiallyCompleted(_) => Exit::PartiallyCompleted,
             Outcome::Interrupted(Signal::Interrupt) => Exit::Interrupted,
             Outcome::Interrupted(Signal::Terminate) => Exit::Terminated,
+            Outcome::NoRuntime(_) => Exit::Internal,
         }
     }
 
-    /// The `outcome` field of the summary line.
+    /// The `outcome` field of the summary line and of the error's log record.
     pub fn name(&self) -> &'static str {
         match self {
             Outcome::Completed => "completed",
-            Outcome::Refused(_) => "refused",
+            Outcome::Findings(_) => "findings",
+            Outcome::Misconfigured(_) => "config_error",
+            Outcome::Unsuitable(_) => "refused",
             Outcome::PubSubFailed(_) => "pubsub_error",
             Outcome::DatabaseFailed(_) => "database_error",
             Outcome::AckFailed(_) => "ack_error",
             Outcome::PartiallyCompleted(_) => "partially_completed",
             Outcome::Interrupted(_) => "interrupted",
+            Outcome::NoRuntime(_) => "internal_error",
         }
     }
 
     /// The error behind a failed outcome, for the log.
     pub fn error(&self) -> Option<&anyhow::Error> {
         match self {
-            Outcome::Refused(e)
+            Outcome::Misconfigured(e)
+            | Outcome::Unsuitable(e)
             | Outcome::PubSubFailed(e)
             | Outcome::DatabaseFailed(e)
             | Outcome::AckFailed(e)
-            | Outcome::PartiallyCompleted(e) => Some(e),
-            Outcome::Completed | Outcome::Interrupted(_) => None,
+            | Outcome::PartiallyCompleted(e)
+            | Outcome::NoRuntime(e) => Some(e),
+            Outcome::Completed | Outcome::Findings(_) | Outcome::Interrupted(_) => None,
         }
     }
 }
@@ -217,6 +308,9 @@ pub fn elapsed_ms(started: std::time::Instant) -> u64 {
 pub struct Report {
     pub outcome: Outcome,
     pub summary: Summary,
+    /// Set when the run had to stop: what is left of its exit budget is for
+    /// the metrics push.
+    pub exit_by: Option<ExitBy>,
 }
 
 impl Report {
@@ -315,23 +409,91 @@ mod tests {
         let error = || anyhow::anyhow!("x");
         let cases = [
             (Outcome::Completed, 0),
-            (Outcome::Refused(error()), 2),
+            (Outcome::Findings(3), 1),
+            (Outcome::Misconfigured(error()), 2),
+            (Outcome::Unsuitable(error()), 2),
             (Outcome::PubSubFailed(error()), 3),
             (Outcome::DatabaseFailed(error()), 4),
             (Outcome::AckFailed(error()), 5),
             (Outcome::PartiallyCompleted(error()), 6),
+            (Outcome::NoRuntime(error()), 70),
             (Outcome::Interrupted(Signal::Interrupt), 130),
             (Outcome::Interrupted(Signal::Terminate), 143),
         ];
+        let help = exit_codes_help(&Exit::ALL);
         for (outcome, code) in cases {
             assert_eq!(outcome.exit().code(), code, "{outcome:?}");
             assert!(
-                EXIT_CODES_HELP.contains(&format!("\n  {code} ")),
+                help.contains(&format!("\n  {code} ")),
                 "{code} is not in --help"
             );
         }
-        assert!(EXIT_CODES_HELP.contains("\n  1 "));
-        assert!(EXIT_CODES_HELP.contains("\n  70 "));
+    }
+
+    #[test]
+    fn the_help_table_lists_every_code_once_wrapped() {
+        let help = exit_codes_help(&Exit::ALL);
+        assert!(
+            help.starts_with("Exit codes:\n  0    the pass completed"),
+            "{help}"
+        );
+        for line in help.lines() {
+            assert!(line.len() <= 78, "{line:?} is too long");
+        }
+        let codes: Vec<u8> = help
+            .lines()
+            .filter_map(|l| l.strip_prefix("  ")?.split(' ').next()?.parse().ok())
+            .collect();
+        let all: Vec<u8> = Exit::ALL.iter().map(|e| e.code()).collect();
+        assert_eq!(codes, all);
+        let check = exit_codes_help(&[Exit::Success, Exit::Findings]);
+        assert_eq!(check.lines().count(), 4, "{check}");
+    }
+
+    /// The README's exit-code table: one row per code, in the enum's order,
+    /// each saying what `meaning` says.
+    #[test]
+    fn the_readme_exit_code_table_is_the_enum() {
+        let readme = include_str!("../README.md");
+        let table = readme
+            .split_once("## Exit codes")
+            .map(|(_, rest)| rest.split("\n## ").next().unwrap_or(""))
+            .expect("the README has an exit-code section");
+        let rows: Vec<(u8, String)> = table
+            .lines()
+            .filter_map(|line| {
+                let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+                let code = cells.get(1)?.trim_matches('`').parse().ok()?;
+                Some((code, cells.get(2)?.replace('`', "").to_lowercase()))
+            })
+            .collect();
+        let codes: Vec<u8> = rows.iter().map(|(code, _)| *code).collect();
+        let all: Vec<u8> = Exit::ALL.iter().map(|e| e.code()).collect();
+        assert_eq!(codes, all, "the README's exit codes");
+        for ((_, text), exit) in rows.iter().zip(Exit::ALL) {
+            // The first words of the meaning, up to its first comma or parenthesis.
+            let head = exit
+                .meaning()
+                .split([',', ';', '('])
+                .find(|part| !part.trim().is_empty())
+                .unwrap_or("")
+                .trim()
+                .to_lowercase();
+            assert!(
+                text.contains(&head),
+                "the README's row for {} does not say {head:?}: {text}",
+                exit.code()
+            );
+        }
+    }
+
+    #[test]
+    fn a_stopping_run_spends_its_budget_in_order_and_within_it() {
+        let exit = ExitBy::now();
+        assert!(exit.stopped < exit.pulls());
+        assert!(exit.pulls() < exit.hand_back());
+        assert!(exit.hand_back() < exit.metrics());
+        assert!(exit.metrics() < exit.stopped + EXIT_BUDGET);
     }
 
     #[test]
@@ -349,6 +511,7 @@ mod tests {
     #[test]
     fn the_summary_is_one_line_of_json() {
         let report = Report {
+            exit_by: None,
             outcome: Outcome::Completed,
             summary: Summary {
                 received: 7,
@@ -405,7 +568,7 @@ mod tests {
         let error = || anyhow::anyhow!("a \"quoted\" \\ message\nover lines");
         for outcome in [
             Outcome::Completed,
-            Outcome::Refused(error()),
+            Outcome::Unsuitable(error()),
             Outcome::PubSubFailed(error()),
             Outcome::DatabaseFailed(error()),
             Outcome::AckFailed(error()),
@@ -415,6 +578,7 @@ mod tests {
         ] {
             let name = outcome.name();
             let report = Report {
+                exit_by: None,
                 outcome,
                 summary: Summary {
                     elapsed_ms: u64::MAX,

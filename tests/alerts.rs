@@ -33,8 +33,9 @@ fn the_alert_rules_use_only_pushed_metrics() {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/prometheus/alerts.yml"),
     )
     .unwrap();
-    let pushed = user_purge::metrics::render(
+    let pushed = user_purge::ops::metrics::render(
         &user_purge::outcome::Report {
+            exit_by: None,
             outcome: user_purge::outcome::Outcome::Completed,
             summary: Default::default(),
         },

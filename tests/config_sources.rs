@@ -44,7 +44,7 @@ async fn every_setting_set_to_empty_counts_as_unset() {
         "DATABASE_URL",
         "PUBSUB_EMULATOR_HOST",
     ];
-    let settings = user_purge::cli::settings();
+    let settings = user_purge::config::cli::settings();
     let empty: Vec<(&str, &str)> = settings
         .iter()
         .filter_map(|s| s.env.as_deref())

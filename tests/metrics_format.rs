@@ -11,7 +11,7 @@ use std::time::SystemTime;
 
 use common::private::PrivatePushgateway;
 use serde_json::Value;
-use user_purge::metrics::{self, Text};
+use user_purge::ops::metrics::{self, Text};
 use user_purge::outcome::{Outcome, Report, Signal, Summary};
 
 /// Label values that break the line unless escaped: a quote, a backslash
@@ -58,7 +58,7 @@ fn promtool_check(text: &str) -> (i32, String) {
 fn every_outcome_renders_metrics_promtool_accepts() {
     let outcomes = [
         Outcome::Completed,
-        Outcome::Refused(anyhow::anyhow!("no retention")),
+        Outcome::Unsuitable(anyhow::anyhow!("no retention")),
         Outcome::PubSubFailed(anyhow::anyhow!("down")),
         Outcome::DatabaseFailed(anyhow::anyhow!("down")),
         Outcome::AckFailed(anyhow::anyhow!("down")),
@@ -67,6 +67,7 @@ fn every_outcome_renders_metrics_promtool_accepts() {
     for outcome in outcomes {
         let name = outcome.name();
         let report = Report {
+            exit_by: None,
             outcome,
             summary: Summary {
                 received: 3,

@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 use libfuzzer_sys::fuzz_target;
 use prost::Message as _;
 use user_purge::event::{self, Event, Malformed, event_type, proto};
-use user_purge::plan::Plan;
+use user_purge::run::plan::{Delivery, Plan};
 
 fn messages(mut input: &[u8]) -> Vec<&[u8]> {
     let mut messages = Vec::new();
@@ -27,7 +27,7 @@ fn messages(mut input: &[u8]) -> Vec<&[u8]> {
 
 fuzz_target!(|input: &[u8]| {
     let messages = messages(input);
-    let mut plan = Plan::default();
+    let mut deliveries = Vec::new();
     let mut removed = BTreeSet::new();
     let mut to_ack = BTreeSet::new();
     let mut to_hand_back = BTreeSet::new();
@@ -73,9 +73,13 @@ fuzz_target!(|input: &[u8]| {
         } else {
             to_hand_back.insert(ack_id.clone());
         }
-        plan.add(ack_id, "", verdict);
+        deliveries.push(Delivery {
+            ack_id,
+            message_id: String::new(),
+            verdict,
+        });
     }
-    plan.finish();
+    let plan = Plan::new(deliveries);
 
     // Exactly the distinct removed ids, ascending.
     assert!(
@@ -85,23 +89,22 @@ fuzz_target!(|input: &[u8]| {
             .eq(removed.iter())
     );
     // Every message in exactly one list, none invented.
-    let acked: BTreeSet<_> = plan.ack.iter().cloned().collect();
-    let handed_back: BTreeSet<_> = plan.hand_back.iter().cloned().collect();
+    let acked: BTreeSet<_> = plan.ack().iter().cloned().collect();
+    let handed_back: BTreeSet<_> = plan.hand_back().iter().cloned().collect();
     assert_eq!(
         (acked.len(), handed_back.len()),
-        (plan.ack.len(), plan.hand_back.len())
+        (plan.ack().len(), plan.hand_back().len())
     );
     assert_eq!(acked, to_ack);
     assert_eq!(handed_back, to_hand_back);
     assert_eq!(plan.len(), messages.len());
-    assert_eq!(plan.ignored, ignored);
+    assert_eq!(plan.ignored(), ignored);
     assert_eq!(plan.malformed(), to_hand_back.len());
     // Handing everything back returns each message once.
-    let held: Vec<String> = plan.ack.iter().chain(&plan.hand_back).cloned().collect();
+    let held: Vec<String> = plan.ack().iter().chain(plan.hand_back()).cloned().collect();
     let mut all = plan.take_all();
     assert_eq!(all, held);
     all.sort();
     all.dedup();
     assert_eq!(all.len(), messages.len());
-    assert!(plan.is_empty());
 });

@@ -638,7 +638,7 @@ pub fn job_command(args: &[&str]) -> tokio::process::Command {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_user-purge"));
     // Every variable the binary reads, from clap's own declarations, and the
     // ones that are not flags (the Google auth crate's, the log filter).
-    let settings = user_purge::cli::settings();
+    let settings = user_purge::config::cli::settings();
     let variables = settings.iter().filter_map(|s| s.env.as_deref());
     let google = [
         "GOOGLE_APPLICATION_CREDENTIALS",

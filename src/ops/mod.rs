@@ -1,14 +1,18 @@
 //! The operator's commands: replay after a database restore (seek to a time
-//! or a snapshot), snapshots, publishing drill events, and the schema check.
-//! Each returns what to print on success, or the [`Outcome`] that says which
-//! exit code the failure gets.
+//! or a snapshot), snapshots, publishing drill events, and the schema check
+//! ([`check`]); and the run's metrics for a Pushgateway ([`metrics`]). Each
+//! command returns what to print on success, or the [`Outcome`] that says
+//! which exit code the failure gets.
 
-use crate::check::{self, Finding};
-use crate::cli::Check;
-use crate::config::{Admin, Credentials, ReplayTo};
+pub mod check;
+pub mod metrics;
+
+use check::Finding;
+
+use crate::config::{Admin, Check, Credentials, ReplayTo};
 use crate::outcome::Outcome;
-use crate::pubsub::{self, Unsuitable};
-use crate::store::{self, SchemaError};
+use crate::pubsub::google::{self as pubsub, Unsuitable};
+use crate::store::mysql::{self, SchemaError};
 use crate::{event, timestamp};
 
 /// Seeks the subscription back (`replay`).
@@ -87,7 +91,7 @@ pub enum Checked {
 pub async fn check(check: &Check) -> Result<Checked, Outcome> {
     let database = &check.database;
     if let Some(grantee) = &check.grants {
-        let name = store::database_name(database.url.expose());
+        let name = mysql::database_name(database.url.expose());
         return Ok(Checked::Grants(check::grants(
             &name,
             &database.map,
@@ -95,11 +99,11 @@ pub async fn check(check: &Check) -> Result<Checked, Outcome> {
             grantee,
         )));
     }
-    let (schema, named) = store::schema(database, check.user_columns.as_deref())
+    let (schema, named) = mysql::schema(database, check.user_columns.as_deref())
         .await
         .map_err(|error| match error {
             SchemaError::BadPattern(why) => {
-                Outcome::Refused(anyhow::anyhow!("invalid --user-columns: {why}"))
+                Outcome::Misconfigured(anyhow::anyhow!("invalid --user-columns: {why}"))
             }
             SchemaError::Unreadable(error) => Outcome::DatabaseFailed(error),
         })?;
@@ -115,7 +119,7 @@ pub async fn check(check: &Check) -> Result<Checked, Outcome> {
 /// (exit 2); anything else is Pub/Sub failing or refusing (exit 3).
 fn classify(error: anyhow::Error) -> Outcome {
     if error.chain().any(|cause| cause.is::<Unsuitable>()) {
-        Outcome::Refused(error)
+        Outcome::Unsuitable(error)
     } else {
         Outcome::PubSubFailed(error)
     }

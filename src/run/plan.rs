@@ -1,75 +1,96 @@
 //! Deciding what to do with each received message: pure logic over data.
 //!
-//! The pass feeds every message's verdict into a [`Plan`]; the plan says which
-//! users to delete, which messages to acknowledge after the delete commits, and
+//! A [`Plan`] is a function of what one round received: which users to
+//! erase, which messages to acknowledge once the erasure has committed, and
 //! which to hand back. Every message lands in exactly one of the two lists.
 
 use std::collections::{BTreeSet, HashSet};
 
-use crate::erase::Removal;
 use crate::event::{Event, Malformed};
+use crate::store::Removal;
 
-/// What the pass will do with the messages it holds.
+/// One message as received, with what it asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub ack_id: String,
+    pub message_id: String,
+    pub verdict: Result<Event, Malformed>,
+}
+
+/// What the run will do with the messages of one round.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Plan {
-    /// Messages acknowledged once the delete has committed: removals and other
-    /// valid events.
-    pub ack: Vec<String>,
-    /// Malformed messages, nacked at the end of the pass so that the
+    /// Messages acknowledged once the erasure has committed: removals and
+    /// other valid events.
+    ack: Vec<String>,
+    /// Malformed messages, nacked at the end of the run so that the
     /// subscription's dead-letter policy counts the attempt.
-    pub hand_back: Vec<String>,
+    hand_back: Vec<String>,
     /// Valid events that ask for nothing (created, changed, access changed).
-    pub ignored: usize,
+    ignored: usize,
     /// Which message asked for which user, so that the messages of users the
     /// database refused can be handed back and the rest acknowledged.
     asked_by: Vec<(u64, String)>,
-    /// Each user to erase with the first message that asked, by user id once
-    /// [`Plan::finish`] ran.
+    /// Each user to erase with the first message that asked, by user id:
+    /// ascending ids give concurrent runs one lock order.
     removals: Vec<Removal>,
-    /// How many messages were malformed (the hand-backs also take refused users').
-    malformed: usize,
+}
+
+/// The messages of a round once its erasure is settled.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Settlement {
+    /// To acknowledge now.
+    pub ack: Vec<String>,
+    /// To hand back: malformed, or asking for users left as they were.
+    pub hand_back: Vec<String>,
 }
 
 impl Plan {
-    /// Records one message's verdict.
-    pub fn add(&mut self, ack_id: String, message_id: &str, verdict: Result<Event, Malformed>) {
-        match verdict {
-            Ok(Event::Removed(user_id)) => {
-                self.removals.push(Removal {
-                    user_id,
-                    message_id: message_id.to_owned(),
-                });
-                self.asked_by.push((user_id, ack_id.clone()));
-                self.ack.push(ack_id);
-            }
-            Ok(Event::Other(_)) => {
-                self.ignored += 1;
-                self.ack.push(ack_id);
-            }
-            Err(_) => {
-                self.malformed += 1;
-                self.hand_back.push(ack_id);
+    /// The plan for these deliveries, in the order they were received.
+    pub fn new(deliveries: impl IntoIterator<Item = Delivery>) -> Plan {
+        let mut plan = Plan::default();
+        for delivery in deliveries {
+            match delivery.verdict {
+                Ok(Event::Removed(user_id)) => {
+                    plan.removals.push(Removal {
+                        user_id,
+                        message_id: delivery.message_id,
+                    });
+                    plan.asked_by.push((user_id, delivery.ack_id.clone()));
+                    plan.ack.push(delivery.ack_id);
+                }
+                Ok(Event::Other(_)) => {
+                    plan.ignored += 1;
+                    plan.ack.push(delivery.ack_id);
+                }
+                Err(_) => plan.hand_back.push(delivery.ack_id),
             }
         }
-    }
-
-    /// Sorts and deduplicates the ids once every message is in. Ascending ids
-    /// give concurrent runs one lock order.
-    pub fn finish(&mut self) {
         // Stable: of several messages for one user, the first stays.
-        self.removals.sort_by_key(|r| r.user_id);
-        self.removals.dedup_by_key(|r| r.user_id);
+        plan.removals.sort_by_key(|r| r.user_id);
+        plan.removals.dedup_by_key(|r| r.user_id);
+        plan
     }
 
     /// The users to erase, each with the first message that asked: distinct
-    /// and ascending once [`Plan::finish`] ran.
+    /// and ascending.
     pub fn removals(&self) -> &[Removal] {
         &self.removals
     }
 
-    /// The user ids to delete: distinct and ascending once [`Plan::finish`] ran.
+    /// The user ids to erase: distinct and ascending.
     pub fn user_ids(&self) -> Vec<u64> {
         self.removals.iter().map(|r| r.user_id).collect()
+    }
+
+    /// Messages to acknowledge if every user is erased.
+    pub fn ack(&self) -> &[String] {
+        &self.ack
+    }
+
+    /// Messages handed back whatever happens: the malformed ones.
+    pub fn hand_back(&self) -> &[String] {
+        &self.hand_back
     }
 
     /// How many messages the plan holds.
@@ -81,36 +102,40 @@ impl Plan {
         self.len() == 0
     }
 
-    /// How many messages were malformed.
-    pub fn malformed(&self) -> usize {
-        self.malformed
+    /// Valid events that ask for nothing.
+    pub fn ignored(&self) -> usize {
+        self.ignored
     }
 
-    /// Moves the messages that asked for these users (the database refused
-    /// them) from the acknowledgements to the hand-backs. Returns how many moved.
-    pub fn withhold(&mut self, users: &BTreeSet<u64>) -> usize {
-        if users.is_empty() {
-            return 0;
-        }
+    /// How many messages were malformed.
+    pub fn malformed(&self) -> usize {
+        self.hand_back.len()
+    }
+
+    /// What to acknowledge and hand back once the erasure committed: the
+    /// messages that asked for any of the `kept` users (the database refused
+    /// them, or they were not tried) go back with the malformed ones.
+    pub fn settle(self, kept: &BTreeSet<u64>) -> Settlement {
         let withheld: HashSet<&str> = self
             .asked_by
             .iter()
-            .filter(|(user_id, _)| users.contains(user_id))
+            .filter(|(user_id, _)| kept.contains(user_id))
             .map(|(_, ack_id)| ack_id.as_str())
             .collect();
-        let (back, ack): (Vec<String>, Vec<String>) = std::mem::take(&mut self.ack)
-            .into_iter()
+        let (back, ack): (Vec<String>, Vec<String>) = self
+            .ack
+            .iter()
+            .cloned()
             .partition(|ack_id| withheld.contains(ack_id.as_str()));
-        self.ack = ack;
-        let moved = back.len();
-        self.hand_back.extend(back);
-        moved
+        let mut hand_back = self.hand_back;
+        hand_back.extend(back);
+        Settlement { ack, hand_back }
     }
 
-    /// Every ack id held, for handing everything back when the pass cannot finish.
-    pub fn take_all(&mut self) -> Vec<String> {
-        let mut all = std::mem::take(&mut self.ack);
-        all.append(&mut self.hand_back);
+    /// Every ack id held, for handing everything back when the round cannot finish.
+    pub fn take_all(self) -> Vec<String> {
+        let mut all = self.ack;
+        all.extend(self.hand_back);
         all
     }
 }
@@ -121,12 +146,11 @@ mod tests {
     use crate::event::{classify, encode, event_type};
 
     fn plan_of(messages: &[(&str, Vec<u8>)]) -> Plan {
-        let mut plan = Plan::default();
-        for (ack_id, data) in messages {
-            plan.add(ack_id.to_string(), &format!("m-{ack_id}"), classify(data));
-        }
-        plan.finish();
-        plan
+        Plan::new(messages.iter().map(|(ack_id, data)| Delivery {
+            ack_id: ack_id.to_string(),
+            message_id: format!("m-{ack_id}"),
+            verdict: classify(data),
+        }))
     }
 
     #[test]
@@ -141,9 +165,9 @@ mod tests {
             ("g", encode(event_type::CREATED, 2)),
         ]);
         assert_eq!(plan.user_ids(), &[3, 9]);
-        assert_eq!(plan.ack, ["a", "b", "c", "d", "g"]);
-        assert_eq!(plan.hand_back, ["e", "f"]);
-        assert_eq!((plan.ignored, plan.malformed(), plan.len()), (2, 2, 7));
+        assert_eq!(plan.ack(), ["a", "b", "c", "d", "g"]);
+        assert_eq!(plan.hand_back(), ["e", "f"]);
+        assert_eq!((plan.ignored(), plan.malformed(), plan.len()), (2, 2, 7));
     }
 
     #[test]
@@ -163,31 +187,30 @@ mod tests {
 
     #[test]
     fn take_all_hands_back_everything_once() {
-        let mut plan = plan_of(&[("a", encode(event_type::REMOVED, 1)), ("b", vec![0xff])]);
+        let plan = plan_of(&[("a", encode(event_type::REMOVED, 1)), ("b", vec![0xff])]);
         assert_eq!(plan.take_all(), ["a", "b"]);
-        assert!(plan.is_empty());
     }
 
     #[test]
     fn the_messages_of_refused_users_are_handed_back_and_only_theirs() {
-        let mut plan = plan_of(&[
+        let plan = plan_of(&[
             ("a", encode(event_type::REMOVED, 7)),
             ("b", encode(event_type::REMOVED, 8)),
             ("c", encode(event_type::CHANGED, 7)),
             ("d", encode(event_type::REMOVED, 7)),
             ("e", vec![0xff]),
         ]);
-        assert_eq!(plan.withhold(&BTreeSet::new()), 0);
-        assert_eq!(plan.withhold(&BTreeSet::from([7, 99])), 2);
-        assert_eq!(plan.ack, ["b", "c"]);
-        assert_eq!(plan.hand_back, ["e", "a", "d"]);
-        assert_eq!(plan.len(), 5);
+        let all = plan.clone().settle(&BTreeSet::new());
+        assert_eq!(all.ack, ["a", "b", "c", "d"]);
+        assert_eq!(all.hand_back, ["e"]);
+        let kept = plan.settle(&BTreeSet::from([7, 99]));
+        assert_eq!(kept.ack, ["b", "c"]);
+        assert_eq!(kept.hand_back, ["e", "a", "d"]);
     }
 
     #[test]
     fn an_empty_plan_deletes_nothing() {
-        let mut plan = Plan::default();
-        plan.finish();
+        let plan = Plan::new([]);
         assert!(plan.user_ids().is_empty());
         assert!(plan.is_empty());
     }
@@ -202,7 +225,7 @@ mod tests {
             ("d", encode(event_type::REMOVED, huge)),
         ]);
         assert_eq!(plan.user_ids(), &[5, huge, u64::MAX]);
-        assert_eq!(plan.ack, ["a", "b", "c", "d"]);
+        assert_eq!(plan.ack(), ["a", "b", "c", "d"]);
     }
 
     #[test]
@@ -213,7 +236,7 @@ mod tests {
             ("c", encode(17, 4)),
         ]);
         assert_eq!(plan.user_ids(), &[4]);
-        assert_eq!((plan.ack.len(), plan.malformed()), (1, 2));
+        assert_eq!((plan.ack().len(), plan.malformed()), (1, 2));
     }
 
     /// The property test: any list of messages, checked against an oracle
@@ -223,7 +246,7 @@ mod tests {
 
         use proptest::prelude::*;
 
-        use super::super::Plan;
+        use super::super::{Delivery, Plan};
         use crate::event::{Event, classify};
 
         /// What a message asks for, by the README: a valid USER_REMOVED with a
@@ -497,7 +520,7 @@ mod tests {
             fn the_plan_deletes_exactly_the_valid_removals_and_accounts_for_every_message(
                 messages in proptest::collection::vec(message_data(), 0..40)
             ) {
-                let mut plan = Plan::default();
+                let mut deliveries = Vec::new();
                 let mut expected = Vec::new();
                 for (i, (data, by_construction)) in messages.iter().enumerate() {
                     let oracle = oracle(data);
@@ -511,10 +534,14 @@ mod tests {
                         Err(_) => Expected::Malformed,
                     };
                     prop_assert_eq!(got, oracle, "message {} is {:?}: {:?}", i, data, verdict);
-                    plan.add(format!("ack-{i}"), &format!("m-{i}"), verdict);
+                    deliveries.push(Delivery {
+                        ack_id: format!("ack-{i}"),
+                        message_id: format!("m-{i}"),
+                        verdict,
+                    });
                     expected.push((format!("ack-{i}"), oracle));
                 }
-                plan.finish();
+                let plan = Plan::new(deliveries);
 
                 let removed: BTreeSet<u64> = expected
                     .iter()
@@ -536,18 +563,18 @@ mod tests {
                     .filter(|(_, e)| *e == Expected::Malformed)
                     .map(|(ack_id, _)| ack_id.as_str())
                     .collect();
-                let acked: BTreeSet<&str> = plan.ack.iter().map(String::as_str).collect();
+                let acked: BTreeSet<&str> = plan.ack().iter().map(String::as_str).collect();
                 let handed_back: BTreeSet<&str> =
-                    plan.hand_back.iter().map(String::as_str).collect();
+                    plan.hand_back().iter().map(String::as_str).collect();
                 // Sets equal and lengths equal: each ack id once, in one list.
                 prop_assert_eq!(&acked, &to_ack);
                 prop_assert_eq!(&handed_back, &to_hand_back);
-                prop_assert_eq!(plan.ack.len(), to_ack.len());
-                prop_assert_eq!(plan.hand_back.len(), to_hand_back.len());
+                prop_assert_eq!(plan.ack().len(), to_ack.len());
+                prop_assert_eq!(plan.hand_back().len(), to_hand_back.len());
                 prop_assert_eq!(plan.len(), messages.len());
 
                 let ignored = expected.iter().filter(|(_, e)| *e == Expected::Ignore).count();
-                prop_assert_eq!(plan.ignored, ignored);
+                prop_assert_eq!(plan.ignored(), ignored);
                 prop_assert_eq!(plan.malformed(), to_hand_back.len());
             }
         }

@@ -14,55 +14,7 @@ use std::time::Duration;
 
 use log::{info, warn};
 
-/// The users' rows refused the erasure: the statement was rolled back to its
-/// savepoint and the transaction is still open.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
-    /// The table of the statement that was refused.
-    pub table: String,
-    /// The server's reason, without row contents.
-    pub reason: String,
-}
-
-/// How a store operation failed, by what happens next.
-#[derive(Debug)]
-pub enum StoreError {
-    /// Particular rows refused (SQLSTATE classes 22, 23 and 45: a foreign key,
-    /// a trigger's `SIGNAL`, a data error). The savepoint was rolled back; the
-    /// transaction goes on, and the users are isolated.
-    Refused(Refusal),
-    /// A deadlock rolled the whole transaction back. It is tried again.
-    Deadlock(anyhow::Error),
-    /// Anything else (connection lost, lock wait timeout, read-only, denied):
-    /// nothing is committed and every message is handed back.
-    Failed(anyhow::Error),
-}
-
-/// One user to erase, and the message that asked (for the erasure record).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Removal {
-    pub user_id: u64,
-    pub message_id: String,
-}
-
-/// Where the users are erased.
-pub trait Store {
-    /// The table of each statement [`Store::erase`] runs, in order.
-    fn tables(&self) -> &[String];
-    /// Starts a transaction.
-    fn begin(&mut self) -> impl Future<Output = Result<(), StoreError>>;
-    /// Erases these users inside the transaction, under a savepoint, with
-    /// every statement of the erasure map; returns the rows each affected.
-    /// On [`StoreError::Refused`] it has rolled back to the savepoint, so the
-    /// users' erasure is undone in every table, and the transaction is still
-    /// usable.
-    fn erase(&mut self, removals: &[Removal])
-    -> impl Future<Output = Result<Vec<u64>, StoreError>>;
-    /// Commits the transaction.
-    fn commit(&mut self) -> impl Future<Output = Result<(), StoreError>>;
-    /// Rolls the transaction back; errors are the connection's end anyway.
-    fn rollback(&mut self) -> impl Future<Output = ()>;
-}
+use crate::store::{Erased, Refusal, Removal, Store, StoreError};
 
 /// The most statements one isolation may run (bisecting k refused users among
 /// n costs about 2·k·log2(n/k)): past it, the users not yet tried are handed
@@ -75,8 +27,8 @@ pub const DEADLOCK_RETRIES: u32 = 3;
 /// What one committed erasure did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Erasure {
-    /// Rows affected by the statements that went in, per map entry.
-    pub rows: Vec<u64>,
+    /// What the statements that went in did, per map entry and in the record.
+    pub erased: Erased,
     /// Users whose rows refused, each with the reason.
     pub refused: Vec<(u64, Refusal)>,
     /// Users not tried because isolation reached [`ISOLATION_STATEMENTS`].
@@ -96,11 +48,11 @@ impl Erasure {
 /// Erases the users (distinct, ascending) in one transaction and commits.
 /// Users whose rows refuse are isolated and left out; every other user is
 /// erased. Returns an error only when nothing was committed.
-pub async fn erase<D: Store>(store: &mut D, user_ids: &[Removal]) -> anyhow::Result<Erasure> {
+pub async fn erase<D: Store>(store: &mut D, removals: &[Removal]) -> anyhow::Result<Erasure> {
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let error = match transaction(store, user_ids).await {
+        let error = match transaction(store, removals).await {
             Ok(erasure) => return Ok(erasure),
             Err(error) => error,
         };
@@ -131,20 +83,20 @@ pub async fn erase<D: Store>(store: &mut D, user_ids: &[Removal]) -> anyhow::Res
 }
 
 /// One try: begin, isolate, commit.
-async fn transaction<D: Store>(store: &mut D, user_ids: &[Removal]) -> Result<Erasure, StoreError> {
+async fn transaction<D: Store>(store: &mut D, removals: &[Removal]) -> Result<Erasure, StoreError> {
     store.begin().await?;
-    let erasure = isolate(store, user_ids).await?;
+    let erasure = isolate(store, removals).await?;
     store.commit().await?;
     Ok(erasure)
 }
 
 /// Erases all the users at once, and bisects any set that is refused.
-async fn isolate<D: Store>(store: &mut D, user_ids: &[Removal]) -> Result<Erasure, StoreError> {
+async fn isolate<D: Store>(store: &mut D, removals: &[Removal]) -> Result<Erasure, StoreError> {
     let mut erasure = Erasure::default();
     let mut statements = 0;
     // Sets still to try; the last is tried first, so the ids go in ascending
     // order (one lock order for concurrent runs).
-    let mut pending = vec![user_ids];
+    let mut pending = vec![removals];
     while let Some(set) = pending.pop() {
         if set.is_empty() {
             continue;
@@ -155,7 +107,7 @@ async fn isolate<D: Store>(store: &mut D, user_ids: &[Removal]) -> Result<Erasur
         }
         statements += 1;
         match store.erase(set).await {
-            Ok(rows) => add(&mut erasure.rows, &rows),
+            Ok(erased) => erasure.erased.add(&erased),
             Err(StoreError::Refused(refusal)) => match set {
                 [removal] => {
                     warn!(
@@ -186,16 +138,6 @@ async fn isolate<D: Store>(store: &mut D, user_ids: &[Removal]) -> Result<Erasur
     Ok(erasure)
 }
 
-/// Adds rows per entry into a running total.
-pub fn add(total: &mut Vec<u64>, rows: &[u64]) {
-    if total.len() < rows.len() {
-        total.resize(rows.len(), 0);
-    }
-    for (sum, n) in total.iter_mut().zip(rows) {
-        *sum += n;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
@@ -221,12 +163,15 @@ mod tests {
         fn tables(&self) -> &[String] {
             &[]
         }
+        fn users_entry(&self) -> usize {
+            1
+        }
         async fn begin(&mut self) -> Result<(), StoreError> {
             self.calls.push("begin");
             self.open = true;
             Ok(())
         }
-        async fn erase(&mut self, removals: &[Removal]) -> Result<Vec<u64>, StoreError> {
+        async fn erase(&mut self, removals: &[Removal]) -> Result<Erased, StoreError> {
             assert!(self.open, "erase outside a transaction");
             let ids: Vec<u64> = removals.iter().map(|r| r.user_id).collect();
             self.statements += 1;
@@ -245,7 +190,10 @@ mod tests {
             }
             self.pending.extend_from_slice(&ids);
             // Two entries: one row in the first, and one in the users table.
-            Ok(vec![ids.len() as u64, ids.len() as u64])
+            Ok(Erased {
+                rows: vec![ids.len() as u64, ids.len() as u64],
+                recorded: ids.len() as u64,
+            })
         }
         async fn commit(&mut self) -> Result<(), StoreError> {
             self.calls.push("commit");
@@ -285,7 +233,8 @@ mod tests {
         let mut fake = store([]);
         let ids: Vec<u64> = (1..=1000).collect();
         let erasure = erase(&mut fake, &removals(ids.clone())).await.unwrap();
-        assert_eq!(erasure.rows, [1000, 1000]);
+        assert_eq!(erasure.erased.rows, [1000, 1000]);
+        assert_eq!(erasure.erased.recorded, 1000);
         assert_eq!((fake.statements, fake.erased.len()), (1, 1000));
         assert_eq!(fake.calls, ["begin", "commit"]);
     }
@@ -298,7 +247,7 @@ mod tests {
         assert_eq!(refused(&erasure), [337]);
         assert_eq!(erasure.refused[0].1.reason, "legal hold on 337");
         assert!(erasure.deferred.is_empty());
-        assert_eq!(erasure.rows, [999, 999]);
+        assert_eq!(erasure.erased.rows, [999, 999]);
         let expected: Vec<u64> = ids.iter().copied().filter(|&id| id != 337).collect();
         assert_eq!(fake.erased, expected, "ascending, each once");
         // Bisection: two statements per level, about log2(1000) levels.
@@ -313,7 +262,7 @@ mod tests {
         let ids: Vec<u64> = (1..=1000).collect();
         let erasure = erase(&mut fake, &removals(ids.clone())).await.unwrap();
         assert_eq!(refused(&erasure), bad);
-        assert_eq!(erasure.rows, [992, 992]);
+        assert_eq!(erasure.erased.rows, [992, 992]);
         assert_eq!(fake.erased.len(), 992);
         assert!(fake.erased.iter().all(|id| !bad.contains(id)));
     }
@@ -324,7 +273,7 @@ mod tests {
         let mut fake = store(ids.clone());
         let erasure = erase(&mut fake, &removals(ids.clone())).await.unwrap();
         assert_eq!(refused(&erasure), ids);
-        assert!(erasure.rows.is_empty() && fake.erased.is_empty());
+        assert!(erasure.erased.rows.is_empty() && fake.erased.is_empty());
         // A full binary tree over 20 leaves: 39 statements.
         assert_eq!(fake.statements, 39);
     }
@@ -346,7 +295,8 @@ mod tests {
         assert!(fake.erased.iter().all(|id| id % 3 != 0));
     }
 
-    #[tokio::test]
+    // Paused time: the back-off between tries passes at once.
+    #[tokio::test(start_paused = true)]
     async fn a_deadlock_restarts_the_transaction() {
         let mut fake = Fake {
             deadlocks: 2,
@@ -361,7 +311,7 @@ mod tests {
         );
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_deadlock_that_persists_fails_with_nothing_committed() {
         let mut fake = Fake {
             deadlocks: DEADLOCK_RETRIES + 1,

@@ -1,16 +1,12 @@
-//! The store seam on MySQL / MariaDB (mysql_async): the only module that imports it.
+//! The [`Store`] on MySQL / MariaDB (mysql_async): the only module that imports it.
 //!
 //! One connection; for each round one transaction, and in it, under a
 //! savepoint, one statement per entry of the erasure map (`DELETE` or a
-//! redacting `UPDATE`) over all the round's users, then the erasure record.
-//! Ids are written into the statements as literals of the id column's type,
-//! so 100,000 of them need no placeholders (MySQL allows 65,535); texts go as
-//! hex literals, so no string from a message or the map is ever parsed as SQL.
-//! It also reads the schema (`INFORMATION_SCHEMA`) for the checks.
+//! redacting `UPDATE`) over all the round's users, then the erasure record;
+//! the statements' text comes from [`sql`]. It also reads the schema
+//! (`INFORMATION_SCHEMA`) for the checks, and knows the `mysql://` URL.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write as _;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -18,31 +14,10 @@ use log::warn;
 use mysql_async::prelude::Queryable as _;
 use mysql_async::{Conn, Opts, OptsBuilder};
 
-use crate::erase::{Refusal, Removal, Store, StoreError};
-use crate::map::{Action, Entry, Identifier, Map};
-use crate::schema::{Column, ForeignKey, IdKind, Schema};
-use crate::secret::Secret;
-
-/// Where the erasure goes, validated.
-#[derive(Debug, Clone)]
-pub struct Database {
-    /// A URL that [`check_url`] accepted; it may hold the password.
-    pub url: Secret,
-    /// A password read from a file, which replaces the URL's: the URL can
-    /// then live in a ConfigMap and the password in a mounted Secret.
-    pub password: Option<Secret>,
-    /// The tables and what happens to their rows.
-    pub map: Map,
-    /// The table that records each erasure, if any.
-    pub record: Option<Identifier>,
-    /// How long the erasure may wait for a row lock held by someone else.
-    pub lock_wait_timeout: Duration,
-    /// How long one statement may run (MariaDB's `max_statement_time`), so
-    /// that a pathological plan cannot outlive the run's deadline.
-    pub statement_timeout: Duration,
-    /// A CA certificate (PEM) to verify the server with; requires TLS.
-    pub ca_file: Option<PathBuf>,
-}
+use crate::config::Database;
+use crate::config::map::{Entry, Identifier};
+use crate::store::schema::{Column, ForeignKey, IdKind, Schema};
+use crate::store::{Erased, Refusal, Removal, Store, StoreError, sql};
 
 /// Checks a `mysql://` URL without contacting anything. The problem it returns
 /// never repeats the URL, which holds the password.
@@ -294,6 +269,8 @@ pub struct MySql {
     entries: Vec<(Entry, IdKind)>,
     /// The entries' tables, for the summary.
     tables: Vec<String>,
+    /// The users table's entry.
+    users_entry: usize,
     /// The erasure record, with how its user_id column holds ids.
     record: Option<(Identifier, IdKind)>,
     /// The server's limit on one statement's size, read at connect so that an
@@ -318,21 +295,18 @@ impl MySql {
         if let Some((table, _)) = &record {
             // Privileges and a read-only server are checked when a statement
             // starts, even one that writes no row.
-            conn.query_drop(format!(
-                "INSERT INTO {t} (`user_id`, `erased_at`, `message_id`) \
-                 SELECT `user_id`, `erased_at`, `message_id` FROM {t} WHERE FALSE",
-                t = table.quoted()
-            ))
-            .await
-            .with_context(|| {
-                format!(
-                    "the erasure record {} is not writable; nothing was received",
-                    table.quoted()
-                )
-            })?;
+            conn.query_drop(sql::record_probe(table))
+                .await
+                .with_context(|| {
+                    format!(
+                        "the erasure record {} is not writable; nothing was received",
+                        sql::ident(table)
+                    )
+                })?;
         }
         Ok(MySql {
             conn,
+            users_entry: database.map.users_entry(),
             tables: database
                 .map
                 .entries()
@@ -369,36 +343,79 @@ impl MySql {
             .map_err(|error| classify(error, table, what))
     }
 
-    /// The statements of one erasure, in order, each with its table; `None`
-    /// for an entry where no id can match.
-    fn statements(&self, removals: &[Removal]) -> Vec<(Option<String>, String)> {
-        let user_ids: Vec<u64> = removals.iter().map(|r| r.user_id).collect();
-        let mut statements: Vec<(Option<String>, String)> = self
-            .entries
-            .iter()
-            .map(|(entry, kind)| {
-                (
-                    entry_statement(entry, *kind, &user_ids),
-                    entry.table.as_str().to_owned(),
-                )
-            })
-            .collect();
-        if let Some((table, kind)) = &self.record {
-            statements.push((
-                record_statement(table, *kind, removals),
-                table.as_str().to_owned(),
-            ));
+    /// Runs the erasure record's statement, and makes sure the database
+    /// changed no value on the way: `INSERT IGNORE` turns what strict mode
+    /// refuses (an id out of the column's range, a text too long) into
+    /// warnings. Duplicates (the user is recorded already) are the only
+    /// warnings it may give. Returns the rows written.
+    async fn record(&mut self, removals: &[Removal]) -> Result<u64, StoreError> {
+        let Some((table, kind)) = &self.record else {
+            return Ok(0);
+        };
+        let Some((statement, listed)) = sql::record_statement(table, *kind, removals) else {
+            return Ok(0);
+        };
+        let what = format!("the erasure record {table}");
+        let table = table.as_str().to_owned();
+        self.run(&statement, &table, &what).await?;
+        let written = self.conn.affected_rows();
+        let duplicates = listed.saturating_sub(written);
+        if u64::from(self.conn.get_warnings()) > duplicates {
+            let warnings: Vec<(String, u16, String)> = self
+                .conn
+                .query("SHOW WARNINGS")
+                .await
+                .map_err(|error| classify(error, &table, "SHOW WARNINGS"))?;
+            let changed = warnings
+                .into_iter()
+                .find(|(_, code, _)| *code != ER_DUP_ENTRY)
+                .map_or_else(
+                    || "a warning the server did not list".to_owned(),
+                    |(level, code, message)| format!("{level} {code}: {message}"),
+                );
+            return Err(StoreError::Failed(anyhow::anyhow!(
+                "{what} would not hold what was written ({changed}); the round was rolled back"
+            )));
         }
-        statements
+        Ok(written)
     }
 }
+
+/// ER_DUP_ENTRY: the one warning `INSERT IGNORE` into the record may give.
+const ER_DUP_ENTRY: u16 = 1062;
 
 /// The SAVEPOINT each erase runs under.
 const SAVEPOINT: &str = "user_purge_erase";
 
+impl MySql {
+    /// The map's statements, then the record's, inside the savepoint.
+    async fn erase_under_savepoint(&mut self, removals: &[Removal]) -> Result<Erased, StoreError> {
+        let user_ids: Vec<u64> = removals.iter().map(|r| r.user_id).collect();
+        let mut rows = Vec::with_capacity(self.entries.len());
+        for i in 0..self.entries.len() {
+            let (entry, kind) = &self.entries[i];
+            let Some(statement) = sql::entry_statement(entry, *kind, &user_ids) else {
+                // No id can match this entry's column.
+                rows.push(0);
+                continue;
+            };
+            let table = entry.table.as_str().to_owned();
+            let what = format!("entry {} on {table}", i + 1);
+            self.run(&statement, &table, &what).await?;
+            rows.push(self.conn.affected_rows());
+        }
+        let recorded = self.record(removals).await?;
+        Ok(Erased { rows, recorded })
+    }
+}
+
 impl Store for MySql {
     fn tables(&self) -> &[String] {
         &self.tables
+    }
+
+    fn users_entry(&self) -> usize {
+        self.users_entry
     }
 
     async fn begin(&mut self) -> Result<(), StoreError> {
@@ -406,40 +423,23 @@ impl Store for MySql {
     }
 
     /// Runs every statement of the map, then the record, under a savepoint.
-    /// Returns the rows each map entry affected; rows in tables that reference
-    /// them go through their foreign keys.
-    async fn erase(&mut self, removals: &[Removal]) -> Result<Vec<u64>, StoreError> {
-        let statements = self.statements(removals);
-        let entries = self.entries.len();
+    /// Returns the rows each map entry affected (rows in tables that
+    /// reference them go through their foreign keys) and the rows recorded.
+    async fn erase(&mut self, removals: &[Removal]) -> Result<Erased, StoreError> {
         self.run(&format!("SAVEPOINT {SAVEPOINT}"), "", "SAVEPOINT")
             .await?;
-        let mut rows = Vec::with_capacity(entries);
-        for (i, (statement, table)) in statements.into_iter().enumerate() {
-            let Some(statement) = statement else {
-                rows.push(0);
-                continue;
-            };
-            let what = if i < entries {
-                format!("entry {} on {table}", i + 1)
-            } else {
-                format!("the erasure record {table}")
-            };
-            match self.run(&statement, &table, &what).await {
-                Ok(()) if i < entries => rows.push(self.conn.affected_rows()),
-                Ok(()) => {}
-                Err(StoreError::Refused(refusal)) => {
-                    self.run(
-                        &format!("ROLLBACK TO SAVEPOINT {SAVEPOINT}"),
-                        "",
-                        "ROLLBACK TO SAVEPOINT",
-                    )
-                    .await?;
-                    return Err(StoreError::Refused(refusal));
-                }
-                Err(other) => return Err(other),
+        match self.erase_under_savepoint(removals).await {
+            Err(StoreError::Refused(refusal)) => {
+                self.run(
+                    &format!("ROLLBACK TO SAVEPOINT {SAVEPOINT}"),
+                    "",
+                    "ROLLBACK TO SAVEPOINT",
+                )
+                .await?;
+                Err(StoreError::Refused(refusal))
             }
+            erased => erased,
         }
-        Ok(rows)
     }
 
     async fn commit(&mut self) -> Result<(), StoreError> {
@@ -486,200 +486,9 @@ fn refusal_reason(code: u16, state: &str, message: &str) -> String {
     }
 }
 
-/// `WHERE `c` IN (1,2,3)`, the ids written as the column holds them; `None`
-/// when no id can match (ids above a signed column's range).
-fn where_in(column: &Identifier, kind: IdKind, user_ids: &[u64]) -> Option<String> {
-    let mut sql = String::with_capacity(32 + user_ids.len() * 14);
-    let _ = write!(sql, " WHERE {} IN (", column.quoted());
-    let mut listed = 0;
-    for id in user_ids {
-        if !id_literal(&mut sql, listed, kind, *id) {
-            continue;
-        }
-        listed += 1;
-    }
-    if listed == 0 {
-        return None;
-    }
-    sql.push(')');
-    if kind == IdKind::Text {
-        // Under a PAD SPACE or accent-blind collation '1' also equals '1 ' or
-        // a full-width '１': only plain ASCII digits are the user's id.
-        let _ = write!(sql, " AND {} REGEXP '^[0-9]+$'", column.quoted());
-    }
-    Some(sql)
-}
-
-/// Writes one id as a literal of the column's kind, after a comma unless it
-/// is the first; false (nothing written) when the column cannot hold it.
-fn id_literal(sql: &mut String, index: usize, kind: IdKind, id: u64) -> bool {
-    if kind == (IdKind::Integer { signed: true }) && id > i64::MAX as u64 {
-        return false;
-    }
-    if index > 0 {
-        sql.push(',');
-    }
-    // Digits only: nothing to escape.
-    let _ = match kind {
-        IdKind::Integer { .. } => write!(sql, "{id}"),
-        IdKind::Text => write!(sql, "'{id}'"),
-    };
-    true
-}
-
-/// A text as a hex literal in utf8mb4: whatever it holds (quotes,
-/// backslashes, `;`), no character of it is parsed as SQL, whatever the
-/// server's `sql_mode`.
-fn text_literal(text: &str) -> String {
-    let mut literal = String::with_capacity(12 + text.len() * 2);
-    literal.push_str("_utf8mb4 X'");
-    for byte in text.as_bytes() {
-        let _ = write!(literal, "{byte:02X}");
-    }
-    literal.push('\'');
-    literal
-}
-
-/// One map entry's statement over the users: `DELETE FROM t WHERE c IN (..)`
-/// or `UPDATE t SET a = NULL, b = '..' WHERE c IN (..)`.
-pub fn entry_statement(entry: &Entry, kind: IdKind, user_ids: &[u64]) -> Option<String> {
-    let condition = where_in(&entry.column, kind, user_ids)?;
-    Some(match &entry.action {
-        Action::Delete => format!("DELETE FROM {}{condition}", entry.table.quoted()),
-        Action::Redact { null, replace } => {
-            let sets: Vec<String> =
-                null.iter()
-                    .map(|column| format!("{} = NULL", column.quoted()))
-                    .chain(replace.iter().map(|(column, text)| {
-                        format!("{} = {}", column.quoted(), text_literal(text))
-                    }))
-                    .collect();
-            format!(
-                "UPDATE {} SET {}{condition}",
-                entry.table.quoted(),
-                sets.join(", ")
-            )
-        }
-    })
-}
-
-/// The erasure record's rows: one per user, the first erasure kept
-/// (`INSERT IGNORE` leaves an existing row as it is, and needs no `UPDATE`
-/// privilege; a concurrent run recording the same user is no error).
-pub fn record_statement(table: &Identifier, kind: IdKind, removals: &[Removal]) -> Option<String> {
-    let mut sql = format!(
-        "INSERT IGNORE INTO {} (`user_id`, `erased_at`, `message_id`) VALUES ",
-        table.quoted()
-    );
-    let mut listed = 0;
-    for removal in removals {
-        let mut id = String::new();
-        if !id_literal(&mut id, 0, kind, removal.user_id) {
-            continue;
-        }
-        if listed > 0 {
-            sql.push(',');
-        }
-        let _ = write!(
-            sql,
-            "({id}, UTC_TIMESTAMP(3), {})",
-            text_literal(&removal.message_id)
-        );
-        listed += 1;
-    }
-    if listed == 0 {
-        return None;
-    }
-    Some(sql)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn ident(s: &str) -> Identifier {
-        Identifier::parse(s).unwrap()
-    }
-
-    fn delete(table: &str, column: &str) -> Entry {
-        Map::single(ident(table), ident(column)).entries()[0].clone()
-    }
-
-    const UNSIGNED: IdKind = IdKind::Integer { signed: false };
-    const SIGNED: IdKind = IdKind::Integer { signed: true };
-
-    #[test]
-    fn the_statement_quotes_identifiers_and_lists_ids() {
-        let sql = entry_statement(&delete("users", "id"), UNSIGNED, &[3, 9, u64::MAX]);
-        assert_eq!(
-            sql.as_deref(),
-            Some("DELETE FROM `users` WHERE `id` IN (3,9,18446744073709551615)")
-        );
-    }
-
-    #[test]
-    fn a_signed_column_is_not_asked_for_ids_beyond_its_range() {
-        let big = i64::MAX as u64 + 1;
-        let users = delete("users", "id");
-        let sql = entry_statement(&users, SIGNED, &[3, big, u64::MAX]);
-        assert_eq!(
-            sql.as_deref(),
-            Some("DELETE FROM `users` WHERE `id` IN (3)")
-        );
-        assert_eq!(entry_statement(&users, SIGNED, &[big]), None);
-        let max = i64::MAX as u64;
-        let sql = entry_statement(&users, SIGNED, &[max]).unwrap();
-        assert!(sql.ends_with("IN (9223372036854775807)"), "{sql}");
-    }
-
-    #[test]
-    fn a_text_column_gets_exact_string_literals_of_digits_only() {
-        let sql = entry_statement(&delete("accounts", "uid"), IdKind::Text, &[1, 20]);
-        assert_eq!(
-            sql.as_deref(),
-            Some("DELETE FROM `accounts` WHERE `uid` IN ('1','20') AND `uid` REGEXP '^[0-9]+$'")
-        );
-    }
-
-    #[test]
-    fn a_redaction_sets_nulls_and_texts_as_hex_literals() {
-        let map = Map::parse(
-            "m.toml",
-            "[[redact]]\ntable = \"invoices\"\ncolumn = \"customer_id\"\nnull = [\"email\"]\nreplace = { name = \"O'Brien \\\\ ;\" }\n",
-        )
-        .unwrap();
-        let sql = entry_statement(&map.entries()[0], UNSIGNED, &[7]).unwrap();
-        assert_eq!(
-            sql,
-            "UPDATE `invoices` SET `email` = NULL, `name` = _utf8mb4 X'4F27427269656E205C203B' \
-             WHERE `customer_id` IN (7)"
-        );
-    }
-
-    #[test]
-    fn the_record_keeps_the_first_erasure_and_hex_encodes_message_ids() {
-        let removals = [
-            Removal {
-                user_id: 4,
-                message_id: "17".into(),
-            },
-            Removal {
-                user_id: u64::MAX,
-                message_id: "x'y".into(),
-            },
-        ];
-        let sql = record_statement(&ident("erased"), SIGNED, &removals).unwrap();
-        assert_eq!(
-            sql,
-            "INSERT IGNORE INTO `erased` (`user_id`, `erased_at`, `message_id`) VALUES \
-             (4, UTC_TIMESTAMP(3), _utf8mb4 X'3137')"
-        );
-        let sql = record_statement(&ident("erased"), IdKind::Text, &removals).unwrap();
-        assert!(
-            sql.contains("('18446744073709551615', UTC_TIMESTAMP(3), _utf8mb4 X'782779')"),
-            "{sql}"
-        );
-    }
 
     #[test]
     fn the_session_fits_the_server() {
@@ -723,15 +532,6 @@ mod tests {
         assert!(!duplicate.contains("alice"), "{duplicate}");
         let hold = refusal_reason(1644, "45000", "legal hold");
         assert_eq!(hold, "legal hold (error 1644, SQLSTATE 45000)");
-    }
-
-    #[test]
-    fn a_hundred_thousand_ids_make_one_statement_of_modest_size() {
-        let ids: Vec<u64> = (1..=100_000).collect();
-        let sql = entry_statement(&delete("users", "id"), UNSIGNED, &ids).unwrap();
-        assert_eq!(sql.matches(',').count(), 99_999);
-        // Well inside MySQL's smallest default max_allowed_packet (4 MiB).
-        assert!(sql.len() < 1 << 20, "{}", sql.len());
     }
 
     #[test]

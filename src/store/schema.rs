@@ -6,7 +6,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::map::{Action, Identifier, Map};
+use crate::config::map::{Action, Identifier, Map};
+use crate::store::sql::{self, RECORD_COLUMNS};
 
 /// One column, as `INFORMATION_SCHEMA.COLUMNS` describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,9 +71,6 @@ impl IdKind {
     }
 }
 
-/// The columns the erasure record must have.
-pub const RECORD_COLUMNS: [&str; 3] = ["user_id", "erased_at", "message_id"];
-
 /// What the checks found usable: each entry's id kind, and the record's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checked {
@@ -94,10 +92,9 @@ impl Schema {
             let at = || format!("entry {} ({})", i + 1, entry.describe());
             let missing = |column: &Identifier| {
                 format!(
-                    "{}: {}.{} does not exist (or this user cannot see it)",
+                    "{}: {} does not exist (or this user cannot see it)",
                     at(),
-                    entry.table.quoted(),
-                    column.quoted()
+                    sql::column(&entry.table, column)
                 )
             };
             let id = self
@@ -105,10 +102,9 @@ impl Schema {
                 .ok_or_else(|| missing(&entry.column))?;
             let kind = IdKind::of(id).map_err(|why| {
                 format!(
-                    "{}: {}.{} cannot be used: {why}",
+                    "{}: {} cannot be used: {why}",
                     at(),
-                    entry.table.quoted(),
-                    entry.column.quoted()
+                    sql::column(&entry.table, &entry.column)
                 )
             })?;
             if let Action::Redact { null, replace } = &entry.action {
@@ -118,10 +114,9 @@ impl Schema {
                         .ok_or_else(|| missing(name))?;
                     if !column.nullable {
                         return Err(format!(
-                            "{}: {}.{} is NOT NULL and cannot be set to NULL; replace it with a text instead",
+                            "{}: {} is NOT NULL and cannot be set to NULL; replace it with a text instead",
                             at(),
-                            entry.table.quoted(),
-                            name.quoted()
+                            sql::column(&entry.table, name)
                         ));
                     }
                 }
@@ -140,9 +135,8 @@ impl Schema {
                     let name = Identifier::parse(name).map_err(|e| e.to_string())?;
                     let column = self.column(table, &name).ok_or_else(|| {
                         format!(
-                            "the erasure record {}.{} does not exist; create it as the README says",
-                            table.quoted(),
-                            name.quoted()
+                            "the erasure record {} does not exist; create it as the README says",
+                            sql::column(table, &name)
                         )
                     })?;
                     if name.as_str() == "user_id" {
@@ -217,7 +211,7 @@ mod tests {
     }
 
     fn map() -> Map {
-        crate::map::example()
+        crate::config::map::example()
     }
 
     fn id(s: &str) -> Identifier {

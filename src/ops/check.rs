@@ -9,8 +9,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use crate::map::{Action, Identifier, Map};
-use crate::schema::Schema;
+use crate::config::map::{Action, Identifier, Map};
+use crate::store::schema::Schema;
+use crate::store::sql;
 
 /// What a finding says of a column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -18,7 +19,8 @@ pub enum Kind {
     /// A user's data may stay here after an erasure.
     #[serde(rename = "not covered")]
     NotCovered,
-    /// A foreign key that will refuse to let the user's rows go (exit 6).
+    /// A foreign key that will refuse to let the user's rows go: the run
+    /// then completes partially.
     #[serde(rename = "refuses delete")]
     RefusesDelete,
     /// A mapped column without an index: each run scans the whole table.
@@ -188,20 +190,18 @@ pub fn grants(database: &str, map: &Map, record: Option<&Identifier>, grantee: &
         set.insert("SELECT");
         set.insert("INSERT");
     }
-    let database = database.replace('`', "``");
     let mut text = String::from("-- user-purge (the job): least privilege for the erasure map\n");
     for table in order {
         // SELECT first, then the rest in alphabetical order.
         let mut list: Vec<&str> = privileges[table].iter().copied().collect();
         list.sort_by_key(|p| (*p != "SELECT", *p));
-        text.push_str(&format!(
-            "GRANT {} ON `{database}`.`{table}` TO {grantee};\n",
-            list.join(", ")
-        ));
+        text.push_str(&sql::grant(&list, database, table, grantee));
+        text.push('\n');
     }
     text.push_str(&format!(
         "-- user-purge check reads the whole schema; give it an account of its own:\n\
-         -- GRANT SELECT ON `{database}`.* TO 'user_purge_check'@'%';\n"
+         -- {}\n",
+        sql::grant_schema_read(database, "'user_purge_check'@'%'")
     ));
     text
 }
@@ -209,7 +209,7 @@ pub fn grants(database: &str, map: &Map, record: Option<&Identifier>, grantee: &
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::{Column, ForeignKey};
+    use crate::store::schema::{Column, ForeignKey};
 
     fn column() -> Column {
         Column {
@@ -275,7 +275,7 @@ mod tests {
     }
 
     fn map() -> Map {
-        crate::map::example()
+        crate::config::map::example()
     }
 
     fn summary(findings: &[Finding]) -> Vec<(String, String, Kind)> {

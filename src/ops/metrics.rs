@@ -22,7 +22,8 @@ pub const JOB: &str = "user-purge";
 /// [`Text`] writes and the Pushgateway reads.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4";
 
-/// A push may take this long; it never delays a stopping run much.
+/// A push may take this long; a stopping run's push ends by its exit
+/// deadline ([`crate::outcome::ExitBy::metrics`]) instead, when that is sooner.
 const PUSH_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The metrics of one run, in the Prometheus text format.
@@ -56,7 +57,7 @@ pub fn render(report: &Report, finished: SystemTime) -> String {
         ),
         (
             "user_purge_users_refused",
-            "Users the database refused to erase in the last run (exit 6).",
+            "Users the database refused to erase in the last run.",
             s.refused as f64,
         ),
         (
@@ -181,9 +182,19 @@ pub fn group_url(gateway: &str, instance: &str) -> String {
 /// Pushes the run's metrics. A failure is returned for the log only: it never
 /// changes the exit code or the acknowledgements.
 pub fn push(gateway: &str, instance: &str, report: &Report) -> Result<(), String> {
+    let timeout = match report.exit_by {
+        Some(exit_by) => exit_by
+            .metrics()
+            .saturating_duration_since(tokio::time::Instant::now())
+            .min(PUSH_TIMEOUT),
+        None => PUSH_TIMEOUT,
+    };
+    if timeout.is_zero() {
+        return Err("the stopping run's exit budget is spent".to_owned());
+    }
     let body = render(report, SystemTime::now());
     let agent = ureq::Agent::config_builder()
-        .timeout_global(Some(PUSH_TIMEOUT))
+        .timeout_global(Some(timeout))
         .build()
         .new_agent();
     agent
@@ -217,6 +228,7 @@ mod tests {
 
     fn report(outcome: Outcome) -> Report {
         Report {
+            exit_by: None,
             outcome,
             summary: Summary {
                 received: 12,

@@ -1,15 +1,120 @@
-//! The validated configuration of one run, and the types that keep it honest.
-//!
-//! `cli` reads the flags and the environment and checks every setting once
-//! into a [`Config`], so the rest of the program works only with values that
-//! are known good. The database's own types (its URL, identifiers) live in
-//! `store`, the only module that knows MySQL; secrets are [`Secret`]s.
+//! The configuration: read from the command line and the environment
+//! ([`cli`], clap), checked once ([`validate`]) into the typed values below,
+//! so the rest of the program works only with values that are known good.
+//! The erasure map is read from its file ([`map`]); passwords and keys are
+//! [`Secret`]s.
 
+use std::ffi::OsString;
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::secret::Secret;
-use crate::store::Database;
+use crate::outcome::Outcome;
+
+pub mod cli;
+pub mod map;
+pub mod secret;
+mod validate;
+
+use map::{Identifier, Map};
+use secret::Secret;
+
+/// What the command line asks for.
+pub enum Command {
+    /// Run one pass with this configuration.
+    Run(Box<Config>),
+    /// Seek the subscription back.
+    Replay(Admin, ReplayTo),
+    /// Snapshot the subscription under this name.
+    CreateSnapshot(Admin, String),
+    /// Check the schema against the map, or print the grants it needs.
+    Check(Box<Check>),
+    /// Publish these (event type, user id) events on the topic.
+    Publish {
+        project: String,
+        credentials: Credentials,
+        topic: String,
+        events: Vec<(i32, u64)>,
+    },
+}
+
+/// What to print instead of running anything, and the outcome it ends with:
+/// help, version, or why the command line was refused.
+#[derive(Debug)]
+pub struct Print {
+    pub text: String,
+    pub to_stderr: bool,
+    pub outcome: Outcome,
+}
+
+/// Parses the arguments (and the environment) and validates them into a
+/// command, or what to print instead; also says how to write the log, even
+/// when the command line is refused.
+pub fn parse(args: impl IntoIterator<Item = OsString>) -> (LogFormat, Result<Command, Print>) {
+    let args: Vec<OsString> = args.into_iter().collect();
+    let (log_format, read) = cli::read(&args);
+    let command = match read {
+        cli::Read::Args(cli) => validate::command(*cli).map_err(|error| refused(&error)),
+        cli::Read::Shown(text) => Err(Print {
+            text,
+            to_stderr: false,
+            outcome: Outcome::Completed,
+        }),
+        // Errors echo values: a database URL given in the wrong place would
+        // show its password.
+        cli::Read::Refused(text) => Err(Print {
+            text: secret::redact_passwords(&text),
+            to_stderr: true,
+            outcome: Outcome::Misconfigured(anyhow::anyhow!("the command line was refused")),
+        }),
+    };
+    (log_format, command)
+}
+
+/// A setting that validation refused, as clap words its own refusals.
+fn refused(error: &ConfigError) -> Print {
+    let text = format!(
+        "error: invalid {}: {}\n\nFor more information, try '--help'.\n",
+        cli::label(error.setting),
+        error.problem
+    );
+    Print {
+        text: secret::redact_passwords(&text),
+        to_stderr: true,
+        outcome: Outcome::Misconfigured(anyhow::Error::new(error.clone())),
+    }
+}
+
+/// What `user-purge check` works on.
+#[derive(Debug)]
+pub struct Check {
+    pub database: Database,
+    /// A MySQL REGEXP for more column names that refer to the user.
+    pub user_columns: Option<String>,
+    /// Print the grants for this account instead of checking.
+    pub grants: Option<String>,
+}
+
+/// Where the erasure goes, validated.
+#[derive(Debug, Clone)]
+pub struct Database {
+    /// A URL that `store::mysql::check_url` accepted; it may hold the password.
+    pub url: Secret,
+    /// A password read from a file, which replaces the URL's: the URL can
+    /// then live in a ConfigMap and the password in a mounted Secret.
+    pub password: Option<Secret>,
+    /// The tables and what happens to their rows.
+    pub map: Map,
+    /// The table that records each erasure, if any.
+    pub record: Option<Identifier>,
+    /// How long the erasure may wait for a row lock held by someone else.
+    pub lock_wait_timeout: Duration,
+    /// How long one statement may run (MariaDB's `max_statement_time`), so
+    /// that a pathological plan cannot outlive the run's deadline.
+    pub statement_timeout: Duration,
+    /// A CA certificate (PEM) to verify the server with; requires TLS.
+    pub ca_file: Option<PathBuf>,
+}
 
 /// The largest `--max-messages` accepted: ten times the largest backlog the job
 /// is sized for, and still well within memory and `max_allowed_packet`.
@@ -96,8 +201,8 @@ pub enum LogFormat {
 /// A configuration error: which setting, and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
-    /// The setting's id (the field name in `cli`); `cli` shows it as the flag
-    /// and its environment variable.
+    /// The setting's id (the field name in `cli`); [`cli::label`] shows it
+    /// as the flag and its environment variable.
     pub setting: &'static str,
     pub problem: String,
 }
@@ -301,6 +406,9 @@ fn is_project_id(project: &str) -> bool {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "-:._".contains(c))
 }
+
+#[cfg(test)]
+mod command_line_tests;
 
 #[cfg(test)]
 mod tests {

@@ -1,8 +1,4 @@
-//! Unit tests of the pass against in-memory fakes.
-//!
-//! The fake subscription and the fake store write to one shared [`Log`], so a
-//! test can assert the order of the calls across both seams: no acknowledgement
-//! before the commit, lease renewals before the acks.
+//! Unit tests of the run against the in-memory fakes of [`super::fakes`].
 //!
 //! No test waits on the wall clock. A signal comes when the fakes log the call
 //! that marks its phase ([`signal_at`]): the delete has started, an
@@ -11,380 +7,14 @@
 //! whenever every task is waiting. So do the tests whose fakes wait for ever:
 //! a pass that missed its signal fails at once instead of hanging.
 
-use std::collections::{HashSet, VecDeque};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use anyhow::{anyhow, bail};
-use tokio::sync::watch;
-
+use super::fakes::*;
+use super::lease::LEASE_RENEWAL;
+use super::receive::PULLS_IN_FLIGHT;
 use super::*;
-use crate::erase::{Refusal, StoreError};
 use crate::event::{encode, event_type};
-use crate::receive::PULLS_IN_FLIGHT;
-
-/// The emulator answers at most this many messages per Pull.
-const EMULATOR_PULL_CAP: usize = 100;
-
-/// Long enough that only a signal, or a dropped future, ends it within a test.
-const FOREVER: Duration = Duration::from_secs(3_600);
-
-/// One call through either seam, in the order they happened.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Call {
-    Connect,
-    Pull {
-        asked: usize,
-        got: usize,
-    },
-    /// A long poll that got no answer within its deadline.
-    Unanswered,
-    Acknowledge(Vec<String>),
-    SetDeadline(Vec<String>, u16),
-    DeleteStarted(Vec<u64>),
-    DeleteCommitted(Vec<u64>),
-    /// The pass took the test's signal (see [`signal_at`]).
-    Signalled(Signal),
-}
-
-/// Every call, in order; a watch channel, so that a test can wait for a call.
-#[derive(Clone)]
-struct Log(Arc<watch::Sender<Vec<Call>>>);
-
-impl Default for Log {
-    fn default() -> Log {
-        Log(Arc::new(watch::Sender::new(Vec::new())))
-    }
-}
-
-impl Log {
-    fn push(&self, call: Call) {
-        self.0.send_modify(|calls| calls.push(call));
-    }
-
-    fn calls(&self) -> Vec<Call> {
-        self.0.borrow().clone()
-    }
-
-    /// Returns once a call that `wanted` matches has been logged.
-    async fn reached(&self, wanted: impl Fn(&Call) -> bool) {
-        self.0
-            .subscribe()
-            .wait_for(|calls| calls.iter().any(&wanted))
-            .await
-            .expect("the log lives as long as this borrow of it");
-    }
-
-    fn position(&self, wanted: impl Fn(&Call) -> bool) -> Option<usize> {
-        self.calls().iter().position(wanted)
-    }
-
-    /// The index of the first call that `wanted` matches; fails the test,
-    /// saying that `what` never happened, when there is none.
-    fn first(&self, what: &str, wanted: impl Fn(&Call) -> bool) -> usize {
-        self.position(wanted)
-            .unwrap_or_else(|| panic!("{what} never happened: {:?}", self.calls()))
-    }
-
-    fn commit_index(&self) -> usize {
-        self.first("the commit", |c| matches!(c, Call::DeleteCommitted(_)))
-    }
-
-    fn first_ack_index(&self) -> usize {
-        self.first("an acknowledgement", |c| matches!(c, Call::Acknowledge(_)))
-    }
-
-    fn connected(&self) -> bool {
-        self.position(|c| *c == Call::Connect).is_some()
-    }
-
-    /// The ids of every delete that was started.
-    fn deletes(&self) -> Vec<Vec<u64>> {
-        self.calls()
-            .into_iter()
-            .filter_map(|c| match c {
-                Call::DeleteStarted(ids) => Some(ids),
-                _ => None,
-            })
-            .collect()
-    }
-
-    fn committed(&self) -> bool {
-        self.position(|c| matches!(c, Call::DeleteCommitted(_)))
-            .is_some()
-    }
-}
-
-/// A subscription held in memory, behaving like the emulator.
-#[derive(Clone)]
-struct FakeSubscription {
-    state: Arc<Mutex<Queue>>,
-    log: Log,
-}
-
-#[derive(Default)]
-struct Queue {
-    /// Published and not yet pulled.
-    waiting: VecDeque<Received>,
-    /// Ack ids of every message pulled, in order.
-    pulled: Vec<String>,
-    pulls: usize,
-    /// Pulls after this many fail.
-    fail_pulls_after: Option<usize>,
-    /// These Pulls (counted from 1) fail.
-    failing_pulls: Vec<usize>,
-    /// Acknowledging these ack ids fails.
-    failing_acks: HashSet<String>,
-    /// Ack ids acknowledged successfully.
-    acked: Vec<String>,
-    /// Every deadline change: lease extensions, and with 0 hand-backs.
-    deadlines: Vec<(Vec<String>, u16)>,
-    /// How long an empty Pull waits, like a real Pull until its timeout.
-    empty_pull_wait: Duration,
-    /// Acknowledge requests are answered only once the pass has taken the
-    /// test's signal, so that the signal lands while they are in flight.
-    acks_wait_for_the_signal: bool,
-    /// Long polls get no answer within their deadline (a slow link): only
-    /// immediate Pulls are answered.
-    long_polls_unanswered: bool,
-    /// Immediate Pulls after the first get no answer either (Pub/Sub gone).
-    later_pulls_unanswered: bool,
-    /// Every other answer is empty although messages wait, as Pub/Sub may do
-    /// with several Pulls in flight.
-    flaky_empty_answers: bool,
-}
-
-impl FakeSubscription {
-    fn new(messages: Vec<Received>) -> FakeSubscription {
-        FakeSubscription {
-            state: Arc::new(Mutex::new(Queue {
-                waiting: messages.into(),
-                ..Queue::default()
-            })),
-            log: Log::default(),
-        }
-    }
-
-    fn with(self, change: impl FnOnce(&mut Queue)) -> FakeSubscription {
-        change(&mut self.state.lock().unwrap());
-        self
-    }
-
-    /// A store sharing this subscription's log, holding users `1..=1000`.
-    fn store(&self) -> FakeStore {
-        FakeStore {
-            log: self.log.clone(),
-            users: (1..=1_000).collect(),
-            delay: Duration::ZERO,
-            fail: false,
-            refusing: HashSet::new(),
-            erased: Vec::new(),
-            tables: vec!["users".into()],
-        }
-    }
-
-    fn waiting(&self) -> usize {
-        self.state.lock().unwrap().waiting.len()
-    }
-
-    fn pulled(&self) -> Vec<String> {
-        self.state.lock().unwrap().pulled.clone()
-    }
-
-    fn acked(&self) -> Vec<String> {
-        self.state.lock().unwrap().acked.clone()
-    }
-
-    fn deadlines(&self) -> Vec<(Vec<String>, u16)> {
-        self.state.lock().unwrap().deadlines.clone()
-    }
-
-    /// Every ack id nacked with deadline 0.
-    fn handed_back(&self) -> Vec<String> {
-        self.deadlines()
-            .into_iter()
-            .filter(|(_, seconds)| *seconds == 0)
-            .flat_map(|(ids, _)| ids)
-            .collect()
-    }
-
-    /// Each message pulled was either acknowledged or handed back, exactly once.
-    fn assert_each_settled_once(&self) {
-        let mut pulled = self.pulled();
-        let mut settled = self.acked();
-        settled.extend(self.handed_back());
-        pulled.sort();
-        settled.sort();
-        assert_eq!(settled, pulled, "acked + handed back != pulled");
-    }
-}
-
-impl Subscription for FakeSubscription {
-    async fn pull(&self, max: usize, wait: Wait) -> anyhow::Result<Option<Vec<Received>>> {
-        let unanswered = {
-            let queue = self.state.lock().unwrap();
-            match wait {
-                Wait::Poll(deadline) => queue.long_polls_unanswered.then_some(deadline),
-                Wait::Now => (queue.later_pulls_unanswered && queue.pulls > 0).then_some(FOREVER),
-            }
-        };
-        if let Some(deadline) = unanswered {
-            self.state.lock().unwrap().pulls += 1;
-            self.log.push(Call::Unanswered);
-            tokio::time::sleep(deadline).await;
-            return Ok(None);
-        }
-        let (messages, empty_wait) = {
-            let mut queue = self.state.lock().unwrap();
-            queue.pulls += 1;
-            let n = queue.pulls;
-            if queue.fail_pulls_after.is_some_and(|after| n > after)
-                || queue.failing_pulls.contains(&n)
-            {
-                bail!("fake: Pull {n} failed: UNAVAILABLE");
-            }
-            let take = if queue.flaky_empty_answers && n.is_multiple_of(2) {
-                0
-            } else {
-                max.min(EMULATOR_PULL_CAP).min(queue.waiting.len())
-            };
-            let messages: Vec<Received> = queue.waiting.drain(..take).collect();
-            queue
-                .pulled
-                .extend(messages.iter().map(|m| m.ack_id.clone()));
-            (messages, queue.empty_pull_wait)
-        };
-        self.log.push(Call::Pull {
-            asked: max,
-            got: messages.len(),
-        });
-        if messages.is_empty() && matches!(wait, Wait::Poll(_)) && !empty_wait.is_zero() {
-            tokio::time::sleep(empty_wait).await;
-        }
-        Ok(Some(messages))
-    }
-
-    const MAX_ACK_IDS: usize = 1_000;
-
-    /// Like Pub/Sub, a request fails or succeeds as a whole.
-    async fn acknowledge(&self, ack_ids: Vec<String>) -> anyhow::Result<()> {
-        assert!(
-            ack_ids.len() <= Self::MAX_ACK_IDS,
-            "{} ack ids in one request",
-            ack_ids.len()
-        );
-        self.log.push(Call::Acknowledge(ack_ids.clone()));
-        if self.state.lock().unwrap().acks_wait_for_the_signal {
-            self.log.reached(|c| matches!(c, Call::Signalled(_))).await;
-        }
-        let mut queue = self.state.lock().unwrap();
-        if let Some(id) = ack_ids.iter().find(|id| queue.failing_acks.contains(*id)) {
-            bail!("fake: Acknowledge failed because of {id}");
-        }
-        queue.acked.extend(ack_ids);
-        Ok(())
-    }
-
-    async fn set_deadline(&self, ack_ids: Vec<String>, seconds: u16) -> anyhow::Result<()> {
-        assert!(
-            ack_ids.len() <= Self::MAX_ACK_IDS,
-            "{} ack ids in one request",
-            ack_ids.len()
-        );
-        self.log.push(Call::SetDeadline(ack_ids.clone(), seconds));
-        self.state
-            .lock()
-            .unwrap()
-            .deadlines
-            .push((ack_ids, seconds));
-        Ok(())
-    }
-}
-
-/// A users table held in memory, with transactions: erased users are gone
-/// only once committed.
-struct FakeStore {
-    log: Log,
-    users: HashSet<u64>,
-    delay: Duration,
-    fail: bool,
-    /// Users whose rows refuse the delete (a RESTRICT child, a trigger).
-    refusing: HashSet<u64>,
-    /// Erased in the open transaction, not yet committed.
-    erased: Vec<u64>,
-    /// Its one table.
-    tables: Vec<String>,
-}
-
-impl FakeStore {
-    fn slow(self, delay: Duration) -> FakeStore {
-        FakeStore { delay, ..self }
-    }
-
-    fn failing(self) -> FakeStore {
-        FakeStore { fail: true, ..self }
-    }
-
-    fn refusing(self, users: impl IntoIterator<Item = u64>) -> FakeStore {
-        FakeStore {
-            refusing: users.into_iter().collect(),
-            ..self
-        }
-    }
-}
-
-impl erase::Store for FakeStore {
-    fn tables(&self) -> &[String] {
-        &self.tables
-    }
-
-    async fn begin(&mut self) -> Result<(), StoreError> {
-        self.erased.clear();
-        Ok(())
-    }
-
-    async fn erase(&mut self, removals: &[erase::Removal]) -> Result<Vec<u64>, StoreError> {
-        let user_ids: Vec<u64> = removals.iter().map(|r| r.user_id).collect();
-        self.log.push(Call::DeleteStarted(user_ids.clone()));
-        if !self.delay.is_zero() {
-            tokio::time::sleep(self.delay).await;
-        }
-        if self.fail {
-            return Err(StoreError::Failed(anyhow!(
-                "fake: Lock wait timeout exceeded; the transaction rolled back"
-            )));
-        }
-        if let Some(id) = user_ids.iter().find(|id| self.refusing.contains(id)) {
-            return Err(StoreError::Refused(Refusal {
-                table: "users".into(),
-                reason: format!("fake: legal hold on {id}"),
-            }));
-        }
-        self.erased.extend_from_slice(&user_ids);
-        Ok(vec![
-            user_ids.iter().filter(|id| self.users.contains(id)).count() as u64,
-        ])
-    }
-
-    async fn commit(&mut self) -> Result<(), StoreError> {
-        let erased = std::mem::take(&mut self.erased);
-        for id in &erased {
-            self.users.remove(id);
-        }
-        self.log.push(Call::DeleteCommitted(erased));
-        Ok(())
-    }
-
-    async fn rollback(&mut self) {
-        self.erased.clear();
-    }
-}
-
-/// Connects to the store, leaving a trace in the log when polled.
-async fn connected(store: FakeStore) -> anyhow::Result<FakeStore> {
-    store.log.push(Call::Connect);
-    Ok(store)
-}
+use crate::pubsub::Received;
 
 fn message(ack_id: &str, data: Vec<u8>) -> Received {
     Received {
@@ -416,6 +46,16 @@ fn settings(max_messages: usize) -> PassSettings {
         dry_run: false,
         pull_timeout: Duration::from_millis(100),
     }
+}
+
+/// A pass begun now.
+async fn run(
+    subscription: FakeSubscription,
+    connect: impl Future<Output = anyhow::Result<FakeStore>>,
+    settings: &PassSettings,
+    shutdown: impl Future<Output = Signal>,
+) -> Report {
+    pass(subscription, connect, settings, Instant::now(), shutdown).await
 }
 
 fn no_signal() -> impl Future<Output = Signal> {
@@ -478,19 +118,32 @@ fn assert_outcome(report: &Report, name: &str, code: u8) {
     );
 }
 
-/// Asserts every field of the summary but the elapsed time. A pass that
-/// connected the fake store reports its one table, with the deleted rows.
+/// Asserts every field of the summary but the elapsed time, for a pass that
+/// connected the fake store: it reports its one table, with the deleted rows.
 fn assert_summary(report: &Report, summary: Summary) {
     let mut tables = crate::outcome::Tables::default();
-    if report.summary.tables != tables {
-        tables.add("users", summary.deleted_rows);
-    }
-    let summary = Summary {
+    tables.add("users", summary.deleted_rows);
+    assert_eq!(
+        report.summary,
+        Summary {
+            tables,
+            ..summary_of(report, summary)
+        }
+    );
+}
+
+/// As [`assert_summary`], for a pass that never connected the store (a dry
+/// run, or one stopped before): it reports no table.
+fn assert_unconnected_summary(report: &Report, summary: Summary) {
+    assert_eq!(report.summary, summary_of(report, summary));
+}
+
+/// The expected summary, with the one field no test can know: the time.
+fn summary_of(report: &Report, summary: Summary) -> Summary {
+    Summary {
         elapsed_ms: report.summary.elapsed_ms,
-        tables,
         ..summary
-    };
-    assert_eq!(report.summary, summary);
+    }
 }
 
 fn ids(ack_ids: &[&str]) -> Vec<String> {
@@ -724,7 +377,7 @@ async fn a_dry_run_deletes_nothing_and_hands_everything_back() {
     all.sort();
     assert_eq!(handed_back, all);
     assert_eq!(all.len(), 11);
-    assert_summary(
+    assert_unconnected_summary(
         &report,
         Summary {
             nacked: 11,
@@ -739,7 +392,7 @@ async fn a_store_that_cannot_connect_stops_the_pass_before_any_pull() {
     let subscription = FakeSubscription::new(mixed());
     let report = run(
         subscription.clone(),
-        async { Err::<FakeStore, _>(anyhow!("fake: connection refused")) },
+        async { Err::<FakeStore, _>(anyhow::anyhow!("fake: connection refused")) },
         &settings(1_000),
         no_signal(),
     )
@@ -753,7 +406,7 @@ async fn a_store_that_cannot_connect_stops_the_pass_before_any_pull() {
     );
     assert_eq!(subscription.state.lock().unwrap().pulls, 0);
     assert_eq!(subscription.waiting(), 11);
-    assert_summary(&report, Summary::default());
+    assert_unconnected_summary(&report, Summary::default());
 }
 
 #[tokio::test(start_paused = true)]
@@ -773,7 +426,7 @@ async fn a_signal_while_connecting_stops_the_pass_before_any_pull() {
         [Call::Connect, Call::Signalled(Signal::Interrupt)]
     );
     assert_eq!(subscription.waiting(), 11);
-    assert_summary(&report, Summary::default());
+    assert_unconnected_summary(&report, Summary::default());
 }
 
 #[tokio::test]

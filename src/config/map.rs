@@ -49,11 +49,6 @@ impl Identifier {
         }
     }
 
-    /// The identifier in backticks, ready for SQL text.
-    pub fn quoted(&self) -> String {
-        format!("`{}`", self.0)
-    }
-
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -121,11 +116,16 @@ impl Map {
         &self.entries
     }
 
-    /// The table of the last entry: the users table, by the rule that
-    /// children come before their parents.
-    pub fn users_table(&self) -> &Identifier {
+    /// The index of the users table's entry: the last, by the rule that
+    /// children come before their parents. The one place that decides it.
+    pub fn users_entry(&self) -> usize {
         // Never empty: `single` has one entry and `parse` refuses none.
-        &self.entries[self.entries.len() - 1].table
+        self.entries.len() - 1
+    }
+
+    /// The users table.
+    pub fn users_table(&self) -> &Identifier {
+        &self.entries[self.users_entry()].table
     }
 
     /// Reads and validates the map in `path`. The problem it returns names

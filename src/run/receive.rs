@@ -18,21 +18,19 @@ use std::time::{Duration, Instant};
 use log::{debug, warn};
 use tokio::task::JoinSet;
 
+use super::lease::Lease;
+use super::plan::Delivery;
 use crate::event;
-use crate::outcome::Signal;
-use crate::pass::{Lease, Received, Subscription, Wait};
-use crate::plan::Plan;
+use crate::outcome::{ExitBy, Signal};
+use crate::pubsub::{MAX_PER_PULL, Received, Subscription, Wait};
 use crate::timestamp;
 
 /// How many Pulls are in flight at once: enough to hide one Pull's latency,
 /// few enough that every message taken is one this run can finish.
 pub const PULLS_IN_FLIGHT: usize = 4;
 
-/// Ask for this many per Pull; the service caps it (the emulator at 100).
-const PULL_BATCH: usize = 1_000;
-
 /// The first Pull, alone, asks for this many: it measures the link and the
-/// size of the messages before several Pulls of up to [`PULL_BATCH`] go out.
+/// size of the messages before several Pulls of up to [`MAX_PER_PULL`] go out.
 const FIRST_ASK: usize = 10;
 
 /// Each Pull asks for about this many bytes at most, by the messages' average
@@ -52,37 +50,41 @@ const MAX_POLL: Duration = Duration::from_secs(30);
 /// Pull under a backlog of hundreds of thousands).
 const POLL_MARGIN: Duration = Duration::from_secs(1);
 
-/// When receiving stops early, the Pulls in flight are awaited this long, so
-/// that the messages they bring are handed back at once rather than left
-/// leased; the rest of the 10 s shutdown budget is for the hand-back itself.
-const STOP_WAIT: Duration = Duration::from_secs(3);
-
 /// Why receiving stopped before the round was complete.
 pub enum Stop {
     Signal(Signal),
     PubSub(anyhow::Error),
 }
 
-/// How a round's receiving ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a round received.
 pub struct Taken {
+    /// Every message, in the order received, with what it asks for.
+    pub deliveries: Vec<Delivery>,
     /// Another round may find messages: this one was full, or it saw
     /// ordering keys, whose next messages come once these are acknowledged.
     pub more_may_come: bool,
 }
 
-/// Pulls up to `max` messages into the plan, putting each under the lease.
-/// Stops at `max`, when the server says the subscription is drained, or at
-/// `deadline` (no new Pull starts after it).
-pub(crate) async fn receive<S: Subscription>(
+/// Receiving stopped early: why, what it had received (all of it to hand
+/// back), and the exit deadline that began then.
+pub struct Stopped {
+    pub stop: Stop,
+    pub deliveries: Vec<Delivery>,
+    pub exit_by: ExitBy,
+}
+
+/// Pulls up to `max` messages, putting each under the lease. Stops at `max`,
+/// when the server says the subscription is drained, or at `deadline` (no new
+/// Pull starts after it).
+pub async fn receive<S: Subscription>(
     subscription: &S,
-    plan: &mut Plan,
     max: usize,
     pull_timeout: Duration,
     deadline: tokio::time::Instant,
     lease: &Lease,
     mut shutdown: std::pin::Pin<&mut impl Future<Output = Signal>>,
-) -> Result<Taken, Stop> {
+) -> Result<Taken, Stopped> {
+    let mut deliveries = Vec::new();
     let mut pulls = JoinSet::new();
     // Messages asked for by the Pulls in flight: held + reserved never exceeds max.
     let mut reserved = 0;
@@ -97,9 +99,9 @@ pub(crate) async fn receive<S: Subscription>(
         while !drained
             && tokio::time::Instant::now() < deadline
             && pulls.len() < link.pulls_in_flight()
-            && plan.len() + reserved < max
+            && deliveries.len() + reserved < max
         {
-            let ask = link.ask(max - plan.len() - reserved);
+            let ask = link.ask(max - deliveries.len() - reserved);
             let wait = link.wait();
             reserved += ask;
             let subscription = subscription.clone();
@@ -118,8 +120,10 @@ pub(crate) async fn receive<S: Subscription>(
         };
         let (ask, wait, sent, pulled) = match joined {
             None => {
+                let more_may_come = !deliveries.is_empty() && (deliveries.len() >= max || ordered);
                 return Ok(Taken {
-                    more_may_come: !plan.is_empty() && (plan.len() >= max || ordered),
+                    deliveries,
+                    more_may_come,
                 });
             }
             Some(Ok(done)) => done,
@@ -139,7 +143,7 @@ pub(crate) async fn receive<S: Subscription>(
                     drained |= empty_answers >= EMPTY_ANSWERS;
                 }
                 ordered |= messages.iter().any(|m| m.ordered);
-                take(plan, lease, messages);
+                take(&mut deliveries, lease, messages);
             }
             Ok(None) => match wait {
                 Wait::Poll(limit) => {
@@ -160,16 +164,21 @@ pub(crate) async fn receive<S: Subscription>(
     };
     // Await the Pulls in flight for a while, so that their messages are
     // handed back now instead of staying leased to nobody.
-    let _ = tokio::time::timeout(STOP_WAIT, async {
+    let exit_by = ExitBy::now();
+    let _ = tokio::time::timeout_at(exit_by.pulls(), async {
         while let Some(joined) = pulls.join_next().await {
             if let Ok((_, _, _, Ok(Some(messages)))) = joined {
-                take(plan, lease, messages);
+                take(&mut deliveries, lease, messages);
             }
         }
     })
     .await;
     pulls.abort_all();
-    Err(stop)
+    Err(Stopped {
+        stop,
+        deliveries,
+        exit_by,
+    })
 }
 
 /// What the round has learnt of the link: round trip, message size, whether
@@ -211,7 +220,7 @@ impl Link {
             0 => FIRST_ASK,
             n => (PULL_BYTES / (self.bytes / n).max(1)).max(1),
         };
-        left.min(PULL_BATCH).min(by_size)
+        left.min(MAX_PER_PULL).min(by_size)
     }
 
     /// How long the server may hold the next Pull.
@@ -240,9 +249,10 @@ impl Link {
     }
 }
 
-/// Classifies received messages into the plan, logging the malformed ones by
-/// id and publish time, never by content, and puts them under the lease.
-fn take(plan: &mut Plan, lease: &Lease, messages: Vec<Received>) {
+/// Puts received messages under the lease and classifies them as they come
+/// (their data is not kept), logging the malformed ones by id and publish
+/// time, never by content.
+fn take(deliveries: &mut Vec<Delivery>, lease: &Lease, messages: Vec<Received>) {
     lease.hold(messages.iter().map(|m| m.ack_id.clone()));
     for message in messages {
         let verdict = event::classify(&message.data);
@@ -255,7 +265,11 @@ fn take(plan: &mut Plan, lease: &Lease, messages: Vec<Received>) {
                     .map_or_else(|| "at an unknown time".into(), timestamp::format)
             );
         }
-        plan.add(message.ack_id, &message.message_id, verdict);
+        deliveries.push(Delivery {
+            ack_id: message.ack_id,
+            message_id: message.message_id,
+            verdict,
+        });
     }
 }
 
@@ -312,7 +326,7 @@ mod tests {
     fn large_messages_shrink_each_pull_to_its_byte_budget() {
         let mut link = Link::new(Duration::from_millis(500));
         link.answered(Wait::Now, Duration::from_millis(1), &[message(50)]);
-        assert_eq!(link.ask(10_000), PULL_BATCH, "small events: full Pulls");
+        assert_eq!(link.ask(10_000), MAX_PER_PULL, "small events: full Pulls");
         let mut big = Link::new(Duration::from_millis(500));
         big.answered(
             Wait::Now,

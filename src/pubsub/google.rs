@@ -1,5 +1,6 @@
-//! The subscription seam on Google Cloud Pub/Sub (gcloud-pubsub and its gax and
-//! googleapis crates): the only module that imports them.
+//! The [`Subscription`] seam on Google Cloud Pub/Sub (gcloud-pubsub and its
+//! gax and googleapis crates), and the admin client of the operator's
+//! commands: the only module that imports those crates.
 //!
 //! Unary Pull only: a cancelled streaming pull strands messages in the emulator,
 //! and unary Pull lets one run take exactly as many messages as it can finish.
@@ -21,8 +22,8 @@ use gcloud_pubsub::client::google_cloud_auth::token::DefaultTokenSourceProvider;
 use gcloud_pubsub::client::{Client, ClientConfig};
 use gcloud_pubsub::subscription::SeekTo;
 
+use super::{MAX_PER_PULL, Received, Subscription, Wait};
 use crate::config::{Credentials, SubscriptionName};
-use crate::pass::{Received, Subscription, Wait};
 
 /// The subscription cannot do what an operator's command asked (seek back
 /// without retained acknowledged messages, or further than it keeps them):
@@ -37,13 +38,6 @@ impl std::fmt::Display for Unsuitable {
 }
 
 impl std::error::Error for Unsuitable {}
-
-/// The most messages one Pull may ask for on the real service.
-const MAX_PER_PULL: usize = 1_000;
-
-/// How long acknowledging or changing deadlines may take, retries included, so
-/// that a run told to stop still exits within its 10 s budget.
-const RPC_BUDGET: Duration = Duration::from_secs(5);
 
 /// How long connecting may take before Pub/Sub counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -109,14 +103,15 @@ impl PubSub {
         request
     }
 
-    /// One Acknowledge or ModifyAckDeadline, retried on transient errors within
-    /// [`RPC_BUDGET`]. Both are idempotent, so a retry is always safe.
+    /// One Acknowledge or ModifyAckDeadline, retried on transient errors until
+    /// `give_up`. Both are idempotent, so a retry is always safe.
     async fn settle_chunk(
         &self,
         ack_ids: Vec<String>,
         deadline: Option<i32>,
+        give_up: tokio::time::Instant,
     ) -> Result<(), Status> {
-        let give_up = Instant::now() + RPC_BUDGET;
+        let give_up = give_up.into_std();
         let mut backoff = Duration::from_millis(50);
         loop {
             let budget = give_up.saturating_duration_since(Instant::now());
@@ -211,6 +206,15 @@ async fn client_config(project: &str, credentials: &Credentials) -> anyhow::Resu
 
 /// The file of Application Default Credentials, when one is named.
 const CREDENTIALS_VARIABLE: &str = "GOOGLE_APPLICATION_CREDENTIALS";
+
+/// Variables the Google auth crate reads on its own. An empty one must count
+/// as unset, as in Google's own clients, instead of naming the file "": the
+/// binary removes them before anything reads the environment.
+pub const GOOGLE_VARIABLES: [&str; 3] = [
+    CREDENTIALS_VARIABLE,
+    "GOOGLE_APPLICATION_CREDENTIALS_JSON",
+    "GCE_METADATA_HOST",
+];
 
 /// gRPC connections to the real service: the crate's own default.
 const POOL_SIZE: usize = 4;
@@ -419,14 +423,23 @@ impl Subscription for PubSub {
         ))
     }
 
-    async fn acknowledge(&self, ack_ids: Vec<String>) -> anyhow::Result<()> {
-        self.settle_chunk(ack_ids, None)
+    async fn acknowledge(
+        &self,
+        ack_ids: Vec<String>,
+        give_up: tokio::time::Instant,
+    ) -> anyhow::Result<()> {
+        self.settle_chunk(ack_ids, None, give_up)
             .await
             .map_err(|status| rpc_error("Acknowledge", &self.name, &status))
     }
 
-    async fn set_deadline(&self, ack_ids: Vec<String>, seconds: u16) -> anyhow::Result<()> {
-        self.settle_chunk(ack_ids, Some(i32::from(seconds)))
+    async fn set_deadline(
+        &self,
+        ack_ids: Vec<String>,
+        seconds: u16,
+        give_up: tokio::time::Instant,
+    ) -> anyhow::Result<()> {
+        self.settle_chunk(ack_ids, Some(i32::from(seconds)), give_up)
             .await
             .map_err(|status| rpc_error("ModifyAckDeadline", &self.name, &status))
     }

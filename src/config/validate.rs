@@ -1,0 +1,264 @@
+//! The second step of reading the command line: what clap parsed
+//! ([`cli::Cli`]) is checked here, once, into the typed [`Config`] and the
+//! other commands. Every setting's rule lives here; nothing after it checks
+//! a value again.
+
+use std::time::Duration;
+
+use super::cli::{
+    self, Cli, CredentialArgs, DatabaseArgs, EventKind, PublishArgs, RunArgs, SnapshotCommand, Sub,
+    SubscriptionArgs,
+};
+use super::map::{Identifier, Map};
+use super::secret::Secret;
+use super::{
+    Admin, BATCH_SIZE_LIMIT, Check, Command, Config, ConfigError, Credentials, Database,
+    MAX_MESSAGES_LIMIT, Metrics, PassSettings, ReplayTo, SubscriptionName, credentials, invalid,
+    parse_snapshot, parse_time, read_secret_file, topic_name,
+};
+use crate::event::event_type;
+use crate::store::mysql;
+
+/// Validates what clap parsed into a command.
+pub(super) fn command(cli: Cli) -> Result<Command, ConfigError> {
+    match cli.command {
+        None => run_config(cli.run).map(|config| Command::Run(Box::new(config))),
+        Some(Sub::Replay(args)) => admin(args.subscription).and_then(|admin| {
+            // clap requires one of the two.
+            let to = match (args.since, args.snapshot) {
+                (Some(since), _) => ReplayTo::Time(parse_time("since", &since)?),
+                (None, snapshot) => {
+                    ReplayTo::Snapshot(parse_snapshot("snapshot", &snapshot.unwrap_or_default())?)
+                }
+            };
+            Ok(Command::Replay(admin, to))
+        }),
+        Some(Sub::Snapshot(SnapshotCommand::Create { subscription, name })) => admin(subscription)
+            .and_then(|admin| {
+                Ok(Command::CreateSnapshot(
+                    admin,
+                    parse_snapshot("name", &name)?,
+                ))
+            }),
+        Some(Sub::Publish(args)) => publish(args),
+        Some(Sub::Check(args)) => {
+            // The run's default limits: the check only reads.
+            let lock_wait = Duration::from_secs(cli::LOCK_WAIT_TIMEOUT);
+            let statement = Duration::from_secs(cli::STATEMENT_TIMEOUT);
+            database(args.database, lock_wait, statement).map(|database| {
+                Command::Check(Box::new(Check {
+                    database,
+                    user_columns: args.user_columns.filter(|r| !r.is_empty()),
+                    grants: args.grants.then_some(args.grantee),
+                }))
+            })
+        }
+    }
+}
+
+/// Validates a run's settings into a [`Config`]: every setting is checked here, once.
+fn run_config(args: RunArgs) -> Result<Config, ConfigError> {
+    let pubsub = args.subscription;
+    let subscription = required("subscription", pubsub.subscription)?;
+    let subscription =
+        SubscriptionName::parse(&subscription, pubsub.credentials.project.as_deref())?;
+    let database = database(
+        args.database,
+        seconds("lock_wait_timeout", args.lock_wait_timeout)?,
+        seconds("statement_timeout", args.statement_timeout)?,
+    )?;
+    let max_messages = usize::try_from(args.max_messages)
+        .ok()
+        .filter(|n| (1..=MAX_MESSAGES_LIMIT).contains(n))
+        .ok_or_else(|| {
+            invalid(
+                "max_messages",
+                format!(
+                    "must be from 1 to {MAX_MESSAGES_LIMIT}, got {}",
+                    args.max_messages
+                ),
+            )
+        })?;
+    let batch_size = usize::try_from(args.batch_size)
+        .ok()
+        .filter(|n| (1..=BATCH_SIZE_LIMIT).contains(n))
+        .ok_or_else(|| {
+            invalid(
+                "batch_size",
+                format!(
+                    "must be from 1 to {BATCH_SIZE_LIMIT}, got {}",
+                    args.batch_size
+                ),
+            )
+        })?;
+    let max_duration = seconds("max_duration", args.max_duration)?;
+    if !(1..=600_000).contains(&args.pull_timeout_ms) {
+        return Err(invalid("pull_timeout_ms", "must be from 1 to 600000"));
+    }
+    let metrics = match args.pushgateway_url.filter(|u| !u.is_empty()) {
+        // The client speaks plain HTTP only: a Pushgateway is normally
+        // reached inside the cluster or the host.
+        Some(url) if url.starts_with("http://") && url.len() > "http://".len() => Some(Metrics {
+            gateway: url,
+            instance: args
+                .metrics_instance
+                .filter(|i| !i.is_empty())
+                .unwrap_or_else(|| subscription.id.clone()),
+        }),
+        Some(url) => {
+            return Err(invalid(
+                "pushgateway_url",
+                format!("{url:?} is not an http:// URL (https is not supported)"),
+            ));
+        }
+        None => None,
+    };
+    let credentials = pubsub.credentials;
+    Ok(Config {
+        subscription,
+        credentials: pubsub_credentials(credentials)?,
+        database,
+        pass: PassSettings {
+            max_messages,
+            batch_size,
+            max_duration,
+            dry_run: args.dry_run,
+            pull_timeout: Duration::from_millis(args.pull_timeout_ms),
+        },
+        metrics,
+    })
+}
+
+/// Validates where and what to erase: the URL, the map (or the one table),
+/// the record, the CA file.
+fn database(
+    args: DatabaseArgs,
+    lock_wait_timeout: Duration,
+    statement_timeout: Duration,
+) -> Result<Database, ConfigError> {
+    let url = required("database_url", args.database_url)?;
+    mysql::check_url(&url).map_err(|problem| invalid("database_url", problem))?;
+    let identifier = |setting, value: &str| {
+        Identifier::parse(value).map_err(|problem| invalid(setting, problem))
+    };
+    let table = args.table.filter(|t| !t.is_empty());
+    let id_column = args.id_column.filter(|c| !c.is_empty());
+    let map = match args.erasure_map.filter(|m| !m.is_empty()) {
+        Some(path) => {
+            if table.is_some() || id_column.is_some() {
+                return Err(invalid(
+                    "erasure_map",
+                    "give either the erasure map or --table and --id-column \
+                     (PURGE_TABLE, PURGE_ID_COLUMN), not both",
+                ));
+            }
+            Map::load(&path).map_err(|problem| invalid("erasure_map", problem))?
+        }
+        None => Map::single(
+            identifier("table", table.as_deref().unwrap_or("users"))?,
+            identifier("id_column", id_column.as_deref().unwrap_or("id"))?,
+        ),
+    };
+    let record = match args.erasure_record.filter(|r| !r.is_empty()) {
+        Some(table) => Some(identifier("erasure_record", &table)?),
+        None => None,
+    };
+    let password = match args.database_password_file.filter(|f| !f.is_empty()) {
+        Some(path) => Some(read_secret_file("database_password_file", &path)?),
+        None => None,
+    };
+    let ca_file = match args.database_ca_file.filter(|f| !f.is_empty()) {
+        Some(file) if std::path::Path::new(&file).is_file() => Some(file.into()),
+        Some(file) => {
+            return Err(invalid(
+                "database_ca_file",
+                format!("{file:?} is not a readable file"),
+            ));
+        }
+        None => None,
+    };
+    Ok(Database {
+        url: Secret::new(url),
+        password,
+        map,
+        record,
+        lock_wait_timeout,
+        statement_timeout,
+        ca_file,
+    })
+}
+
+/// How to reach Pub/Sub, from its flags.
+fn pubsub_credentials(args: CredentialArgs) -> Result<Credentials, ConfigError> {
+    credentials(
+        args.emulator_host,
+        args.service_account_key,
+        args.service_account_key_file,
+    )
+}
+
+/// The range of every setting given in seconds.
+const SECONDS: std::ops::RangeInclusive<u64> = 1..=3600;
+
+/// A setting in seconds, within [`SECONDS`].
+fn seconds(setting: &'static str, value: u64) -> Result<Duration, ConfigError> {
+    if SECONDS.contains(&value) {
+        Ok(Duration::from_secs(value))
+    } else {
+        Err(invalid(
+            setting,
+            format!(
+                "must be from {} to {} seconds",
+                SECONDS.start(),
+                SECONDS.end()
+            ),
+        ))
+    }
+}
+
+/// A setting that must be given, and not empty.
+fn required(setting: &'static str, value: Option<String>) -> Result<String, ConfigError> {
+    value
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| invalid(setting, "it is required"))
+}
+
+fn admin(args: SubscriptionArgs) -> Result<Admin, ConfigError> {
+    let subscription = required("subscription", args.subscription)?;
+    let credentials = args.credentials;
+    Ok(Admin {
+        subscription: SubscriptionName::parse(&subscription, credentials.project.as_deref())?,
+        credentials: pubsub_credentials(credentials)?,
+    })
+}
+
+fn publish(args: PublishArgs) -> Result<Command, ConfigError> {
+    let credentials = args.credentials;
+    let (project, topic) = topic_name(&args.topic, credentials.project.as_deref())?;
+    let events: Vec<(i32, u64)> = if args.removed.is_empty() {
+        let kind = match args.event.unwrap_or(EventKind::Removed) {
+            EventKind::Created => event_type::CREATED,
+            EventKind::Changed => event_type::CHANGED,
+            EventKind::AccessChanged => event_type::ACCESS_CHANGED,
+            EventKind::Removed => event_type::REMOVED,
+        };
+        args.user_ids.iter().map(|&id| (kind, id)).collect()
+    } else {
+        args.removed
+            .iter()
+            .map(|&id| (event_type::REMOVED, id))
+            .collect()
+    };
+    if events.is_empty() {
+        return Err(invalid(
+            "removed",
+            "name the users: --removed ID..., or --event TYPE ID...",
+        ));
+    }
+    Ok(Command::Publish {
+        project,
+        credentials: pubsub_credentials(credentials)?,
+        topic,
+        events,
+    })
+}

@@ -1,0 +1,306 @@
+//! The text of every statement the job sends to MySQL / MariaDB: pure
+//! functions over the map's identifiers and the users' ids, unit-tested
+//! without a server. The one place that quotes names and writes literals.
+//!
+//! Ids are written as literals of the id column's type, so 100,000 of them
+//! need no placeholders (MySQL allows 65,535); texts go as hex literals, so no
+//! string from a message or the map is ever parsed as SQL.
+
+use std::fmt::Write as _;
+
+use crate::config::map::{Action, Entry, Identifier};
+use crate::store::Removal;
+use crate::store::schema::IdKind;
+
+/// The erasure record's columns, in the order the job writes them.
+pub const RECORD_COLUMNS: [&str; 3] = ["user_id", "erased_at", "message_id"];
+
+/// A name in backticks, ready for SQL text. Identifiers are plain already
+/// ([`Identifier::parse`]); a database name from a URL may hold a backtick,
+/// which is doubled.
+pub fn quote(name: &str) -> String {
+    format!("`{}`", name.replace('`', "``"))
+}
+
+/// An identifier of the map, quoted.
+pub fn ident(name: &Identifier) -> String {
+    quote(name.as_str())
+}
+
+/// `` `table`.`column` ``, for statements and messages alike.
+pub fn column(table: &Identifier, column: &Identifier) -> String {
+    format!("{}.{}", ident(table), ident(column))
+}
+
+/// The record's columns as a statement lists them.
+fn record_columns() -> String {
+    RECORD_COLUMNS.map(quote).join(", ")
+}
+
+/// `WHERE `c` IN (1,2,3)`, the ids written as the column holds them; `None`
+/// when no id can match (ids above a signed column's range).
+fn where_in(column: &Identifier, kind: IdKind, user_ids: &[u64]) -> Option<String> {
+    let mut sql = String::with_capacity(32 + user_ids.len() * 14);
+    let _ = write!(sql, " WHERE {} IN (", ident(column));
+    let mut listed = 0;
+    for id in user_ids {
+        if !id_literal(&mut sql, listed, kind, *id) {
+            continue;
+        }
+        listed += 1;
+    }
+    if listed == 0 {
+        return None;
+    }
+    sql.push(')');
+    if kind == IdKind::Text {
+        // Under a PAD SPACE or accent-blind collation '1' also equals '1 ' or
+        // a full-width '１': only plain ASCII digits are the user's id.
+        let _ = write!(sql, " AND {} REGEXP '^[0-9]+$'", ident(column));
+    }
+    Some(sql)
+}
+
+/// Writes one id as a literal of the column's kind, after a comma unless it
+/// is the first; false (nothing written) when the column cannot hold it.
+fn id_literal(sql: &mut String, index: usize, kind: IdKind, id: u64) -> bool {
+    if kind == (IdKind::Integer { signed: true }) && id > i64::MAX as u64 {
+        return false;
+    }
+    if index > 0 {
+        sql.push(',');
+    }
+    // Digits only: nothing to escape.
+    let _ = match kind {
+        IdKind::Integer { .. } => write!(sql, "{id}"),
+        IdKind::Text => write!(sql, "'{id}'"),
+    };
+    true
+}
+
+/// A text as a hex literal in utf8mb4: whatever it holds (quotes,
+/// backslashes, `;`), no character of it is parsed as SQL, whatever the
+/// server's `sql_mode`.
+pub fn text_literal(text: &str) -> String {
+    let mut literal = String::with_capacity(12 + text.len() * 2);
+    literal.push_str("_utf8mb4 X'");
+    for byte in text.as_bytes() {
+        let _ = write!(literal, "{byte:02X}");
+    }
+    literal.push('\'');
+    literal
+}
+
+/// One map entry's statement over the users: `DELETE FROM t WHERE c IN (..)`
+/// or `UPDATE t SET a = NULL, b = '..' WHERE c IN (..)`; `None` when no id
+/// can match.
+pub fn entry_statement(entry: &Entry, kind: IdKind, user_ids: &[u64]) -> Option<String> {
+    let condition = where_in(&entry.column, kind, user_ids)?;
+    Some(match &entry.action {
+        Action::Delete => format!("DELETE FROM {}{condition}", ident(&entry.table)),
+        Action::Redact { null, replace } => {
+            let sets: Vec<String> =
+                null.iter()
+                    .map(|column| format!("{} = NULL", ident(column)))
+                    .chain(replace.iter().map(|(column, text)| {
+                        format!("{} = {}", ident(column), text_literal(text))
+                    }))
+                    .collect();
+            format!(
+                "UPDATE {} SET {}{condition}",
+                ident(&entry.table),
+                sets.join(", ")
+            )
+        }
+    })
+}
+
+/// The erasure record's rows, one per user that its column can hold, and how
+/// many it lists; `None` when it lists none. The first erasure is kept:
+/// `INSERT IGNORE` leaves an existing row as it is and needs no `UPDATE`
+/// privilege, and a concurrent run recording the same user is no error. The
+/// store checks its warnings: IGNORE would also turn a value the column cannot
+/// hold into a warning, and that must never pass.
+pub fn record_statement(
+    table: &Identifier,
+    kind: IdKind,
+    removals: &[Removal],
+) -> Option<(String, u64)> {
+    let mut sql = format!(
+        "INSERT IGNORE INTO {} ({}) VALUES ",
+        ident(table),
+        record_columns()
+    );
+    let mut listed = 0;
+    for removal in removals {
+        let mut id = String::new();
+        if !id_literal(&mut id, 0, kind, removal.user_id) {
+            continue;
+        }
+        if listed > 0 {
+            sql.push(',');
+        }
+        let _ = write!(
+            sql,
+            "({id}, UTC_TIMESTAMP(3), {})",
+            text_literal(&removal.message_id)
+        );
+        listed += 1;
+    }
+    (listed > 0).then_some((sql, listed))
+}
+
+/// A statement that writes no row but needs the same privileges as
+/// [`record_statement`]: the server checks them, and a read-only server
+/// refuses, when a statement starts.
+pub fn record_probe(table: &Identifier) -> String {
+    format!(
+        "INSERT INTO {t} ({c}) SELECT {c} FROM {t} WHERE FALSE",
+        t = ident(table),
+        c = record_columns()
+    )
+}
+
+/// `GRANT SELECT, DELETE ON `db`.`t` TO grantee;`.
+pub fn grant(privileges: &[&str], database: &str, table: &str, grantee: &str) -> String {
+    format!(
+        "GRANT {} ON {}.{} TO {grantee};",
+        privileges.join(", "),
+        quote(database),
+        quote(table)
+    )
+}
+
+/// `GRANT SELECT ON `db`.* TO grantee;`: the whole schema, read-only.
+pub fn grant_schema_read(database: &str, grantee: &str) -> String {
+    format!("GRANT SELECT ON {}.* TO {grantee};", quote(database))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::map::Map;
+
+    fn id(s: &str) -> Identifier {
+        Identifier::parse(s).unwrap()
+    }
+
+    fn delete(table: &str, column: &str) -> Entry {
+        Map::single(id(table), id(column)).entries()[0].clone()
+    }
+
+    const UNSIGNED: IdKind = IdKind::Integer { signed: false };
+    const SIGNED: IdKind = IdKind::Integer { signed: true };
+
+    #[test]
+    fn the_statement_quotes_identifiers_and_lists_ids() {
+        let sql = entry_statement(&delete("users", "id"), UNSIGNED, &[3, 9, u64::MAX]);
+        assert_eq!(
+            sql.as_deref(),
+            Some("DELETE FROM `users` WHERE `id` IN (3,9,18446744073709551615)")
+        );
+    }
+
+    #[test]
+    fn a_signed_column_is_not_asked_for_ids_beyond_its_range() {
+        let big = i64::MAX as u64 + 1;
+        let users = delete("users", "id");
+        let sql = entry_statement(&users, SIGNED, &[3, big, u64::MAX]);
+        assert_eq!(
+            sql.as_deref(),
+            Some("DELETE FROM `users` WHERE `id` IN (3)")
+        );
+        assert_eq!(entry_statement(&users, SIGNED, &[big]), None);
+        let max = i64::MAX as u64;
+        let sql = entry_statement(&users, SIGNED, &[max]).unwrap();
+        assert!(sql.ends_with("IN (9223372036854775807)"), "{sql}");
+    }
+
+    #[test]
+    fn a_text_column_gets_exact_string_literals_of_digits_only() {
+        let sql = entry_statement(&delete("accounts", "uid"), IdKind::Text, &[1, 20]);
+        assert_eq!(
+            sql.as_deref(),
+            Some("DELETE FROM `accounts` WHERE `uid` IN ('1','20') AND `uid` REGEXP '^[0-9]+$'")
+        );
+    }
+
+    #[test]
+    fn a_redaction_sets_nulls_and_texts_as_hex_literals() {
+        let map = Map::parse(
+            "m.toml",
+            "[[redact]]\ntable = \"invoices\"\ncolumn = \"customer_id\"\nnull = [\"email\"]\nreplace = { name = \"O'Brien \\\\ ;\" }\n",
+        )
+        .unwrap();
+        let sql = entry_statement(&map.entries()[0], UNSIGNED, &[7]).unwrap();
+        assert_eq!(
+            sql,
+            "UPDATE `invoices` SET `email` = NULL, `name` = _utf8mb4 X'4F27427269656E205C203B' \
+             WHERE `customer_id` IN (7)"
+        );
+    }
+
+    #[test]
+    fn the_record_keeps_the_first_erasure_and_hex_encodes_message_ids() {
+        let removals = [
+            Removal {
+                user_id: 4,
+                message_id: "17".into(),
+            },
+            Removal {
+                user_id: u64::MAX,
+                message_id: "x'y".into(),
+            },
+        ];
+        let (sql, listed) = record_statement(&id("erased"), SIGNED, &removals).unwrap();
+        assert_eq!(
+            sql,
+            "INSERT IGNORE INTO `erased` (`user_id`, `erased_at`, `message_id`) VALUES \
+             (4, UTC_TIMESTAMP(3), _utf8mb4 X'3137')"
+        );
+        assert_eq!(listed, 1, "a signed column cannot hold the second id");
+        let (sql, listed) = record_statement(&id("erased"), IdKind::Text, &removals).unwrap();
+        assert!(
+            sql.contains("('18446744073709551615', UTC_TIMESTAMP(3), _utf8mb4 X'782779')"),
+            "{sql}"
+        );
+        assert_eq!(listed, 2);
+        assert_eq!(
+            record_statement(&id("erased"), SIGNED, &removals[1..]),
+            None
+        );
+    }
+
+    #[test]
+    fn the_record_probe_writes_nothing_with_the_same_columns() {
+        assert_eq!(
+            record_probe(&id("erased")),
+            "INSERT INTO `erased` (`user_id`, `erased_at`, `message_id`) \
+             SELECT `user_id`, `erased_at`, `message_id` FROM `erased` WHERE FALSE"
+        );
+    }
+
+    #[test]
+    fn names_are_quoted_with_backticks_doubled() {
+        assert_eq!(quote("app"), "`app`");
+        assert_eq!(quote("we`ird"), "`we``ird`");
+        assert_eq!(column(&id("users"), &id("id")), "`users`.`id`");
+        assert_eq!(
+            grant(&["SELECT", "DELETE"], "a`b", "users", "'u'@'%'"),
+            "GRANT SELECT, DELETE ON `a``b`.`users` TO 'u'@'%';"
+        );
+        assert_eq!(
+            grant_schema_read("app", "'c'@'%'"),
+            "GRANT SELECT ON `app`.* TO 'c'@'%';"
+        );
+    }
+
+    #[test]
+    fn a_hundred_thousand_ids_make_one_statement_of_modest_size() {
+        let ids: Vec<u64> = (1..=100_000).collect();
+        let sql = entry_statement(&delete("users", "id"), UNSIGNED, &ids).unwrap();
+        assert_eq!(sql.matches(',').count(), 99_999);
+        // Well inside MySQL's smallest default max_allowed_packet (4 MiB).
+        assert!(sql.len() < 1 << 20, "{}", sql.len());
+    }
+}
