@@ -20,8 +20,9 @@
 //!   - [`store::schema`]: the database's facts, checked against the map (pure).
 //!   - [`store::mysql`]: it on MySQL / MariaDB (mysql_async): the session,
 //!     errors sorted by what happens next, the schema read, the URL.
-//! - [`config`]: the typed configuration, validated once (`config::validate`).
+//! - [`config`]: the typed configuration.
 //!   - [`config::cli`]: the flags and their environment variables (clap).
+//!   - [`config::command`]: the command line validated once into a command.
 //!   - [`config::map`]: the erasure map (toml); SQL identifiers.
 //!   - [`config::secret`]: values that never print, and redaction.
 //! - [`ops`]: the operator's commands: replay, snapshots, drill publishing.
@@ -31,6 +32,8 @@
 //! - [`outcome`]: exit codes, outcomes, the exit budget, the JSON lines on
 //!   stdout and the JSON log records (serde_json).
 //! - [`logging`]: the log on stderr, text or JSON for Cloud Logging (env_logger).
+//!
+//! No module imports one that imports it back (`tests/architecture.rs`).
 //! - [`timestamp`]: RFC 3339, for log lines and `replay --since` (jiff).
 //!
 //! `main.rs` sets up logging and signals, calls [`run::run`] or an operator's

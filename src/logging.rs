@@ -11,8 +11,18 @@ use std::io::Write as _;
 
 use log::kv::{Error, Key, Value, VisitSource};
 
-use crate::config::LogFormat;
 use crate::outcome::{self, Field, LogRecord, Outcome};
+
+/// How stderr's log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// env_logger's human-readable lines: terminals, journald.
+    #[default]
+    Text,
+    /// One JSON object per line, with the fields Cloud Logging reads
+    /// (GKE files every plain-text stderr line as an error).
+    Json,
+}
 
 /// Starts logging: the filter from `RUST_LOG` (default `info`), the lines in `format`.
 pub fn init(format: LogFormat) {

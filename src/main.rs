@@ -6,7 +6,7 @@ use std::io::Write as _;
 use std::process::ExitCode;
 
 use log::{error, info, warn};
-use user_purge::config::{self, Command, Print};
+use user_purge::config::command::{self, Command, Print};
 use user_purge::ops::check::Finding;
 use user_purge::ops::{self, Checked, metrics};
 use user_purge::outcome::{self, Outcome, Signal};
@@ -21,7 +21,7 @@ fn main() -> ExitCode {
         }
     }
     // The command line comes first: it says how to write the log.
-    let (log_format, command) = config::parse(std::env::args_os());
+    let (log_format, command) = command::parse(std::env::args_os());
     logging::init(log_format);
     let outcome = match command {
         Err(Print {

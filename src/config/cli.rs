@@ -12,7 +12,7 @@ use std::ffi::OsString;
 
 use clap::{Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand, ValueEnum};
 
-use crate::config::LogFormat;
+use crate::logging::LogFormat;
 use crate::outcome::{self, Exit};
 
 /// Erases removed users: pulls the user service's events from a Pub/Sub

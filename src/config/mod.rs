@@ -1,89 +1,20 @@
 //! The configuration: read from the command line and the environment
-//! ([`cli`], clap), checked once ([`validate`]) into the typed values below,
+//! ([`cli`], clap), checked once ([`command`]) into the typed values below,
 //! so the rest of the program works only with values that are known good.
 //! The erasure map is read from its file ([`map`]); passwords and keys are
 //! [`Secret`]s.
 
-use std::ffi::OsString;
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::outcome::Outcome;
-
 pub mod cli;
+pub mod command;
 pub mod map;
 pub mod secret;
-mod validate;
 
 use map::{Identifier, Map};
 use secret::Secret;
-
-/// What the command line asks for.
-pub enum Command {
-    /// Run one pass with this configuration.
-    Run(Box<Config>),
-    /// Seek the subscription back.
-    Replay(Admin, ReplayTo),
-    /// Snapshot the subscription under this name.
-    CreateSnapshot(Admin, String),
-    /// Check the schema against the map, or print the grants it needs.
-    Check(Box<Check>),
-    /// Publish these (event type, user id) events on the topic.
-    Publish {
-        project: String,
-        credentials: Credentials,
-        topic: String,
-        events: Vec<(i32, u64)>,
-    },
-}
-
-/// What to print instead of running anything, and the outcome it ends with:
-/// help, version, or why the command line was refused.
-#[derive(Debug)]
-pub struct Print {
-    pub text: String,
-    pub to_stderr: bool,
-    pub outcome: Outcome,
-}
-
-/// Parses the arguments (and the environment) and validates them into a
-/// command, or what to print instead; also says how to write the log, even
-/// when the command line is refused.
-pub fn parse(args: impl IntoIterator<Item = OsString>) -> (LogFormat, Result<Command, Print>) {
-    let args: Vec<OsString> = args.into_iter().collect();
-    let (log_format, read) = cli::read(&args);
-    let command = match read {
-        cli::Read::Args(cli) => validate::command(*cli).map_err(|error| refused(&error)),
-        cli::Read::Shown(text) => Err(Print {
-            text,
-            to_stderr: false,
-            outcome: Outcome::Completed,
-        }),
-        // Errors echo values: a database URL given in the wrong place would
-        // show its password.
-        cli::Read::Refused(text) => Err(Print {
-            text: secret::redact_passwords(&text),
-            to_stderr: true,
-            outcome: Outcome::Misconfigured(anyhow::anyhow!("the command line was refused")),
-        }),
-    };
-    (log_format, command)
-}
-
-/// A setting that validation refused, as clap words its own refusals.
-fn refused(error: &ConfigError) -> Print {
-    let text = format!(
-        "error: invalid {}: {}\n\nFor more information, try '--help'.\n",
-        cli::label(error.setting),
-        error.problem
-    );
-    Print {
-        text: secret::redact_passwords(&text),
-        to_stderr: true,
-        outcome: Outcome::Misconfigured(anyhow::Error::new(error.clone())),
-    }
-}
 
 /// What `user-purge check` works on.
 #[derive(Debug)]
@@ -185,17 +116,6 @@ pub enum Credentials {
     },
     /// Application Default Credentials.
     ApplicationDefault,
-}
-
-/// How stderr's log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum LogFormat {
-    /// env_logger's human-readable lines: terminals, journald.
-    #[default]
-    Text,
-    /// One JSON object per line, with the fields Cloud Logging reads
-    /// (GKE files every plain-text stderr line as an error).
-    Json,
 }
 
 /// A configuration error: which setting, and what is wrong with it.
@@ -406,9 +326,6 @@ fn is_project_id(project: &str) -> bool {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "-:._".contains(c))
 }
-
-#[cfg(test)]
-mod command_line_tests;
 
 #[cfg(test)]
 mod tests {

@@ -16,8 +16,9 @@ use mysql_async::{Conn, Opts, OptsBuilder};
 
 use crate::config::Database;
 use crate::config::map::{Entry, Identifier};
-use crate::store::schema::{Column, ForeignKey, IdKind, Schema};
-use crate::store::{Erased, Refusal, Removal, Store, StoreError, sql};
+use crate::store::schema::{Column, ForeignKey, Schema};
+use crate::store::sql::{self, IdKind};
+use crate::store::{Erased, Refusal, Removal, Store, StoreError};
 
 /// Checks a `mysql://` URL without contacting anything. The problem it returns
 /// never repeats the URL, which holds the password.

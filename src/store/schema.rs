@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::config::map::{Action, Identifier, Map};
-use crate::store::sql::{self, RECORD_COLUMNS};
+use crate::store::sql::{self, IdKind, RECORD_COLUMNS};
 
 /// One column, as `INFORMATION_SCHEMA.COLUMNS` describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,34 +40,19 @@ pub struct Schema {
     pub indexed: BTreeSet<(String, String)>,
 }
 
-/// How an id column holds its values: it decides how ids are written, so
-/// that no look-alike value matches (a string column compared with an integer
-/// literal compares numerically: `'01'`, `'1abc'` and `'1.0'` would all equal 1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IdKind {
-    /// An integer column: integer literals. `signed` columns hold no id
-    /// above `i64::MAX`.
-    Integer { signed: bool },
-    /// `CHAR` or `VARCHAR`: exact string literals, and only values made of
-    /// ASCII digits (a PAD SPACE collation would also match `'1 '`).
-    Text,
-}
-
-impl IdKind {
-    /// The kind for a column, or why it is refused.
-    pub fn of(column: &Column) -> Result<IdKind, String> {
-        match column.data_type.to_ascii_lowercase().as_str() {
-            "tinyint" | "smallint" | "mediumint" | "int" | "integer" | "bigint" => {
-                Ok(IdKind::Integer {
-                    signed: !column.column_type.to_ascii_lowercase().contains("unsigned"),
-                })
-            }
-            "char" | "varchar" => Ok(IdKind::Text),
-            other => Err(format!(
-                "its type is {other}; user ids can only be matched exactly in an integer, \
-                 CHAR or VARCHAR column"
-            )),
+/// How `column` holds ids, or why user ids cannot be matched in it.
+pub fn id_kind(column: &Column) -> Result<IdKind, String> {
+    match column.data_type.to_ascii_lowercase().as_str() {
+        "tinyint" | "smallint" | "mediumint" | "int" | "integer" | "bigint" => {
+            Ok(IdKind::Integer {
+                signed: !column.column_type.to_ascii_lowercase().contains("unsigned"),
+            })
         }
+        "char" | "varchar" => Ok(IdKind::Text),
+        other => Err(format!(
+            "its type is {other}; user ids can only be matched exactly in an integer, \
+             CHAR or VARCHAR column"
+        )),
     }
 }
 
@@ -100,7 +85,7 @@ impl Schema {
             let id = self
                 .column(&entry.table, &entry.column)
                 .ok_or_else(|| missing(&entry.column))?;
-            let kind = IdKind::of(id).map_err(|why| {
+            let kind = id_kind(id).map_err(|why| {
                 format!(
                     "{}: {} cannot be used: {why}",
                     at(),
@@ -140,7 +125,7 @@ impl Schema {
                         )
                     })?;
                     if name.as_str() == "user_id" {
-                        kind = Some(IdKind::of(column).map_err(|why| {
+                        kind = Some(id_kind(column).map_err(|why| {
                             format!("the erasure record's user_id cannot be used: {why}")
                         })?);
                     }
@@ -276,21 +261,18 @@ mod tests {
     #[test]
     fn the_id_column_type_decides_the_kind_or_is_refused() {
         assert_eq!(
-            IdKind::of(&column("bigint", "bigint(20) unsigned", false)),
+            id_kind(&column("bigint", "bigint(20) unsigned", false)),
             Ok(UNSIGNED)
         );
         assert_eq!(
-            IdKind::of(&column("INT", "int(11)", false)),
+            id_kind(&column("INT", "int(11)", false)),
             Ok(IdKind::Integer { signed: true })
         );
         assert_eq!(
-            IdKind::of(&column("varchar", "varchar(20)", false)),
+            id_kind(&column("varchar", "varchar(20)", false)),
             Ok(IdKind::Text)
         );
-        assert_eq!(
-            IdKind::of(&column("char", "char(8)", false)),
-            Ok(IdKind::Text)
-        );
+        assert_eq!(id_kind(&column("char", "char(8)", false)), Ok(IdKind::Text));
         for refused in [
             "decimal",
             "date",
@@ -301,7 +283,7 @@ mod tests {
             "varbinary",
             "json",
         ] {
-            let why = IdKind::of(&column(refused, refused, false)).unwrap_err();
+            let why = id_kind(&column(refused, refused, false)).unwrap_err();
             assert!(why.contains(refused), "{why}");
         }
     }

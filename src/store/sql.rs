@@ -10,7 +10,19 @@ use std::fmt::Write as _;
 
 use crate::config::map::{Action, Entry, Identifier};
 use crate::store::Removal;
-use crate::store::schema::IdKind;
+
+/// How an id column holds its values: it decides how ids are written, so
+/// that no look-alike value matches (a string column compared with an integer
+/// literal compares numerically: `'01'`, `'1abc'` and `'1.0'` would all equal 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdKind {
+    /// An integer column: integer literals. `signed` columns hold no id
+    /// above `i64::MAX`.
+    Integer { signed: bool },
+    /// `CHAR` or `VARCHAR`: exact string literals, and only values made of
+    /// ASCII digits (a PAD SPACE collation would also match `'1 '`).
+    Text,
+}
 
 /// The erasure record's columns, in the order the job writes them.
 pub const RECORD_COLUMNS: [&str; 3] = ["user_id", "erased_at", "message_id"];

@@ -1,8 +1,9 @@
-//! The second step of reading the command line: what clap parsed
-//! ([`cli::Cli`]) is checked here, once, into the typed [`Config`] and the
-//! other commands. Every setting's rule lives here; nothing after it checks
-//! a value again.
+//! What the command line asks for, validated: clap parses it first
+//! ([`cli`]), then every setting is checked here, once, into the typed
+//! [`Config`] or another [`Command`]. Every setting's rule lives here;
+//! nothing after it checks a value again.
 
+use std::ffi::OsString;
 use std::time::Duration;
 
 use super::cli::{
@@ -10,17 +11,85 @@ use super::cli::{
     SubscriptionArgs,
 };
 use super::map::{Identifier, Map};
-use super::secret::Secret;
+use super::secret::{self, Secret};
 use super::{
-    Admin, BATCH_SIZE_LIMIT, Check, Command, Config, ConfigError, Credentials, Database,
-    MAX_MESSAGES_LIMIT, Metrics, PassSettings, ReplayTo, SubscriptionName, credentials, invalid,
-    parse_snapshot, parse_time, read_secret_file, topic_name,
+    Admin, BATCH_SIZE_LIMIT, Check, Config, ConfigError, Credentials, Database, MAX_MESSAGES_LIMIT,
+    Metrics, PassSettings, ReplayTo, SubscriptionName, credentials, invalid, parse_snapshot,
+    parse_time, read_secret_file, topic_name,
 };
 use crate::event::event_type;
+use crate::logging::LogFormat;
+use crate::outcome::Outcome;
 use crate::store::mysql;
 
+/// What the command line asks for.
+pub enum Command {
+    /// Run one pass with this configuration.
+    Run(Box<Config>),
+    /// Seek the subscription back.
+    Replay(Admin, ReplayTo),
+    /// Snapshot the subscription under this name.
+    CreateSnapshot(Admin, String),
+    /// Check the schema against the map, or print the grants it needs.
+    Check(Box<Check>),
+    /// Publish these (event type, user id) events on the topic.
+    Publish {
+        project: String,
+        credentials: Credentials,
+        topic: String,
+        events: Vec<(i32, u64)>,
+    },
+}
+
+/// What to print instead of running anything, and the outcome it ends with:
+/// help, version, or why the command line was refused.
+#[derive(Debug)]
+pub struct Print {
+    pub text: String,
+    pub to_stderr: bool,
+    pub outcome: Outcome,
+}
+
+/// Parses the arguments (and the environment) and validates them into a
+/// command, or what to print instead; also says how to write the log, even
+/// when the command line is refused.
+pub fn parse(args: impl IntoIterator<Item = OsString>) -> (LogFormat, Result<Command, Print>) {
+    let args: Vec<OsString> = args.into_iter().collect();
+    let (log_format, read) = cli::read(&args);
+    let command = match read {
+        cli::Read::Args(cli) => command(*cli).map_err(|error| refused(&error)),
+        cli::Read::Shown(text) => Err(Print {
+            text,
+            to_stderr: false,
+            outcome: Outcome::Completed,
+        }),
+        // Errors echo values: a database URL given in the wrong place would
+        // show its password.
+        cli::Read::Refused(text) => Err(Print {
+            text: secret::redact_passwords(&text),
+            to_stderr: true,
+            outcome: Outcome::Misconfigured(anyhow::anyhow!("the command line was refused")),
+        }),
+    };
+    (log_format, command)
+}
+
+/// A setting that validation refused, as clap words its own refusals.
+fn refused(error: &ConfigError) -> Print {
+    let text = format!(
+        "error: invalid {}: {}\n\nFor more information, try '--help'.\n",
+        cli::label(error.setting),
+        error.problem
+    );
+    Print {
+        text: secret::redact_passwords(&text),
+        to_stderr: true,
+        outcome: Outcome::Misconfigured(anyhow::Error::new(error.clone())),
+    }
+}
+
 /// Validates what clap parsed into a command.
-pub(super) fn command(cli: Cli) -> Result<Command, ConfigError> {
+fn command(cli: Cli) -> Result<Command, ConfigError> {
     match cli.command {
         None => run_config(cli.run).map(|config| Command::Run(Box::new(config))),
         Some(Sub::Replay(args)) => admin(args.subscription).and_then(|admin| {
@@ -262,3 +331,6 @@ fn publish(args: PublishArgs) -> Result<Command, ConfigError> {
         events,
     })
 }
+
+#[cfg(test)]
+mod tests;

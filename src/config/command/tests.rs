@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
-use super::cli::{help_text, label, settings};
 use super::*;
+use crate::config::cli::{help_text, label, settings};
+use crate::config::{Config, Credentials};
 use crate::outcome::Exit;
 
 fn run(args: &[&str]) -> Result<Command, Print> {
@@ -96,7 +97,7 @@ fn settings_are_read_from_clap_with_their_variables_and_defaults() {
 
 #[test]
 fn the_readme_configuration_table_lists_exactly_these_settings() {
-    let readme = include_str!("../../README.md");
+    let readme = include_str!("../../../README.md");
     let table = readme
         .split_once("## Configuration")
         .and_then(|(_, rest)| rest.split_once("\n\n| flag |"))
