@@ -20,7 +20,7 @@ pub enum Signal {
 /// Once a run must stop (a signal came, or Pub/Sub failed), everything it
 /// still does fits in this: the promise that a stopped run exits within 10 s,
 /// which the CronJob's grace period and systemd's stop timeout rely on.
-pub const EXIT_BUDGET: std::time::Duration = std::time::Duration::from_secs(10);
+const EXIT_BUDGET: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The one deadline of a stopping run, passed down to each thing it still
 /// does; each phase ends by its own instant, in this order, inside

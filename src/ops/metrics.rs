@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::outcome::Report;
 
 /// The `job` label of the group.
-pub const JOB: &str = "user-purge";
+const JOB: &str = "user-purge";
 
 /// What the text is pushed as: the Prometheus text format, which
 /// [`Text`] writes and the Pushgateway reads.

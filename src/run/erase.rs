@@ -19,10 +19,10 @@ use crate::store::{Erased, Refusal, Removal, Store, StoreError};
 /// The most statements one isolation may run (bisecting k refused users among
 /// n costs about 2·k·log2(n/k)): past it, the users not yet tried are handed
 /// back for the next run rather than holding the transaction open.
-pub const ISOLATION_STATEMENTS: usize = 200;
+const ISOLATION_STATEMENTS: usize = 200;
 
 /// How often a deadlocked transaction is tried again, as MySQL's manual advises.
-pub const DEADLOCK_RETRIES: u32 = 3;
+const DEADLOCK_RETRIES: u32 = 3;
 
 /// What one committed erasure did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

@@ -39,7 +39,7 @@ const PULL_BYTES: usize = 8 << 20;
 
 /// Empty answers in a row from the server that make the subscription drained.
 /// Pub/Sub may answer one Pull empty while messages wait.
-pub const EMPTY_ANSWERS: usize = 2;
+const EMPTY_ANSWERS: usize = 2;
 
 /// The longest a long poll may take on the client's side.
 const MAX_POLL: Duration = Duration::from_secs(30);

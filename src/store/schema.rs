@@ -41,7 +41,7 @@ pub struct Schema {
 }
 
 /// How `column` holds ids, or why user ids cannot be matched in it.
-pub fn id_kind(column: &Column) -> Result<IdKind, String> {
+fn id_kind(column: &Column) -> Result<IdKind, String> {
     match column.data_type.to_ascii_lowercase().as_str() {
         "tinyint" | "smallint" | "mediumint" | "int" | "integer" | "bigint" => {
             Ok(IdKind::Integer {

@@ -93,7 +93,7 @@ fn id_literal(sql: &mut String, index: usize, kind: IdKind, id: u64) -> bool {
 /// A text as a hex literal in utf8mb4: whatever it holds (quotes,
 /// backslashes, `;`), no character of it is parsed as SQL, whatever the
 /// server's `sql_mode`.
-pub fn text_literal(text: &str) -> String {
+fn text_literal(text: &str) -> String {
     let mut literal = String::with_capacity(12 + text.len() * 2);
     literal.push_str("_utf8mb4 X'");
     for byte in text.as_bytes() {
