@@ -107,9 +107,10 @@ pub fn findings(
     let mut names: BTreeSet<String> = ["user_id".to_owned(), format!("{singular}_id")].into();
     // The mapped columns' names, but the users table's own key (often `id`,
     // which every table has).
-    let entries = map.entries();
-    for entry in &entries[..entries.len() - 1] {
-        names.insert(entry.column.as_str().to_ascii_lowercase());
+    for (i, entry) in map.entries().iter().enumerate() {
+        if i != map.users_entry() {
+            names.insert(entry.column.as_str().to_ascii_lowercase());
+        }
     }
     for (table, column) in schema.columns.keys() {
         let key = (table.clone(), column.clone());
