@@ -20,6 +20,23 @@
 //! The entries run in the order of the file, `[[delete]]` and `[[redact]]`
 //! interleaved, in one transaction. Without a map the job erases from one
 //! table (`--table`, `--id-column`): the map of one `[[delete]]` entry.
+//!
+//! An entry whose rows do not hold the user id reaches them through other
+//! tables, `via` 1 to [`MAX_HOPS`] hops:
+//!
+//! ```toml
+//! [[delete]]                          # the items of the user's orders
+//! table = "order_items"
+//! column = "order_id"
+//! via = [{ table = "orders", key = "user_id", value = "id" }]
+//! ```
+//!
+//! The first hop takes the rows of its table whose `key` is one of the users
+//! and yields their `value`; each later hop matches its `key` against the
+//! previous hop's `value`; the entry's `column` is matched against the last
+//! hop's `value`. Since the entries run in order, an entry may not go through
+//! a table, or a hop column, that an earlier entry deletes or redacts: its
+//! rows could never be found. That is checked here, at load.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -60,12 +77,26 @@ impl std::fmt::Display for Identifier {
     }
 }
 
+/// The most hops a `via` may have.
+pub const MAX_HOPS: usize = 4;
+
+/// One step from the user towards an entry's rows: the rows of `table` whose
+/// `key` matches (the user id, or the previous hop's value) yield `value`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Hop {
+    pub table: Identifier,
+    pub key: Identifier,
+    pub value: Identifier,
+}
+
 /// One statement over all of a round's users.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     pub table: Identifier,
-    /// The column holding the user id.
+    /// The column matched: against the user id, or the last hop's value.
     pub column: Identifier,
+    /// The hops from the user to the rows; empty when `column` holds the user id.
+    pub via: Vec<Hop>,
     pub action: Action,
 }
 
@@ -84,6 +115,25 @@ pub enum Action {
 }
 
 impl Entry {
+    /// The table and column compared with the user ids themselves: the first
+    /// hop's key, or the entry's own column.
+    pub fn user_column(&self) -> (&Identifier, &Identifier) {
+        match self.via.first() {
+            Some(hop) => (&hop.table, &hop.key),
+            None => (&self.table, &self.column),
+        }
+    }
+
+    /// The columns this entry sets (none for a delete).
+    pub fn redacted(&self) -> Vec<&Identifier> {
+        match &self.action {
+            Action::Delete => Vec::new(),
+            Action::Redact { null, replace } => {
+                null.iter().chain(replace.iter().map(|(c, _)| c)).collect()
+            }
+        }
+    }
+
     /// `[[delete]] sessions`, for messages.
     pub fn describe(&self) -> String {
         let kind = match self.action {
@@ -107,6 +157,7 @@ impl Map {
             entries: vec![Entry {
                 table,
                 column,
+                via: Vec::new(),
                 action: Action::Delete,
             }],
         }
@@ -175,25 +226,70 @@ impl Map {
             ));
         }
         spanned.sort_by_key(|(start, _, _)| *start);
-        let mut entries = Vec::with_capacity(spanned.len());
+        let mut entries: Vec<Entry> = Vec::with_capacity(spanned.len());
+        let mut places: Vec<String> = Vec::with_capacity(spanned.len());
         let mut seen = BTreeSet::new();
         for (i, (start, entry, what)) in spanned.into_iter().enumerate() {
-            let at = format!(
-                "{file}: entry {} ({what}, line {})",
-                i + 1,
-                line_of(text, start)
-            );
+            let place = format!("entry {} ({what}, line {})", i + 1, line_of(text, start));
+            let at = format!("{file}: {place}");
             let entry = entry.map_err(|problem| format!("{at}: {problem}"))?;
-            if !seen.insert((entry.table.clone(), entry.column.clone())) {
+            if !seen.insert((entry.table.clone(), entry.column.clone(), entry.via.clone())) {
+                let through = if entry.via.is_empty() {
+                    String::new()
+                } else {
+                    " through the same via".to_owned()
+                };
                 return Err(format!(
-                    "{at}: {}.{} is already in an earlier entry",
+                    "{at}: {}.{}{through} is already in an earlier entry",
                     entry.table, entry.column
                 ));
             }
+            for (earlier, earlier_place) in entries.iter().zip(&places) {
+                if let Some(why) = blocked_by(&entry, earlier) {
+                    return Err(format!(
+                        "{at}: {why} by {earlier_place}, which runs before it: its rows could \
+                         never be found; list it before {earlier_place}"
+                    ));
+                }
+            }
             entries.push(entry);
+            places.push(place);
         }
         Ok(Map { entries })
     }
+}
+
+/// Why `entry` can find no rows once `earlier` has run: it goes through a
+/// table that `earlier` deletes from, or a hop column that `earlier` redacts,
+/// or its own column is one that `earlier` redacts.
+fn blocked_by(entry: &Entry, earlier: &Entry) -> Option<String> {
+    let redacted = earlier.redacted();
+    if earlier.table == entry.table && redacted.contains(&&entry.column) {
+        return Some(format!(
+            "its column {}.{} is redacted",
+            entry.table, entry.column
+        ));
+    }
+    entry.via.iter().find_map(|hop| {
+        if hop.table != earlier.table {
+            return None;
+        }
+        match earlier.action {
+            Action::Delete => Some(format!(
+                "its via goes through {}, whose rows are deleted",
+                hop.table
+            )),
+            Action::Redact { .. } => [&hop.key, &hop.value]
+                .into_iter()
+                .find(|column| redacted.contains(column))
+                .map(|column| {
+                    format!(
+                        "its via goes through {}.{column}, which is redacted",
+                        hop.table
+                    )
+                }),
+        }
+    })
 }
 
 /// The 1-based line of a byte offset.
@@ -227,6 +323,21 @@ fn wrong_type(entry: &toml::Table) -> Option<String> {
                 }
                 Some(_) => continue,
             },
+            "via" => match value.as_array() {
+                None => "must be a list of hops, e.g. [{ table = \"orders\", key = \"user_id\", value = \"id\" }]".to_owned(),
+                Some(hops) => match hops.iter().find_map(|hop| {
+                    let hop = hop.as_table()?;
+                    ["table", "key", "value"]
+                        .into_iter()
+                        .find(|k| hop.get(*k).is_some_and(|v| !v.is_str()))
+                }) {
+                    Some(k) => format!("{k} of a hop must be a text (a name)"),
+                    None if hops.iter().any(|hop| !hop.is_table()) => {
+                        "each hop must be { table = ..., key = ..., value = ... }".to_owned()
+                    }
+                    None => continue,
+                },
+            },
             "replace" => match value.as_table() {
                 None => "must be a table of column = \"text\"".to_owned(),
                 Some(table) => match table.iter().find(|(_, v)| !v.is_str()) {
@@ -251,6 +362,7 @@ fn problem(error: toml::de::Error) -> String {
 struct RawDelete {
     table: String,
     column: String,
+    via: Option<Vec<RawHop>>,
 }
 
 #[derive(Deserialize)]
@@ -258,10 +370,49 @@ struct RawDelete {
 struct RawRedact {
     table: String,
     column: String,
+    via: Option<Vec<RawHop>>,
     #[serde(default)]
     null: Vec<String>,
     #[serde(default)]
     replace: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHop {
+    table: String,
+    key: String,
+    value: String,
+}
+
+/// The hops of an entry on `table`, validated.
+fn hops(table: &Identifier, raw: Option<Vec<RawHop>>) -> Result<Vec<Hop>, String> {
+    let Some(raw) = raw else {
+        return Ok(Vec::new());
+    };
+    if raw.is_empty() || raw.len() > MAX_HOPS {
+        return Err(format!(
+            "via: give 1 to {MAX_HOPS} hops, not {}; leave it out when the column holds the user id",
+            raw.len()
+        ));
+    }
+    let mut hops = Vec::with_capacity(raw.len());
+    for (i, hop) in raw.into_iter().enumerate() {
+        let hop = Hop {
+            table: identifier("via table", &hop.table)?,
+            key: identifier("via key", &hop.key)?,
+            value: identifier("via value", &hop.value)?,
+        };
+        if &hop.table == table {
+            return Err(format!(
+                "via: hop {} goes through {table}, the entry's own table; MySQL refuses a \
+                 statement that reads the table it changes (error 1093)",
+                i + 1
+            ));
+        }
+        hops.push(hop);
+    }
+    Ok(hops)
 }
 
 fn identifier(key: &str, value: &str) -> Result<Identifier, String> {
@@ -270,9 +421,11 @@ fn identifier(key: &str, value: &str) -> Result<Identifier, String> {
 
 impl RawDelete {
     fn validate(self) -> Result<Entry, String> {
+        let table = identifier("table", &self.table)?;
         Ok(Entry {
-            table: identifier("table", &self.table)?,
             column: identifier("column", &self.column)?,
+            via: hops(&table, self.via)?,
+            table,
             action: Action::Delete,
         })
     }
@@ -308,6 +461,7 @@ impl RawRedact {
             ));
         }
         Ok(Entry {
+            via: hops(&table, self.via)?,
             table,
             column,
             action: Action::Redact { null, replace },
@@ -444,6 +598,190 @@ mod tests {
             );
             assert!(!problem.contains('\n'), "{problem:?}");
         }
+    }
+
+    /// The map of the via example: order items, shipping addresses and
+    /// newsletter rows reached through orders and users.
+    const VIA: &str = r#"
+[[delete]]
+table = "order_item_notes"
+column = "order_item_id"
+via = [
+  { table = "orders", key = "user_id", value = "id" },
+  { table = "order_items", key = "order_id", value = "id" },
+]
+
+[[delete]]
+table = "order_items"
+column = "order_id"
+via = [{ table = "orders", key = "user_id", value = "id" }]
+
+[[redact]]
+table = "shipping"
+column = "order_id"
+via = [{ table = "orders", key = "user_id", value = "id" }]
+null = ["address"]
+
+[[delete]]
+table = "newsletter"
+column = "email"
+via = [{ table = "users", key = "id", value = "email" }]
+
+[[delete]]
+table = "orders"
+column = "user_id"
+
+[[delete]]
+table = "users"
+column = "id"
+"#;
+
+    #[test]
+    fn via_entries_parse_with_their_hops_in_order() {
+        let map = Map::parse("map.toml", VIA).unwrap();
+        let entries = &map.entries()[1..];
+        assert_eq!(entries.len(), 5);
+        let orders = Hop {
+            table: id("orders"),
+            key: id("user_id"),
+            value: id("id"),
+        };
+        assert_eq!(entries[0].via, [orders.clone()]);
+        assert_eq!(entries[0].user_column(), (&id("orders"), &id("user_id")));
+        assert_eq!(
+            entries[1].action,
+            Action::Redact {
+                null: vec![id("address")],
+                replace: vec![]
+            }
+        );
+        assert_eq!(entries[2].user_column(), (&id("users"), &id("id")));
+        assert_eq!(
+            map.entries()[0].via,
+            [
+                orders,
+                Hop {
+                    table: id("order_items"),
+                    key: id("order_id"),
+                    value: id("id"),
+                }
+            ]
+        );
+        assert!(entries[3].via.is_empty());
+        assert_eq!(entries[3].user_column(), (&id("orders"), &id("user_id")));
+        assert_eq!(map.users_table(), &id("users"));
+    }
+
+    #[test]
+    fn each_bad_via_is_named_with_its_entry() {
+        let entry = |via: &str| {
+            format!("[[delete]]\ntable = \"order_items\"\ncolumn = \"order_id\"\nvia = {via}\n")
+        };
+        let hop = r#"{ table = "orders", key = "user_id", value = "id" }"#;
+        let five = format!("[{}]", [hop; 5].join(", "));
+        let cases = [
+            (entry("[]"), "via: give 1 to 4 hops, not 0"),
+            (entry(&five), "via: give 1 to 4 hops, not 5"),
+            (
+                entry(r#"[{ table = "order_items", key = "user_id", value = "id" }]"#),
+                "via: hop 1 goes through order_items, the entry's own table",
+            ),
+            (
+                entry(r#"[{ table = "orders", key = "user_id" }]"#),
+                "missing field `value`",
+            ),
+            (
+                entry(r#"[{ table = "orders", key = "user_id", value = "id", on = "x" }]"#),
+                "unknown field `on`",
+            ),
+            (
+                entry(r#"[{ table = "orders", key = "user_id", value = 5 }]"#),
+                "via: value of a hop must be a text",
+            ),
+            (entry(r#""orders""#), "via: must be a list of hops"),
+            (entry(r#"["orders"]"#), "via: each hop must be"),
+            (
+                entry(r#"[{ table = "orders", key = "user id", value = "id" }]"#),
+                "via key: \"user id\" is not a plain SQL identifier",
+            ),
+        ];
+        for (text, expected) in cases {
+            let problem = problem(&text);
+            assert!(
+                problem.starts_with("map.toml: entry 1 ([[delete]] order_items, line 1): "),
+                "{problem}"
+            );
+            assert!(
+                problem.contains(expected),
+                "{text:?}\n gave: {problem}\n want: {expected}"
+            );
+            assert!(!problem.contains('\n'), "{problem:?}");
+        }
+    }
+
+    #[test]
+    fn an_entry_that_an_earlier_one_leaves_nothing_to_find_is_refused() {
+        let delete = |table: &str, column: &str, via: &str| {
+            format!("[[delete]]\ntable = \"{table}\"\ncolumn = \"{column}\"\n{via}\n")
+        };
+        let via_orders = r#"via = [{ table = "orders", key = "user_id", value = "id" }]"#;
+        let via_users = r#"via = [{ table = "users", key = "id", value = "email" }]"#;
+        let redact_orders = |columns: &str| {
+            format!("[[redact]]\ntable = \"orders\"\ncolumn = \"user_id\"\nnull = [{columns}]\n")
+        };
+        let cases = [
+            (
+                delete("orders", "user_id", "") + &delete("order_items", "order_id", via_orders),
+                "map.toml: entry 2 ([[delete]] order_items, line 5): its via goes through orders, \
+                 whose rows are deleted by entry 1 ([[delete]] orders, line 1), which runs before it",
+            ),
+            (
+                delete("users", "id", "") + &delete("newsletter", "email", via_users),
+                "map.toml: entry 2 ([[delete]] newsletter, line 5): its via goes through users, \
+                 whose rows are deleted by entry 1 ([[delete]] users, line 1)",
+            ),
+            (
+                redact_orders("\"id\"") + &delete("order_items", "order_id", via_orders),
+                "map.toml: entry 2 ([[delete]] order_items, line 5): its via goes through \
+                 orders.id, which is redacted by entry 1 ([[redact]] orders, line 1)",
+            ),
+            (
+                // Two hops: the second goes through a table deleted before.
+                delete("order_items", "order_id", via_orders)
+                    + &delete(
+                        "order_item_notes",
+                        "order_item_id",
+                        r#"via = [{ table = "orders", key = "user_id", value = "id" }, { table = "order_items", key = "order_id", value = "id" }]"#,
+                    ),
+                "map.toml: entry 2 ([[delete]] order_item_notes, line 5): its via goes through \
+                 order_items, whose rows are deleted by entry 1 ([[delete]] order_items, line 1)",
+            ),
+            (
+                redact_orders("\"note\"") + &delete("orders", "note", ""),
+                "map.toml: entry 2 ([[delete]] orders, line 5): its column orders.note is redacted \
+                 by entry 1 ([[redact]] orders, line 1)",
+            ),
+            (
+                delete("order_items", "order_id", via_orders)
+                    + &delete("order_items", "order_id", via_orders),
+                "map.toml: entry 2 ([[delete]] order_items, line 5): order_items.order_id through \
+                 the same via is already in an earlier entry",
+            ),
+        ];
+        for (text, expected) in cases {
+            let problem = problem(&text);
+            assert!(
+                problem.starts_with(expected),
+                "{text}\n gave: {problem}\n want: {expected}"
+            );
+        }
+        // In the right order, and a redaction of other columns, all is well.
+        let good = delete("order_items", "order_id", via_orders)
+            + &redact_orders("\"note\"")
+            + &delete("order_items", "order_id", via_users)
+            + &delete("users", "id", "");
+        let map = Map::parse("map.toml", &good).unwrap();
+        assert_eq!(map.entries().len(), 4);
     }
 
     #[test]
