@@ -646,7 +646,7 @@ column = "id"
             key: id("user_id"),
             value: id("id"),
         };
-        assert_eq!(entries[0].via, [orders.clone()]);
+        assert_eq!(entries[0].via, std::slice::from_ref(&orders));
         assert_eq!(entries[0].user_column(), (&id("orders"), &id("user_id")));
         assert_eq!(
             entries[1].action,
