@@ -49,11 +49,12 @@ fn record_columns() -> String {
     RECORD_COLUMNS.map(quote).join(", ")
 }
 
-/// `WHERE `c` IN (1,2,3)`, the ids written as the column holds them; `None`
-/// when no id can match (ids above a signed column's range).
-fn where_in(column: &Identifier, kind: IdKind, user_ids: &[u64]) -> Option<String> {
+/// `WHERE c IN (1,2,3)` for the column `c` as written, the ids written as the
+/// column holds them; `None` when no id can match (ids above a signed
+/// column's range).
+fn where_in(column: &str, kind: IdKind, user_ids: &[u64]) -> Option<String> {
     let mut sql = String::with_capacity(32 + user_ids.len() * 14);
-    let _ = write!(sql, " WHERE {} IN (", ident(column));
+    let _ = write!(sql, " WHERE {column} IN (");
     let mut listed = 0;
     for id in user_ids {
         if !id_literal(&mut sql, listed, kind, *id) {
@@ -68,7 +69,7 @@ fn where_in(column: &Identifier, kind: IdKind, user_ids: &[u64]) -> Option<Strin
     if kind == IdKind::Text {
         // Under a PAD SPACE or accent-blind collation '1' also equals '1 ' or
         // a full-width '１': only plain ASCII digits are the user's id.
-        let _ = write!(sql, " AND {} REGEXP '^[0-9]+$'", ident(column));
+        let _ = write!(sql, " AND {column} REGEXP '^[0-9]+$'");
     }
     Some(sql)
 }
@@ -105,26 +106,72 @@ fn text_literal(text: &str) -> String {
 
 /// One map entry's statement over the users: `DELETE FROM t WHERE c IN (..)`
 /// or `UPDATE t SET a = NULL, b = '..' WHERE c IN (..)`; `None` when no id
-/// can match.
+/// can match. `kind` is how the column compared with the ids holds them
+/// ([`Entry::user_column`]).
+///
+/// An entry with a `via` joins its hops: `DELETE t0 FROM t AS t0 JOIN h AS h1
+/// ON t0.c = h1.value WHERE h1.key IN (..)`. The multi-table form lets the
+/// server use each hop's index; a single-table `DELETE .. WHERE c IN (SELECT
+/// ..)` gets no semi-join before MariaDB 11.1 or MySQL 8.0.21 and scans, and
+/// locks, the whole table. Every table has an alias, so a table that happens
+/// to be named like one of them cannot be mistaken for it.
 pub fn entry_statement(entry: &Entry, kind: IdKind, user_ids: &[u64]) -> Option<String> {
-    let condition = where_in(&entry.column, kind, user_ids)?;
+    if entry.via.is_empty() {
+        let condition = where_in(&ident(&entry.column), kind, user_ids)?;
+        let table = ident(&entry.table);
+        return Some(match &entry.action {
+            Action::Delete => format!("DELETE FROM {table}{condition}"),
+            Action::Redact { null, replace } => {
+                format!(
+                    "UPDATE {table} SET {}{condition}",
+                    sets(None, null, replace)
+                )
+            }
+        });
+    }
+    let alias = |hop: usize| quote(&format!("h{hop}"));
+    let target = quote("t0");
+    let first = format!("{}.{}", alias(1), ident(&entry.via[0].key));
+    let condition = where_in(&first, kind, user_ids)?;
+    // From the rows back to the user: the target meets the last hop's value,
+    // each hop's key the value of the hop before it.
+    let mut joins = String::new();
+    let mut matched = format!("{target}.{}", ident(&entry.column));
+    for (i, hop) in entry.via.iter().enumerate().rev() {
+        let _ = write!(
+            joins,
+            " JOIN {} AS {a} ON {matched} = {a}.{}",
+            ident(&hop.table),
+            ident(&hop.value),
+            a = alias(i + 1)
+        );
+        matched = format!("{}.{}", alias(i + 1), ident(&hop.key));
+    }
+    let table = ident(&entry.table);
     Some(match &entry.action {
-        Action::Delete => format!("DELETE FROM {}{condition}", ident(&entry.table)),
-        Action::Redact { null, replace } => {
-            let sets: Vec<String> =
-                null.iter()
-                    .map(|column| format!("{} = NULL", ident(column)))
-                    .chain(replace.iter().map(|(column, text)| {
-                        format!("{} = {}", ident(column), text_literal(text))
-                    }))
-                    .collect();
-            format!(
-                "UPDATE {} SET {}{condition}",
-                ident(&entry.table),
-                sets.join(", ")
-            )
-        }
+        Action::Delete => format!("DELETE {target} FROM {table} AS {target}{joins}{condition}"),
+        Action::Redact { null, replace } => format!(
+            "UPDATE {table} AS {target}{joins} SET {}{condition}",
+            sets(Some(&target), null, replace)
+        ),
     })
+}
+
+/// A redaction's `SET` list, each column qualified by `alias` when given.
+fn sets(alias: Option<&str>, null: &[Identifier], replace: &[(Identifier, String)]) -> String {
+    let column = |name: &Identifier| match alias {
+        Some(alias) => format!("{alias}.{}", ident(name)),
+        None => ident(name),
+    };
+    null.iter()
+        .map(|name| format!("{} = NULL", column(name)))
+        .chain(
+            replace
+                .iter()
+                .map(|(name, text)| format!("{} = {}", column(name), text_literal(text))),
+        )
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The erasure record's rows, one per user that its column can hold, and how
@@ -250,6 +297,81 @@ mod tests {
             "UPDATE `invoices` SET `email` = NULL, `name` = _utf8mb4 X'4F27427269656E205C203B' \
              WHERE `customer_id` IN (7)"
         );
+    }
+
+    /// The entry of `text`, a map of one entry.
+    fn entry(text: &str) -> Entry {
+        Map::parse("m.toml", text).unwrap().entries()[0].clone()
+    }
+
+    #[test]
+    fn a_via_entry_joins_each_hop_back_to_the_user() {
+        let items = entry(
+            "[[delete]]\ntable = \"order_items\"\ncolumn = \"order_id\"\n\
+             via = [{ table = \"orders\", key = \"user_id\", value = \"id\" }]\n",
+        );
+        assert_eq!(
+            entry_statement(&items, UNSIGNED, &[3, 9]).as_deref(),
+            Some(
+                "DELETE `t0` FROM `order_items` AS `t0` JOIN `orders` AS `h1` ON `t0`.`order_id` = `h1`.`id` \
+                 WHERE `h1`.`user_id` IN (3,9)"
+            )
+        );
+        let notes = entry(
+            "[[delete]]\ntable = \"order_item_notes\"\ncolumn = \"order_item_id\"\nvia = [\
+             { table = \"orders\", key = \"user_id\", value = \"id\" }, \
+             { table = \"order_items\", key = \"order_id\", value = \"id\" }]\n",
+        );
+        assert_eq!(
+            entry_statement(&notes, UNSIGNED, &[3]).as_deref(),
+            Some(
+                "DELETE `t0` FROM `order_item_notes` AS `t0` \
+                 JOIN `order_items` AS `h2` ON `t0`.`order_item_id` = `h2`.`id` \
+                 JOIN `orders` AS `h1` ON `h2`.`order_id` = `h1`.`id` \
+                 WHERE `h1`.`user_id` IN (3)"
+            )
+        );
+        let hop = |table: &str, key: &str, value: &str| {
+            format!("{{ table = \"{table}\", key = \"{key}\", value = \"{value}\" }}")
+        };
+        let four = entry(&format!(
+            "[[delete]]\ntable = \"d\"\ncolumn = \"c_id\"\nvia = [{}, {}, {}, {}]\n",
+            hop("a", "user_id", "id"),
+            hop("b", "a_id", "id"),
+            hop("c", "b_id", "id"),
+            hop("h1", "x_id", "id"),
+        ));
+        assert_eq!(
+            entry_statement(&four, SIGNED, &[7]).as_deref(),
+            Some(
+                "DELETE `t0` FROM `d` AS `t0` \
+                 JOIN `h1` AS `h4` ON `t0`.`c_id` = `h4`.`id` \
+                 JOIN `c` AS `h3` ON `h4`.`x_id` = `h3`.`id` \
+                 JOIN `b` AS `h2` ON `h3`.`b_id` = `h2`.`id` \
+                 JOIN `a` AS `h1` ON `h2`.`a_id` = `h1`.`id` \
+                 WHERE `h1`.`user_id` IN (7)"
+            )
+        );
+    }
+
+    #[test]
+    fn a_via_redaction_sets_the_target_columns_and_a_text_key_gets_exact_digits() {
+        let shipping = entry(
+            "[[redact]]\ntable = \"shipping\"\ncolumn = \"order_id\"\nnull = [\"address\"]\n\
+             replace = { name = \"x\" }\n\
+             via = [{ table = \"orders\", key = \"user_ref\", value = \"id\" }]\n",
+        );
+        assert_eq!(
+            entry_statement(&shipping, IdKind::Text, &[1, 20]).as_deref(),
+            Some(
+                "UPDATE `shipping` AS `t0` JOIN `orders` AS `h1` ON `t0`.`order_id` = `h1`.`id` \
+                 SET `t0`.`address` = NULL, `t0`.`name` = _utf8mb4 X'78' \
+                 WHERE `h1`.`user_ref` IN ('1','20') AND `h1`.`user_ref` REGEXP '^[0-9]+$'"
+            )
+        );
+        // No id fits a signed first key: no statement.
+        let big = i64::MAX as u64 + 1;
+        assert_eq!(entry_statement(&shipping, SIGNED, &[big]), None);
     }
 
     #[test]
