@@ -157,9 +157,20 @@ fn session_settings(
 /// Reads what `INFORMATION_SCHEMA` says of the connection's database:
 /// columns, foreign keys and indexes.
 async fn read_schema(conn: &mut Conn) -> anyhow::Result<Schema> {
-    let columns: Vec<(String, String, String, String, String)> = conn
+    type Row = (
+        String,
+        String,
+        String,
+        String,
+        String,
+        Option<u64>,
+        Option<u64>,
+        Option<String>,
+    );
+    let columns: Vec<Row> = conn
         .query(
-            "SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE \
+            "SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, \
+             CHARACTER_MAXIMUM_LENGTH, CHARACTER_OCTET_LENGTH, CHARACTER_SET_NAME \
              FROM INFORMATION_SCHEMA.COLUMNS WHERE TABLE_SCHEMA = DATABASE()",
         )
         .await
@@ -186,14 +197,28 @@ async fn read_schema(conn: &mut Conn) -> anyhow::Result<Schema> {
     Ok(Schema {
         columns: columns
             .into_iter()
-            .map(|(table, column, data_type, column_type, nullable)| {
-                let column_info = Column {
+            .map(
+                |(
+                    table,
+                    column,
                     data_type,
                     column_type,
-                    nullable: nullable.eq_ignore_ascii_case("YES"),
-                };
-                ((table, column), column_info)
-            })
+                    nullable,
+                    max_chars,
+                    max_bytes,
+                    charset,
+                )| {
+                    let column_info = Column {
+                        data_type,
+                        column_type,
+                        nullable: nullable.eq_ignore_ascii_case("YES"),
+                        max_chars,
+                        max_bytes,
+                        charset,
+                    };
+                    ((table, column), column_info)
+                },
+            )
             .collect::<BTreeMap<_, _>>(),
         foreign_keys: foreign_keys
             .into_iter()
