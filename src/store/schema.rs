@@ -2,8 +2,8 @@
 //! (`store` reads it), and the checks made against it before any message is
 //! received: every table and column of the map exists, each id column's type
 //! says how ids are written and which ids it can hold, no `NOT NULL` column
-//! is set to NULL, and the erasure record has its columns and holds every
-//! id the map can erase.
+//! is set to NULL, each `replace` text fits its column as it is, and the
+//! erasure record has its columns and holds every id the map can erase.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -25,6 +25,17 @@ pub struct Column {
     pub max_bytes: Option<u64>,
     /// `CHARACTER_SET_NAME`: `utf8mb4`, `latin1`...; `None` for other types.
     pub charset: Option<String>,
+}
+
+impl Column {
+    /// `varchar(5)`, or `varchar(5) CHARACTER SET latin1` for a text column:
+    /// the type as messages name it.
+    fn describe(&self) -> String {
+        match &self.charset {
+            Some(charset) => format!("{} CHARACTER SET {charset}", self.column_type),
+            None => self.column_type.clone(),
+        }
+    }
 }
 
 /// A foreign key column: `child.column` references `parent.parent_column`.
@@ -87,6 +98,65 @@ fn largest_of_digits(length: u64) -> u64 {
         .map_or(u64::MAX, |bound| bound - 1)
 }
 
+/// Why `text` would not be stored in `column` exactly as it is, if it
+/// would not: too long (in characters, or for a `TEXT` in bytes), a
+/// character the column's character set lacks (for the sets known here;
+/// the job's strict session refuses the rest), trailing spaces a `CHAR`
+/// drops, or a column that is not text at all.
+pub fn text_fit(column: &Column, text: &str) -> Result<(), String> {
+    let data_type = column.data_type.to_ascii_lowercase();
+    if !matches!(
+        data_type.as_str(),
+        "char" | "varchar" | "tinytext" | "text" | "mediumtext" | "longtext"
+    ) {
+        return Err("a replace text can only go into a CHAR, VARCHAR or TEXT column".to_owned());
+    }
+    let chars = text.chars().count() as u64;
+    if let Some(max) = column.max_chars.filter(|max| chars > *max) {
+        return Err(format!("it holds {max} characters"));
+    }
+    if data_type == "char" && text.ends_with(' ') {
+        return Err("a CHAR column drops trailing spaces".to_owned());
+    }
+    let Some(charset) = &column.charset else {
+        return Ok(());
+    };
+    let (bytes, lacking) = match charset.to_ascii_lowercase().as_str() {
+        "utf8mb4" => (text.len() as u64, None),
+        // Three bytes at most: no emoji, nothing beyond the Basic Multilingual Plane.
+        "utf8mb3" | "utf8" => (text.len() as u64, text.chars().find(|c| c.len_utf8() > 3)),
+        "ascii" => (chars, text.chars().find(|c| !c.is_ascii())),
+        "latin1" => (chars, text.chars().find(|c| !in_latin1(*c))),
+        _ => return Ok(()),
+    };
+    if let Some(c) = lacking {
+        return Err(format!(
+            "its character set {charset} cannot hold U+{:04X}",
+            u32::from(c)
+        ));
+    }
+    if let Some(max) = column.max_bytes.filter(|max| bytes > *max) {
+        return Err(format!(
+            "it holds {max} bytes, and the text is {bytes} in {charset}"
+        ));
+    }
+    Ok(())
+}
+
+/// MySQL's `latin1`, which is Windows-1252 with its five unassigned bytes
+/// kept as the C1 controls they stand for: every character of one byte.
+fn in_latin1(c: char) -> bool {
+    // Bytes 0x80 to 0x9F, but for 0x81, 0x8D, 0x8F, 0x90 and 0x9D.
+    const WINDOWS_1252: [char; 27] = [
+        '\u{20AC}', '\u{201A}', '\u{0192}', '\u{201E}', '\u{2026}', '\u{2020}', '\u{2021}',
+        '\u{02C6}', '\u{2030}', '\u{0160}', '\u{2039}', '\u{0152}', '\u{017D}', '\u{2018}',
+        '\u{2019}', '\u{201C}', '\u{201D}', '\u{2022}', '\u{2013}', '\u{2014}', '\u{02DC}',
+        '\u{2122}', '\u{0161}', '\u{203A}', '\u{0153}', '\u{017E}', '\u{0178}',
+    ];
+    matches!(u32::from(c), 0..=0x7F | 0x81 | 0x8D | 0x8F | 0x90 | 0x9D | 0xA0..=0xFF)
+        || WINDOWS_1252.contains(&c)
+}
+
 /// What the checks found usable: each entry's id kind, and the record's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checked {
@@ -136,9 +206,20 @@ impl Schema {
                         ));
                     }
                 }
-                for (name, _) in replace {
-                    self.column(&entry.table, name)
+                for (name, text) in replace {
+                    let column = self
+                        .column(&entry.table, name)
                         .ok_or_else(|| missing(name))?;
+                    text_fit(column, text).map_err(|why| {
+                        format!(
+                            "{}: the replace text of {} ({} characters) does not fit its type, \
+                             {}: {why}",
+                            at(),
+                            sql::column(&entry.table, name),
+                            text.chars().count(),
+                            column.describe()
+                        )
+                    })?;
                 }
             }
             entries.push(kind);
@@ -222,6 +303,18 @@ mod tests {
             max_chars: length.filter(|_| text),
             max_bytes: length.filter(|_| text).map(|n| 4 * n),
             charset: text.then(|| "utf8mb4".into()),
+        }
+    }
+
+    /// A text column in this character set, holding so many characters and bytes.
+    fn text(column_type: &str, chars: u64, bytes: u64, charset: &str) -> Column {
+        Column {
+            data_type: column_type.split('(').next().unwrap().into(),
+            column_type: column_type.into(),
+            nullable: true,
+            max_chars: Some(chars),
+            max_bytes: Some(bytes),
+            charset: Some(charset.into()),
         }
     }
 
@@ -457,6 +550,97 @@ mod tests {
             assert!(
                 problem.contains("every id of `sessions`.`user_id` (bigint(20) unsigned)"),
                 "{problem}"
+            );
+        }
+    }
+
+    /// The example's `name`, replaced by `text`, as this column.
+    fn replacing(name: Column, text: &str) -> Result<Checked, String> {
+        let mut schema = example();
+        schema
+            .columns
+            .insert(("invoices".into(), "name".into()), name);
+        let map = Map::parse(
+            "m.toml",
+            &format!(
+                "[[redact]]\ntable = \"invoices\"\ncolumn = \"customer_id\"\nreplace = {{ name = {text:?} }}\n"
+            ),
+        )
+        .unwrap();
+        schema.check(&map, None)
+    }
+
+    #[test]
+    fn a_replace_text_must_fit_its_column_as_it_is() {
+        let problem = replacing(text("varchar(5)", 5, 5, "latin1"), "erased user").unwrap_err();
+        assert_eq!(
+            problem,
+            "entry 1 ([[redact]] invoices): the replace text of `invoices`.`name` (11 characters) \
+             does not fit its type, varchar(5) CHARACTER SET latin1: it holds 5 characters"
+        );
+        assert!(replacing(text("varchar(11)", 11, 11, "latin1"), "erased user").is_ok());
+
+        let refused = [
+            (
+                text("varchar(20)", 20, 20, "latin1"),
+                "gelöscht →",
+                "latin1 cannot hold U+2192",
+            ),
+            (
+                text("varchar(20)", 20, 20, "ascii"),
+                "gelöscht",
+                "ascii cannot hold U+00F6",
+            ),
+            (
+                text("varchar(20)", 20, 60, "utf8mb3"),
+                "erased 🙂",
+                "utf8mb3 cannot hold U+1F642",
+            ),
+            (
+                text("char(20)", 20, 80, "utf8mb4"),
+                "erased ",
+                "a CHAR column drops trailing spaces",
+            ),
+            (
+                text("text", 65_535, 65_535, "utf8mb4"),
+                &"🙂".repeat(20_000),
+                "it holds 65535 bytes, and the text is 80000 in utf8mb4",
+            ),
+            (
+                column("int", "int(11)", true),
+                "0",
+                "only go into a CHAR, VARCHAR or TEXT column",
+            ),
+            (
+                column("varbinary", "varbinary(20)", true),
+                "x",
+                "only go into a CHAR, VARCHAR or TEXT column",
+            ),
+        ];
+        for (name, replacement, why) in &refused {
+            let problem = replacing(name.clone(), replacement).unwrap_err();
+            assert!(problem.ends_with(why), "{problem}");
+        }
+
+        let kept = [
+            // Windows-1252, as MySQL's latin1 is.
+            (text("varchar(20)", 20, 20, "latin1"), "gelöscht – €"),
+            (text("varchar(20)", 20, 60, "utf8mb3"), "gelöscht → ✓"),
+            (text("varchar(20)", 20, 80, "utf8mb4"), "erased 🙂"),
+            (text("char(20)", 20, 80, "utf8mb4"), " erased"),
+            (
+                text("text", 65_535, 65_535, "utf8mb4"),
+                &"🙂".repeat(16_383),
+            ),
+            (text("tinytext", 255, 255, "latin1"), "erased user"),
+            // A character set not known here: the strict session refuses
+            // what it cannot hold.
+            (text("varchar(20)", 20, 20, "greek"), "erased"),
+        ];
+        for (name, replacement) in &kept {
+            assert!(
+                replacing(name.clone(), replacement).is_ok(),
+                "{replacement} in {name:?}"
             );
         }
     }
