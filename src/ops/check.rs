@@ -217,6 +217,9 @@ mod tests {
             data_type: "bigint".into(),
             column_type: "bigint(20) unsigned".into(),
             nullable: true,
+            max_chars: None,
+            max_bytes: None,
+            charset: None,
         }
     }
 

@@ -102,6 +102,12 @@ async fn open(database: &Database) -> anyhow::Result<Conn> {
     Ok(conn)
 }
 
+/// Adds strict mode to the session's modes; `NULLIF` because a server
+/// without any mode has `''`, and MySQL and MariaDB refuse an empty name in
+/// the list.
+const STRICT_SQL_MODE: &str =
+    "SET SESSION sql_mode = CONCAT_WS(',', NULLIF(@@SESSION.sql_mode, ''), 'STRICT_ALL_TABLES')";
+
 /// One statement that sets up the job's session, and what to warn about.
 #[derive(Debug, PartialEq, Eq)]
 struct SessionSetting {
@@ -109,8 +115,13 @@ struct SessionSetting {
     warning: Option<String>,
 }
 
-/// The isolation level and statement timeout for this server (pure: it only
-/// reads what the server said of itself).
+/// The isolation level, the SQL mode and the statement timeout for this
+/// server (pure: it only reads what the server said of itself).
+///
+/// The session is strict (`STRICT_ALL_TABLES`, added to the server's own
+/// modes, which stay): a value a column cannot hold is an error, never a
+/// truncated or clamped value and a warning, whatever the server's
+/// `sql_mode` (many older installations run without a strict mode).
 ///
 /// READ COMMITTED takes no gap locks on ids that are gone already, so
 /// concurrent runs do not block each other. But a server that writes its
@@ -142,6 +153,10 @@ fn session_settings(
             warning: None,
         });
     }
+    settings.push(SessionSetting {
+        sql: STRICT_SQL_MODE.to_owned(),
+        warning: None,
+    });
     if version.contains("MariaDB") {
         settings.push(SessionSetting {
             sql: format!(
@@ -157,9 +172,20 @@ fn session_settings(
 /// Reads what `INFORMATION_SCHEMA` says of the connection's database:
 /// columns, foreign keys and indexes.
 async fn read_schema(conn: &mut Conn) -> anyhow::Result<Schema> {
-    let columns: Vec<(String, String, String, String, String)> = conn
+    type Row = (
+        String,
+        String,
+        String,
+        String,
+        String,
+        Option<u64>,
+        Option<u64>,
+        Option<String>,
+    );
+    let columns: Vec<Row> = conn
         .query(
-            "SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE \
+            "SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, \
+             CHARACTER_MAXIMUM_LENGTH, CHARACTER_OCTET_LENGTH, CHARACTER_SET_NAME \
              FROM INFORMATION_SCHEMA.COLUMNS WHERE TABLE_SCHEMA = DATABASE()",
         )
         .await
@@ -186,14 +212,28 @@ async fn read_schema(conn: &mut Conn) -> anyhow::Result<Schema> {
     Ok(Schema {
         columns: columns
             .into_iter()
-            .map(|(table, column, data_type, column_type, nullable)| {
-                let column_info = Column {
+            .map(
+                |(
+                    table,
+                    column,
                     data_type,
                     column_type,
-                    nullable: nullable.eq_ignore_ascii_case("YES"),
-                };
-                ((table, column), column_info)
-            })
+                    nullable,
+                    max_chars,
+                    max_bytes,
+                    charset,
+                )| {
+                    let column_info = Column {
+                        data_type,
+                        column_type,
+                        nullable: nullable.eq_ignore_ascii_case("YES"),
+                        max_chars,
+                        max_bytes,
+                        charset,
+                    };
+                    ((table, column), column_info)
+                },
+            )
             .collect::<BTreeMap<_, _>>(),
         foreign_keys: foreign_keys
             .into_iter()
@@ -499,6 +539,8 @@ mod tests {
             plain.iter().map(|s| s.sql.as_str()).collect::<Vec<_>>(),
             [
                 "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
+                "SET SESSION sql_mode = CONCAT_WS(',', NULLIF(@@SESSION.sql_mode, ''), \
+                 'STRICT_ALL_TABLES')",
                 "SET SESSION max_statement_time = 60"
             ]
         );
@@ -518,9 +560,15 @@ mod tests {
         // No binary log: STATEMENT is not in force.
         let unlogged = session_settings("10.11.6-MariaDB", false, "STATEMENT", minute);
         assert!(unlogged[0].sql.ends_with("READ COMMITTED"));
-        // MySQL has no statement timeout for DELETE or UPDATE.
+        // MySQL has no statement timeout for DELETE or UPDATE; it is strict too.
         let mysql = session_settings("8.0.36", true, "ROW", minute);
-        assert_eq!(mysql.len(), 1);
+        assert_eq!(
+            mysql.iter().map(|s| s.sql.as_str()).collect::<Vec<_>>(),
+            [
+                "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
+                STRICT_SQL_MODE
+            ]
+        );
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! What the database's `INFORMATION_SCHEMA` says of its tables, as plain data
 //! (`store` reads it), and the checks made against it before any message is
 //! received: every table and column of the map exists, each id column's type
-//! says how ids are written, no `NOT NULL` column is set to NULL, and the
-//! erasure record has its columns.
+//! says how ids are written and which ids it can hold, no `NOT NULL` column
+//! is set to NULL, each `replace` text fits its column as it is, and the
+//! erasure record has its columns and holds every id the map can erase.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -17,6 +18,24 @@ pub struct Column {
     /// `COLUMN_TYPE`: `bigint(20) unsigned`...
     pub column_type: String,
     pub nullable: bool,
+    /// `CHARACTER_MAXIMUM_LENGTH`: the characters a text column holds
+    /// (`TEXT`'s is its limit in bytes); `None` for other types.
+    pub max_chars: Option<u64>,
+    /// `CHARACTER_OCTET_LENGTH`: the bytes a text column holds.
+    pub max_bytes: Option<u64>,
+    /// `CHARACTER_SET_NAME`: `utf8mb4`, `latin1`...; `None` for other types.
+    pub charset: Option<String>,
+}
+
+impl Column {
+    /// `varchar(5)`, or `varchar(5) CHARACTER SET latin1` for a text column:
+    /// the type as messages name it.
+    fn describe(&self) -> String {
+        match &self.charset {
+            Some(charset) => format!("{} CHARACTER SET {charset}", self.column_type),
+            None => self.column_type.clone(),
+        }
+    }
 }
 
 /// A foreign key column: `child.column` references `parent.parent_column`.
@@ -40,20 +59,102 @@ pub struct Schema {
     pub indexed: BTreeSet<(String, String)>,
 }
 
-/// How `column` holds ids, or why user ids cannot be matched in it.
+/// How `column` holds ids and the largest it can hold (user ids are at
+/// least 1), or why user ids cannot be matched in it.
 fn id_kind(column: &Column) -> Result<IdKind, String> {
-    match column.data_type.to_ascii_lowercase().as_str() {
-        "tinyint" | "smallint" | "mediumint" | "int" | "integer" | "bigint" => {
-            Ok(IdKind::Integer {
-                signed: !column.column_type.to_ascii_lowercase().contains("unsigned"),
-            })
+    let data_type = column.data_type.to_ascii_lowercase();
+    let unsigned = column.column_type.to_ascii_lowercase().contains("unsigned");
+    let (signed_max, unsigned_max) = match data_type.as_str() {
+        "tinyint" => (i8::MAX as u64, u8::MAX as u64),
+        "smallint" => (i16::MAX as u64, u16::MAX as u64),
+        "mediumint" => ((1 << 23) - 1, (1 << 24) - 1),
+        "int" | "integer" => (i32::MAX as u64, u32::MAX as u64),
+        "bigint" => (i64::MAX as u64, u64::MAX),
+        "char" | "varchar" => {
+            let length = column
+                .max_chars
+                .ok_or("INFORMATION_SCHEMA gives it no length")?;
+            return Ok(IdKind::Text {
+                max: largest_of_digits(length),
+            });
         }
-        "char" | "varchar" => Ok(IdKind::Text),
-        other => Err(format!(
-            "its type is {other}; user ids can only be matched exactly in an integer, \
-             CHAR or VARCHAR column"
-        )),
+        other => {
+            return Err(format!(
+                "its type is {other}; user ids can only be matched exactly in an integer, \
+                 CHAR or VARCHAR column"
+            ));
+        }
+    };
+    Ok(IdKind::Integer {
+        max: if unsigned { unsigned_max } else { signed_max },
+    })
+}
+
+/// The largest id written in at most `length` digits (`u64::MAX` has 20).
+fn largest_of_digits(length: u64) -> u64 {
+    u32::try_from(length)
+        .ok()
+        .and_then(|length| 10u64.checked_pow(length))
+        .map_or(u64::MAX, |bound| bound - 1)
+}
+
+/// Why `text` would not be stored in `column` exactly as it is, if it
+/// would not: too long (in characters, or for a `TEXT` in bytes), a
+/// character the column's character set lacks (for the sets known here;
+/// the job's strict session refuses the rest), trailing spaces a `CHAR`
+/// drops, or a column that is not text at all.
+pub fn text_fit(column: &Column, text: &str) -> Result<(), String> {
+    let data_type = column.data_type.to_ascii_lowercase();
+    if !matches!(
+        data_type.as_str(),
+        "char" | "varchar" | "tinytext" | "text" | "mediumtext" | "longtext"
+    ) {
+        return Err("a replace text can only go into a CHAR, VARCHAR or TEXT column".to_owned());
     }
+    let chars = text.chars().count() as u64;
+    if let Some(max) = column.max_chars.filter(|max| chars > *max) {
+        return Err(format!("it holds {max} characters"));
+    }
+    if data_type == "char" && text.ends_with(' ') {
+        return Err("a CHAR column drops trailing spaces".to_owned());
+    }
+    let Some(charset) = &column.charset else {
+        return Ok(());
+    };
+    let (bytes, lacking) = match charset.to_ascii_lowercase().as_str() {
+        "utf8mb4" => (text.len() as u64, None),
+        // Three bytes at most: no emoji, nothing beyond the Basic Multilingual Plane.
+        "utf8mb3" | "utf8" => (text.len() as u64, text.chars().find(|c| c.len_utf8() > 3)),
+        "ascii" => (chars, text.chars().find(|c| !c.is_ascii())),
+        "latin1" => (chars, text.chars().find(|c| !in_latin1(*c))),
+        _ => return Ok(()),
+    };
+    if let Some(c) = lacking {
+        return Err(format!(
+            "its character set {charset} cannot hold U+{:04X}",
+            u32::from(c)
+        ));
+    }
+    if let Some(max) = column.max_bytes.filter(|max| bytes > *max) {
+        return Err(format!(
+            "it holds {max} bytes, and the text is {bytes} in {charset}"
+        ));
+    }
+    Ok(())
+}
+
+/// MySQL's `latin1`, which is Windows-1252 with its five unassigned bytes
+/// kept as the C1 controls they stand for: every character of one byte.
+fn in_latin1(c: char) -> bool {
+    // Bytes 0x80 to 0x9F, but for 0x81, 0x8D, 0x8F, 0x90 and 0x9D.
+    const WINDOWS_1252: [char; 27] = [
+        '\u{20AC}', '\u{201A}', '\u{0192}', '\u{201E}', '\u{2026}', '\u{2020}', '\u{2021}',
+        '\u{02C6}', '\u{2030}', '\u{0160}', '\u{2039}', '\u{0152}', '\u{017D}', '\u{2018}',
+        '\u{2019}', '\u{201C}', '\u{201D}', '\u{2022}', '\u{2013}', '\u{2014}', '\u{02DC}',
+        '\u{2122}', '\u{0161}', '\u{203A}', '\u{0153}', '\u{017E}', '\u{0178}',
+    ];
+    matches!(u32::from(c), 0..=0x7F | 0x81 | 0x8D | 0x8F | 0x90 | 0x9D | 0xA0..=0xFF)
+        || WINDOWS_1252.contains(&c)
 }
 
 /// What the checks found usable: each entry's id kind, and the record's.
@@ -105,35 +206,81 @@ impl Schema {
                         ));
                     }
                 }
-                for (name, _) in replace {
-                    self.column(&entry.table, name)
+                for (name, text) in replace {
+                    let column = self
+                        .column(&entry.table, name)
                         .ok_or_else(|| missing(name))?;
+                    text_fit(column, text).map_err(|why| {
+                        format!(
+                            "{}: the replace text of {} ({} characters) does not fit its type, \
+                             {}: {why}",
+                            at(),
+                            sql::column(&entry.table, name),
+                            text.chars().count(),
+                            column.describe()
+                        )
+                    })?;
                 }
             }
             entries.push(kind);
         }
         let record = match record {
             None => None,
-            Some(table) => {
-                let mut kind = None;
-                for name in RECORD_COLUMNS {
-                    let name = Identifier::parse(name).map_err(|e| e.to_string())?;
-                    let column = self.column(table, &name).ok_or_else(|| {
-                        format!(
-                            "the erasure record {} does not exist; create it as the README says",
-                            sql::column(table, &name)
-                        )
-                    })?;
-                    if name.as_str() == "user_id" {
-                        kind = Some(id_kind(column).map_err(|why| {
-                            format!("the erasure record's user_id cannot be used: {why}")
-                        })?);
-                    }
-                }
-                kind
-            }
+            Some(table) => Some(self.check_record(map, &entries, table)?),
         };
         Ok(Checked { entries, record })
+    }
+
+    /// The record has its columns, and its `user_id` holds every id that an
+    /// entry's id column can hold: what could be erased can be recorded, and
+    /// never as another number.
+    fn check_record(
+        &self,
+        map: &Map,
+        entries: &[IdKind],
+        table: &Identifier,
+    ) -> Result<IdKind, String> {
+        let mut user_id = None;
+        for name in RECORD_COLUMNS {
+            let name = Identifier::parse(name).map_err(|e| e.to_string())?;
+            let column = self.column(table, &name).ok_or_else(|| {
+                format!(
+                    "the erasure record {} does not exist; create it as the README says",
+                    sql::column(table, &name)
+                )
+            })?;
+            if name.as_str() == "user_id" {
+                user_id = Some((name, column));
+            }
+        }
+        let Some((name, column)) = user_id else {
+            return Err("the erasure record has no user_id column".to_owned());
+        };
+        let kind = id_kind(column)
+            .map_err(|why| format!("the erasure record's user_id cannot be used: {why}"))?;
+        // The widest id column, the first of them if several are as wide.
+        let widest = map
+            .entries()
+            .iter()
+            .zip(entries)
+            .rev()
+            .max_by_key(|(_, entry)| entry.max());
+        if let Some((entry, entry_kind)) = widest.filter(|(_, e)| e.max() > kind.max()) {
+            let id_column = sql::column(&entry.table, &entry.column);
+            let id_type = self
+                .column(&entry.table, &entry.column)
+                .map_or("?", |column| column.column_type.as_str());
+            return Err(format!(
+                "the erasure record's {} ({}) cannot hold every id of {id_column} ({id_type}): \
+                 it holds ids up to {}, that column up to {}; give user_id a type as wide \
+                 as {id_column}'s",
+                sql::column(table, &name),
+                column.column_type,
+                kind.max(),
+                entry_kind.max(),
+            ));
+        }
+        Ok(kind)
     }
 }
 
@@ -141,11 +288,33 @@ impl Schema {
 mod tests {
     use super::*;
 
+    /// A column as `INFORMATION_SCHEMA` has it; a `CHAR`/`VARCHAR` in utf8mb4,
+    /// its length read from the column type.
     fn column(data_type: &str, column_type: &str, nullable: bool) -> Column {
+        let length: Option<u64> = column_type
+            .split_once('(')
+            .and_then(|(_, rest)| rest.split_once(')'))
+            .and_then(|(n, _)| n.parse().ok());
+        let text = matches!(data_type, "char" | "varchar");
         Column {
             data_type: data_type.into(),
             column_type: column_type.into(),
             nullable,
+            max_chars: length.filter(|_| text),
+            max_bytes: length.filter(|_| text).map(|n| 4 * n),
+            charset: text.then(|| "utf8mb4".into()),
+        }
+    }
+
+    /// A text column in this character set, holding so many characters and bytes.
+    fn text(column_type: &str, chars: u64, bytes: u64, charset: &str) -> Column {
+        Column {
+            data_type: column_type.split('(').next().unwrap().into(),
+            column_type: column_type.into(),
+            nullable: true,
+            max_chars: Some(chars),
+            max_bytes: Some(bytes),
+            charset: Some(charset.into()),
         }
     }
 
@@ -159,7 +328,10 @@ mod tests {
         }
     }
 
-    const UNSIGNED: IdKind = IdKind::Integer { signed: false };
+    const UNSIGNED: IdKind = IdKind::Integer { max: u64::MAX };
+    const INT: IdKind = IdKind::Integer {
+        max: i32::MAX as u64,
+    };
 
     fn example() -> Schema {
         schema(&[
@@ -209,7 +381,7 @@ mod tests {
         assert_eq!(
             checked,
             Checked {
-                entries: vec![UNSIGNED, IdKind::Text, IdKind::Integer { signed: true }],
+                entries: vec![UNSIGNED, IdKind::Text { max: u64::MAX }, INT],
                 record: Some(UNSIGNED),
             }
         );
@@ -264,15 +436,15 @@ mod tests {
             id_kind(&column("bigint", "bigint(20) unsigned", false)),
             Ok(UNSIGNED)
         );
-        assert_eq!(
-            id_kind(&column("INT", "int(11)", false)),
-            Ok(IdKind::Integer { signed: true })
-        );
+        assert_eq!(id_kind(&column("INT", "int(11)", false)), Ok(INT));
         assert_eq!(
             id_kind(&column("varchar", "varchar(20)", false)),
-            Ok(IdKind::Text)
+            Ok(IdKind::Text { max: u64::MAX })
         );
-        assert_eq!(id_kind(&column("char", "char(8)", false)), Ok(IdKind::Text));
+        assert_eq!(
+            id_kind(&column("char", "char(8)", false)),
+            Ok(IdKind::Text { max: 99_999_999 })
+        );
         for refused in [
             "decimal",
             "date",
@@ -285,6 +457,191 @@ mod tests {
         ] {
             let why = id_kind(&column(refused, refused, false)).unwrap_err();
             assert!(why.contains(refused), "{why}");
+        }
+    }
+
+    #[test]
+    fn each_id_column_holds_the_ids_of_its_type() {
+        let max = |data_type: &str, column_type: &str| {
+            id_kind(&column(data_type, column_type, false))
+                .unwrap()
+                .max()
+        };
+        let integers = [
+            ("tinyint", "tinyint(4)", 127),
+            ("tinyint", "tinyint(3) unsigned", 255),
+            ("smallint", "smallint(6)", 32_767),
+            ("smallint", "smallint(5) unsigned", 65_535),
+            ("mediumint", "mediumint(9)", 8_388_607),
+            ("mediumint", "mediumint(8) unsigned", 16_777_215),
+            ("int", "int(11)", 2_147_483_647),
+            ("int", "int unsigned", 4_294_967_295),
+            ("bigint", "bigint(20)", 9_223_372_036_854_775_807),
+            ("bigint", "bigint(20) unsigned zerofill", u64::MAX),
+        ];
+        for (data_type, column_type, expected) in integers {
+            assert_eq!(max(data_type, column_type), expected, "{column_type}");
+        }
+        // Exact digits, as many as the length allows: u64::MAX has 20.
+        assert_eq!(max("varchar", "varchar(10)"), 9_999_999_999);
+        assert_eq!(max("varchar", "varchar(19)"), 9_999_999_999_999_999_999);
+        assert_eq!(max("varchar", "varchar(20)"), u64::MAX);
+        assert_eq!(max("char", "char(255)"), u64::MAX);
+        assert_eq!(max("char", "char(1)"), 9);
+    }
+
+    /// The example with the record's user_id of this type.
+    fn record_of(data_type: &str, column_type: &str) -> Schema {
+        let mut schema = example();
+        schema.columns.insert(
+            ("erased".into(), "user_id".into()),
+            column(data_type, column_type, false),
+        );
+        schema
+    }
+
+    #[test]
+    fn the_record_holds_every_id_the_map_can_erase() {
+        let single = Map::single(id("users"), id("id"));
+        let mut bigint_users = record_of("int", "int(11)");
+        bigint_users.columns.insert(
+            ("users".into(), "id".into()),
+            column("bigint", "bigint(20) unsigned", false),
+        );
+        let problem = bigint_users
+            .check(&single, Some(&id("erased")))
+            .unwrap_err();
+        assert_eq!(
+            problem,
+            "the erasure record's `erased`.`user_id` (int(11)) cannot hold every id of \
+             `users`.`id` (bigint(20) unsigned): it holds ids up to 2147483647, that column up \
+             to 18446744073709551615; give user_id a type as wide as `users`.`id`'s"
+        );
+
+        // users.id is an INT in the example.
+        let holds = |data_type: &str, column_type: &str, map: &Map| {
+            record_of(data_type, column_type)
+                .check(map, Some(&id("erased")))
+                .map(|checked| checked.record.unwrap().max())
+        };
+        assert_eq!(
+            holds("bigint", "bigint(20) unsigned", &single),
+            Ok(u64::MAX)
+        );
+        assert_eq!(holds("int", "int(11)", &single), Ok(i32::MAX as u64));
+        assert_eq!(holds("varchar", "varchar(10)", &single), Ok(9_999_999_999));
+        assert!(holds("int", "int(10) unsigned", &single).is_ok());
+        let problem = holds("mediumint", "mediumint(8) unsigned", &single).unwrap_err();
+        assert!(
+            problem
+                .contains("(mediumint(8) unsigned) cannot hold every id of `users`.`id` (int(11))"),
+            "{problem}"
+        );
+
+        // With the whole map, the widest id column counts: sessions.user_id
+        // is a BIGINT UNSIGNED, invoices.customer_id a VARCHAR(20).
+        assert_eq!(holds("varchar", "varchar(20)", &map()), Ok(u64::MAX));
+        for narrow in [
+            ("varchar", "varchar(19)"),
+            ("bigint", "bigint(20)"),
+            ("int", "int(11)"),
+        ] {
+            let problem = holds(narrow.0, narrow.1, &map()).unwrap_err();
+            assert!(
+                problem.contains("every id of `sessions`.`user_id` (bigint(20) unsigned)"),
+                "{problem}"
+            );
+        }
+    }
+
+    /// The example's `name`, replaced by `text`, as this column.
+    fn replacing(name: Column, text: &str) -> Result<Checked, String> {
+        let mut schema = example();
+        schema
+            .columns
+            .insert(("invoices".into(), "name".into()), name);
+        let map = Map::parse(
+            "m.toml",
+            &format!(
+                "[[redact]]\ntable = \"invoices\"\ncolumn = \"customer_id\"\nreplace = {{ name = {text:?} }}\n"
+            ),
+        )
+        .unwrap();
+        schema.check(&map, None)
+    }
+
+    #[test]
+    fn a_replace_text_must_fit_its_column_as_it_is() {
+        let problem = replacing(text("varchar(5)", 5, 5, "latin1"), "erased user").unwrap_err();
+        assert_eq!(
+            problem,
+            "entry 1 ([[redact]] invoices): the replace text of `invoices`.`name` (11 characters) \
+             does not fit its type, varchar(5) CHARACTER SET latin1: it holds 5 characters"
+        );
+        assert!(replacing(text("varchar(11)", 11, 11, "latin1"), "erased user").is_ok());
+
+        let refused = [
+            (
+                text("varchar(20)", 20, 20, "latin1"),
+                "gelöscht →",
+                "latin1 cannot hold U+2192",
+            ),
+            (
+                text("varchar(20)", 20, 20, "ascii"),
+                "gelöscht",
+                "ascii cannot hold U+00F6",
+            ),
+            (
+                text("varchar(20)", 20, 60, "utf8mb3"),
+                "erased 🙂",
+                "utf8mb3 cannot hold U+1F642",
+            ),
+            (
+                text("char(20)", 20, 80, "utf8mb4"),
+                "erased ",
+                "a CHAR column drops trailing spaces",
+            ),
+            (
+                text("text", 65_535, 65_535, "utf8mb4"),
+                &"🙂".repeat(20_000),
+                "it holds 65535 bytes, and the text is 80000 in utf8mb4",
+            ),
+            (
+                column("int", "int(11)", true),
+                "0",
+                "only go into a CHAR, VARCHAR or TEXT column",
+            ),
+            (
+                column("varbinary", "varbinary(20)", true),
+                "x",
+                "only go into a CHAR, VARCHAR or TEXT column",
+            ),
+        ];
+        for (name, replacement, why) in &refused {
+            let problem = replacing(name.clone(), replacement).unwrap_err();
+            assert!(problem.ends_with(why), "{problem}");
+        }
+
+        let kept = [
+            // Windows-1252, as MySQL's latin1 is.
+            (text("varchar(20)", 20, 20, "latin1"), "gelöscht – €"),
+            (text("varchar(20)", 20, 60, "utf8mb3"), "gelöscht → ✓"),
+            (text("varchar(20)", 20, 80, "utf8mb4"), "erased 🙂"),
+            (text("char(20)", 20, 80, "utf8mb4"), " erased"),
+            (
+                text("text", 65_535, 65_535, "utf8mb4"),
+                &"🙂".repeat(16_383),
+            ),
+            (text("tinytext", 255, 255, "latin1"), "erased user"),
+            // A character set not known here: the strict session refuses
+            // what it cannot hold.
+            (text("varchar(20)", 20, 20, "greek"), "erased"),
+        ];
+        for (name, replacement) in &kept {
+            assert!(
+                replacing(name.clone(), replacement).is_ok(),
+                "{replacement} in {name:?}"
+            );
         }
     }
 }

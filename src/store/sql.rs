@@ -14,14 +14,27 @@ use crate::store::Removal;
 /// How an id column holds its values: it decides how ids are written, so
 /// that no look-alike value matches (a string column compared with an integer
 /// literal compares numerically: `'01'`, `'1abc'` and `'1.0'` would all equal 1).
+///
+/// `max` is the largest user id the column can hold (its type's range, or
+/// the digits its length allows): a larger id matches no row, and is left
+/// out of the statements rather than written as a value the column would
+/// have to change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IdKind {
-    /// An integer column: integer literals. `signed` columns hold no id
-    /// above `i64::MAX`.
-    Integer { signed: bool },
+    /// An integer column: integer literals.
+    Integer { max: u64 },
     /// `CHAR` or `VARCHAR`: exact string literals, and only values made of
     /// ASCII digits (a PAD SPACE collation would also match `'1 '`).
-    Text,
+    Text { max: u64 },
+}
+
+impl IdKind {
+    /// The largest user id the column can hold.
+    pub fn max(self) -> u64 {
+        match self {
+            IdKind::Integer { max } | IdKind::Text { max } => max,
+        }
+    }
 }
 
 /// The erasure record's columns, in the order the job writes them.
@@ -50,8 +63,8 @@ fn record_columns() -> String {
 }
 
 /// `WHERE c IN (1,2,3)` for the column `c` as written, the ids written as the
-/// column holds them; `None` when no id can match (ids above a signed
-/// column's range).
+/// column holds them; `None` when no id can match (every id is above
+/// the column's range).
 fn where_in(column: &str, kind: IdKind, user_ids: &[u64]) -> Option<String> {
     let mut sql = String::with_capacity(32 + user_ids.len() * 14);
     let _ = write!(sql, " WHERE {column} IN (");
@@ -66,7 +79,7 @@ fn where_in(column: &str, kind: IdKind, user_ids: &[u64]) -> Option<String> {
         return None;
     }
     sql.push(')');
-    if kind == IdKind::Text {
+    if matches!(kind, IdKind::Text { .. }) {
         // Under a PAD SPACE or accent-blind collation '1' also equals '1 ' or
         // a full-width '１': only plain ASCII digits are the user's id.
         let _ = write!(sql, " AND {column} REGEXP '^[0-9]+$'");
@@ -77,7 +90,7 @@ fn where_in(column: &str, kind: IdKind, user_ids: &[u64]) -> Option<String> {
 /// Writes one id as a literal of the column's kind, after a comma unless it
 /// is the first; false (nothing written) when the column cannot hold it.
 fn id_literal(sql: &mut String, index: usize, kind: IdKind, id: u64) -> bool {
-    if kind == (IdKind::Integer { signed: true }) && id > i64::MAX as u64 {
+    if id > kind.max() {
         return false;
     }
     if index > 0 {
@@ -86,7 +99,7 @@ fn id_literal(sql: &mut String, index: usize, kind: IdKind, id: u64) -> bool {
     // Digits only: nothing to escape.
     let _ = match kind {
         IdKind::Integer { .. } => write!(sql, "{id}"),
-        IdKind::Text => write!(sql, "'{id}'"),
+        IdKind::Text { .. } => write!(sql, "'{id}'"),
     };
     true
 }
@@ -175,7 +188,8 @@ fn sets(alias: Option<&str>, null: &[Identifier], replace: &[(Identifier, String
 }
 
 /// The erasure record's rows, one per user that its column can hold, and how
-/// many it lists; `None` when it lists none. The first erasure is kept:
+/// many it lists; `None` when it lists none. (The connect check makes sure it
+/// holds every id an entry can match: an id it leaves out was in no table.) The first erasure is kept:
 /// `INSERT IGNORE` leaves an existing row as it is and needs no `UPDATE`
 /// privilege, and a concurrent run recording the same user is no error. The
 /// store checks its warnings: IGNORE would also turn a value the column cannot
@@ -248,8 +262,12 @@ mod tests {
         Map::single(id(table), id(column)).entries()[0].clone()
     }
 
-    const UNSIGNED: IdKind = IdKind::Integer { signed: false };
-    const SIGNED: IdKind = IdKind::Integer { signed: true };
+    /// BIGINT UNSIGNED, BIGINT and VARCHAR(20).
+    const UNSIGNED: IdKind = IdKind::Integer { max: u64::MAX };
+    const SIGNED: IdKind = IdKind::Integer {
+        max: i64::MAX as u64,
+    };
+    const TEXT: IdKind = IdKind::Text { max: u64::MAX };
 
     #[test]
     fn the_statement_quotes_identifiers_and_lists_ids() {
@@ -276,8 +294,25 @@ mod tests {
     }
 
     #[test]
+    fn an_id_beyond_any_columns_range_is_left_out() {
+        let int = IdKind::Integer {
+            max: i32::MAX as u64,
+        };
+        let users = delete("users", "id");
+        let sql = entry_statement(&users, int, &[5, 3_000_000_001]);
+        assert_eq!(
+            sql.as_deref(),
+            Some("DELETE FROM `users` WHERE `id` IN (5)")
+        );
+        let varchar3 = IdKind::Text { max: 999 };
+        let sql = entry_statement(&users, varchar3, &[999, 1_000]).unwrap();
+        assert!(sql.contains("IN ('999') AND"), "{sql}");
+        assert_eq!(entry_statement(&users, varchar3, &[1_000]), None);
+    }
+
+    #[test]
     fn a_text_column_gets_exact_string_literals_of_digits_only() {
-        let sql = entry_statement(&delete("accounts", "uid"), IdKind::Text, &[1, 20]);
+        let sql = entry_statement(&delete("accounts", "uid"), TEXT, &[1, 20]);
         assert_eq!(
             sql.as_deref(),
             Some("DELETE FROM `accounts` WHERE `uid` IN ('1','20') AND `uid` REGEXP '^[0-9]+$'")
@@ -362,7 +397,7 @@ mod tests {
              via = [{ table = \"orders\", key = \"user_ref\", value = \"id\" }]\n",
         );
         assert_eq!(
-            entry_statement(&shipping, IdKind::Text, &[1, 20]).as_deref(),
+            entry_statement(&shipping, TEXT, &[1, 20]).as_deref(),
             Some(
                 "UPDATE `shipping` AS `t0` JOIN `orders` AS `h1` ON `t0`.`order_id` = `h1`.`id` \
                  SET `t0`.`address` = NULL, `t0`.`name` = _utf8mb4 X'78' \
@@ -393,7 +428,7 @@ mod tests {
              (4, UTC_TIMESTAMP(3), _utf8mb4 X'3137')"
         );
         assert_eq!(listed, 1, "a signed column cannot hold the second id");
-        let (sql, listed) = record_statement(&id("erased"), IdKind::Text, &removals).unwrap();
+        let (sql, listed) = record_statement(&id("erased"), TEXT, &removals).unwrap();
         assert!(
             sql.contains("('18446744073709551615', UTC_TIMESTAMP(3), _utf8mb4 X'782779')"),
             "{sql}"
