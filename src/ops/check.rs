@@ -220,6 +220,7 @@ mod tests {
             max_chars: None,
             max_bytes: None,
             charset: None,
+            collation: None,
         }
     }
 
@@ -275,6 +276,7 @@ mod tests {
             .iter()
             .map(|(t, c)| (t.to_string(), c.to_string()))
             .collect(),
+            ..Schema::default()
         }
     }
 

@@ -181,11 +181,12 @@ async fn read_schema(conn: &mut Conn) -> anyhow::Result<Schema> {
         Option<u64>,
         Option<u64>,
         Option<String>,
+        Option<String>,
     );
     let columns: Vec<Row> = conn
         .query(
             "SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, \
-             CHARACTER_MAXIMUM_LENGTH, CHARACTER_OCTET_LENGTH, CHARACTER_SET_NAME \
+             CHARACTER_MAXIMUM_LENGTH, CHARACTER_OCTET_LENGTH, CHARACTER_SET_NAME, COLLATION_NAME \
              FROM INFORMATION_SCHEMA.COLUMNS WHERE TABLE_SCHEMA = DATABASE()",
         )
         .await
@@ -202,10 +203,13 @@ async fn read_schema(conn: &mut Conn) -> anyhow::Result<Schema> {
         )
         .await
         .context("cannot read the foreign keys from INFORMATION_SCHEMA")?;
-    let indexed: Vec<(String, String)> = conn
+    // Each index's first column, and whether it is unique and has no other.
+    let indexes: Vec<(String, String, String, u8, u64)> = conn
         .query(
-            "SELECT TABLE_NAME, COLUMN_NAME FROM INFORMATION_SCHEMA.STATISTICS \
-             WHERE TABLE_SCHEMA = DATABASE() AND SEQ_IN_INDEX = 1",
+            "SELECT TABLE_NAME, INDEX_NAME, MIN(IF(SEQ_IN_INDEX = 1, COLUMN_NAME, NULL)), \
+             MIN(NON_UNIQUE), COUNT(*) \
+             FROM INFORMATION_SCHEMA.STATISTICS WHERE TABLE_SCHEMA = DATABASE() \
+             GROUP BY TABLE_NAME, INDEX_NAME",
         )
         .await
         .context("cannot read the indexes from INFORMATION_SCHEMA")?;
@@ -222,6 +226,7 @@ async fn read_schema(conn: &mut Conn) -> anyhow::Result<Schema> {
                     max_chars,
                     max_bytes,
                     charset,
+                    collation,
                 )| {
                     let column_info = Column {
                         data_type,
@@ -230,6 +235,7 @@ async fn read_schema(conn: &mut Conn) -> anyhow::Result<Schema> {
                         max_chars,
                         max_bytes,
                         charset,
+                        collation,
                     };
                     ((table, column), column_info)
                 },
@@ -247,7 +253,20 @@ async fn read_schema(conn: &mut Conn) -> anyhow::Result<Schema> {
                 },
             )
             .collect(),
-        indexed: indexed.into_iter().collect(),
+        unique: indexes
+            .iter()
+            .filter(|(_, _, _, non_unique, columns)| *non_unique == 0 && *columns == 1)
+            .map(|(table, _, column, _, _)| (table.clone(), column.clone()))
+            .collect(),
+        primary: indexes
+            .iter()
+            .filter(|(_, name, _, _, columns)| name == "PRIMARY" && *columns == 1)
+            .map(|(table, _, column, _, _)| (table.clone(), column.clone()))
+            .collect(),
+        indexed: indexes
+            .into_iter()
+            .map(|(table, _, column, _, _)| (table, column))
+            .collect(),
     })
 }
 

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::config::map::{Action, Identifier, Map};
+use crate::config::map::{Action, Entry, Identifier, Map};
 use crate::store::sql::{self, IdKind, RECORD_COLUMNS};
 
 /// One column, as `INFORMATION_SCHEMA.COLUMNS` describes it.
@@ -25,6 +25,8 @@ pub struct Column {
     pub max_bytes: Option<u64>,
     /// `CHARACTER_SET_NAME`: `utf8mb4`, `latin1`...; `None` for other types.
     pub charset: Option<String>,
+    /// `COLLATION_NAME`: how a text column compares; `None` for other types.
+    pub collation: Option<String>,
 }
 
 impl Column {
@@ -57,6 +59,42 @@ pub struct Schema {
     pub foreign_keys: Vec<ForeignKey>,
     /// (table, column) of every column that is the first of an index.
     pub indexed: BTreeSet<(String, String)>,
+    /// (table, column) of every column that a unique index holds alone: its
+    /// values name one row each.
+    pub unique: BTreeSet<(String, String)>,
+    /// table → the column that is its primary key alone.
+    pub primary: BTreeMap<String, String>,
+}
+
+/// Whether two columns compare exactly, so that a join matches only equal
+/// values and can use the index: integers with integers, texts with texts of
+/// the same character set and collation, binary with binary, or the same type.
+fn comparable(a: &Column, b: &Column) -> Result<(), String> {
+    let family = |column: &Column| match column.data_type.to_ascii_lowercase().as_str() {
+        "tinyint" | "smallint" | "mediumint" | "int" | "integer" | "bigint" => "integer",
+        "char" | "varchar" | "tinytext" | "text" | "mediumtext" | "longtext" => "text",
+        "binary" | "varbinary" => "binary",
+        _ => "",
+    };
+    match (family(a), family(b)) {
+        ("text", "text") if a.charset != b.charset => Err(
+            "texts of different character sets are converted before they compare, which \
+             loses the index and may match look-alikes"
+                .to_owned(),
+        ),
+        ("text", "text") if a.collation != b.collation => Err(format!(
+            "texts of different collations ({} and {}) do not compare as either column does",
+            a.collation.as_deref().unwrap_or("none"),
+            b.collation.as_deref().unwrap_or("none")
+        )),
+        (x, y) if !x.is_empty() && x == y => Ok(()),
+        _ if a.column_type.eq_ignore_ascii_case(&b.column_type) => Ok(()),
+        _ => Err(
+            "these types compare loosely (a text with a number compares as numbers: '01' \
+             equals 1) and lose the index"
+                .to_owned(),
+        ),
+    }
 }
 
 /// How `column` holds ids and the largest it can hold (user ids are at
@@ -183,14 +221,19 @@ impl Schema {
                     sql::column(&entry.table, column)
                 )
             };
-            let id = self
-                .column(&entry.table, &entry.column)
+            self.column(&entry.table, &entry.column)
                 .ok_or_else(|| missing(&entry.column))?;
+            self.check_via(entry)
+                .map_err(|why| format!("{}: {why}", at()))?;
+            let (table, column) = entry.user_column();
+            let id = self.column(table, column).ok_or_else(|| {
+                format!("{}: {} does not exist", at(), sql::column(table, column))
+            })?;
             let kind = id_kind(id).map_err(|why| {
                 format!(
                     "{}: {} cannot be used: {why}",
                     at(),
-                    sql::column(&entry.table, &entry.column)
+                    sql::column(table, column)
                 )
             })?;
             if let Action::Redact { null, replace } = &entry.action {
@@ -224,11 +267,136 @@ impl Schema {
             }
             entries.push(kind);
         }
+        self.check_cascades(map)?;
         let record = match record {
             None => None,
             Some(table) => Some(self.check_record(map, &entries, table)?),
         };
         Ok(Checked { entries, record })
+    }
+
+    /// An entry's hops: each table and column exists, each hop's value names
+    /// one row (a unique key), and each comparison between two columns is
+    /// exact and can use the index.
+    fn check_via(&self, entry: &Entry) -> Result<(), String> {
+        let Some(first) = entry.via.first() else {
+            return Ok(());
+        };
+        let mut named = vec![(&first.table, &first.key)];
+        for hop in &entry.via {
+            named.push((&hop.table, &hop.value));
+        }
+        for hop in &entry.via[1..] {
+            named.push((&hop.table, &hop.key));
+        }
+        for (table, column) in &named {
+            if self.column(table, column).is_none() {
+                return Err(format!(
+                    "its via names {}, which does not exist (or this user cannot see it)",
+                    sql::column(table, column)
+                ));
+            }
+        }
+        for hop in &entry.via {
+            let key = (hop.table.as_str().to_owned(), hop.value.as_str().to_owned());
+            if !self.unique.contains(&key) {
+                return Err(format!(
+                    "its via goes from {} to its rows, but that column is not unique (no primary \
+                     key or unique index holds it alone): a value shared by two rows, such as an \
+                     email of two accounts, would reach rows of someone else",
+                    sql::column(&hop.table, &hop.value)
+                ));
+            }
+        }
+        // Each later column meets the value of the hop before it.
+        let mut pairs = Vec::new();
+        for pair in entry.via.windows(2) {
+            pairs.push((
+                (&pair[0].table, &pair[0].value),
+                (&pair[1].table, &pair[1].key),
+            ));
+        }
+        let last = &entry.via[entry.via.len() - 1];
+        pairs.push(((&last.table, &last.value), (&entry.table, &entry.column)));
+        for ((t1, c1), (t2, c2)) in pairs {
+            let (a, b) = (self.column(t1, c1), self.column(t2, c2));
+            if let (Some(a), Some(b)) = (a, b) {
+                comparable(a, b).map_err(|why| {
+                    format!(
+                        "its via compares {} ({}) with {} ({}): {why}",
+                        sql::column(t1, c1),
+                        a.describe(),
+                        sql::column(t2, c2),
+                        b.describe()
+                    )
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// What only the schema shows of the map's order: an earlier entry whose
+    /// deletes cascade (`ON DELETE CASCADE`, or `SET NULL` on a hop column)
+    /// into a later entry's hop rows leaves that entry nothing to find.
+    fn check_cascades(&self, map: &Map) -> Result<(), String> {
+        let entries = map.entries();
+        for (j, earlier) in entries.iter().enumerate() {
+            if earlier.action != Action::Delete {
+                continue;
+            }
+            let (gone, emptied) = self.cascade_of(earlier.table.as_str());
+            for (i, entry) in entries.iter().enumerate().skip(j + 1) {
+                for hop in &entry.via {
+                    let table = hop.table.as_str();
+                    let why = if gone.contains(table) && table != earlier.table.as_str() {
+                        Some(format!("deletes the rows of {table} by ON DELETE CASCADE"))
+                    } else {
+                        [&hop.key, &hop.value]
+                            .into_iter()
+                            .find(|c| emptied.contains(&(table.to_owned(), c.as_str().to_owned())))
+                            .map(|c| format!("empties {table}.{c} by ON DELETE SET NULL"))
+                    };
+                    if let Some(why) = why {
+                        return Err(format!(
+                            "entry {} ({}) goes via {table}, but entry {} ({}), which runs before \
+                             it, {why}: its rows could never be found; list entry {} before entry {}",
+                            i + 1,
+                            entry.describe(),
+                            j + 1,
+                            earlier.describe(),
+                            i + 1,
+                            j + 1
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The tables whose rows go with a delete from `table` (itself and every
+    /// `ON DELETE CASCADE` child, transitively), and the columns it empties
+    /// (`ON DELETE SET NULL` foreign keys of those tables).
+    pub fn cascade_of(&self, table: &str) -> (BTreeSet<String>, BTreeSet<(String, String)>) {
+        let mut gone = BTreeSet::from([table.to_owned()]);
+        let mut emptied = BTreeSet::new();
+        let mut pending = vec![table.to_owned()];
+        while let Some(parent) = pending.pop() {
+            for fk in self.foreign_keys.iter().filter(|fk| fk.parent == parent) {
+                match fk.on_delete.to_ascii_uppercase().as_str() {
+                    "CASCADE" => {
+                        if gone.insert(fk.child.clone()) {
+                            pending.push(fk.child.clone());
+                        }
+                    }
+                    "SET NULL" => {
+                        emptied.insert((fk.child.clone(), fk.column.clone()));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        (gone, emptied)
     }
 
     /// The record has its columns, and its `user_id` holds every id that an
@@ -266,9 +434,10 @@ impl Schema {
             .rev()
             .max_by_key(|(_, entry)| entry.max());
         if let Some((entry, entry_kind)) = widest.filter(|(_, e)| e.max() > kind.max()) {
-            let id_column = sql::column(&entry.table, &entry.column);
+            let (id_table, id_name) = entry.user_column();
+            let id_column = sql::column(id_table, id_name);
             let id_type = self
-                .column(&entry.table, &entry.column)
+                .column(id_table, id_name)
                 .map_or("?", |column| column.column_type.as_str());
             return Err(format!(
                 "the erasure record's {} ({}) cannot hold every id of {id_column} ({id_type}): \
@@ -303,6 +472,7 @@ mod tests {
             max_chars: length.filter(|_| text),
             max_bytes: length.filter(|_| text).map(|n| 4 * n),
             charset: text.then(|| "utf8mb4".into()),
+            collation: text.then(|| "utf8mb4_general_ci".into()),
         }
     }
 
@@ -315,6 +485,7 @@ mod tests {
             max_chars: Some(chars),
             max_bytes: Some(bytes),
             charset: Some(charset.into()),
+            collation: Some(format!("{charset}_general_ci")),
         }
     }
 
@@ -643,5 +814,207 @@ mod tests {
                 "{replacement} in {name:?}"
             );
         }
+    }
+
+    /// The via example's tables: orders (id, user_id), order_items (id,
+    /// order_id), shipping (order_id, address), users (id, email),
+    /// newsletter (email); every id a BIGINT UNSIGNED, every text utf8mb4.
+    fn via_schema() -> Schema {
+        let id = || column("bigint", "bigint(20) unsigned", false);
+        let email = || column("varchar", "varchar(100)", true);
+        let mut schema = schema(&[
+            ("orders", "id", id()),
+            ("orders", "user_id", id()),
+            ("order_items", "id", id()),
+            ("order_items", "order_id", id()),
+            ("shipping", "order_id", id()),
+            ("shipping", "address", email()),
+            ("users", "id", id()),
+            ("users", "email", email()),
+            ("newsletter", "email", email()),
+        ]);
+        for (table, column) in [
+            ("orders", "id"),
+            ("users", "id"),
+            ("users", "email"),
+            ("order_items", "id"),
+        ] {
+            schema.unique.insert((table.into(), column.into()));
+        }
+        schema
+    }
+
+    const VIA_MAP: &str = r#"
+[[delete]]
+table = "order_items"
+column = "order_id"
+via = [{ table = "orders", key = "user_id", value = "id" }]
+
+[[redact]]
+table = "shipping"
+column = "order_id"
+via = [{ table = "orders", key = "user_id", value = "id" }]
+null = ["address"]
+
+[[delete]]
+table = "newsletter"
+column = "email"
+via = [{ table = "users", key = "id", value = "email" }]
+
+[[delete]]
+table = "orders"
+column = "user_id"
+
+[[delete]]
+table = "users"
+column = "id"
+"#;
+
+    fn via_map() -> Map {
+        Map::parse("map.toml", VIA_MAP).unwrap()
+    }
+
+    #[test]
+    fn a_via_entry_takes_the_kind_of_its_first_key() {
+        let mut schema = via_schema();
+        schema.columns.insert(
+            ("orders".into(), "user_id".into()),
+            column("int", "int(11)", false),
+        );
+        let checked = schema.check(&via_map(), None).unwrap();
+        assert_eq!(checked.entries, [INT, INT, UNSIGNED, INT, UNSIGNED]);
+    }
+
+    #[test]
+    fn each_problem_of_a_via_is_named() {
+        let cases: [(&str, fn(&mut Schema), &str); 6] = [
+            (
+                "a hop column that does not exist",
+                |s| {
+                    s.columns.remove(&("orders".into(), "user_id".into()));
+                },
+                "entry 1 ([[delete]] order_items): its via names `orders`.`user_id`, which does not exist",
+            ),
+            (
+                "a value that is not unique",
+                |s| {
+                    s.unique.remove(&("users".into(), "email".into()));
+                },
+                "entry 3 ([[delete]] newsletter): its via goes from `users`.`email` to its rows, \
+                 but that column is not unique",
+            ),
+            (
+                "an integer against a text",
+                |s| {
+                    s.columns.insert(
+                        ("order_items".into(), "order_id".into()),
+                        column("varchar", "varchar(20)", false),
+                    );
+                },
+                "entry 1 ([[delete]] order_items): its via compares `orders`.`id` (bigint(20) unsigned) \
+                 with `order_items`.`order_id` (varchar(20) CHARACTER SET utf8mb4): these types \
+                 compare loosely",
+            ),
+            (
+                "texts of two collations",
+                |s| {
+                    let mut bin = column("varchar", "varchar(100)", true);
+                    bin.collation = Some("utf8mb4_bin".into());
+                    s.columns.insert(("newsletter".into(), "email".into()), bin);
+                },
+                "entry 3 ([[delete]] newsletter): its via compares `users`.`email` (varchar(100) \
+                 CHARACTER SET utf8mb4) with `newsletter`.`email` (varchar(100) CHARACTER SET \
+                 utf8mb4): texts of different collations (utf8mb4_general_ci and utf8mb4_bin)",
+            ),
+            (
+                "texts of two character sets",
+                |s| {
+                    s.columns.insert(
+                        ("newsletter".into(), "email".into()),
+                        text("varchar(100)", 100, 100, "latin1"),
+                    );
+                },
+                "entry 3 ([[delete]] newsletter): its via compares `users`.`email`",
+            ),
+            (
+                "an earlier delete that cascades into a hop",
+                |s| {
+                    // A map where users goes first would be refused at load;
+                    // here orders' rows go with the order items' parent.
+                    s.foreign_keys.push(ForeignKey {
+                        child: "users".into(),
+                        column: "id".into(),
+                        parent: "order_items".into(),
+                        parent_column: "id".into(),
+                        on_delete: "CASCADE".into(),
+                    });
+                },
+                "entry 3 ([[delete]] newsletter) goes via users, but entry 1 ([[delete]] order_items), \
+                 which runs before it, deletes the rows of users by ON DELETE CASCADE: its rows could \
+                 never be found; list entry 3 before entry 1",
+            ),
+        ];
+        for (what, change, expected) in cases {
+            let mut schema = via_schema();
+            change(&mut schema);
+            let problem = schema.check(&via_map(), None).unwrap_err();
+            assert!(
+                problem.starts_with(expected),
+                "{what}:\n gave: {problem}\n want: {expected}"
+            );
+        }
+        // The whole map, as it stands, passes.
+        assert!(via_schema().check(&via_map(), None).is_ok());
+    }
+
+    #[test]
+    fn an_earlier_set_null_that_empties_a_hop_key_is_refused() {
+        let mut schema = via_schema();
+        schema.columns.insert(
+            ("audit".into(), "id".into()),
+            column("bigint", "bigint(20) unsigned", false),
+        );
+        schema.columns.insert(
+            ("audit".into(), "user_id".into()),
+            column("bigint", "bigint(20) unsigned", true),
+        );
+        schema.columns.insert(
+            ("audit_notes".into(), "audit_id".into()),
+            column("bigint", "bigint(20) unsigned", false),
+        );
+        schema.unique.insert(("audit".into(), "id".into()));
+        schema.foreign_keys.push(ForeignKey {
+            child: "audit".into(),
+            column: "user_id".into(),
+            parent: "sessions".into(),
+            parent_column: "id".into(),
+            on_delete: "SET NULL".into(),
+        });
+        schema.columns.insert(
+            ("sessions".into(), "id".into()),
+            column("bigint", "bigint(20) unsigned", false),
+        );
+        let map = Map::parse(
+            "map.toml",
+            r#"
+[[delete]]
+table = "sessions"
+column = "id"
+
+[[delete]]
+table = "audit_notes"
+column = "audit_id"
+via = [{ table = "audit", key = "user_id", value = "id" }]
+"#,
+        )
+        .unwrap();
+        let problem = schema.check(&map, None).unwrap_err();
+        assert!(
+            problem.starts_with(
+                "entry 2 ([[delete]] audit_notes) goes via audit, but entry 1 ([[delete]] sessions), \
+                 which runs before it, empties audit.user_id by ON DELETE SET NULL"
+            ),
+            "{problem}"
+        );
     }
 }
