@@ -230,6 +230,11 @@ pub(super) struct CheckArgs {
     #[arg(long, value_name = "REGEX")]
     pub(super) user_columns: Option<String>,
 
+    /// Also report columns whose names match this MySQL REGEXP as personal
+    /// data, as email columns are, e.g. '^(phone|address|birth_date)$'.
+    #[arg(long, value_name = "REGEX")]
+    pub(super) personal_columns: Option<String>,
+
     /// Print the least-privilege GRANT statements the map needs instead.
     #[arg(long)]
     pub(super) grants: bool,

@@ -118,6 +118,7 @@ fn command(cli: Cli) -> Result<Command, ConfigError> {
                 Command::Check(Box::new(Check {
                     database,
                     user_columns: args.user_columns.filter(|r| !r.is_empty()),
+                    personal_columns: args.personal_columns.filter(|r| !r.is_empty()),
                     grants: args.grants.then_some(args.grantee),
                 }))
             })

@@ -22,6 +22,8 @@ pub struct Check {
     pub database: Database,
     /// A MySQL REGEXP for more column names that refer to the user.
     pub user_columns: Option<String>,
+    /// A MySQL REGEXP for more column names that hold personal data.
+    pub personal_columns: Option<String>,
     /// Print the grants for this account instead of checking.
     pub grants: Option<String>,
 }

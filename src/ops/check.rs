@@ -3,13 +3,15 @@
 //! (pure logic over [`Schema`]); and the least-privilege grants the map needs.
 //!
 //! Deletion declared per table is only as good as the declarations: the
-//! check looks for what they miss, as Facebook's DELF does for its data types.
+//! check looks for what they miss, as Facebook's DELF does for its data types,
+//! and follows the graph as Fides does: from the users table through every
+//! mapped table's key, every foreign key, and every column that holds an email.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use crate::config::map::{Action, Identifier, Map};
+use crate::config::map::{Action, Entry, Identifier, Map};
 use crate::store::schema::Schema;
 use crate::store::sql;
 
@@ -23,9 +25,17 @@ pub enum Kind {
     /// then completes partially.
     #[serde(rename = "refuses delete")]
     RefusesDelete,
+    /// A personal column (an email) that a `[[redact]]` entry of its table
+    /// leaves as it is.
+    #[serde(rename = "kept personal column")]
+    KeptPersonal,
     /// A mapped column without an index: each run scans the whole table.
     #[serde(rename = "no index")]
     NoIndex,
+    /// The check's account may not see every table: a clean result would
+    /// say nothing of the tables it cannot see.
+    #[serde(rename = "not visible")]
+    NotVisible,
 }
 
 /// One finding, printed as one JSON line.
@@ -37,33 +47,53 @@ pub struct Finding {
     pub why: String,
 }
 
+/// What the check read of the database.
+#[derive(Debug, Default)]
+pub struct Seen {
+    pub schema: Schema,
+    /// Columns whose names `--user-columns` matched (the database evaluates
+    /// the REGEXP, so it means what MySQL means by it).
+    pub user_named: BTreeSet<(String, String)>,
+    /// Columns whose names `--personal-columns` matched.
+    pub personal_named: BTreeSet<(String, String)>,
+    /// Why the account may not see every table, when its grants say so.
+    pub hidden: Option<String>,
+}
+
+/// (table, column), as the schema names them.
+type Place = (String, String);
+
+fn place(table: &Identifier, column: &Identifier) -> Place {
+    (table.as_str().to_owned(), column.as_str().to_owned())
+}
+
+/// An email column by its name: `email`, `*_email`, `email_*`.
+fn names_an_email(column: &str) -> bool {
+    let column = column.to_ascii_lowercase();
+    column == "email" || column.ends_with("_email") || column.starts_with("email_")
+}
+
 /// The findings, sorted by table and column.
-///
-/// `named`: the columns whose names `--user-columns` matched (the database
-/// evaluates the REGEXP, so it means what MySQL means by it).
-pub fn findings(
-    schema: &Schema,
-    map: &Map,
-    record: Option<&Identifier>,
-    named: &BTreeSet<(String, String)>,
-) -> Vec<Finding> {
-    let pair = |t: &Identifier, c: &Identifier| (t.as_str().to_owned(), c.as_str().to_owned());
+pub fn findings(seen: &Seen, map: &Map, record: Option<&Identifier>) -> Vec<Finding> {
+    let schema = &seen.schema;
     let mapped_tables: BTreeSet<&str> = map.entries().iter().map(|e| e.table.as_str()).collect();
-    let mut covered: BTreeSet<(String, String)> = map
+    let mut covered: BTreeSet<Place> = map
         .entries()
         .iter()
-        .map(|e| pair(&e.table, &e.column))
+        .map(|e| place(&e.table, &e.column))
         .collect();
-    let mut found = BTreeMap::new();
+    let mut found: BTreeMap<Place, (Kind, String)> = BTreeMap::new();
+    let is_record = |table: &str| record.is_some_and(|r| r.as_str() == table);
 
-    // Foreign keys, from the tables the map deletes from through every cascade.
+    // Foreign keys, from the tables the map deletes from through every
+    // cascade: any mapped table, not only the users table.
     let mut erased: Vec<String> = map
         .entries()
         .iter()
         .filter(|e| e.action == Action::Delete)
         .map(|e| e.table.as_str().to_owned())
         .collect();
-    let mut seen: BTreeSet<String> = erased.iter().cloned().collect();
+    let mut seen_tables: BTreeSet<String> = erased.iter().cloned().collect();
     while let Some(parent) = erased.pop() {
         for fk in schema.foreign_keys.iter().filter(|fk| fk.parent == parent) {
             let key = (fk.child.clone(), fk.column.clone());
@@ -74,7 +104,7 @@ pub fn findings(
             let (kind, why) = match rule.as_str() {
                 "CASCADE" => {
                     covered.insert(key);
-                    if seen.insert(fk.child.clone()) {
+                    if seen_tables.insert(fk.child.clone()) {
                         erased.push(fk.child.clone());
                     }
                     continue;
@@ -100,39 +130,99 @@ pub fn findings(
             found.insert(key, (kind, why));
         }
     }
+    // A table whose rows go (deleted by the map or by a cascade) takes every
+    // column with it; the record is the job's own.
+    let open = |(table, column): &Place| {
+        !seen_tables.contains(table)
+            && !covered.contains(&(table.clone(), column.clone()))
+            && !is_record(table)
+    };
 
     // Columns whose names refer to the user.
     let users = map.users_table().as_str();
     let singular = users.strip_suffix('s').unwrap_or(users);
     let mut names: BTreeSet<String> = ["user_id".to_owned(), format!("{singular}_id")].into();
-    // The mapped columns' names, but the users table's own key (often `id`,
-    // which every table has).
+    // The mapped columns that hold the user id, but the users table's own key
+    // (often `id`, which every table has).
     for (i, entry) in map.entries().iter().enumerate() {
-        if i != map.users_entry() {
+        if i != map.users_entry() && entry.via.is_empty() {
             names.insert(entry.column.as_str().to_ascii_lowercase());
         }
     }
-    for (table, column) in schema.columns.keys() {
-        let key = (table.clone(), column.clone());
-        let by_name = names.contains(&column.to_ascii_lowercase()) || named.contains(&key);
-        // A table whose rows go (deleted by the map or by a cascade) takes
-        // every column with it.
-        let row_goes = seen.contains(table);
-        if !by_name
-            || row_goes
-            || covered.contains(&key)
-            || record.is_some_and(|r| r.as_str() == table)
-        {
+    for key in schema.columns.keys() {
+        let by_name = names.contains(&key.1.to_ascii_lowercase()) || seen.user_named.contains(key);
+        if by_name && open(key) {
+            found.entry(key.clone()).or_insert_with(|| {
+                (
+                    Kind::NotCovered,
+                    "its name looks like a reference to the user, and neither the map nor a cascading \
+                     foreign key covers it"
+                        .to_owned(),
+                )
+            });
+        }
+    }
+
+    // Columns named after a mapped table's key: `order_id` or `orders_id`
+    // when `orders` is mapped, rows that belong to the user through it.
+    for entry in map.entries() {
+        let table = entry.table.as_str();
+        if table == users {
             continue;
         }
-        found.entry(key).or_insert_with(|| {
+        let key = schema.primary.get(table).map_or("id", String::as_str);
+        let singular = table.strip_suffix('s').unwrap_or(table);
+        let names = [format!("{singular}_{key}"), format!("{table}_{key}")];
+        for column in schema.columns.keys() {
+            if column.0 == table || !names.contains(&column.1.to_ascii_lowercase()) || !open(column)
+            {
+                continue;
+            }
+            found.entry(column.clone()).or_insert_with(|| {
+                (
+                    Kind::NotCovered,
+                    format!(
+                        "its name refers to {table}.{key}, the key of a mapped table: the rows of a \
+                         removed user's {table} stay; add an entry{}",
+                        suggest_via(entry, key)
+                    ),
+                )
+            });
+        }
+    }
+
+    // Columns that hold an email address, or personal data by --personal-columns.
+    for key in schema.columns.keys() {
+        let personal = names_an_email(&key.1) || seen.personal_named.contains(key);
+        if !personal || seen_tables.contains(&key.0) || is_record(&key.0) {
+            continue;
+        }
+        let redactions: Vec<&Entry> = map
+            .entries()
+            .iter()
+            .filter(|e| e.table.as_str() == key.0 && e.action != Action::Delete)
+            .collect();
+        let finding = if redactions.is_empty() {
             (
                 Kind::NotCovered,
-                "its name looks like a reference to the user, and neither the map nor a cascading \
-                 foreign key covers it"
+                "it holds personal data (an email address, by its name), and no entry covers its \
+                 table; a via through the users table's email reaches such rows"
                     .to_owned(),
             )
-        });
+        } else if redactions
+            .iter()
+            .any(|e| e.redacted().iter().any(|c| c.as_str() == key.1))
+        {
+            continue;
+        } else {
+            (
+                Kind::KeptPersonal,
+                "it holds personal data (an email address, by its name), and the [[redact]] entry \
+                 of its table keeps it; add it to null or replace"
+                    .to_owned(),
+            )
+        };
+        found.entry(key.clone()).or_insert(finding);
     }
 
     let mut findings: Vec<Finding> = found
@@ -145,10 +235,18 @@ pub fn findings(
         })
         .collect();
 
-    // Mapped columns without an index.
+    // Mapped columns without an index: the entry's own, and each hop's key.
+    let mut probed: Vec<Place> = Vec::new();
     for entry in map.entries() {
-        let key = pair(&entry.table, &entry.column);
-        if schema.columns.contains_key(&key) && !schema.indexed.contains(&key) {
+        probed.push(place(&entry.table, &entry.column));
+        probed.extend(entry.via.iter().map(|hop| place(&hop.table, &hop.key)));
+    }
+    let mut reported = BTreeSet::new();
+    for key in probed {
+        if schema.columns.contains_key(&key)
+            && !schema.indexed.contains(&key)
+            && reported.insert(key.clone())
+        {
             findings.push(Finding {
                 table: key.0,
                 column: key.1,
@@ -158,8 +256,28 @@ pub fn findings(
             });
         }
     }
+    if let Some(why) = &seen.hidden {
+        findings.push(Finding {
+            table: "*".to_owned(),
+            column: "*".to_owned(),
+            finding: Kind::NotVisible,
+            why: why.clone(),
+        });
+    }
     findings.sort();
     findings
+}
+
+/// The `via` that reaches a mapped table's rows by its key, as a hint.
+fn suggest_via(entry: &Entry, key: &str) -> String {
+    if entry.via.is_empty() {
+        format!(
+            " with via = [{{ table = \"{}\", key = \"{}\", value = \"{key}\" }}]",
+            entry.table, entry.column
+        )
+    } else {
+        format!(" that goes via {} as that table's entry does", entry.table)
+    }
 }
 
 /// The least-privilege grants the job needs: `SELECT, DELETE` on the tables
@@ -181,6 +299,14 @@ pub fn grants(database: &str, map: &Map, record: Option<&Identifier>, grantee: &
             Action::Delete => "DELETE",
             Action::Redact { .. } => "UPDATE",
         });
+        // A via reads its hop tables.
+        for hop in &entry.via {
+            let table = hop.table.as_str();
+            if !privileges.contains_key(table) {
+                order.push(table);
+            }
+            privileges.entry(table).or_default().insert("SELECT");
+        }
     }
     if let Some(record) = record {
         let table = record.as_str();
@@ -284,6 +410,13 @@ mod tests {
         crate::config::map::example()
     }
 
+    fn seen(schema: Schema) -> Seen {
+        Seen {
+            schema,
+            ..Seen::default()
+        }
+    }
+
     fn summary(findings: &[Finding]) -> Vec<(String, String, Kind)> {
         findings
             .iter()
@@ -298,7 +431,7 @@ mod tests {
     #[test]
     fn it_finds_exactly_what_the_map_and_the_cascades_miss() {
         let erased = Identifier::parse("erased").unwrap();
-        let findings = findings(&schema(), &map(), Some(&erased), &BTreeSet::new());
+        let findings = findings(&seen(schema()), &map(), Some(&erased));
         assert_eq!(
             summary(&findings),
             [
@@ -315,7 +448,11 @@ mod tests {
     #[test]
     fn user_columns_add_names_and_the_record_is_not_a_gap() {
         let named = BTreeSet::from([("notes".to_owned(), "owner_id".to_owned())]);
-        let findings = findings(&schema(), &map(), None, &named);
+        let seen = Seen {
+            user_named: named,
+            ..seen(schema())
+        };
+        let findings = findings(&seen, &map(), None);
         let rows = summary(&findings);
         assert!(
             rows.contains(&row("notes", "owner_id", Kind::NotCovered)),
@@ -339,7 +476,7 @@ mod tests {
             Identifier::parse("users").unwrap(),
             Identifier::parse("id").unwrap(),
         );
-        assert_eq!(findings(&schema, &map, None, &BTreeSet::new()), []);
+        assert_eq!(findings(&seen(schema), &map, None), []);
     }
 
     #[test]
@@ -368,6 +505,176 @@ mod tests {
                 "GRANT SELECT, UPDATE ON `app`.`invoices` TO 'purger'@'%';",
                 "GRANT SELECT, DELETE ON `app`.`users` TO 'purger'@'%';",
                 "GRANT SELECT, INSERT ON `app`.`erased` TO 'purger'@'%';",
+            ]
+        );
+    }
+
+    /// The issue's shop: orders (user_id), order_items and shipping keyed
+    /// by order_id, a newsletter keyed by email, tickets naming the requester
+    /// by email; no foreign keys. Every column indexed.
+    fn shop() -> Seen {
+        let columns = [
+            ("users", "id"),
+            ("users", "email"),
+            ("orders", "id"),
+            ("orders", "user_id"),
+            ("order_items", "id"),
+            ("order_items", "order_id"),
+            ("shipping", "order_id"),
+            ("shipping", "address"),
+            ("shipping", "carrier"),
+            ("newsletter", "email"),
+            ("tickets", "id"),
+            ("tickets", "requester_email"),
+            ("tickets", "subject"),
+        ];
+        let places: BTreeSet<Place> = columns
+            .iter()
+            .map(|(t, c)| (t.to_string(), c.to_string()))
+            .collect();
+        seen(Schema {
+            columns: places.iter().map(|p| (p.clone(), column())).collect(),
+            indexed: places,
+            primary: [
+                ("orders", "id"),
+                ("users", "id"),
+                ("order_items", "id"),
+                ("tickets", "id"),
+            ]
+            .iter()
+            .map(|(t, c)| (t.to_string(), c.to_string()))
+            .collect(),
+            ..Schema::default()
+        })
+    }
+
+    const SHOP_MAP: &str = r#"
+[[delete]]
+table = "order_items"
+column = "order_id"
+via = [{ table = "orders", key = "user_id", value = "id" }]
+
+[[redact]]
+table = "shipping"
+column = "order_id"
+via = [{ table = "orders", key = "user_id", value = "id" }]
+null = ["address"]
+
+[[delete]]
+table = "newsletter"
+column = "email"
+via = [{ table = "users", key = "id", value = "email" }]
+
+[[delete]]
+table = "tickets"
+column = "requester_email"
+via = [{ table = "users", key = "id", value = "email" }]
+
+[[delete]]
+table = "orders"
+column = "user_id"
+
+[[delete]]
+table = "users"
+column = "id"
+"#;
+
+    #[test]
+    fn the_graph_is_followed_through_mapped_keys_and_emails() {
+        let orders_and_users = Map::parse(
+            "map.toml",
+            "[[delete]]\ntable = \"orders\"\ncolumn = \"user_id\"\n\n\
+             [[delete]]\ntable = \"users\"\ncolumn = \"id\"\n",
+        )
+        .unwrap();
+        let found = findings(&shop(), &orders_and_users, None);
+        assert_eq!(
+            summary(&found),
+            [
+                row("newsletter", "email", Kind::NotCovered),
+                row("order_items", "order_id", Kind::NotCovered),
+                row("shipping", "order_id", Kind::NotCovered),
+                row("tickets", "requester_email", Kind::NotCovered),
+            ]
+        );
+        assert!(
+            found[1].why.contains(
+                "its name refers to orders.id, the key of a mapped table: the rows of a removed \
+                 user's orders stay; add an entry with via = [{ table = \"orders\", key = \"user_id\", value = \"id\" }]"
+            ),
+            "{:?}",
+            found[1]
+        );
+        assert!(found[0].why.contains("email"), "{:?}", found[0]);
+    }
+
+    #[test]
+    fn the_complete_map_of_the_shop_finds_nothing() {
+        let map = Map::parse("map.toml", SHOP_MAP).unwrap();
+        assert_eq!(findings(&shop(), &map, None), []);
+    }
+
+    #[test]
+    fn a_redaction_that_keeps_an_email_is_a_kept_personal_column() {
+        let map = Map::parse(
+            "map.toml",
+            &SHOP_MAP.replace(
+                "[[delete]]\ntable = \"tickets\"",
+                "[[redact]]\nnull = [\"subject\"]\ntable = \"tickets\"",
+            ),
+        )
+        .unwrap();
+        let found = findings(&shop(), &map, None);
+        assert_eq!(
+            summary(&found),
+            [row("tickets", "requester_email", Kind::KeptPersonal)]
+        );
+    }
+
+    #[test]
+    fn personal_columns_widen_what_counts_and_hidden_tables_are_said() {
+        let map = Map::parse("map.toml", SHOP_MAP).unwrap();
+        let seen = Seen {
+            personal_named: BTreeSet::from([("shipping".to_owned(), "carrier".to_owned())]),
+            hidden: Some("no SELECT on `app`.*".to_owned()),
+            ..shop()
+        };
+        let found = findings(&seen, &map, None);
+        assert_eq!(
+            summary(&found),
+            [
+                row("*", "*", Kind::NotVisible),
+                row("shipping", "carrier", Kind::KeptPersonal),
+            ]
+        );
+        assert_eq!(found[0].why, "no SELECT on `app`.*");
+    }
+
+    #[test]
+    fn a_hop_key_without_an_index_is_found() {
+        let map = Map::parse("map.toml", SHOP_MAP).unwrap();
+        let mut seen = shop();
+        seen.schema
+            .indexed
+            .remove(&("orders".to_owned(), "user_id".to_owned()));
+        let found = findings(&seen, &map, None);
+        assert_eq!(summary(&found), [row("orders", "user_id", Kind::NoIndex)]);
+    }
+
+    #[test]
+    fn grants_add_select_on_the_hop_tables() {
+        let map = Map::parse("map.toml", SHOP_MAP).unwrap();
+        let text = grants("app", &map, None, "'purger'@'%'");
+        let statements: Vec<&str> = text.lines().filter(|l| !l.starts_with("--")).collect();
+        assert_eq!(
+            statements,
+            [
+                "GRANT SELECT, DELETE ON `app`.`order_items` TO 'purger'@'%';",
+                "GRANT SELECT, DELETE ON `app`.`orders` TO 'purger'@'%';",
+                "GRANT SELECT, UPDATE ON `app`.`shipping` TO 'purger'@'%';",
+                "GRANT SELECT, DELETE ON `app`.`newsletter` TO 'purger'@'%';",
+                "GRANT SELECT, DELETE ON `app`.`users` TO 'purger'@'%';",
+                "GRANT SELECT, DELETE ON `app`.`tickets` TO 'purger'@'%';",
             ]
         );
     }

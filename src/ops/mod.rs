@@ -99,19 +99,29 @@ pub async fn check(check: &Check) -> Result<Checked, Outcome> {
             grantee,
         )));
     }
-    let (schema, named) = mysql::schema(database, check.user_columns.as_deref())
-        .await
-        .map_err(|error| match error {
-            SchemaError::BadPattern(why) => {
-                Outcome::Misconfigured(anyhow::anyhow!("invalid --user-columns: {why}"))
-            }
-            SchemaError::Unreadable(error) => Outcome::DatabaseFailed(error),
-        })?;
+    let patterns = [
+        ("--user-columns", check.user_columns.as_deref()),
+        ("--personal-columns", check.personal_columns.as_deref()),
+    ];
+    let (schema, [users, personal], hidden) =
+        mysql::schema(database, patterns)
+            .await
+            .map_err(|error| match error {
+                SchemaError::BadPattern(setting, why) => {
+                    Outcome::Misconfigured(anyhow::anyhow!("invalid {setting}: {why}"))
+                }
+                SchemaError::Unreadable(error) => Outcome::DatabaseFailed(error),
+            })?;
+    let seen = check::Seen {
+        schema,
+        user_named: users,
+        personal_named: personal,
+        hidden,
+    };
     Ok(Checked::Findings(check::findings(
-        &schema,
+        &seen,
         &database.map,
         database.record.as_ref(),
-        &named,
     )))
 }
 

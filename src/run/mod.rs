@@ -53,7 +53,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = Signal>) -> Repo
         .map
         .entries()
         .iter()
-        .map(|e| format!("{}.{}", e.table, e.column))
+        .map(|e| {
+            let via: Vec<&str> = e.via.iter().map(|hop| hop.table.as_str()).collect();
+            match via.is_empty() {
+                true => format!("{}.{}", e.table, e.column),
+                false => format!("{}.{} via {}", e.table, e.column, via.join(", ")),
+            }
+        })
         .collect();
     info!(
         "purging users named by {} from {}: {}{}{}",

@@ -273,26 +273,29 @@ async fn read_schema(conn: &mut Conn) -> anyhow::Result<Schema> {
 /// Why the check could not read the schema.
 #[derive(Debug)]
 pub enum SchemaError {
-    /// The `--user-columns` pattern is not a REGEXP the server accepts.
-    BadPattern(String),
+    /// A pattern (its setting, the server's reason) is not a REGEXP the
+    /// server accepts.
+    BadPattern(&'static str, String),
     /// The database cannot be reached or read.
     Unreadable(anyhow::Error),
 }
 
-/// Connects and reads the schema, for `user-purge check`, and the columns
-/// whose names match `user_columns` (a MySQL REGEXP, evaluated by the server
-/// so that it means what MySQL means). Read-only.
+/// Connects and reads the schema, for `user-purge check`: the schema, the
+/// columns whose names match each pattern (a MySQL REGEXP, evaluated by the
+/// server so that it means what MySQL means), and, when the account may not
+/// see every table, why. Read-only.
 pub async fn schema(
     database: &Database,
-    user_columns: Option<&str>,
-) -> Result<(Schema, BTreeSet<(String, String)>), SchemaError> {
+    patterns: [(&'static str, Option<&str>); 2],
+) -> Result<(Schema, [BTreeSet<(String, String)>; 2], Option<String>), SchemaError> {
     let mut conn = open(database).await.map_err(SchemaError::Unreadable)?;
     let schema = read_schema(&mut conn)
         .await
         .map_err(SchemaError::Unreadable)?;
-    let named = match user_columns {
-        None => BTreeSet::new(),
-        Some(pattern) => conn
+    let mut named = [BTreeSet::new(), BTreeSet::new()];
+    for ((setting, pattern), named) in patterns.into_iter().zip(&mut named) {
+        let Some(pattern) = pattern else { continue };
+        *named = conn
             .exec(
                 "SELECT TABLE_NAME, COLUMN_NAME FROM INFORMATION_SCHEMA.COLUMNS \
                  WHERE TABLE_SCHEMA = DATABASE() AND COLUMN_NAME REGEXP ?",
@@ -303,15 +306,76 @@ pub async fn schema(
             .map_err(|error| match &error {
                 // ER_REGEXP_ERROR
                 mysql_async::Error::Server(server) if server.code == 1139 => {
-                    SchemaError::BadPattern(server.message.clone())
+                    SchemaError::BadPattern(setting, server.message.clone())
                 }
                 _ => SchemaError::Unreadable(
-                    anyhow::Error::new(error).context("cannot match --user-columns"),
+                    anyhow::Error::new(error).context(format!("cannot match {setting}")),
                 ),
-            })?,
-    };
+            })?;
+    }
+    let grants: Vec<String> = conn
+        .query("SHOW GRANTS")
+        .await
+        .context("cannot read the check's own grants (SHOW GRANTS)")
+        .map_err(SchemaError::Unreadable)?;
+    let name = database_name(database.url.expose());
+    let hidden = (!sees_whole_schema(&grants, &name)).then(|| {
+        format!(
+            "SHOW GRANTS gives the check's account no SELECT on {}.* (nor on *.*): tables it \
+             cannot see were not checked, and MySQL does not say how many; run the check as an \
+             account that may read the whole schema",
+            sql::quote(&name)
+        )
+    });
     let _ = conn.disconnect().await;
-    Ok((schema, named))
+    Ok((schema, named, hidden))
+}
+
+/// Whether one of these `SHOW GRANTS` lines gives `SELECT` (or all
+/// privileges) on every table of `database`: on `*.*`, or on the database
+/// (or a pattern that matches it) with `.*`. Roles are not followed: a role's
+/// grant reads as not seeing.
+fn sees_whole_schema(grants: &[String], database: &str) -> bool {
+    grants.iter().any(|grant| {
+        let Some(rest) = grant.strip_prefix("GRANT ") else {
+            return false;
+        };
+        let Some((privileges, rest)) = rest.split_once(" ON ") else {
+            return false;
+        };
+        let Some((target, _)) = rest.split_once(" TO ") else {
+            return false;
+        };
+        let reads = privileges.contains("ALL PRIVILEGES")
+            || privileges
+                .split(',')
+                .any(|p| p.trim().split(' ').next() == Some("SELECT"));
+        let on_schema = match target.trim().strip_suffix(".*") {
+            Some("*") => true,
+            Some(db) => like(db.trim_matches('`').trim_matches('\''), database),
+            None => false,
+        };
+        reads && on_schema
+    })
+}
+
+/// MySQL's `LIKE` on a database name in a grant: `%` any run, `_` one
+/// character, a backslash escapes.
+fn like(pattern: &str, name: &str) -> bool {
+    fn go(p: &[char], n: &[char]) -> bool {
+        match p.split_first() {
+            None => n.is_empty(),
+            Some(('%', rest)) => (0..=n.len()).any(|i| go(rest, &n[i..])),
+            Some(('_', rest)) => !n.is_empty() && go(rest, &n[1..]),
+            Some(('\\', rest)) if !rest.is_empty() => {
+                n.first() == Some(&rest[0]) && go(&rest[1..], &n[1..])
+            }
+            Some((c, rest)) => n.first() == Some(c) && go(rest, &n[1..]),
+        }
+    }
+    let p: Vec<char> = pattern.chars().collect();
+    let n: Vec<char> = name.chars().collect();
+    go(&p, &n)
 }
 
 /// The database a URL names (checked by [`check_url`]).
@@ -600,6 +664,32 @@ mod tests {
         assert!(!duplicate.contains("alice"), "{duplicate}");
         let hold = refusal_reason(1644, "45000", "legal hold");
         assert_eq!(hold, "legal hold (error 1644, SQLSTATE 45000)");
+    }
+
+    #[test]
+    fn the_grants_say_whether_the_whole_schema_is_visible() {
+        let sees = |grants: &[&str]| {
+            let grants: Vec<String> = grants.iter().map(|g| g.to_string()).collect();
+            sees_whole_schema(&grants, "app_1")
+        };
+        assert!(sees(&[
+            "GRANT ALL PRIVILEGES ON *.* TO `root`@`localhost` WITH GRANT OPTION"
+        ]));
+        assert!(sees(&[
+            "GRANT USAGE ON *.* TO `c`@`%`",
+            "GRANT SELECT ON `app_1`.* TO `c`@`%`"
+        ]));
+        assert!(sees(&["GRANT SELECT, SHOW VIEW ON `app\\_%`.* TO `c`@`%`"]));
+        assert!(sees(&["GRANT SELECT ON *.* TO 'c'@'%'"]));
+        // Some tables only, another database, no SELECT, a role: not seen.
+        assert!(!sees(&[
+            "GRANT USAGE ON *.* TO `u`@`%`",
+            "GRANT SELECT, DELETE ON `app_1`.`users` TO `u`@`%`"
+        ]));
+        assert!(!sees(&["GRANT SELECT ON `other`.* TO `c`@`%`"]));
+        assert!(!sees(&["GRANT INSERT, UPDATE ON `app_1`.* TO `c`@`%`"]));
+        assert!(!sees(&["GRANT `reader` TO `c`@`%`"]));
+        assert!(!sees(&["GRANT SELECT ON `app\\_2`.* TO `c`@`%`"]));
     }
 
     #[test]

@@ -377,17 +377,15 @@ impl Schema {
     /// The tables whose rows go with a delete from `table` (itself and every
     /// `ON DELETE CASCADE` child, transitively), and the columns it empties
     /// (`ON DELETE SET NULL` foreign keys of those tables).
-    pub fn cascade_of(&self, table: &str) -> (BTreeSet<String>, BTreeSet<(String, String)>) {
+    fn cascade_of(&self, table: &str) -> (BTreeSet<String>, BTreeSet<(String, String)>) {
         let mut gone = BTreeSet::from([table.to_owned()]);
         let mut emptied = BTreeSet::new();
         let mut pending = vec![table.to_owned()];
         while let Some(parent) = pending.pop() {
             for fk in self.foreign_keys.iter().filter(|fk| fk.parent == parent) {
                 match fk.on_delete.to_ascii_uppercase().as_str() {
-                    "CASCADE" => {
-                        if gone.insert(fk.child.clone()) {
-                            pending.push(fk.child.clone());
-                        }
+                    "CASCADE" if gone.insert(fk.child.clone()) => {
+                        pending.push(fk.child.clone());
                     }
                     "SET NULL" => {
                         emptied.insert((fk.child.clone(), fk.column.clone()));
@@ -887,7 +885,8 @@ column = "id"
 
     #[test]
     fn each_problem_of_a_via_is_named() {
-        let cases: [(&str, fn(&mut Schema), &str); 6] = [
+        type Change = fn(&mut Schema);
+        let cases: [(&str, Change, &str); 6] = [
             (
                 "a hop column that does not exist",
                 |s| {
