@@ -441,8 +441,10 @@ fn the_example_erasure_map_parses_and_lists_children_before_parents() {
     let text = read("k8s/erasure-map.toml");
     let entries = erasure_map_entries("k8s/erasure-map.toml", &text);
     // Issue #11's example: the user's sessions, then the invoices that stay,
-    // then the user.
+    // then the user; issue #17's newsletter, reached via the user's email,
+    // before the user.
     let expected = [
+        ("delete", "newsletter"),
         ("delete", "sessions"),
         ("redact", "invoices"),
         ("delete", "users"),
@@ -675,8 +677,8 @@ fn erasure_map_entries(what: &str, text: &str) -> Vec<(String, String)> {
     };
     let mut parsed = Vec::new();
     for (kind, allowed) in [
-        ("delete", &["table", "column"][..]),
-        ("redact", &["table", "column", "null", "replace"][..]),
+        ("delete", &["table", "column", "via"][..]),
+        ("redact", &["table", "column", "via", "null", "replace"][..]),
     ] {
         for entry in array(&document[kind]) {
             let entry = entry.as_object().unwrap();
@@ -685,6 +687,12 @@ fn erasure_map_entries(what: &str, text: &str) -> Vec<(String, String)> {
             }
             identifier("table", &entry["table"]);
             identifier("column", &entry["column"]);
+            let hops = entry.get("via").map(|v| v.as_array().unwrap().as_slice());
+            for hop in hops.unwrap_or_default() {
+                for field in ["table", "key", "value"] {
+                    identifier(field, &hop[field]);
+                }
+            }
             if kind == "redact" {
                 let nulls = entry.get("null").map(|v| v.as_array().unwrap().as_slice());
                 for column in nulls.unwrap_or_default() {
