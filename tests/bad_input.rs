@@ -9,8 +9,6 @@
 
 mod common;
 
-use std::net::TcpListener;
-
 use common::KEY_MARKER;
 use common::stand_ins::{Bad, PASSWORD, StandIns, refuse_all};
 
@@ -249,20 +247,8 @@ async fn a_valid_configuration_does_contact_the_services() {
     let services = StandIns::new();
     let mut child = services.command(&[] as &[&str]).spawn().unwrap();
     // The first connection to either stand-in, as it comes.
-    let listen = |listener: &TcpListener| {
-        tokio::net::TcpListener::from_std(listener.try_clone().unwrap()).unwrap()
-    };
-    let (emulator, database) = (listen(&services.emulator), listen(&services.database));
-    let contacted = tokio::time::timeout(std::time::Duration::from_secs(20), async {
-        tokio::select! {
-            _ = emulator.accept() => "the emulator",
-            _ = database.accept() => "the database",
-        }
-    })
-    .await;
+    services
+        .wait_for_contact(&mut child, &["the emulator", "the database"])
+        .await;
     child.kill().await.unwrap();
-    assert!(
-        contacted.is_ok(),
-        "a valid configuration contacted neither stand-in within 20 s"
-    );
 }

@@ -720,36 +720,26 @@ async fn release(mut conn: mysql_async::Conn) {
 /// Waits until the job (connected as the test's user) runs a `verb`
 /// statement on `table` (blocked on a lock, in the tests that use this).
 async fn wait_for_statement(env: &TestEnv, verb: &str, table: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
     let query = format!(
         "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
          WHERE DB = '{}' AND USER = '{}' AND INFO LIKE '%{verb}%{table}%'",
         env.database, env.user
     );
-    while env.number(&query).await == 0 {
-        assert!(
-            Instant::now() < deadline,
-            "the job never ran {verb} on {table}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let what = format!("the job to run {verb} on {table}");
+    env.wait_for_number(&what, &query, Duration::from_millis(20), |n| n > 0)
+        .await;
 }
 
 /// Waits until the server has closed every connection of the job, so that
 /// its transaction is over.
 async fn wait_until_disconnected(env: &TestEnv) {
-    let deadline = Instant::now() + Duration::from_secs(30);
     let query = format!(
         "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = '{}' AND USER = '{}'",
         env.database, env.user
     );
-    while env.number(&query).await > 0 {
-        assert!(
-            Instant::now() < deadline,
-            "the killed job's connection stayed open"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let what = "the server to close the killed job's connections";
+    env.wait_for_number(what, &query, Duration::from_millis(20), |n| n == 0)
+        .await;
 }
 
 fn id_list(ids: &BTreeSet<u64>) -> String {
@@ -1430,27 +1420,11 @@ async fn a_valid_map_passes_configuration_and_contacts_the_database() {
     let maps = MapDir::new();
     let map = maps.write(&toml(&full_map()));
     let mut child = stand_ins.command(&with_map(&map)).spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut contacted = Vec::new();
-    loop {
-        contacted.extend(stand_ins.contacted());
-        if contacted.contains(&"the database") || Instant::now() > deadline {
-            break;
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            let output = child.wait_with_output().await.unwrap();
-            panic!(
-                "a valid map ended the run ({status}) before it contacted anything: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // A valid map gets as far as the database.
+    stand_ins
+        .wait_for_contact(&mut child, &["the database"])
+        .await;
     child.kill().await.unwrap();
-    assert!(
-        contacted.contains(&"the database"),
-        "a valid map must get as far as the database; contacted {contacted:?}"
-    );
 }
 
 // ---------------------------------------------------------------------------

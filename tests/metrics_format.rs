@@ -97,9 +97,9 @@ fn a_labelled_family_with_awkward_values_passes_promtool() {
     }
 }
 
-#[test]
-fn the_pushgateway_serves_back_the_label_values_that_went_in() {
-    let gateway = PrivatePushgateway::start();
+#[tokio::test]
+async fn the_pushgateway_serves_back_the_label_values_that_went_in() {
+    let gateway = PrivatePushgateway::start().await;
     let response = ureq::post(&metrics::group_url(&gateway.url, "purge-sub"))
         .header("Content-Type", metrics::CONTENT_TYPE)
         .send(labelled(&AWKWARD))

@@ -101,7 +101,8 @@ async fn the_job_verifies_the_database_server_certificate() {
         format!("--ssl-ca={}", path("ca.pem")),
         format!("--ssl-cert={}", path("server.pem")),
         format!("--ssl-key={}", path("server.key")),
-    ]);
+    ])
+    .await;
     let env = Setup::new(10)
         .mysql_root(db.url("root", "", "mysql"))
         .create()

@@ -11,7 +11,6 @@
 use std::collections::{BTreeSet, HashMap};
 use std::os::unix::process::ExitStatusExt as _;
 use std::process::Stdio;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use gcloud_gax::conn::{Channel, ConnectionOptions, Environment};
@@ -34,6 +33,7 @@ pub mod backlog;
 pub mod private;
 pub mod proxy;
 pub mod stand_ins;
+pub mod wait;
 
 pub const PROJECT: &str = "test-project";
 
@@ -43,12 +43,13 @@ pub fn mysql_root_url() -> String {
 }
 
 /// host:port of the emulator every test in this process uses.
-pub fn emulator_host() -> String {
-    static HOST: OnceLock<String> = OnceLock::new();
-    HOST.get_or_init(|| match std::env::var("PUBSUB_EMULATOR_HOST") {
+pub async fn emulator_host() -> String {
+    static HOST: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+    HOST.get_or_init(async || match std::env::var("PUBSUB_EMULATOR_HOST") {
         Ok(host) if !host.is_empty() => host,
-        _ => start_emulator(),
+        _ => start_emulator().await,
     })
+    .await
     .clone()
 }
 
@@ -68,7 +69,7 @@ pub fn emulator_bin() -> String {
     })
 }
 
-fn start_emulator() -> String {
+async fn start_emulator() -> String {
     let port = free_port();
     let host = format!("127.0.0.1:{port}");
     let bin = emulator_bin();
@@ -103,14 +104,7 @@ fn start_emulator() -> String {
     rx.recv()
         .unwrap()
         .unwrap_or_else(|e| panic!("cannot start the Pub/Sub emulator ({e})"));
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while std::net::TcpStream::connect(&host).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "the Pub/Sub emulator did not start on {host}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait::until_listening(port, "the Pub/Sub emulator", || None).await;
     host
 }
 
@@ -186,7 +180,8 @@ pub struct Setup {
     users: u64,
     ack_deadline_seconds: i32,
     mysql_root: String,
-    emulator: String,
+    /// The shared one ([`emulator_host`]) unless the test names another.
+    emulator: Option<String>,
     dead_letter_attempts: Option<i32>,
     retain_acked: bool,
 }
@@ -198,7 +193,7 @@ impl Setup {
             users,
             ack_deadline_seconds: 10,
             mysql_root: mysql_root_url(),
-            emulator: emulator_host(),
+            emulator: None,
             dead_letter_attempts: None,
             retain_acked: false,
         }
@@ -210,7 +205,7 @@ impl Setup {
     }
 
     pub fn emulator(mut self, host: String) -> Setup {
-        self.emulator = host;
+        self.emulator = Some(host);
         self
     }
 
@@ -228,6 +223,10 @@ impl Setup {
     }
 
     pub async fn create(self) -> TestEnv {
+        let emulator = match self.emulator {
+            Some(host) => host,
+            None => emulator_host().await,
+        };
         let database = unique("up_");
         let root = mysql_async::Pool::new(self.mysql_root.as_str());
         let mut conn = root.get_conn().await.expect("MariaDB must be running");
@@ -274,7 +273,7 @@ impl Setup {
             .unwrap();
         drop(conn);
 
-        let client = pubsub_client_on(&self.emulator).await;
+        let client = pubsub_client_on(&emulator).await;
         let topic = unique("topic-");
         let subscription = unique("sub-");
         client.topic(&topic).create(None, None).await.unwrap();
@@ -316,7 +315,7 @@ impl Setup {
             client,
             pool,
             mysql_root: self.mysql_root,
-            emulator: self.emulator,
+            emulator,
             user,
             password,
             extra_users: Default::default(),
@@ -403,9 +402,14 @@ impl TestEnv {
 
     /// The payloads of every message in the subscription now, which are then
     /// all handed back (nacked), so that the next run gets them at once.
+    /// Each peek counts as a delivery of each message.
     pub async fn peek(&self, wait: Duration) -> Vec<Vec<u8>> {
-        self.take_from(&self.subscription, wait, Settle::HandBack)
-            .await
+        self.peek_at(&self.subscription, wait).await
+    }
+
+    /// The same for another subscription (of this test's topic, say).
+    pub async fn peek_at(&self, subscription: &str, wait: Duration) -> Vec<Vec<u8>> {
+        self.take_from(subscription, wait, Settle::HandBack).await
     }
 
     /// Pulls until a Pull comes back empty after `wait`. Each Pull carries its
@@ -577,23 +581,14 @@ impl TestEnv {
     /// Waits until the job's DELETE runs in this test's database (blocked on
     /// a lock, in the tests that use this).
     pub async fn wait_for_delete(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut conn = self.pool.get_conn().await.unwrap();
-        loop {
-            let running: Option<u64> = conn
-                .query_first(format!(
-                    "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
-                     WHERE DB = '{}' AND INFO LIKE 'DELETE FROM%'",
-                    self.database
-                ))
-                .await
-                .unwrap();
-            if running.unwrap_or(0) > 0 {
-                return;
-            }
-            assert!(Instant::now() < deadline, "the delete never started");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let query = format!(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
+             WHERE DB = '{}' AND INFO LIKE 'DELETE FROM%'",
+            self.database
+        );
+        let every = Duration::from_millis(20);
+        self.wait_for_number("the job's DELETE to start", &query, every, |n| n > 0)
+            .await;
     }
 
     /// Adds a database user with `privileges` on `table` of this test's
@@ -630,6 +625,22 @@ impl TestEnv {
     pub async fn number(&self, query: &str) -> u64 {
         let mut conn = self.pool.get_conn().await.unwrap();
         conn.query_first(query).await.unwrap().unwrap_or(0)
+    }
+
+    /// Waits (30 s at most) until `query`'s [number](TestEnv::number) is one
+    /// that `wanted` accepts, reading it every `every`: `what` has happened.
+    pub async fn wait_for_number(
+        &self,
+        what: &str,
+        query: &str,
+        every: Duration,
+        wanted: impl Fn(u64) -> bool,
+    ) {
+        let limit = Duration::from_secs(30);
+        wait::poll_until(what, limit, every, async || {
+            wanted(self.number(query).await).then_some(())
+        })
+        .await
     }
 }
 
@@ -699,6 +710,9 @@ impl From<std::process::Output> for Run {
     }
 }
 
+/// How long a test waits for the log line it expects from a running job.
+pub const LOG_LINE_LIMIT: Duration = Duration::from_secs(90);
+
 /// A job running in the background. A task reads its log as it is written,
 /// so that the test can wait for a line, and the job never blocks on a full pipe.
 pub struct Job {
@@ -749,34 +763,37 @@ impl Job {
     }
 
     /// Reads the log until a line contains `marker`, and returns that line;
-    /// `None` when the log ended first (the job exited).
+    /// `None` when the log ended first (the job exited). Gives up (panics)
+    /// after [`LOG_LINE_LIMIT`].
     pub async fn wait_for(&mut self, marker: &str) -> Option<String> {
-        while let Some(line) = self.lines.recv().await {
-            self.log.push(line);
-            let line = self.log.last().unwrap();
-            if line.contains(marker) {
-                return Some(line.clone());
-            }
-        }
-        None
+        self.next_line(|line| line.contains(marker)).await
     }
 
     /// Reads the log until a line satisfies `wanted`; false if the job ended
-    /// first. Gives up (panics) after 90 s.
-    pub async fn wait_until(&mut self, mut wanted: impl FnMut(&str) -> bool) -> bool {
+    /// first. Gives up (panics) after [`LOG_LINE_LIMIT`].
+    pub async fn wait_until(&mut self, wanted: impl FnMut(&str) -> bool) -> bool {
+        self.next_line(wanted).await.is_some()
+    }
+
+    async fn next_line(&mut self, mut wanted: impl FnMut(&str) -> bool) -> Option<String> {
         let read = async {
             while let Some(line) = self.lines.recv().await {
                 let found = wanted(&line);
                 self.log.push(line);
                 if found {
-                    return true;
+                    return self.log.last().cloned();
                 }
             }
-            false
+            None
         };
-        tokio::time::timeout(Duration::from_secs(90), read)
+        tokio::time::timeout(LOG_LINE_LIMIT, read)
             .await
-            .unwrap_or_else(|_| panic!("no such log line within 90 s:\n{}", self.log.join("\n")))
+            .unwrap_or_else(|_| {
+                panic!(
+                    "no such log line within {LOG_LINE_LIMIT:?}:\n{}",
+                    self.log.join("\n")
+                )
+            })
     }
 
     /// Waits for `event`: true when it came, false when the job ended first.

@@ -5,6 +5,9 @@
 //! neither the emulator nor MariaDB.
 
 use std::net::TcpListener;
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt as _;
 
 use super::{KEY_MARKER, assert_no_failures, job_command};
 
@@ -63,6 +66,43 @@ impl StandIns {
             ),
             ("RUST_LOG", "trace".into()),
         ]
+    }
+
+    /// Waits for `job`, run with these settings, to connect to one of the
+    /// `wanted` stand-ins ("the emulator", "the database"), and returns which.
+    /// Fails if the job exits first, or has not within 20 s.
+    pub async fn wait_for_contact(
+        &self,
+        job: &mut tokio::process::Child,
+        wanted: &[&'static str],
+    ) -> &'static str {
+        let listen = |listener: &TcpListener| {
+            tokio::net::TcpListener::from_std(listener.try_clone().unwrap()).unwrap()
+        };
+        let (emulator, database) = (listen(&self.emulator), listen(&self.database));
+        let contact = async {
+            loop {
+                let service = tokio::select! {
+                    _ = emulator.accept() => "the emulator",
+                    _ = database.accept() => "the database",
+                };
+                if wanted.contains(&service) {
+                    return service;
+                }
+            }
+        };
+        let limit = Duration::from_secs(20);
+        tokio::select! {
+            contacted = tokio::time::timeout(limit, contact) => contacted
+                .unwrap_or_else(|_| panic!("the job contacted none of {wanted:?} within {limit:?}")),
+            status = job.wait() => {
+                let mut stderr = String::new();
+                if let Some(mut pipe) = job.stderr.take() {
+                    let _ = pipe.read_to_string(&mut stderr).await;
+                }
+                panic!("the job ended ({status:?}) before it contacted any of {wanted:?}: {stderr}")
+            }
+        }
     }
 
     /// Which of the two saw a connection since the last call.
