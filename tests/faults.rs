@@ -322,14 +322,14 @@ async fn pubsub_freezing_after_the_commit_is_exit_5_and_the_deletes_repeat_harml
     // The thawed emulator may yet process some of the abandoned
     // acknowledgements. Every other message comes back when its lease ends:
     // the subscription's 10 s from the Pull, or 60 s from a renewal. Both
-    // were before the thaw; past that, what is in the subscription is all
-    // that will come back.
+    // were before the thaw; once a lease as long, taken after it, has run
+    // out, what is in the subscription is all that will come back.
     let lease = if run.stderr.contains("renewed the lease") {
         60
     } else {
         10
     };
-    tokio::time::sleep(Duration::from_secs(lease + 2)).await;
+    env.outlast_leases(Duration::from_secs(lease)).await;
     let back = env.peek(Duration::from_secs(1)).await;
     assert!(
         is_within(&back, &backlog.published),

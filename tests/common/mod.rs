@@ -173,6 +173,8 @@ fn with_deadline<T>(body: T) -> Request<T> {
 enum Settle {
     Acknowledge,
     HandBack,
+    /// Neither: they come back when their lease runs out.
+    Hold,
 }
 
 /// How to build a [`TestEnv`]: by default on the shared MariaDB and emulator.
@@ -341,7 +343,11 @@ impl TestEnv {
 
     /// Publishes each payload as one message, and waits until all are stored.
     pub async fn publish(&self, payloads: Vec<Vec<u8>>) {
-        let mut publisher = self.client.topic(&self.topic).new_publisher(None);
+        self.publish_on(&self.topic, payloads).await;
+    }
+
+    async fn publish_on(&self, topic: &str, payloads: Vec<Vec<u8>>) {
+        let mut publisher = self.client.topic(topic).new_publisher(None);
         for chunk in payloads.chunks(1_000) {
             let messages = chunk
                 .iter()
@@ -412,6 +418,40 @@ impl TestEnv {
         self.take_from(subscription, wait, Settle::HandBack).await
     }
 
+    /// Waits until every lease of `lease` at most that the emulator granted
+    /// before now has run out, as the emulator's own clock tells: a message
+    /// on a topic of the test's own, pulled now and held for `lease`, comes
+    /// back to its subscription.
+    pub async fn outlast_leases(&self, lease: Duration) {
+        let topic = unique("lease-");
+        let subscription = unique("leasesub-");
+        self.client.topic(&topic).create(None, None).await.unwrap();
+        let config = SubscriptionConfig {
+            ack_deadline_seconds: lease.as_secs().try_into().unwrap(),
+            ..SubscriptionConfig::default()
+        };
+        self.client
+            .create_subscription(&subscription, &topic, config, None)
+            .await
+            .unwrap();
+        self.publish_on(&topic, vec![b"lease".to_vec()]).await;
+        let held = self
+            .take_from(&subscription, Duration::ZERO, Settle::Hold)
+            .await;
+        assert_eq!(held.len(), 1, "the test's own message was not delivered");
+        let what = format!("a lease of {lease:?}, taken after the others, to run out");
+        let limit = lease + Duration::from_secs(60);
+        wait::poll_until(&what, limit, Duration::from_millis(100), async || {
+            let back = self
+                .take_from(&subscription, Duration::ZERO, Settle::Acknowledge)
+                .await;
+            (!back.is_empty()).then_some(())
+        })
+        .await;
+        let _ = self.client.subscription(&subscription).delete(None).await;
+        let _ = self.client.topic(&topic).delete(None).await;
+    }
+
     /// Pulls until a Pull comes back empty after `wait`. Each Pull carries its
     /// deadline to the emulator, as the job's do: a Pull the client merely
     /// abandoned would stay open there and swallow messages handed back later.
@@ -463,6 +503,7 @@ impl TestEnv {
                 }
                 // Not yet: handed back now, they would be pulled again.
                 Settle::HandBack => held.extend(ack_ids),
+                Settle::Hold => {}
             }
         }
         for ack_ids in held.chunks(1_000) {
