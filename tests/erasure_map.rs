@@ -30,6 +30,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::backlog::quiet_after;
 use common::stand_ins::{Bad, PASSWORD, StandIns, listener, refuse_all};
+use common::wait::until_recovered;
 use common::{
     Job, Run, TestEnv, assert_no_failures, decoded, event_type, job_command, removals, url_on,
     users_refused_in_log,
@@ -1599,29 +1600,6 @@ async fn a_map_the_database_cannot_carry_out_is_exit_4_before_anything_is_receiv
 // Faults
 // ---------------------------------------------------------------------------
 
-/// Runs the job until the tables are as expected and a run finds nothing to
-/// acknowledge, waiting out the leases of a killed run. Each run exits 0.
-async fn recover(env: &TestEnv, args: &[&str], expected: &Snapshot, quiet: Duration) -> usize {
-    let started = Instant::now();
-    let mut runs = 0;
-    loop {
-        let run = run(env, args, &[]).await;
-        runs += 1;
-        run.assert_code(0);
-        if run.count("acked") == 0 && started.elapsed() >= quiet && snapshot(env).await == *expected
-        {
-            return runs;
-        }
-        assert!(
-            started.elapsed() < quiet + Duration::from_secs(120),
-            "no recovery after {runs} runs"
-        );
-        if run.count("acked") == 0 {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_kill_between_two_statements_of_the_map_leaves_nothing_half_erased() {
     let env = realistic().await;
@@ -1685,9 +1663,20 @@ async fn a_kill_between_two_statements_of_the_map_leaves_nothing_half_erased() {
         "the erasure record kept rows of a transaction that never committed"
     );
 
+    // Runs until the tables are as expected, waiting out the killed run's
+    // leases; each run exits 0.
     let expected = before.erased(&erased);
-    let runs = recover(&env, &args, &expected, quiet_after(lived)).await;
-    println!("killed after {lived:?}; recovered in {runs} runs");
+    let runs = until_recovered(
+        quiet_after(lived),
+        async || {
+            let run = run(&env, &args, &[]).await;
+            run.assert_code(0);
+            run
+        },
+        async || snapshot(&env).await == expected,
+    )
+    .await;
+    println!("killed after {lived:?}; recovered in {} runs", runs.len());
     assert_eq!(snapshot(&env).await, expected);
     assert_record(&env, &published, &erased, (from, now_ms())).await;
     assert_eq!(

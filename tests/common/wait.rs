@@ -3,7 +3,9 @@
 //! it is reached, never for longer than a deadline. A test that waits names
 //! what it waits for, so that a deadline passed says what never happened.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use super::Run;
 
 /// Calls `check` until it gives a value, `every` apart, and returns that
 /// value. Panics, naming `what` (the event, as "the job's DELETE to start"),
@@ -43,4 +45,28 @@ pub async fn until_listening(port: u16, what: &str, mut exited: impl FnMut() -> 
         },
     )
     .await
+}
+
+/// Runs the job (`run`, which checks each run's exit) until a run finds
+/// nothing to acknowledge, `quiet` has passed since the first (the leases of
+/// killed runs' messages have run out by then) and `settled` says the
+/// database is as it must be; at most `quiet` and two minutes. Returns every
+/// run.
+pub async fn until_recovered(
+    quiet: Duration,
+    mut run: impl AsyncFnMut() -> Run,
+    mut settled: impl AsyncFnMut() -> bool,
+) -> Vec<Run> {
+    let started = Instant::now();
+    let mut runs = Vec::new();
+    let limit = quiet + Duration::from_secs(120);
+    let every = Duration::from_millis(500);
+    poll_until("the runs to recover", limit, every, async || {
+        let last = run().await;
+        let idle = last.count("acked") == 0;
+        runs.push(last);
+        (idle && started.elapsed() >= quiet && settled().await).then_some(())
+    })
+    .await;
+    runs
 }
