@@ -22,7 +22,6 @@ use std::time::{Duration, Instant};
 
 use common::backlog::{
     Rng, assert_invariant, assert_refusals_match_the_code, publish_backlog, quiet_after, recover,
-    reported,
 };
 use common::proxy::LatencyProxy;
 use common::wait::poll_until;
@@ -337,7 +336,7 @@ async fn an_empty_subscription_on_a_healthy_link_ends_in_one_round_within_2_s() 
     run.assert_code(0);
     assert_eq!(run.outcome(), "completed");
     assert_eq!(run.count("received"), 0);
-    assert!(reported(&run, "rounds") <= 1, "{}", run.stdout);
+    assert!(run.count("rounds") <= 1, "{}", run.stdout);
     // The job's own figure, not a race against the test's clock.
     let elapsed = run.count("elapsed_ms");
     assert!(elapsed < 2_000, "an empty subscription took {elapsed} ms");
@@ -359,7 +358,7 @@ async fn a_user_held_by_a_restrict_foreign_key_is_refused_alone() {
     let run = env.run(&[]).await;
     run.assert_code(6);
     assert_eq!(run.outcome(), "partially_completed");
-    assert_eq!(reported(&run, "refused"), 1);
+    assert_eq!(run.count("refused"), 1);
     assert_eq!(run.count("removed_ids"), 100);
     assert_eq!(run.count("deleted_rows"), 99);
     assert_eq!(run.count("acked"), 99);
@@ -372,7 +371,7 @@ async fn a_user_held_by_a_restrict_foreign_key_is_refused_alone() {
         "the refused removal must be received and handed back once: {}",
         run.stdout
     );
-    assert!(reported(&run, "rounds") >= 1, "{}", run.stdout);
+    assert!(run.count("rounds") >= 1, "{}", run.stdout);
     assert_refusal_lines(&run, "users", "foreign key constraint fails", &refused);
 
     let mut kept = vec![7];
@@ -402,7 +401,7 @@ async fn a_user_held_by_a_trigger_is_refused_alone_with_the_servers_reason() {
     let run = env.run(&[]).await;
     run.assert_code(6);
     assert_eq!(run.outcome(), "partially_completed");
-    assert_eq!(reported(&run, "refused"), 1);
+    assert_eq!(run.count("refused"), 1);
     assert_eq!(run.count("deleted_rows"), 99);
     assert_eq!(run.count("acked"), 99);
     assert_eq!((run.count("received"), run.count("nacked")), (100, 1));
@@ -437,7 +436,7 @@ async fn five_refused_users_among_two_hundred_are_isolated() {
     let run = env.run(&[]).await;
     run.assert_code(6);
     assert_eq!(run.outcome(), "partially_completed");
-    assert_eq!(reported(&run, "refused"), 5);
+    assert_eq!(run.count("refused"), 5);
     assert_eq!(run.count("removed_ids"), 200);
     assert_eq!(run.count("deleted_rows"), 195);
     assert_eq!(run.count("acked"), 195);
@@ -818,7 +817,7 @@ async fn an_ordered_subscription_is_taken_in_one_run(key: impl Fn(u64) -> String
     assert_eq!(run.count("acked"), 6_000);
     // The subscription holds a key's later messages back until the earlier
     // ones are acknowledged: no one round can take them all.
-    let rounds = reported(&run, "rounds");
+    let rounds = run.count("rounds");
     assert!(
         rounds >= min_rounds,
         "{rounds} rounds, fewer than the {min_rounds} the keys' order needs: {}",
@@ -861,7 +860,7 @@ async fn a_backlog_of_100_000_is_erased_in_one_run_of_at_least_10_rounds() {
     assert_eq!(run.count("received"), 100_000);
     assert_eq!(run.count("deleted_rows"), 100_000);
     assert_eq!(run.count("acked"), 100_000);
-    let rounds = reported(&run, "rounds");
+    let rounds = run.count("rounds");
     assert!((10..=11).contains(&rounds), "{rounds} rounds");
     assert_eq!(env.users().await, (100_001..=100_050).collect::<Vec<_>>());
     assert_eq!(
@@ -884,7 +883,7 @@ async fn rounds_stop_when_max_messages_have_been_taken_in_total() {
     assert_eq!(first.count("received"), 2_500);
     assert_eq!(first.count("deleted_rows"), 2_500);
     assert_eq!(first.count("acked"), 2_500);
-    assert_eq!(reported(&first, "rounds"), 3, "1,000 + 1,000 + 500");
+    assert_eq!(first.count("rounds"), 3, "1,000 + 1,000 + 500");
     assert_eq!(env.users().await.len(), 600);
 
     let second = env.run(&["--batch-size", "1000"]).await;

@@ -245,7 +245,7 @@ pub fn quiet_after(lived: Duration) -> Duration {
 /// A run exits 6 ("partially_completed") exactly when it refused a user, and
 /// 0 ("completed") when it refused none.
 pub fn assert_refusals_match_the_code(run: &Run) {
-    let refused = reported(run, "refused");
+    let refused = run.count("refused");
     match run.code {
         Some(6) => {
             assert_eq!(run.outcome(), "partially_completed", "{}", run.stdout);
@@ -258,20 +258,6 @@ pub fn assert_refusals_match_the_code(run: &Run) {
         _ => panic!(
             "expected exit 0 or 6, got {:?}: {}\nstderr:\n{}",
             run.code, run.stdout, run.stderr
-        ),
-    }
-}
-
-/// A count the summary gained with issue #10 (`refused`, `rounds`), with a
-/// message that says so when the job does not report it.
-pub fn reported(run: &Run, field: &str) -> u64 {
-    match run.summary().get(field) {
-        Some(value) => value
-            .as_u64()
-            .unwrap_or_else(|| panic!("{field} is not a number: {}", run.stdout)),
-        None => panic!(
-            "the summary has no `{field}`: {}\nstderr:\n{}",
-            run.stdout, run.stderr
         ),
     }
 }

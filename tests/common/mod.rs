@@ -911,9 +911,15 @@ impl Run {
 
     /// One numeric field of the summary.
     pub fn count(&self, field: &str) -> u64 {
-        self.summary()[field]
-            .as_u64()
-            .unwrap_or_else(|| panic!("{field} is not a number: {}", self.stdout))
+        match self.summary().get(field) {
+            Some(value) => value
+                .as_u64()
+                .unwrap_or_else(|| panic!("{field} is not a number: {}", self.stdout)),
+            None => panic!(
+                "the summary has no `{field}`: {}\nstderr:\n{}",
+                self.stdout, self.stderr
+            ),
+        }
     }
 
     pub fn outcome(&self) -> String {
