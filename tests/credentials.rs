@@ -403,7 +403,7 @@ async fn a_malformed_google_application_credentials_is_not_replaced_by_the_metad
 /// exit 2 or 3 (never a panic), one error line, and that line names
 /// GOOGLE_APPLICATION_CREDENTIALS; nothing of the file shows.
 fn failure_to_name_the_variable(run: &Run, case: &str) -> Option<String> {
-    assert_no_secret(run, &[KEY_MARKER]);
+    run.assert_no_secret(&[KEY_MARKER]);
     let errors = error_lines(run);
     let failure = if run.code == Some(101) || run.stderr.contains("panicked") {
         "a panic".to_owned()
@@ -433,18 +433,7 @@ fn assert_fails_on_pubsub(run: &Run, secrets: &[&str]) {
     let errors = error_lines(run);
     assert_eq!(errors.len(), 1, "one error line\n{}", run.stderr);
     assert!(errors[0].contains("Pub/Sub"), "{}", errors[0]);
-    assert_no_secret(run, secrets);
-}
-
-fn assert_no_secret(run: &Run, secrets: &[&str]) {
-    for secret in secrets {
-        assert!(
-            !run.stdout.contains(secret) && !run.stderr.contains(secret),
-            "a secret ({secret}) leaked into the output:\n{}{}",
-            run.stdout,
-            run.stderr
-        );
-    }
+    run.assert_no_secret(secrets);
 }
 
 /// env_logger's error lines: `[time ERROR target] message`.
@@ -551,11 +540,7 @@ impl Offline {
             .unwrap();
         let run = Run::from(output);
         assert!(started.elapsed() < RUN_LIMIT);
-        assert!(
-            !run.stderr.contains("Pw-never-used"),
-            "the database password leaked:\n{}",
-            run.stderr
-        );
+        run.assert_no_secret(&["Pw-never-used"]);
         run
     }
 }

@@ -2087,6 +2087,6 @@ async fn check_on_an_unreachable_database_is_exit_4() {
         "one line must say what failed:\n{}",
         run.stderr
     );
-    assert!(!run.stdout.contains(PASSWORD) && !run.stderr.contains(PASSWORD));
+    run.assert_no_secret(&[PASSWORD]);
     assert!(pubsub.accept().is_err(), "check contacted Pub/Sub");
 }

@@ -540,13 +540,7 @@ impl TestEnv {
     /// Every JSON line on stdout, whatever the outcome, must parse as an object.
     pub fn checked(&self, output: std::process::Output) -> Run {
         let run = Run::from(output);
-        for secret in [self.password.as_str(), KEY_MARKER] {
-            assert!(
-                !run.stdout.contains(secret) && !run.stderr.contains(secret),
-                "a secret ({secret}) leaked into the output:\n{}",
-                run.stderr
-            );
-        }
+        run.assert_no_secret(&[&self.password, KEY_MARKER]);
         for line in run.stdout.lines().filter(|l| l.starts_with('{')) {
             let parsed: Result<serde_json::Map<String, Value>, _> = serde_json::from_str(line);
             assert!(parsed.is_ok(), "not a JSON object ({parsed:?}): {line}");
@@ -924,6 +918,24 @@ impl Run {
 
     pub fn outcome(&self) -> String {
         self.summary()["outcome"].as_str().unwrap().to_owned()
+    }
+
+    /// Whether `text` shows anywhere in what the run printed.
+    pub fn shows(&self, text: &str) -> bool {
+        self.stdout.contains(text) || self.stderr.contains(text)
+    }
+
+    /// Asserts that none of `secrets` shows in what the run printed.
+    pub fn assert_no_secret(&self, secrets: &[&str]) -> &Run {
+        for secret in secrets {
+            assert!(
+                !self.shows(secret),
+                "a secret ({secret}) leaked into the output:\n{}{}",
+                self.stdout,
+                self.stderr
+            );
+        }
+        self
     }
 
     /// Asserts that the log has `text`, showing the log when it does not.

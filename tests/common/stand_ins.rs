@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::io::AsyncReadExt as _;
 
-use super::{KEY_MARKER, assert_no_failures, job_command};
+use super::{KEY_MARKER, Run, assert_no_failures, job_command};
 
 /// In the stand-in database URL, so that any output showing it is caught.
 pub const PASSWORD: &str = "Pw-stand-in-7Qx";
@@ -214,12 +214,11 @@ pub async fn refuse_all(stand_ins: &StandIns, cases: Vec<Bad>) {
                 None => command.env_remove(key),
             };
         }
-        let output = command.output().await.unwrap();
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let stderr = String::from_utf8_lossy(&output.stderr);
+        let run = Run::from(command.output().await.unwrap());
+        let (stdout, stderr) = (&run.stdout, &run.stderr);
         let mut wrong = Vec::new();
-        if output.status.code() != Some(2) {
-            wrong.push(format!("exit {:?}, not 2", output.status.code()));
+        if run.code != Some(2) {
+            wrong.push(format!("exit {:?}, not 2", run.code));
         }
         if !stdout.is_empty() {
             wrong.push("something on stdout".to_owned());
@@ -262,7 +261,7 @@ pub async fn refuse_all(stand_ins: &StandIns, cases: Vec<Bad>) {
             wrong.push(format!("an unexpected line {line:?}"));
         }
         for secret in [PASSWORD, KEY_MARKER] {
-            if stdout.contains(secret) || stderr.contains(secret) {
+            if run.shows(secret) {
                 wrong.push(format!("shows {secret}"));
             }
         }
