@@ -8,28 +8,14 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
 use common::Setup;
 use common::private::PrivateMariaDb;
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let status = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl must be installed");
-    assert!(
-        status.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&status.stderr)
-    );
-}
+use common::scratch::{Scratch, openssl};
 
 /// A CA, and a server certificate it signed for 127.0.0.1; plus a second,
 /// unrelated CA.
 fn make_certificates(dir: &Path) {
-    std::fs::create_dir_all(dir).unwrap();
     for ca in ["ca", "other-ca"] {
         openssl(
             dir,
@@ -94,7 +80,7 @@ fn make_certificates(dir: &Path) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_job_verifies_the_database_server_certificate() {
-    let dir = std::env::temp_dir().join(format!("user-purge-tls-{}", std::process::id()));
+    let dir = Scratch::new("tls");
     make_certificates(&dir);
     let path = |file: &str| dir.join(file).display().to_string();
     let db = PrivateMariaDb::start(&[
@@ -152,7 +138,6 @@ async fn the_job_verifies_the_database_server_certificate() {
     assert_eq!(verified.count("deleted_rows"), 2);
     assert_eq!(env.users().await, [1, 3, 5, 6, 7, 8, 9, 10]);
     env.cleanup().await;
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test(flavor = "multi_thread")]

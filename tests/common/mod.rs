@@ -32,6 +32,7 @@ pub use user_purge::event::event_type;
 pub mod backlog;
 pub mod private;
 pub mod proxy;
+pub mod scratch;
 pub mod stand_ins;
 pub mod wait;
 
