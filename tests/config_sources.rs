@@ -8,7 +8,7 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::{KEY_MARKER, TestEnv};
+use common::{TestEnv, fake_key};
 
 /// A file of this test process, removed when dropped.
 struct TempFile(PathBuf);
@@ -148,13 +148,8 @@ async fn a_key_file_is_used_named_and_never_shown() {
     let env = TestEnv::new(2).await;
     env.publish_removals([1]).await;
     // Well-formed, but its private key is not one: the job fails at the key,
-    // before any network call (as tests/security.rs does inline).
-    let key = TempFile::new(
-        "key.json",
-        &format!(
-            r#"{{"type":"service_account","private_key":"{KEY_MARKER}","client_email":"x@y"}}"#
-        ),
-    );
+    // before any network call.
+    let key = TempFile::new("key.json", &fake_key());
     let mut command = env.command(&[], &[("PUBSUB_SERVICE_ACCOUNT_FILE", key.path())]);
     command
         .env_remove("PUBSUB_EMULATOR_HOST")

@@ -147,10 +147,7 @@ async fn a_service_account_key_never_shows_even_when_it_fails() {
     // No emulator: the job must use the key. Its private key is not a real
     // one, so the job fails before any network call, and says so.
     for key in [
-        format!(
-            r#"{{"type":"service_account","private_key":"{}","client_email":"x@y"}}"#,
-            common::KEY_MARKER
-        ),
+        common::fake_key(),
         format!("not json {}", common::KEY_MARKER),
     ] {
         let mut command = env.command(&[], &[("PUBSUB_SERVICE_ACCOUNT", &key)]);

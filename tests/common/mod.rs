@@ -147,11 +147,14 @@ pub struct TestEnv {
     extra_users: std::sync::Mutex<Vec<String>>,
 }
 
-/// The service-account key every run gets (the emulator wins over it, so it
-/// is never used), so that every run can be checked for leaking it.
+/// In the service-account key every run gets, so that every run can be
+/// checked for leaking it.
 pub const KEY_MARKER: &str = "KEY-MATERIAL-9f1c2e";
 
-fn fake_key() -> String {
+/// A service-account key, well-formed but for its private key, which is
+/// [`KEY_MARKER`]: under the emulator (which wins over it) it is never used;
+/// without one, the job fails at the key, before any network call.
+pub fn fake_key() -> String {
     format!(
         r#"{{"type":"service_account","project_id":"{PROJECT}","private_key_id":"{KEY_MARKER}","private_key":"-----BEGIN PRIVATE KEY-----\n{KEY_MARKER}\n-----END PRIVATE KEY-----\n","client_email":"purge@{PROJECT}.iam.gserviceaccount.com"}}"#
     )

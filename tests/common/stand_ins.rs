@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::io::AsyncReadExt as _;
 
-use super::{KEY_MARKER, Run, assert_no_failures, job_command};
+use super::{KEY_MARKER, Run, assert_no_failures, fake_key, job_command};
 
 /// In the stand-in database URL, so that any output showing it is caught.
 pub const PASSWORD: &str = "Pw-stand-in-7Qx";
@@ -60,10 +60,7 @@ impl StandIns {
                 "projects/test-project/subscriptions/purge-sub".into(),
             ),
             ("DATABASE_URL", self.url()),
-            (
-                "PUBSUB_SERVICE_ACCOUNT",
-                format!(r#"{{"type":"service_account","private_key_id":"{KEY_MARKER}"}}"#),
-            ),
+            ("PUBSUB_SERVICE_ACCOUNT", fake_key()),
             ("RUST_LOG", "trace".into()),
         ]
     }
