@@ -567,10 +567,7 @@ async fn a_deadlock_is_retried_and_everyone_is_erased() {
 
     // Another transaction, heavier than the job's (2,000 rows changed), so
     // that InnoDB picks the job as the deadlock victim; it holds user 50.
-    let url = common::url_on(&env.mysql_root, "root", "", &env.database);
-    let mut other = mysql_async::Conn::new(mysql_async::Opts::from_url(&url).unwrap())
-        .await
-        .unwrap();
+    let mut other = env.own_connection().await;
     other.query_drop("START TRANSACTION").await.unwrap();
     other
         .query_drop("UPDATE filler SET n = n + 1")

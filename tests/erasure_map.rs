@@ -32,10 +32,9 @@ use common::backlog::quiet_after;
 use common::stand_ins::{Bad, PASSWORD, StandIns, listener, refuse_all};
 use common::wait::until_recovered;
 use common::{
-    Job, Run, TestEnv, assert_no_failures, decoded, event_type, job_command, removals, url_on,
+    Job, Run, TestEnv, assert_no_failures, decoded, event_type, job_command, removals,
     users_refused_in_log,
 };
-use gcloud_googleapis::pubsub::v1::PubsubMessage;
 use mysql_async::prelude::Queryable as _;
 use serde::Deserialize;
 use user_purge::event::encode;
@@ -584,19 +583,7 @@ async fn publish_events(
         .collect();
     payloads.extend(others.iter().map(|&(kind, id)| encode(kind, id)));
     payloads.extend(malformed.iter().cloned());
-    let mut publisher = env.client.topic(&env.topic).new_publisher(None);
-    let messages = payloads
-        .iter()
-        .map(|data| PubsubMessage {
-            data: data.clone(),
-            ..PubsubMessage::default()
-        })
-        .collect();
-    let mut ids = Vec::new();
-    for awaiter in publisher.publish_bulk(messages).await {
-        ids.push(awaiter.get().await.expect("publish failed"));
-    }
-    publisher.shutdown().await;
+    let ids = env.publish(payloads.clone()).await;
     let mut asked: BTreeMap<u64, BTreeSet<String>> = BTreeMap::new();
     for (&user, id) in removals.iter().zip(&ids) {
         asked.entry(user).or_default().insert(id.clone());
@@ -693,18 +680,9 @@ fn counts(entries: &[(&str, u64)]) -> Vec<(String, u64)> {
 // The database side
 // ---------------------------------------------------------------------------
 
-/// A root connection of its own to this test's database: dropping it closes
-/// it, so the server rolls back whatever it held.
-async fn own_connection(env: &TestEnv) -> mysql_async::Conn {
-    let url = url_on(&env.mysql_root, "root", "", &env.database);
-    mysql_async::Conn::new(mysql_async::Opts::from_url(&url).unwrap())
-        .await
-        .unwrap()
-}
-
 /// Holds a lock on every row of `table` until the connection is dropped.
 async fn lock_table(env: &TestEnv, table: &str) -> mysql_async::Conn {
-    let mut conn = own_connection(env).await;
+    let mut conn = env.own_connection().await;
     conn.query_drop("START TRANSACTION").await.unwrap();
     conn.query_drop(format!("SELECT * FROM {table} FOR UPDATE"))
         .await
@@ -712,7 +690,8 @@ async fn lock_table(env: &TestEnv, table: &str) -> mysql_async::Conn {
     conn
 }
 
-/// Rolls back what a connection of [`own_connection`] held, and closes it.
+/// Rolls back what an [own connection](TestEnv::own_connection) held, and
+/// closes it.
 async fn release(mut conn: mysql_async::Conn) {
     conn.query_drop("ROLLBACK").await.unwrap();
     conn.disconnect().await.unwrap();
@@ -1637,7 +1616,7 @@ async fn a_kill_between_two_statements_of_the_map_leaves_nothing_half_erased() {
     );
     // The first entry has run, inside the open transaction: a dirty read
     // sees the sessions gone.
-    let mut dirty = own_connection(&env).await;
+    let mut dirty = env.own_connection().await;
     dirty
         .query_drop("SET SESSION TRANSACTION ISOLATION LEVEL READ UNCOMMITTED")
         .await
@@ -1709,7 +1688,7 @@ async fn a_table_dropped_mid_run_is_exit_4_and_nothing_is_half_erased() {
         );
         job
     };
-    let mut dropper = own_connection(&env).await;
+    let mut dropper = env.own_connection().await;
     dropper
         .query_drop("SET SESSION lock_wait_timeout = 10")
         .await

@@ -346,12 +346,14 @@ impl TestEnv {
     }
 
     /// Publishes each payload as one message, and waits until all are stored.
-    pub async fn publish(&self, payloads: Vec<Vec<u8>>) {
-        self.publish_on(&self.topic, payloads).await;
+    /// Returns their message ids, in the payloads' order.
+    pub async fn publish(&self, payloads: Vec<Vec<u8>>) -> Vec<String> {
+        self.publish_on(&self.topic, payloads).await
     }
 
-    async fn publish_on(&self, topic: &str, payloads: Vec<Vec<u8>>) {
+    async fn publish_on(&self, topic: &str, payloads: Vec<Vec<u8>>) -> Vec<String> {
         let mut publisher = self.client.topic(topic).new_publisher(None);
+        let mut ids = Vec::with_capacity(payloads.len());
         for chunk in payloads.chunks(1_000) {
             let messages = chunk
                 .iter()
@@ -361,10 +363,11 @@ impl TestEnv {
                 })
                 .collect();
             for awaiter in publisher.publish_bulk(messages).await {
-                awaiter.get().await.expect("publish failed");
+                ids.push(awaiter.get().await.expect("publish failed"));
             }
         }
         publisher.shutdown().await;
+        ids
     }
 
     /// Publishes USER_REMOVED for each id.
@@ -599,16 +602,21 @@ impl TestEnv {
         self.pool.disconnect().await.unwrap();
     }
 
-    /// Holds a lock on a user's row (every user's with `None`) in another
-    /// transaction until the returned connection is dropped.
-    ///
-    /// A connection of its own, not the pool's: dropping it closes it, so the
-    /// server rolls the transaction back and no pooled connection keeps it.
-    pub async fn lock_rows(&self, id: Option<u64>) -> mysql_async::Conn {
+    /// A root connection to this test's database of its own, not the pool's:
+    /// dropping it closes it, so the server rolls back whatever transaction
+    /// it held, and no pooled connection keeps it.
+    pub async fn own_connection(&self) -> mysql_async::Conn {
         let url = url_on(&self.mysql_root, "root", "", &self.database);
-        let mut conn = mysql_async::Conn::new(mysql_async::Opts::from_url(&url).unwrap())
+        mysql_async::Conn::new(mysql_async::Opts::from_url(&url).unwrap())
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    /// Holds a lock on a user's row (every user's with `None`) in another
+    /// transaction (an [own connection](TestEnv::own_connection)) until the
+    /// returned connection is dropped.
+    pub async fn lock_rows(&self, id: Option<u64>) -> mysql_async::Conn {
+        let mut conn = self.own_connection().await;
         conn.query_drop("START TRANSACTION").await.unwrap();
         let filter = id.map_or(String::new(), |id| format!(" WHERE id = {id}"));
         conn.query_drop(format!("SELECT id FROM users{filter} FOR UPDATE"))

@@ -192,15 +192,20 @@ impl PrivatePushgateway {
         }
     }
 
-    /// The value of a metric of the user-purge job, as the gateway serves it.
-    pub fn metric(&self, name: &str) -> Option<f64> {
-        let body = ureq::get(&format!("{}/metrics", self.url))
+    /// What the gateway serves at `path`.
+    pub fn get(&self, path: &str) -> String {
+        ureq::get(&format!("{}{path}", self.url))
             .call()
             .unwrap()
             .into_body()
             .read_to_string()
-            .unwrap();
-        body.lines()
+            .unwrap()
+    }
+
+    /// The value of a metric of the user-purge job, as the gateway serves it.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        self.get("/metrics")
+            .lines()
             .filter(|line| {
                 line.starts_with(&format!("{name}{{")) && line.contains("job=\"user-purge\"")
             })
