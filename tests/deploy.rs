@@ -71,16 +71,7 @@ const SECRET: &str = "user-purge";
 #[test]
 fn kustomize_renders_objects_that_validate_against_the_kubernetes_schemas() {
     let rendered = render_k8s();
-    let scratch = Scratch::new("deploy-validate");
-    let file = scratch.join("rendered.yaml");
-    std::fs::write(&file, &rendered).unwrap();
-    for version in KUBERNETES_VERSIONS {
-        let output = run(Command::new(venv_tool("kubernetes-validate"))
-            .args(["--strict", "--quiet", "--kubernetes-version", version])
-            .arg(&file)
-            .arg(root().join("k8s/secret.example.yaml")));
-        assert_success(&format!("kubernetes-validate for {version}"), &output);
-    }
+    assert_valid_kubernetes(&rendered, &[&root().join("k8s/secret.example.yaml")]);
 
     let kinds: BTreeSet<String> = yaml_documents(&rendered)
         .iter()
@@ -1054,16 +1045,7 @@ const GOOGLE_SERVICE_ACCOUNT: &str = "user-purge@my-project.iam.gserviceaccount.
 
 #[test]
 fn the_cloud_sql_overlay_validates_against_the_kubernetes_schemas() {
-    let rendered = render_docs_overlay();
-    let scratch = Scratch::new("deploy-validate");
-    let file = scratch.join("rendered.yaml");
-    std::fs::write(&file, &rendered).unwrap();
-    for version in KUBERNETES_VERSIONS {
-        let output = run(Command::new(venv_tool("kubernetes-validate"))
-            .args(["--strict", "--quiet", "--kubernetes-version", version])
-            .arg(&file));
-        assert_success(&format!("kubernetes-validate for {version}"), &output);
-    }
+    assert_valid_kubernetes(&render_docs_overlay(), &[]);
 }
 
 #[test]
@@ -1658,6 +1640,21 @@ fn docs_block(docs: &str, first_line: &str) -> String {
         .take_while(|line| !line.trim_start().starts_with("```"))
         .map(|line| format!("{}\n", line.strip_prefix("   ").unwrap_or(line)))
         .collect()
+}
+
+/// Asserts that `rendered`, and the manifests `also`, validate against the
+/// schemas of every version in [`KUBERNETES_VERSIONS`].
+fn assert_valid_kubernetes(rendered: &str, also: &[&Path]) {
+    let scratch = Scratch::new("deploy-validate");
+    let file = scratch.join("rendered.yaml");
+    std::fs::write(&file, rendered).unwrap();
+    for version in KUBERNETES_VERSIONS {
+        let output = run(Command::new(venv_tool("kubernetes-validate"))
+            .args(["--strict", "--quiet", "--kubernetes-version", version])
+            .arg(&file)
+            .args(also));
+        assert_success(&format!("kubernetes-validate for {version}"), &output);
+    }
 }
 
 fn cronjob(objects: &[Value]) -> &Value {
