@@ -29,6 +29,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::backlog::quiet_after;
+use common::scratch::Scratch;
 use common::stand_ins::{Bad, PASSWORD, StandIns, listener, refuse_all};
 use common::wait::until_recovered;
 use common::{
@@ -139,22 +140,14 @@ fn quoted(value: &str) -> String {
 
 /// A directory of map files, removed when dropped.
 struct MapDir {
-    dir: PathBuf,
+    dir: Scratch,
     files: std::cell::Cell<usize>,
 }
 
 impl MapDir {
     fn new() -> MapDir {
-        use std::sync::atomic::{AtomicU32, Ordering};
-        static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "em-tests-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
         MapDir {
-            dir,
+            dir: Scratch::new("maps"),
             files: std::cell::Cell::new(0),
         }
     }
@@ -171,12 +164,6 @@ impl MapDir {
     /// A path in the directory where no file is.
     fn missing(&self) -> PathBuf {
         self.dir.join("no-map-here.toml")
-    }
-}
-
-impl Drop for MapDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
