@@ -5,6 +5,14 @@
 //! The emulator is `PUBSUB_EMULATOR_HOST` when that is set (`scripts/test` starts
 //! one for the whole suite); otherwise this process starts its own on a free port,
 //! and the kernel stops it when the process exits.
+//!
+//! Beside this file:
+//! - `backlog`: a mixed backlog, the invariant after it, and recovery runs;
+//! - `private`: MariaDB, emulator and Pushgateway instances of a test's own;
+//! - `proxy`: a slow link in front of the emulator;
+//! - `scratch`: scratch directories, and openssl run in one;
+//! - `stand_ins`: sockets standing in for the services, for bad configuration;
+//! - `wait`: waiting for an event, never longer than a deadline.
 
 #![allow(dead_code)] // Each test binary uses a different part of this module.
 
@@ -63,33 +71,37 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// The emulator's launcher (it execs java, so its PID is the server's).
-pub fn emulator_bin() -> String {
-    std::env::var("PUBSUB_EMULATOR_BIN").unwrap_or_else(|_| {
+/// The emulator on 127.0.0.1:`port`, in a directory of its own, writing
+/// to the log file whose path comes with it. Its launcher execs java, so the
+/// child's PID is the server's.
+pub fn emulator_command(port: u16) -> (std::process::Command, std::path::PathBuf) {
+    let bin = std::env::var("PUBSUB_EMULATOR_BIN").unwrap_or_else(|_| {
         "/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator".into()
-    })
+    });
+    let dir =
+        std::env::temp_dir().join(format!("user-purge-emulator-{}-{port}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("log");
+    let out = std::fs::File::create(&log).unwrap();
+    let mut command = std::process::Command::new(bin);
+    command
+        .args(["--host=127.0.0.1", &format!("--port={port}")])
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out);
+    (command, log)
 }
 
 async fn start_emulator() -> String {
     let port = free_port();
     let host = format!("127.0.0.1:{port}");
-    let bin = emulator_bin();
-    let dir = std::env::temp_dir().join(format!("user-purge-emulator-{port}"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let log = std::fs::File::create(dir.join("log")).unwrap();
     // Spawned from a thread that lives as long as the process: the kernel sends
     // SIGKILL to the emulator when that thread, and so the process, is gone.
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         use std::os::unix::process::CommandExt as _;
-        let mut command = std::process::Command::new(&bin);
-        command
-            .arg("--host=127.0.0.1")
-            .arg(format!("--port={port}"))
-            .current_dir(&dir)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log);
+        let (mut command, _) = emulator_command(port);
         unsafe {
             command.pre_exec(|| {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);

@@ -121,21 +121,8 @@ pub struct PrivateEmulator {
 impl PrivateEmulator {
     pub async fn start() -> PrivateEmulator {
         let port = free_port();
-        let dir =
-            std::env::temp_dir().join(format!("user-purge-emulator-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let log = dir.join("log");
-        let out = std::fs::File::create(&log).unwrap();
-        let bin = super::emulator_bin();
-        // The launcher execs java, so the child's PID is the server's.
-        let mut child = Command::new(bin)
-            .args(["--host=127.0.0.1", &format!("--port={port}")])
-            .current_dir(&dir)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .unwrap();
+        let (mut command, log) = super::emulator_command(port);
+        let mut child = command.spawn().unwrap();
         started(port, "the Pub/Sub emulator", &mut child, &log).await;
         PrivateEmulator {
             host: format!("127.0.0.1:{port}"),
