@@ -9,10 +9,8 @@
 
 mod common;
 
-use std::net::TcpListener;
-
-use common::KEY_MARKER;
 use common::stand_ins::{Bad, PASSWORD, StandIns, refuse_all};
+use common::{KEY_MARKER, Run};
 
 /// Where a configuration error names the setting, e.g. in
 /// `error: invalid --table (PURGE_TABLE): ...`.
@@ -231,14 +229,11 @@ async fn a_database_url_in_the_wrong_place_does_not_show_its_password() {
 async fn help_shows_no_secret_from_the_environment() {
     let services = StandIns::new();
     let mut command = services.command(&["--help"]);
-    let output = command.output().await.unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(output.status.code(), Some(0));
-    assert!(stdout.contains("DATABASE_URL"), "{stdout}");
-    for secret in [PASSWORD, KEY_MARKER] {
-        assert!(!stdout.contains(secret), "--help shows {secret}");
-    }
-    assert!(output.stderr.is_empty());
+    let help = Run::from(command.output().await.unwrap());
+    help.assert_code(0);
+    assert!(help.stdout.contains("DATABASE_URL"), "{}", help.stdout);
+    help.assert_no_secret(&[PASSWORD, KEY_MARKER]);
+    assert!(help.stderr.is_empty());
     assert!(services.contacted().is_empty());
 }
 
@@ -249,20 +244,8 @@ async fn a_valid_configuration_does_contact_the_services() {
     let services = StandIns::new();
     let mut child = services.command(&[] as &[&str]).spawn().unwrap();
     // The first connection to either stand-in, as it comes.
-    let listen = |listener: &TcpListener| {
-        tokio::net::TcpListener::from_std(listener.try_clone().unwrap()).unwrap()
-    };
-    let (emulator, database) = (listen(&services.emulator), listen(&services.database));
-    let contacted = tokio::time::timeout(std::time::Duration::from_secs(20), async {
-        tokio::select! {
-            _ = emulator.accept() => "the emulator",
-            _ = database.accept() => "the database",
-        }
-    })
-    .await;
+    services
+        .wait_for_contact(&mut child, &["the emulator", "the database"])
+        .await;
     child.kill().await.unwrap();
-    assert!(
-        contacted.is_ok(),
-        "a valid configuration contacted neither stand-in within 20 s"
-    );
 }

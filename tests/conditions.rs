@@ -22,11 +22,11 @@ use std::time::{Duration, Instant};
 
 use common::backlog::{
     Rng, assert_invariant, assert_refusals_match_the_code, publish_backlog, quiet_after, recover,
-    reported,
 };
 use common::proxy::LatencyProxy;
-use common::{PROJECT, Run, Setup, TestEnv, decoded, event_type, removals, users_refused_in_log};
-use gcloud_googleapis::pubsub::v1::{ModifyAckDeadlineRequest, PubsubMessage, PullRequest};
+use common::wait::poll_until;
+use common::{Run, Setup, TestEnv, decoded, event_type, removals, users_refused_in_log};
+use gcloud_googleapis::pubsub::v1::PubsubMessage;
 use gcloud_pubsub::subscription::SubscriptionConfig;
 use mysql_async::prelude::Queryable as _;
 use user_purge::event::encode;
@@ -124,71 +124,24 @@ async fn run_within(env: &TestEnv, mut command: tokio::process::Command, limit: 
     env.checked(output)
 }
 
-/// The messages a subscription offers right now, read directly on the
-/// emulator and handed back at once (each read counts as a delivery).
-async fn peek(env: &TestEnv, subscription: &str) -> Vec<Vec<u8>> {
-    let client = env.client.subscription(subscription).get_client();
-    let name = format!("projects/{PROJECT}/subscriptions/{subscription}");
-    let mut ack_ids = Vec::new();
-    let mut payloads = Vec::new();
-    let mut empty = 0;
-    // return_immediately: the emulator answers at once, so no Pull is left
-    // open to swallow messages later.
-    while empty < 3 {
-        #[allow(deprecated)]
-        let request = PullRequest {
-            subscription: name.clone(),
-            max_messages: 1_000,
-            return_immediately: true,
-        };
-        let received = tokio::time::timeout(Duration::from_secs(10), client.pull(request, None))
-            .await
-            .expect("the emulator did not answer a Pull")
-            .unwrap()
-            .into_inner()
-            .received_messages;
-        if received.is_empty() {
-            empty += 1;
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        }
-        empty = 0;
-        for message in received {
-            ack_ids.push(message.ack_id);
-            payloads.push(message.message.map(|m| m.data).unwrap_or_default());
-        }
-    }
-    for chunk in ack_ids.chunks(1_000) {
-        let request = ModifyAckDeadlineRequest {
-            subscription: name.clone(),
-            ack_ids: chunk.to_vec(),
-            ack_deadline_seconds: 0,
-        };
-        client.modify_ack_deadline(request, None).await.unwrap();
-    }
-    payloads
-}
-
 /// Waits until the subscription offers a removal for each of these users
 /// again: the leases of what a failed run held have run out.
 async fn wait_until_offered(env: &TestEnv, users: &BTreeSet<u64>) {
-    let deadline = Instant::now() + Duration::from_secs(75);
-    loop {
-        let offered: BTreeSet<u64> = decoded(&peek(env, &env.subscription).await)
-            .into_iter()
-            .filter(|&(kind, _)| kind == event_type::REMOVED)
-            .map(|(_, id)| id)
-            .collect();
-        if users.is_subset(&offered) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} removals never came back to the subscription",
-            users.difference(&offered).count()
-        );
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
+    let what = format!("{} removals to come back to the subscription", users.len());
+    poll_until(
+        &what,
+        Duration::from_secs(75),
+        Duration::from_secs(1),
+        async || {
+            let offered: BTreeSet<u64> = decoded(&env.peek(Duration::ZERO).await)
+                .into_iter()
+                .filter(|&(kind, _)| kind == event_type::REMOVED)
+                .map(|(_, id)| id)
+                .collect();
+            users.is_subset(&offered).then_some(())
+        },
+    )
+    .await;
 }
 
 /// A round's log line: `received <n> messages ...`.
@@ -383,7 +336,7 @@ async fn an_empty_subscription_on_a_healthy_link_ends_in_one_round_within_2_s() 
     run.assert_code(0);
     assert_eq!(run.outcome(), "completed");
     assert_eq!(run.count("received"), 0);
-    assert!(reported(&run, "rounds") <= 1, "{}", run.stdout);
+    assert!(run.count("rounds") <= 1, "{}", run.stdout);
     // The job's own figure, not a race against the test's clock.
     let elapsed = run.count("elapsed_ms");
     assert!(elapsed < 2_000, "an empty subscription took {elapsed} ms");
@@ -405,7 +358,7 @@ async fn a_user_held_by_a_restrict_foreign_key_is_refused_alone() {
     let run = env.run(&[]).await;
     run.assert_code(6);
     assert_eq!(run.outcome(), "partially_completed");
-    assert_eq!(reported(&run, "refused"), 1);
+    assert_eq!(run.count("refused"), 1);
     assert_eq!(run.count("removed_ids"), 100);
     assert_eq!(run.count("deleted_rows"), 99);
     assert_eq!(run.count("acked"), 99);
@@ -418,7 +371,7 @@ async fn a_user_held_by_a_restrict_foreign_key_is_refused_alone() {
         "the refused removal must be received and handed back once: {}",
         run.stdout
     );
-    assert!(reported(&run, "rounds") >= 1, "{}", run.stdout);
+    assert!(run.count("rounds") >= 1, "{}", run.stdout);
     assert_refusal_lines(&run, "users", "foreign key constraint fails", &refused);
 
     let mut kept = vec![7];
@@ -448,7 +401,7 @@ async fn a_user_held_by_a_trigger_is_refused_alone_with_the_servers_reason() {
     let run = env.run(&[]).await;
     run.assert_code(6);
     assert_eq!(run.outcome(), "partially_completed");
-    assert_eq!(reported(&run, "refused"), 1);
+    assert_eq!(run.count("refused"), 1);
     assert_eq!(run.count("deleted_rows"), 99);
     assert_eq!(run.count("acked"), 99);
     assert_eq!((run.count("received"), run.count("nacked")), (100, 1));
@@ -483,7 +436,7 @@ async fn five_refused_users_among_two_hundred_are_isolated() {
     let run = env.run(&[]).await;
     run.assert_code(6);
     assert_eq!(run.outcome(), "partially_completed");
-    assert_eq!(reported(&run, "refused"), 5);
+    assert_eq!(run.count("refused"), 5);
     assert_eq!(run.count("removed_ids"), 200);
     assert_eq!(run.count("deleted_rows"), 195);
     assert_eq!(run.count("acked"), 195);
@@ -614,10 +567,7 @@ async fn a_deadlock_is_retried_and_everyone_is_erased() {
 
     // Another transaction, heavier than the job's (2,000 rows changed), so
     // that InnoDB picks the job as the deadlock victim; it holds user 50.
-    let url = common::url_on(&env.mysql_root, "root", "", &env.database);
-    let mut other = mysql_async::Conn::new(mysql_async::Opts::from_url(&url).unwrap())
-        .await
-        .unwrap();
+    let mut other = env.own_connection().await;
     other.query_drop("START TRANSACTION").await.unwrap();
     other
         .query_drop("UPDATE filler SET n = n + 1")
@@ -658,22 +608,22 @@ async fn a_deadlock_is_retried_and_everyone_is_erased() {
 
 /// Waits until a transaction in this test's database waits for a row lock.
 async fn wait_for_lock_wait(env: &TestEnv) {
-    let deadline = Instant::now() + Duration::from_secs(30);
     let query = format!(
         "SELECT COUNT(*) FROM information_schema.INNODB_TRX t \
          JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id \
          WHERE p.DB = '{}' AND t.trx_state = 'LOCK WAIT'",
         env.database
     );
-    while env.number(&query).await == 0 {
-        assert!(
-            Instant::now() < deadline,
-            "the job's delete never waited for the lock"
-        );
-        // InnoDB refreshes INNODB_TRX only when it has not been read for
-        // 0.1 s: a faster poll would read the same stale copy forever.
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    // InnoDB refreshes INNODB_TRX only when it has not been read for 0.1 s:
+    // a faster poll would read the same stale copy forever.
+    let every = Duration::from_millis(250);
+    env.wait_for_number(
+        "the job's delete to wait for the lock",
+        &query,
+        every,
+        |n| n > 0,
+    )
+    .await;
 }
 
 // ---------------------------------------------------------------------------
@@ -864,7 +814,7 @@ async fn an_ordered_subscription_is_taken_in_one_run(key: impl Fn(u64) -> String
     assert_eq!(run.count("acked"), 6_000);
     // The subscription holds a key's later messages back until the earlier
     // ones are acknowledged: no one round can take them all.
-    let rounds = reported(&run, "rounds");
+    let rounds = run.count("rounds");
     assert!(
         rounds >= min_rounds,
         "{rounds} rounds, fewer than the {min_rounds} the keys' order needs: {}",
@@ -872,7 +822,7 @@ async fn an_ordered_subscription_is_taken_in_one_run(key: impl Fn(u64) -> String
     );
     assert_eq!(env.users().await, (2_001..=2_100).collect::<Vec<_>>());
     assert!(
-        peek(&env, &ordered).await.is_empty(),
+        env.peek_at(&ordered, Duration::ZERO).await.is_empty(),
         "messages were left behind"
     );
     env.client
@@ -907,7 +857,7 @@ async fn a_backlog_of_100_000_is_erased_in_one_run_of_at_least_10_rounds() {
     assert_eq!(run.count("received"), 100_000);
     assert_eq!(run.count("deleted_rows"), 100_000);
     assert_eq!(run.count("acked"), 100_000);
-    let rounds = reported(&run, "rounds");
+    let rounds = run.count("rounds");
     assert!((10..=11).contains(&rounds), "{rounds} rounds");
     assert_eq!(env.users().await, (100_001..=100_050).collect::<Vec<_>>());
     assert_eq!(
@@ -930,7 +880,7 @@ async fn rounds_stop_when_max_messages_have_been_taken_in_total() {
     assert_eq!(first.count("received"), 2_500);
     assert_eq!(first.count("deleted_rows"), 2_500);
     assert_eq!(first.count("acked"), 2_500);
-    assert_eq!(reported(&first, "rounds"), 3, "1,000 + 1,000 + 500");
+    assert_eq!(first.count("rounds"), 3, "1,000 + 1,000 + 500");
     assert_eq!(env.users().await.len(), 600);
 
     let second = env.run(&["--batch-size", "1000"]).await;
@@ -946,17 +896,11 @@ async fn rounds_stop_when_max_messages_have_been_taken_in_total() {
 
 /// Waits until the database has been asked to delete `user` at least `times` times.
 async fn wait_for_attempts(env: &TestEnv, user: u64, times: u64) {
-    loop {
-        let attempts = env
-            .number(&format!(
-                "SELECT COUNT(*) FROM hold_attempts WHERE user_id = {user}"
-            ))
-            .await;
-        if attempts >= times {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let query = format!("SELECT COUNT(*) FROM hold_attempts WHERE user_id = {user}");
+    let what = format!("{times} attempts to delete user {user}");
+    let every = Duration::from_millis(10);
+    env.wait_for_number(&what, &query, every, |n| n >= times)
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

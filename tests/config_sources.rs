@@ -6,29 +6,28 @@
 
 mod common;
 
-use std::path::PathBuf;
+use common::scratch::Scratch;
+use common::{TestEnv, fake_key};
 
-use common::{KEY_MARKER, TestEnv};
-
-/// A file of this test process, removed when dropped.
-struct TempFile(PathBuf);
+/// A file in a scratch directory of its own, removed with it when dropped.
+struct TempFile {
+    path: String,
+    _dir: Scratch,
+}
 
 impl TempFile {
     fn new(name: &str, content: &str) -> TempFile {
-        let path =
-            std::env::temp_dir().join(format!("user-purge-sources-{}-{name}", std::process::id()));
+        let dir = Scratch::new("sources");
+        let path = dir.join(name);
         std::fs::write(&path, content).unwrap();
-        TempFile(path)
+        TempFile {
+            path: path.to_str().unwrap().to_owned(),
+            _dir: dir,
+        }
     }
 
     fn path(&self) -> &str {
-        self.0.to_str().unwrap()
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        &self.path
     }
 }
 
@@ -70,19 +69,17 @@ async fn every_setting_set_to_empty_counts_as_unset() {
 async fn an_empty_emulator_host_means_application_default_credentials() {
     let env = TestEnv::new(2).await;
     env.publish_removals([1]).await;
-    let home = std::env::temp_dir().join(format!("user-purge-no-adc-{}", std::process::id()));
-    std::fs::create_dir_all(&home).unwrap();
+    let home = Scratch::new("no-adc");
     let mut command = env.command(&[], &[("PUBSUB_EMULATOR_HOST", "")]);
     command
         .env_remove("PUBSUB_SERVICE_ACCOUNT")
         .env_remove("GCE_METADATA_HOST")
-        .env("HOME", &home);
+        .env("HOME", &*home);
     let run = env.checked(command.output().await.unwrap());
     run.assert_code(3);
     run.assert_logged("cannot find Application Default Credentials");
     assert!(!run.stderr.contains("emulator"), "{}", run.stderr);
     assert_eq!(env.users().await, [1, 2]);
-    let _ = std::fs::remove_dir_all(&home);
     env.cleanup().await;
 }
 
@@ -148,13 +145,8 @@ async fn a_key_file_is_used_named_and_never_shown() {
     let env = TestEnv::new(2).await;
     env.publish_removals([1]).await;
     // Well-formed, but its private key is not one: the job fails at the key,
-    // before any network call (as tests/security.rs does inline).
-    let key = TempFile::new(
-        "key.json",
-        &format!(
-            r#"{{"type":"service_account","private_key":"{KEY_MARKER}","client_email":"x@y"}}"#
-        ),
-    );
+    // before any network call.
+    let key = TempFile::new("key.json", &fake_key());
     let mut command = env.command(&[], &[("PUBSUB_SERVICE_ACCOUNT_FILE", key.path())]);
     command
         .env_remove("PUBSUB_EMULATOR_HOST")

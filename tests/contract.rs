@@ -5,7 +5,9 @@
 //! The contract is a snapshot kept in the repository
 //! (`tests/fixtures/user_events.proto`), so the test passes wherever the
 //! repository is cloned. `USER_PURGE_CONTRACT` names the user service's
-//! current file, to compare against that too (and to refresh the snapshot).
+//! current file, to compare against that too (and to refresh the snapshot);
+//! `.ci/run` sets it when that file is checked out beside the repository
+//! (`../shared/contract/user_events.proto`).
 
 use std::path::{Path, PathBuf};
 

@@ -24,13 +24,14 @@
 mod common;
 
 use std::os::fd::AsRawFd as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::prelude::BASE64_URL_SAFE_NO_PAD;
-use common::{KEY_MARKER, Run, job_command};
+use common::scratch::{Scratch, openssl};
+use common::{KEY_MARKER, PROJECT, Run, job_command};
 use gcloud_gax::conn::Environment;
 use gcloud_pubsub::client::ClientConfig;
 use gcloud_pubsub::client::google_cloud_auth::credentials::CredentialsFile;
@@ -38,7 +39,6 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::sync::mpsc;
 
-const PROJECT: &str = "test-project";
 const SCOPE_CLOUD_PLATFORM: &str = "https://www.googleapis.com/auth/cloud-platform";
 const SCOPE_PUBSUB: &str = "https://www.googleapis.com/auth/pubsub";
 /// What the fake metadata server hands out; it must never be printed.
@@ -58,7 +58,7 @@ async fn workload_identity_takes_a_pubsub_token_from_the_metadata_server() {
     let network = Offline::new();
     let mut metadata = FakeHttp::start(network.listener(), metadata_server);
     let host = metadata.host();
-    let scratch = Scratch::new("wi");
+    let scratch = Scratch::new("creds-wi");
 
     let run = network
         .run(&scratch, &[("GCE_METADATA_HOST", host.as_str())])
@@ -95,7 +95,7 @@ async fn empty_google_variables_count_as_unset() {
     let network = Offline::new();
     let mut metadata = FakeHttp::start(network.listener(), metadata_server);
     let host = metadata.host();
-    let scratch = Scratch::new("empty");
+    let scratch = Scratch::new("creds-empty");
 
     let run = network
         .run(
@@ -148,7 +148,7 @@ async fn a_service_account_key_is_used_without_a_token_exchange_and_never_shown(
                 .to_string(),
         )
     });
-    let scratch = Scratch::new("key");
+    let scratch = Scratch::new("creds-key");
     let key =
         ServiceAccountKey::generate(&scratch, &format!("http://{}/token", token_endpoint.host()));
 
@@ -169,7 +169,7 @@ async fn a_service_account_key_is_used_without_a_token_exchange_and_never_shown(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_service_account_key_becomes_a_jwt_signed_with_it_for_pubsub() {
-    let scratch = Scratch::new("jwt");
+    let scratch = Scratch::new("creds-jwt");
     let key = ServiceAccountKey::generate(&scratch, "http://127.0.0.1:9/token");
 
     // The very call the job makes with PUBSUB_SERVICE_ACCOUNT.
@@ -317,26 +317,13 @@ fn decode_json(part: &str) -> Value {
     serde_json::from_slice(&BASE64_URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let output = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl must be installed");
-    assert!(
-        output.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
 // ---------------------------------------------------------------------------
 // GOOGLE_APPLICATION_CREDENTIALS
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_missing_or_malformed_google_application_credentials_is_named() {
     let network = Offline::new();
-    let scratch = Scratch::new("adc");
+    let scratch = Scratch::new("creds-adc");
     let mut failures = Vec::new();
     for (name, content) in [
         ("missing.json", None),
@@ -370,7 +357,7 @@ async fn a_malformed_google_application_credentials_is_not_replaced_by_the_metad
     let network = Offline::new();
     let mut metadata = FakeHttp::start(network.listener(), metadata_server);
     let host = metadata.host();
-    let scratch = Scratch::new("adc-gke");
+    let scratch = Scratch::new("creds-adc-gke");
     let path = scratch.join("not-json.json");
     std::fs::write(&path, "{not json").unwrap();
     let path = path.display().to_string();
@@ -403,7 +390,7 @@ async fn a_malformed_google_application_credentials_is_not_replaced_by_the_metad
 /// exit 2 or 3 (never a panic), one error line, and that line names
 /// GOOGLE_APPLICATION_CREDENTIALS; nothing of the file shows.
 fn failure_to_name_the_variable(run: &Run, case: &str) -> Option<String> {
-    assert_no_secret(run, &[KEY_MARKER]);
+    run.assert_no_secret(&[KEY_MARKER]);
     let errors = error_lines(run);
     let failure = if run.code == Some(101) || run.stderr.contains("panicked") {
         "a panic".to_owned()
@@ -433,18 +420,7 @@ fn assert_fails_on_pubsub(run: &Run, secrets: &[&str]) {
     let errors = error_lines(run);
     assert_eq!(errors.len(), 1, "one error line\n{}", run.stderr);
     assert!(errors[0].contains("Pub/Sub"), "{}", errors[0]);
-    assert_no_secret(run, secrets);
-}
-
-fn assert_no_secret(run: &Run, secrets: &[&str]) {
-    for secret in secrets {
-        assert!(
-            !run.stdout.contains(secret) && !run.stderr.contains(secret),
-            "a secret ({secret}) leaked into the output:\n{}{}",
-            run.stdout,
-            run.stderr
-        );
-    }
+    run.assert_no_secret(secrets);
 }
 
 /// env_logger's error lines: `[time ERROR target] message`.
@@ -551,11 +527,7 @@ impl Offline {
             .unwrap();
         let run = Run::from(output);
         assert!(started.elapsed() < RUN_LIMIT);
-        assert!(
-            !run.stderr.contains("Pw-never-used"),
-            "the database password leaked:\n{}",
-            run.stderr
-        );
+        run.assert_no_secret(&["Pw-never-used"]);
         run
     }
 }
@@ -716,32 +688,4 @@ async fn read_request(stream: &mut tokio::net::TcpStream) -> Option<Received> {
         target,
         headers,
     })
-}
-
-// ---------------------------------------------------------------------------
-
-/// A private directory (also the job's `$HOME`), removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let path =
-            std::env::temp_dir().join(format!("user-purge-creds-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        Scratch(path)
-    }
-}
-
-impl std::ops::Deref for Scratch {
-    type Target = Path;
-    fn deref(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }

@@ -16,7 +16,8 @@ async fn a_server_logging_statements_is_erased_under_repeatable_read_and_says_so
         "--log-bin=binlog".to_string(),
         "--binlog-format=STATEMENT".to_string(),
         "--server-id=1".to_string(),
-    ]);
+    ])
+    .await;
     let env = Setup::new(20)
         .mysql_root(db.url("root", "", "mysql"))
         .create()

@@ -26,10 +26,13 @@
 //! first); kubectl and systemd-analyze from the machine. A missing tool fails
 //! the test that needs it: nothing here is skipped.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use common::scratch::Scratch;
 use serde_json::Value;
 
 /// The schema versions the manifests must validate against: the oldest they
@@ -68,16 +71,7 @@ const SECRET: &str = "user-purge";
 #[test]
 fn kustomize_renders_objects_that_validate_against_the_kubernetes_schemas() {
     let rendered = render_k8s();
-    let scratch = Scratch::new("validate");
-    let file = scratch.path().join("rendered.yaml");
-    std::fs::write(&file, &rendered).unwrap();
-    for version in KUBERNETES_VERSIONS {
-        let output = run(Command::new(venv_tool("kubernetes-validate"))
-            .args(["--strict", "--quiet", "--kubernetes-version", version])
-            .arg(&file)
-            .arg(root().join("k8s/secret.example.yaml")));
-        assert_success(&format!("kubernetes-validate for {version}"), &output);
-    }
+    assert_valid_kubernetes(&rendered, &[&root().join("k8s/secret.example.yaml")]);
 
     let kinds: BTreeSet<String> = yaml_documents(&rendered)
         .iter()
@@ -334,10 +328,10 @@ fn the_overlay_in_the_docs_renders_with_its_settings() {
     let docs = read("docs/operations.md");
     let kustomization = docs_block(&docs, "# overlays/prod/kustomization.yaml");
     let map = docs_block(&docs, "# overlays/prod/erasure-map.toml");
-    let scratch = Scratch::new("overlay");
-    let overlay = scratch.path().join("overlays/prod");
+    let scratch = Scratch::new("deploy-overlay");
+    let overlay = scratch.join("overlays/prod");
     std::fs::create_dir_all(&overlay).unwrap();
-    std::os::unix::fs::symlink(root().join("k8s"), scratch.path().join("k8s")).unwrap();
+    std::os::unix::fs::symlink(root().join("k8s"), scratch.join("k8s")).unwrap();
     std::fs::write(overlay.join("kustomization.yaml"), kustomization).unwrap();
     std::fs::write(overlay.join("erasure-map.toml"), &map).unwrap();
     let output = run(Command::new("kubectl").arg("kustomize").arg(&overlay));
@@ -846,8 +840,8 @@ fn the_systemd_units_pass_systemd_analyze() {
     // verify wants ExecStart to exist and be executable, so it checks a copy
     // whose ExecStart is the release binary; everything else is as shipped.
     // The optional drop-in is verified with it.
-    let scratch = Scratch::new("systemd");
-    let dir = scratch.path();
+    let scratch = Scratch::new("deploy-systemd");
+    let dir: &Path = &scratch;
     let binary = release_binary(&dockerfile().build_target(), &Crate::read().binary);
     let service: String = read("deploy/systemd/user-purge.service")
         .lines()
@@ -1059,16 +1053,7 @@ const GOOGLE_SERVICE_ACCOUNT: &str = "user-purge@my-project.iam.gserviceaccount.
 
 #[test]
 fn the_cloud_sql_overlay_validates_against_the_kubernetes_schemas() {
-    let rendered = render_docs_overlay();
-    let scratch = Scratch::new("validate");
-    let file = scratch.path().join("rendered.yaml");
-    std::fs::write(&file, &rendered).unwrap();
-    for version in KUBERNETES_VERSIONS {
-        let output = run(Command::new(venv_tool("kubernetes-validate"))
-            .args(["--strict", "--quiet", "--kubernetes-version", version])
-            .arg(&file));
-        assert_success(&format!("kubernetes-validate for {version}"), &output);
-    }
+    assert_valid_kubernetes(&render_docs_overlay(), &[]);
 }
 
 #[test]
@@ -1237,10 +1222,10 @@ fn render_docs_overlay() -> String {
         .take_while(|line| !line.trim_start().starts_with("```"))
         .map(|line| format!("{line}\n"))
         .collect();
-    let scratch = Scratch::new("overlay");
-    let overlay = scratch.path().join("overlays/cloud-sql");
+    let scratch = Scratch::new("deploy-overlay");
+    let overlay = scratch.join("overlays/cloud-sql");
     std::fs::create_dir_all(&overlay).unwrap();
-    std::os::unix::fs::symlink(root().join("k8s"), scratch.path().join("k8s")).unwrap();
+    std::os::unix::fs::symlink(root().join("k8s"), scratch.join("k8s")).unwrap();
     std::fs::write(overlay.join("kustomization.yaml"), block).unwrap();
     let output = run(Command::new("kubectl").arg("kustomize").arg(&overlay));
     assert_success("kubectl kustomize (the docs' Cloud SQL overlay)", &output);
@@ -1665,6 +1650,21 @@ fn docs_block(docs: &str, first_line: &str) -> String {
         .collect()
 }
 
+/// Asserts that `rendered`, and the manifests `also`, validate against the
+/// schemas of every version in [`KUBERNETES_VERSIONS`].
+fn assert_valid_kubernetes(rendered: &str, also: &[&Path]) {
+    let scratch = Scratch::new("deploy-validate");
+    let file = scratch.join("rendered.yaml");
+    std::fs::write(&file, rendered).unwrap();
+    for version in KUBERNETES_VERSIONS {
+        let output = run(Command::new(venv_tool("kubernetes-validate"))
+            .args(["--strict", "--quiet", "--kubernetes-version", version])
+            .arg(&file)
+            .args(also));
+        assert_success(&format!("kubernetes-validate for {version}"), &output);
+    }
+}
+
 fn cronjob(objects: &[Value]) -> &Value {
     objects
         .iter()
@@ -1675,27 +1675,4 @@ fn cronjob(objects: &[Value]) -> &Value {
 /// A JSON array, or nothing when the field is absent.
 fn array(value: &Value) -> &[Value] {
     value.as_array().map(Vec::as_slice).unwrap_or_default()
-}
-
-/// A private directory under the system's temporary one, removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let path =
-            std::env::temp_dir().join(format!("user-purge-deploy-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        Scratch(path)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }

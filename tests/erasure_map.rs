@@ -29,12 +29,13 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::backlog::quiet_after;
+use common::scratch::Scratch;
 use common::stand_ins::{Bad, PASSWORD, StandIns, listener, refuse_all};
+use common::wait::until_recovered;
 use common::{
-    Job, Run, TestEnv, assert_no_failures, decoded, event_type, job_command, removals, url_on,
+    Job, Run, TestEnv, assert_no_failures, decoded, event_type, job_command, removals,
     users_refused_in_log,
 };
-use gcloud_googleapis::pubsub::v1::PubsubMessage;
 use mysql_async::prelude::Queryable as _;
 use serde::Deserialize;
 use user_purge::event::encode;
@@ -139,22 +140,14 @@ fn quoted(value: &str) -> String {
 
 /// A directory of map files, removed when dropped.
 struct MapDir {
-    dir: PathBuf,
+    dir: Scratch,
     files: std::cell::Cell<usize>,
 }
 
 impl MapDir {
     fn new() -> MapDir {
-        use std::sync::atomic::{AtomicU32, Ordering};
-        static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "em-tests-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
         MapDir {
-            dir,
+            dir: Scratch::new("maps"),
             files: std::cell::Cell::new(0),
         }
     }
@@ -171,12 +164,6 @@ impl MapDir {
     /// A path in the directory where no file is.
     fn missing(&self) -> PathBuf {
         self.dir.join("no-map-here.toml")
-    }
-}
-
-impl Drop for MapDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -583,19 +570,7 @@ async fn publish_events(
         .collect();
     payloads.extend(others.iter().map(|&(kind, id)| encode(kind, id)));
     payloads.extend(malformed.iter().cloned());
-    let mut publisher = env.client.topic(&env.topic).new_publisher(None);
-    let messages = payloads
-        .iter()
-        .map(|data| PubsubMessage {
-            data: data.clone(),
-            ..PubsubMessage::default()
-        })
-        .collect();
-    let mut ids = Vec::new();
-    for awaiter in publisher.publish_bulk(messages).await {
-        ids.push(awaiter.get().await.expect("publish failed"));
-    }
-    publisher.shutdown().await;
+    let ids = env.publish(payloads.clone()).await;
     let mut asked: BTreeMap<u64, BTreeSet<String>> = BTreeMap::new();
     for (&user, id) in removals.iter().zip(&ids) {
         asked.entry(user).or_default().insert(id.clone());
@@ -692,18 +667,9 @@ fn counts(entries: &[(&str, u64)]) -> Vec<(String, u64)> {
 // The database side
 // ---------------------------------------------------------------------------
 
-/// A root connection of its own to this test's database: dropping it closes
-/// it, so the server rolls back whatever it held.
-async fn own_connection(env: &TestEnv) -> mysql_async::Conn {
-    let url = url_on(&env.mysql_root, "root", "", &env.database);
-    mysql_async::Conn::new(mysql_async::Opts::from_url(&url).unwrap())
-        .await
-        .unwrap()
-}
-
 /// Holds a lock on every row of `table` until the connection is dropped.
 async fn lock_table(env: &TestEnv, table: &str) -> mysql_async::Conn {
-    let mut conn = own_connection(env).await;
+    let mut conn = env.own_connection().await;
     conn.query_drop("START TRANSACTION").await.unwrap();
     conn.query_drop(format!("SELECT * FROM {table} FOR UPDATE"))
         .await
@@ -711,7 +677,8 @@ async fn lock_table(env: &TestEnv, table: &str) -> mysql_async::Conn {
     conn
 }
 
-/// Rolls back what a connection of [`own_connection`] held, and closes it.
+/// Rolls back what an [own connection](TestEnv::own_connection) held, and
+/// closes it.
 async fn release(mut conn: mysql_async::Conn) {
     conn.query_drop("ROLLBACK").await.unwrap();
     conn.disconnect().await.unwrap();
@@ -720,36 +687,26 @@ async fn release(mut conn: mysql_async::Conn) {
 /// Waits until the job (connected as the test's user) runs a `verb`
 /// statement on `table` (blocked on a lock, in the tests that use this).
 async fn wait_for_statement(env: &TestEnv, verb: &str, table: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
     let query = format!(
         "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
          WHERE DB = '{}' AND USER = '{}' AND INFO LIKE '%{verb}%{table}%'",
         env.database, env.user
     );
-    while env.number(&query).await == 0 {
-        assert!(
-            Instant::now() < deadline,
-            "the job never ran {verb} on {table}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let what = format!("the job to run {verb} on {table}");
+    env.wait_for_number(&what, &query, Duration::from_millis(20), |n| n > 0)
+        .await;
 }
 
 /// Waits until the server has closed every connection of the job, so that
 /// its transaction is over.
 async fn wait_until_disconnected(env: &TestEnv) {
-    let deadline = Instant::now() + Duration::from_secs(30);
     let query = format!(
         "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = '{}' AND USER = '{}'",
         env.database, env.user
     );
-    while env.number(&query).await > 0 {
-        assert!(
-            Instant::now() < deadline,
-            "the killed job's connection stayed open"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let what = "the server to close the killed job's connections";
+    env.wait_for_number(what, &query, Duration::from_millis(20), |n| n == 0)
+        .await;
 }
 
 fn id_list(ids: &BTreeSet<u64>) -> String {
@@ -1430,27 +1387,11 @@ async fn a_valid_map_passes_configuration_and_contacts_the_database() {
     let maps = MapDir::new();
     let map = maps.write(&toml(&full_map()));
     let mut child = stand_ins.command(&with_map(&map)).spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut contacted = Vec::new();
-    loop {
-        contacted.extend(stand_ins.contacted());
-        if contacted.contains(&"the database") || Instant::now() > deadline {
-            break;
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            let output = child.wait_with_output().await.unwrap();
-            panic!(
-                "a valid map ended the run ({status}) before it contacted anything: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // A valid map gets as far as the database.
+    stand_ins
+        .wait_for_contact(&mut child, &["the database"])
+        .await;
     child.kill().await.unwrap();
-    assert!(
-        contacted.contains(&"the database"),
-        "a valid map must get as far as the database; contacted {contacted:?}"
-    );
 }
 
 // ---------------------------------------------------------------------------
@@ -1625,29 +1566,6 @@ async fn a_map_the_database_cannot_carry_out_is_exit_4_before_anything_is_receiv
 // Faults
 // ---------------------------------------------------------------------------
 
-/// Runs the job until the tables are as expected and a run finds nothing to
-/// acknowledge, waiting out the leases of a killed run. Each run exits 0.
-async fn recover(env: &TestEnv, args: &[&str], expected: &Snapshot, quiet: Duration) -> usize {
-    let started = Instant::now();
-    let mut runs = 0;
-    loop {
-        let run = run(env, args, &[]).await;
-        runs += 1;
-        run.assert_code(0);
-        if run.count("acked") == 0 && started.elapsed() >= quiet && snapshot(env).await == *expected
-        {
-            return runs;
-        }
-        assert!(
-            started.elapsed() < quiet + Duration::from_secs(120),
-            "no recovery after {runs} runs"
-        );
-        if run.count("acked") == 0 {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_kill_between_two_statements_of_the_map_leaves_nothing_half_erased() {
     let env = realistic().await;
@@ -1685,7 +1603,7 @@ async fn a_kill_between_two_statements_of_the_map_leaves_nothing_half_erased() {
     );
     // The first entry has run, inside the open transaction: a dirty read
     // sees the sessions gone.
-    let mut dirty = own_connection(&env).await;
+    let mut dirty = env.own_connection().await;
     dirty
         .query_drop("SET SESSION TRANSACTION ISOLATION LEVEL READ UNCOMMITTED")
         .await
@@ -1711,9 +1629,20 @@ async fn a_kill_between_two_statements_of_the_map_leaves_nothing_half_erased() {
         "the erasure record kept rows of a transaction that never committed"
     );
 
+    // Runs until the tables are as expected, waiting out the killed run's
+    // leases; each run exits 0.
     let expected = before.erased(&erased);
-    let runs = recover(&env, &args, &expected, quiet_after(lived)).await;
-    println!("killed after {lived:?}; recovered in {runs} runs");
+    let runs = until_recovered(
+        quiet_after(lived),
+        async || {
+            let run = run(&env, &args, &[]).await;
+            run.assert_code(0);
+            run
+        },
+        async || snapshot(&env).await == expected,
+    )
+    .await;
+    println!("killed after {lived:?}; recovered in {} runs", runs.len());
     assert_eq!(snapshot(&env).await, expected);
     assert_record(&env, &published, &erased, (from, now_ms())).await;
     assert_eq!(
@@ -1746,7 +1675,7 @@ async fn a_table_dropped_mid_run_is_exit_4_and_nothing_is_half_erased() {
         );
         job
     };
-    let mut dropper = own_connection(&env).await;
+    let mut dropper = env.own_connection().await;
     dropper
         .query_drop("SET SESSION lock_wait_timeout = 10")
         .await
@@ -2124,6 +2053,6 @@ async fn check_on_an_unreachable_database_is_exit_4() {
         "one line must say what failed:\n{}",
         run.stderr
     );
-    assert!(!run.stdout.contains(PASSWORD) && !run.stderr.contains(PASSWORD));
+    run.assert_no_secret(&[PASSWORD]);
     assert!(pubsub.accept().is_err(), "check contacted Pub/Sub");
 }

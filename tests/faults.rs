@@ -32,7 +32,7 @@ async fn on_private_emulator(
     users: u64,
     removals: usize,
 ) -> (PrivateEmulator, TestEnv, Backlog, Rng) {
-    let emulator = PrivateEmulator::start();
+    let emulator = PrivateEmulator::start().await;
     let setup = Setup::new(users).emulator(emulator.host.clone());
     let (env, backlog, rng) = with_backlog(setup, removals).await;
     (emulator, env, backlog, rng)
@@ -207,7 +207,7 @@ fn assert_handed_back(run: &Run, received: usize) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_database_dying_during_the_delete_is_exit_4_and_loses_nothing() {
-    let mut db = PrivateMariaDb::start(&[]);
+    let mut db = PrivateMariaDb::start(&[]).await;
     let setup = Setup::new(200).mysql_root(db.url("root", "", "mysql"));
     let (env, backlog, _) = with_backlog(setup, 100).await;
     let lock = env.lock_rows(None).await;
@@ -220,7 +220,7 @@ async fn the_database_dying_during_the_delete_is_exit_4_and_loses_nothing() {
     assert_handed_back(&run, backlog.published.len());
     drop(lock);
 
-    db.restart();
+    db.restart().await;
     recover(&env, &backlog, Duration::ZERO).await;
     assert_invariant(&env, &backlog).await;
     env.cleanup().await;
@@ -228,7 +228,7 @@ async fn the_database_dying_during_the_delete_is_exit_4_and_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_read_only_database_is_exit_4_and_loses_nothing() {
-    let db = PrivateMariaDb::start(&["--read-only".to_string()]);
+    let db = PrivateMariaDb::start(&["--read-only".to_string()]).await;
     let setup = Setup::new(50).mysql_root(db.url("root", "", "mysql"));
     let (env, backlog, _) = with_backlog(setup, 20).await;
 
@@ -322,14 +322,14 @@ async fn pubsub_freezing_after_the_commit_is_exit_5_and_the_deletes_repeat_harml
     // The thawed emulator may yet process some of the abandoned
     // acknowledgements. Every other message comes back when its lease ends:
     // the subscription's 10 s from the Pull, or 60 s from a renewal. Both
-    // were before the thaw; past that, what is in the subscription is all
-    // that will come back.
+    // were before the thaw; once a lease as long, taken after it, has run
+    // out, what is in the subscription is all that will come back.
     let lease = if run.stderr.contains("renewed the lease") {
         60
     } else {
         10
     };
-    tokio::time::sleep(Duration::from_secs(lease + 2)).await;
+    env.outlast_leases(Duration::from_secs(lease)).await;
     let back = env.peek(Duration::from_secs(1)).await;
     assert!(
         is_within(&back, &backlog.published),

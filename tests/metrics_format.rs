@@ -98,22 +98,16 @@ fn a_labelled_family_with_awkward_values_passes_promtool() {
     }
 }
 
-#[test]
-fn the_pushgateway_serves_back_the_label_values_that_went_in() {
-    let gateway = PrivatePushgateway::start();
+#[tokio::test]
+async fn the_pushgateway_serves_back_the_label_values_that_went_in() {
+    let gateway = PrivatePushgateway::start().await;
     let response = ureq::post(&metrics::group_url(&gateway.url, "purge-sub"))
         .header("Content-Type", metrics::CONTENT_TYPE)
         .send(labelled(&AWKWARD))
         .expect("the Pushgateway refused the text");
     assert_eq!(response.status(), 200);
 
-    let body = ureq::get(&format!("{}/api/v1/metrics", gateway.url))
-        .call()
-        .unwrap()
-        .into_body()
-        .read_to_string()
-        .unwrap();
-    let served: Value = serde_json::from_str(&body).unwrap();
+    let served: Value = serde_json::from_str(&gateway.get("/api/v1/metrics")).unwrap();
     let family = served["data"]
         .as_array()
         .unwrap()

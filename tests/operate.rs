@@ -26,7 +26,7 @@ async fn timed_run(env: &TestEnv, args: &[&str]) -> (Run, f64, f64) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn each_run_pushes_its_metrics_and_a_failure_keeps_the_last_success() {
-    let gateway = PrivatePushgateway::start();
+    let gateway = PrivatePushgateway::start().await;
     let env = TestEnv::new(10).await;
     env.publish(vec![
         encode(event_type::REMOVED, 1),

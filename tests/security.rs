@@ -8,28 +8,14 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
 use common::Setup;
 use common::private::PrivateMariaDb;
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let status = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl must be installed");
-    assert!(
-        status.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&status.stderr)
-    );
-}
+use common::scratch::{Scratch, openssl};
 
 /// A CA, and a server certificate it signed for 127.0.0.1; plus a second,
 /// unrelated CA.
 fn make_certificates(dir: &Path) {
-    std::fs::create_dir_all(dir).unwrap();
     for ca in ["ca", "other-ca"] {
         openssl(
             dir,
@@ -94,14 +80,15 @@ fn make_certificates(dir: &Path) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_job_verifies_the_database_server_certificate() {
-    let dir = std::env::temp_dir().join(format!("user-purge-tls-{}", std::process::id()));
+    let dir = Scratch::new("tls");
     make_certificates(&dir);
     let path = |file: &str| dir.join(file).display().to_string();
     let db = PrivateMariaDb::start(&[
         format!("--ssl-ca={}", path("ca.pem")),
         format!("--ssl-cert={}", path("server.pem")),
         format!("--ssl-key={}", path("server.key")),
-    ]);
+    ])
+    .await;
     let env = Setup::new(10)
         .mysql_root(db.url("root", "", "mysql"))
         .create()
@@ -151,7 +138,6 @@ async fn the_job_verifies_the_database_server_certificate() {
     assert_eq!(verified.count("deleted_rows"), 2);
     assert_eq!(env.users().await, [1, 3, 5, 6, 7, 8, 9, 10]);
     env.cleanup().await;
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -161,10 +147,7 @@ async fn a_service_account_key_never_shows_even_when_it_fails() {
     // No emulator: the job must use the key. Its private key is not a real
     // one, so the job fails before any network call, and says so.
     for key in [
-        format!(
-            r#"{{"type":"service_account","private_key":"{}","client_email":"x@y"}}"#,
-            common::KEY_MARKER
-        ),
+        common::fake_key(),
         format!("not json {}", common::KEY_MARKER),
     ] {
         let mut command = env.command(&[], &[("PUBSUB_SERVICE_ACCOUNT", &key)]);

@@ -6,10 +6,11 @@
 //! the refused users' removals.
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use user_purge::event::{self, encode};
 
+use super::wait::until_recovered;
 use super::{Run, TestEnv, event_type};
 
 /// A small, seeded pseudo-random generator (xorshift64*): varied timing and
@@ -211,30 +212,24 @@ impl Recovery {
 /// nothing to acknowledge, waiting out the leases of killed runs (`quiet`).
 /// Each run exits 0, or 6 when it met a refused user (and only then).
 pub async fn recover(env: &TestEnv, backlog: &Backlog, quiet: Duration) -> Recovery {
-    let started = Instant::now();
+    let runs = until_recovered(
+        quiet,
+        async || {
+            let run = env.run(&[]).await;
+            assert_refusals_match_the_code(&run);
+            if backlog.refused.is_empty() {
+                run.assert_code(0);
+            }
+            run
+        },
+        async || env.users().await == backlog.expected_users(),
+    )
+    .await;
     let mut done = Recovery::default();
-    loop {
-        let run = env.run(&[]).await;
-        assert_refusals_match_the_code(&run);
-        if backlog.refused.is_empty() {
-            run.assert_code(0);
-        }
-        done.add(&run);
-        if run.count("acked") == 0
-            && started.elapsed() >= quiet
-            && env.users().await == backlog.expected_users()
-        {
-            return done;
-        }
-        assert!(
-            started.elapsed() < quiet + Duration::from_secs(120),
-            "no recovery after {done:?}"
-        );
-        if run.count("acked") == 0 {
-            // Waiting for leases to run out: the messages of a killed run.
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
+    for run in &runs {
+        done.add(run);
     }
+    done
 }
 
 /// How long a killed run's messages stay leased: the subscription's 10 s, or
@@ -250,7 +245,7 @@ pub fn quiet_after(lived: Duration) -> Duration {
 /// A run exits 6 ("partially_completed") exactly when it refused a user, and
 /// 0 ("completed") when it refused none.
 pub fn assert_refusals_match_the_code(run: &Run) {
-    let refused = reported(run, "refused");
+    let refused = run.count("refused");
     match run.code {
         Some(6) => {
             assert_eq!(run.outcome(), "partially_completed", "{}", run.stdout);
@@ -263,20 +258,6 @@ pub fn assert_refusals_match_the_code(run: &Run) {
         _ => panic!(
             "expected exit 0 or 6, got {:?}: {}\nstderr:\n{}",
             run.code, run.stdout, run.stderr
-        ),
-    }
-}
-
-/// A count the summary gained with issue #10 (`refused`, `rounds`), with a
-/// message that says so when the job does not report it.
-pub fn reported(run: &Run, field: &str) -> u64 {
-    match run.summary().get(field) {
-        Some(value) => value
-            .as_u64()
-            .unwrap_or_else(|| panic!("{field} is not a number: {}", run.stdout)),
-        None => panic!(
-            "the summary has no `{field}`: {}\nstderr:\n{}",
-            run.stdout, run.stderr
         ),
     }
 }

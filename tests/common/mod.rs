@@ -5,13 +5,20 @@
 //! The emulator is `PUBSUB_EMULATOR_HOST` when that is set (`scripts/test` starts
 //! one for the whole suite); otherwise this process starts its own on a free port,
 //! and the kernel stops it when the process exits.
+//!
+//! Beside this file:
+//! - `backlog`: a mixed backlog, the invariant after it, and recovery runs;
+//! - `private`: MariaDB, emulator and Pushgateway instances of a test's own;
+//! - `proxy`: a slow link in front of the emulator;
+//! - `scratch`: scratch directories, and openssl run in one;
+//! - `stand_ins`: sockets standing in for the services, for bad configuration;
+//! - `wait`: waiting for an event, never longer than a deadline.
 
 #![allow(dead_code)] // Each test binary uses a different part of this module.
 
 use std::collections::{BTreeSet, HashMap};
 use std::os::unix::process::ExitStatusExt as _;
 use std::process::Stdio;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use gcloud_gax::conn::{Channel, ConnectionOptions, Environment};
@@ -33,7 +40,9 @@ pub use user_purge::event::event_type;
 pub mod backlog;
 pub mod private;
 pub mod proxy;
+pub mod scratch;
 pub mod stand_ins;
+pub mod wait;
 
 pub const PROJECT: &str = "test-project";
 
@@ -43,12 +52,13 @@ pub fn mysql_root_url() -> String {
 }
 
 /// host:port of the emulator every test in this process uses.
-pub fn emulator_host() -> String {
-    static HOST: OnceLock<String> = OnceLock::new();
-    HOST.get_or_init(|| match std::env::var("PUBSUB_EMULATOR_HOST") {
+pub async fn emulator_host() -> String {
+    static HOST: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+    HOST.get_or_init(async || match std::env::var("PUBSUB_EMULATOR_HOST") {
         Ok(host) if !host.is_empty() => host,
-        _ => start_emulator(),
+        _ => start_emulator().await,
     })
+    .await
     .clone()
 }
 
@@ -61,33 +71,37 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// The emulator's launcher (it execs java, so its PID is the server's).
-pub fn emulator_bin() -> String {
-    std::env::var("PUBSUB_EMULATOR_BIN").unwrap_or_else(|_| {
+/// The emulator on 127.0.0.1:`port`, in a directory of its own, writing
+/// to the log file whose path comes with it. Its launcher execs java, so the
+/// child's PID is the server's.
+pub fn emulator_command(port: u16) -> (std::process::Command, std::path::PathBuf) {
+    let bin = std::env::var("PUBSUB_EMULATOR_BIN").unwrap_or_else(|_| {
         "/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator".into()
-    })
+    });
+    let dir =
+        std::env::temp_dir().join(format!("user-purge-emulator-{}-{port}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("log");
+    let out = std::fs::File::create(&log).unwrap();
+    let mut command = std::process::Command::new(bin);
+    command
+        .args(["--host=127.0.0.1", &format!("--port={port}")])
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out);
+    (command, log)
 }
 
-fn start_emulator() -> String {
+async fn start_emulator() -> String {
     let port = free_port();
     let host = format!("127.0.0.1:{port}");
-    let bin = emulator_bin();
-    let dir = std::env::temp_dir().join(format!("user-purge-emulator-{port}"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let log = std::fs::File::create(dir.join("log")).unwrap();
     // Spawned from a thread that lives as long as the process: the kernel sends
     // SIGKILL to the emulator when that thread, and so the process, is gone.
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         use std::os::unix::process::CommandExt as _;
-        let mut command = std::process::Command::new(&bin);
-        command
-            .arg("--host=127.0.0.1")
-            .arg(format!("--port={port}"))
-            .current_dir(&dir)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log);
+        let (mut command, _) = emulator_command(port);
         unsafe {
             command.pre_exec(|| {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
@@ -103,14 +117,7 @@ fn start_emulator() -> String {
     rx.recv()
         .unwrap()
         .unwrap_or_else(|e| panic!("cannot start the Pub/Sub emulator ({e})"));
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while std::net::TcpStream::connect(&host).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "the Pub/Sub emulator did not start on {host}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait::until_listening(port, "the Pub/Sub emulator", || None).await;
     host
 }
 
@@ -152,11 +159,14 @@ pub struct TestEnv {
     extra_users: std::sync::Mutex<Vec<String>>,
 }
 
-/// The service-account key every run gets (the emulator wins over it, so it
-/// is never used), so that every run can be checked for leaking it.
+/// In the service-account key every run gets, so that every run can be
+/// checked for leaking it.
 pub const KEY_MARKER: &str = "KEY-MATERIAL-9f1c2e";
 
-fn fake_key() -> String {
+/// A service-account key, well-formed but for its private key, which is
+/// [`KEY_MARKER`]: under the emulator (which wins over it) it is never used;
+/// without one, the job fails at the key, before any network call.
+pub fn fake_key() -> String {
     format!(
         r#"{{"type":"service_account","project_id":"{PROJECT}","private_key_id":"{KEY_MARKER}","private_key":"-----BEGIN PRIVATE KEY-----\n{KEY_MARKER}\n-----END PRIVATE KEY-----\n","client_email":"purge@{PROJECT}.iam.gserviceaccount.com"}}"#
     )
@@ -179,6 +189,8 @@ fn with_deadline<T>(body: T) -> Request<T> {
 enum Settle {
     Acknowledge,
     HandBack,
+    /// Neither: they come back when their lease runs out.
+    Hold,
 }
 
 /// How to build a [`TestEnv`]: by default on the shared MariaDB and emulator.
@@ -186,7 +198,8 @@ pub struct Setup {
     users: u64,
     ack_deadline_seconds: i32,
     mysql_root: String,
-    emulator: String,
+    /// The shared one ([`emulator_host`]) unless the test names another.
+    emulator: Option<String>,
     dead_letter_attempts: Option<i32>,
     retain_acked: bool,
 }
@@ -198,7 +211,7 @@ impl Setup {
             users,
             ack_deadline_seconds: 10,
             mysql_root: mysql_root_url(),
-            emulator: emulator_host(),
+            emulator: None,
             dead_letter_attempts: None,
             retain_acked: false,
         }
@@ -210,7 +223,7 @@ impl Setup {
     }
 
     pub fn emulator(mut self, host: String) -> Setup {
-        self.emulator = host;
+        self.emulator = Some(host);
         self
     }
 
@@ -228,6 +241,10 @@ impl Setup {
     }
 
     pub async fn create(self) -> TestEnv {
+        let emulator = match self.emulator {
+            Some(host) => host,
+            None => emulator_host().await,
+        };
         let database = unique("up_");
         let root = mysql_async::Pool::new(self.mysql_root.as_str());
         let mut conn = root.get_conn().await.expect("MariaDB must be running");
@@ -274,7 +291,7 @@ impl Setup {
             .unwrap();
         drop(conn);
 
-        let client = pubsub_client_on(&self.emulator).await;
+        let client = pubsub_client_on(&emulator).await;
         let topic = unique("topic-");
         let subscription = unique("sub-");
         client.topic(&topic).create(None, None).await.unwrap();
@@ -316,7 +333,7 @@ impl Setup {
             client,
             pool,
             mysql_root: self.mysql_root,
-            emulator: self.emulator,
+            emulator,
             user,
             password,
             extra_users: Default::default(),
@@ -341,8 +358,14 @@ impl TestEnv {
     }
 
     /// Publishes each payload as one message, and waits until all are stored.
-    pub async fn publish(&self, payloads: Vec<Vec<u8>>) {
-        let mut publisher = self.client.topic(&self.topic).new_publisher(None);
+    /// Returns their message ids, in the payloads' order.
+    pub async fn publish(&self, payloads: Vec<Vec<u8>>) -> Vec<String> {
+        self.publish_on(&self.topic, payloads).await
+    }
+
+    async fn publish_on(&self, topic: &str, payloads: Vec<Vec<u8>>) -> Vec<String> {
+        let mut publisher = self.client.topic(topic).new_publisher(None);
+        let mut ids = Vec::with_capacity(payloads.len());
         for chunk in payloads.chunks(1_000) {
             let messages = chunk
                 .iter()
@@ -352,10 +375,11 @@ impl TestEnv {
                 })
                 .collect();
             for awaiter in publisher.publish_bulk(messages).await {
-                awaiter.get().await.expect("publish failed");
+                ids.push(awaiter.get().await.expect("publish failed"));
             }
         }
         publisher.shutdown().await;
+        ids
     }
 
     /// Publishes USER_REMOVED for each id.
@@ -403,9 +427,48 @@ impl TestEnv {
 
     /// The payloads of every message in the subscription now, which are then
     /// all handed back (nacked), so that the next run gets them at once.
+    /// Each peek counts as a delivery of each message.
     pub async fn peek(&self, wait: Duration) -> Vec<Vec<u8>> {
-        self.take_from(&self.subscription, wait, Settle::HandBack)
+        self.peek_at(&self.subscription, wait).await
+    }
+
+    /// The same for another subscription (of this test's topic, say).
+    pub async fn peek_at(&self, subscription: &str, wait: Duration) -> Vec<Vec<u8>> {
+        self.take_from(subscription, wait, Settle::HandBack).await
+    }
+
+    /// Waits until every lease of `lease` at most that the emulator granted
+    /// before now has run out, as the emulator's own clock tells: a message
+    /// on a topic of the test's own, pulled now and held for `lease`, comes
+    /// back to its subscription.
+    pub async fn outlast_leases(&self, lease: Duration) {
+        let topic = unique("lease-");
+        let subscription = unique("leasesub-");
+        self.client.topic(&topic).create(None, None).await.unwrap();
+        let config = SubscriptionConfig {
+            ack_deadline_seconds: lease.as_secs().try_into().unwrap(),
+            ..SubscriptionConfig::default()
+        };
+        self.client
+            .create_subscription(&subscription, &topic, config, None)
             .await
+            .unwrap();
+        self.publish_on(&topic, vec![b"lease".to_vec()]).await;
+        let held = self
+            .take_from(&subscription, Duration::ZERO, Settle::Hold)
+            .await;
+        assert_eq!(held.len(), 1, "the test's own message was not delivered");
+        let what = format!("a lease of {lease:?}, taken after the others, to run out");
+        let limit = lease + Duration::from_secs(60);
+        wait::poll_until(&what, limit, Duration::from_millis(100), async || {
+            let back = self
+                .take_from(&subscription, Duration::ZERO, Settle::Acknowledge)
+                .await;
+            (!back.is_empty()).then_some(())
+        })
+        .await;
+        let _ = self.client.subscription(&subscription).delete(None).await;
+        let _ = self.client.topic(&topic).delete(None).await;
     }
 
     /// Pulls until a Pull comes back empty after `wait`. Each Pull carries its
@@ -459,6 +522,7 @@ impl TestEnv {
                 }
                 // Not yet: handed back now, they would be pulled again.
                 Settle::HandBack => held.extend(ack_ids),
+                Settle::Hold => {}
             }
         }
         for ack_ids in held.chunks(1_000) {
@@ -495,13 +559,7 @@ impl TestEnv {
     /// Every JSON line on stdout, whatever the outcome, must parse as an object.
     pub fn checked(&self, output: std::process::Output) -> Run {
         let run = Run::from(output);
-        for secret in [self.password.as_str(), KEY_MARKER] {
-            assert!(
-                !run.stdout.contains(secret) && !run.stderr.contains(secret),
-                "a secret ({secret}) leaked into the output:\n{}",
-                run.stderr
-            );
-        }
+        run.assert_no_secret(&[&self.password, KEY_MARKER]);
         for line in run.stdout.lines().filter(|l| l.starts_with('{')) {
             let parsed: Result<serde_json::Map<String, Value>, _> = serde_json::from_str(line);
             assert!(parsed.is_ok(), "not a JSON object ({parsed:?}): {line}");
@@ -556,16 +614,21 @@ impl TestEnv {
         self.pool.disconnect().await.unwrap();
     }
 
-    /// Holds a lock on a user's row (every user's with `None`) in another
-    /// transaction until the returned connection is dropped.
-    ///
-    /// A connection of its own, not the pool's: dropping it closes it, so the
-    /// server rolls the transaction back and no pooled connection keeps it.
-    pub async fn lock_rows(&self, id: Option<u64>) -> mysql_async::Conn {
+    /// A root connection to this test's database of its own, not the pool's:
+    /// dropping it closes it, so the server rolls back whatever transaction
+    /// it held, and no pooled connection keeps it.
+    pub async fn own_connection(&self) -> mysql_async::Conn {
         let url = url_on(&self.mysql_root, "root", "", &self.database);
-        let mut conn = mysql_async::Conn::new(mysql_async::Opts::from_url(&url).unwrap())
+        mysql_async::Conn::new(mysql_async::Opts::from_url(&url).unwrap())
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    /// Holds a lock on a user's row (every user's with `None`) in another
+    /// transaction (an [own connection](TestEnv::own_connection)) until the
+    /// returned connection is dropped.
+    pub async fn lock_rows(&self, id: Option<u64>) -> mysql_async::Conn {
+        let mut conn = self.own_connection().await;
         conn.query_drop("START TRANSACTION").await.unwrap();
         let filter = id.map_or(String::new(), |id| format!(" WHERE id = {id}"));
         conn.query_drop(format!("SELECT id FROM users{filter} FOR UPDATE"))
@@ -577,23 +640,14 @@ impl TestEnv {
     /// Waits until the job's DELETE runs in this test's database (blocked on
     /// a lock, in the tests that use this).
     pub async fn wait_for_delete(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut conn = self.pool.get_conn().await.unwrap();
-        loop {
-            let running: Option<u64> = conn
-                .query_first(format!(
-                    "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
-                     WHERE DB = '{}' AND INFO LIKE 'DELETE FROM%'",
-                    self.database
-                ))
-                .await
-                .unwrap();
-            if running.unwrap_or(0) > 0 {
-                return;
-            }
-            assert!(Instant::now() < deadline, "the delete never started");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let query = format!(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
+             WHERE DB = '{}' AND INFO LIKE 'DELETE FROM%'",
+            self.database
+        );
+        let every = Duration::from_millis(20);
+        self.wait_for_number("the job's DELETE to start", &query, every, |n| n > 0)
+            .await;
     }
 
     /// Adds a database user with `privileges` on `table` of this test's
@@ -630,6 +684,22 @@ impl TestEnv {
     pub async fn number(&self, query: &str) -> u64 {
         let mut conn = self.pool.get_conn().await.unwrap();
         conn.query_first(query).await.unwrap().unwrap_or(0)
+    }
+
+    /// Waits (30 s at most) until `query`'s [number](TestEnv::number) is one
+    /// that `wanted` accepts, reading it every `every`: `what` has happened.
+    pub async fn wait_for_number(
+        &self,
+        what: &str,
+        query: &str,
+        every: Duration,
+        wanted: impl Fn(u64) -> bool,
+    ) {
+        let limit = Duration::from_secs(30);
+        wait::poll_until(what, limit, every, async || {
+            wanted(self.number(query).await).then_some(())
+        })
+        .await
     }
 }
 
@@ -699,6 +769,9 @@ impl From<std::process::Output> for Run {
     }
 }
 
+/// How long a test waits for the log line it expects from a running job.
+pub const LOG_LINE_LIMIT: Duration = Duration::from_secs(90);
+
 /// A job running in the background. A task reads its log as it is written,
 /// so that the test can wait for a line, and the job never blocks on a full pipe.
 pub struct Job {
@@ -749,34 +822,37 @@ impl Job {
     }
 
     /// Reads the log until a line contains `marker`, and returns that line;
-    /// `None` when the log ended first (the job exited).
+    /// `None` when the log ended first (the job exited). Gives up (panics)
+    /// after [`LOG_LINE_LIMIT`].
     pub async fn wait_for(&mut self, marker: &str) -> Option<String> {
-        while let Some(line) = self.lines.recv().await {
-            self.log.push(line);
-            let line = self.log.last().unwrap();
-            if line.contains(marker) {
-                return Some(line.clone());
-            }
-        }
-        None
+        self.next_line(|line| line.contains(marker)).await
     }
 
     /// Reads the log until a line satisfies `wanted`; false if the job ended
-    /// first. Gives up (panics) after 90 s.
-    pub async fn wait_until(&mut self, mut wanted: impl FnMut(&str) -> bool) -> bool {
+    /// first. Gives up (panics) after [`LOG_LINE_LIMIT`].
+    pub async fn wait_until(&mut self, wanted: impl FnMut(&str) -> bool) -> bool {
+        self.next_line(wanted).await.is_some()
+    }
+
+    async fn next_line(&mut self, mut wanted: impl FnMut(&str) -> bool) -> Option<String> {
         let read = async {
             while let Some(line) = self.lines.recv().await {
                 let found = wanted(&line);
                 self.log.push(line);
                 if found {
-                    return true;
+                    return self.log.last().cloned();
                 }
             }
-            false
+            None
         };
-        tokio::time::timeout(Duration::from_secs(90), read)
+        tokio::time::timeout(LOG_LINE_LIMIT, read)
             .await
-            .unwrap_or_else(|_| panic!("no such log line within 90 s:\n{}", self.log.join("\n")))
+            .unwrap_or_else(|_| {
+                panic!(
+                    "no such log line within {LOG_LINE_LIMIT:?}:\n{}",
+                    self.log.join("\n")
+                )
+            })
     }
 
     /// Waits for `event`: true when it came, false when the job ended first.
@@ -853,13 +929,37 @@ impl Run {
 
     /// One numeric field of the summary.
     pub fn count(&self, field: &str) -> u64 {
-        self.summary()[field]
-            .as_u64()
-            .unwrap_or_else(|| panic!("{field} is not a number: {}", self.stdout))
+        match self.summary().get(field) {
+            Some(value) => value
+                .as_u64()
+                .unwrap_or_else(|| panic!("{field} is not a number: {}", self.stdout)),
+            None => panic!(
+                "the summary has no `{field}`: {}\nstderr:\n{}",
+                self.stdout, self.stderr
+            ),
+        }
     }
 
     pub fn outcome(&self) -> String {
         self.summary()["outcome"].as_str().unwrap().to_owned()
+    }
+
+    /// Whether `text` shows anywhere in what the run printed.
+    pub fn shows(&self, text: &str) -> bool {
+        self.stdout.contains(text) || self.stderr.contains(text)
+    }
+
+    /// Asserts that none of `secrets` shows in what the run printed.
+    pub fn assert_no_secret(&self, secrets: &[&str]) -> &Run {
+        for secret in secrets {
+            assert!(
+                !self.shows(secret),
+                "a secret ({secret}) leaked into the output:\n{}{}",
+                self.stdout,
+                self.stderr
+            );
+        }
+        self
     }
 
     /// Asserts that the log has `text`, showing the log when it does not.

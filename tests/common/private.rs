@@ -4,27 +4,24 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use super::free_port;
+use super::wait::until_listening;
 
 /// Sends a signal to one process.
 pub fn signal(pid: u32, signal: i32) {
     unsafe { libc::kill(pid as i32, signal) };
 }
 
-fn wait_for_port(port: u16, what: &str, child: &mut Child, log: &std::path::Path) {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!(
-                "{what} exited ({status}): {}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
-        }
-        assert!(Instant::now() < deadline, "{what} did not listen on {port}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+/// Waits until the server `child` listens on `port`; if it exits first,
+/// fails with its log.
+async fn started(port: u16, what: &str, child: &mut Child, log: &std::path::Path) {
+    until_listening(port, what, || {
+        let status = child.try_wait().ok()??;
+        let log = std::fs::read_to_string(log).unwrap_or_default();
+        Some(format!("{status}: {log}"))
+    })
+    .await
 }
 
 /// A MariaDB server of the test's own.
@@ -38,7 +35,7 @@ pub struct PrivateMariaDb {
 impl PrivateMariaDb {
     /// Initialises a data directory and starts the server; `extra` are more
     /// server options (TLS, say).
-    pub fn start(extra: &[String]) -> PrivateMariaDb {
+    pub async fn start(extra: &[String]) -> PrivateMariaDb {
         let port = free_port();
         let dir =
             std::env::temp_dir().join(format!("user-purge-mariadb-{}-{port}", std::process::id()));
@@ -63,12 +60,12 @@ impl PrivateMariaDb {
             child: None,
             extra: extra.to_vec(),
         };
-        db.restart();
+        db.restart().await;
         db
     }
 
     /// Starts the server again on the same data directory and port.
-    pub fn restart(&mut self) {
+    pub async fn restart(&mut self) {
         assert!(self.child.is_none(), "already running");
         let log = self.dir.join("error.log");
         let mut child = Command::new("/usr/sbin/mariadbd")
@@ -88,7 +85,7 @@ impl PrivateMariaDb {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        wait_for_port(self.port, "mariadbd", &mut child, &log);
+        started(self.port, "mariadbd", &mut child, &log).await;
         self.child = Some(child);
     }
 
@@ -122,24 +119,11 @@ pub struct PrivateEmulator {
 }
 
 impl PrivateEmulator {
-    pub fn start() -> PrivateEmulator {
+    pub async fn start() -> PrivateEmulator {
         let port = free_port();
-        let dir =
-            std::env::temp_dir().join(format!("user-purge-emulator-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let log = dir.join("log");
-        let out = std::fs::File::create(&log).unwrap();
-        let bin = super::emulator_bin();
-        // The launcher execs java, so the child's PID is the server's.
-        let mut child = Command::new(bin)
-            .args(["--host=127.0.0.1", &format!("--port={port}")])
-            .current_dir(&dir)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .unwrap();
-        wait_for_port(port, "the Pub/Sub emulator", &mut child, &log);
+        let (mut command, log) = super::emulator_command(port);
+        let mut child = command.spawn().unwrap();
+        started(port, "the Pub/Sub emulator", &mut child, &log).await;
         PrivateEmulator {
             host: format!("127.0.0.1:{port}"),
             child,
@@ -175,7 +159,7 @@ pub struct PrivatePushgateway {
 }
 
 impl PrivatePushgateway {
-    pub fn start() -> PrivatePushgateway {
+    pub async fn start() -> PrivatePushgateway {
         let port = free_port();
         let log = std::env::temp_dir().join(format!("user-purge-pushgateway-{port}.log"));
         let out = std::fs::File::create(&log).unwrap();
@@ -188,22 +172,27 @@ impl PrivatePushgateway {
             .expect(
                 "prometheus-pushgateway must be installed (apt-get install prometheus-pushgateway)",
             );
-        wait_for_port(port, "prometheus-pushgateway", &mut child, &log);
+        started(port, "prometheus-pushgateway", &mut child, &log).await;
         PrivatePushgateway {
             url: format!("http://127.0.0.1:{port}"),
             child,
         }
     }
 
-    /// The value of a metric of the user-purge job, as the gateway serves it.
-    pub fn metric(&self, name: &str) -> Option<f64> {
-        let body = ureq::get(&format!("{}/metrics", self.url))
+    /// What the gateway serves at `path`.
+    pub fn get(&self, path: &str) -> String {
+        ureq::get(&format!("{}{path}", self.url))
             .call()
             .unwrap()
             .into_body()
             .read_to_string()
-            .unwrap();
-        body.lines()
+            .unwrap()
+    }
+
+    /// The value of a metric of the user-purge job, as the gateway serves it.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        self.get("/metrics")
+            .lines()
             .filter(|line| {
                 line.starts_with(&format!("{name}{{")) && line.contains("job=\"user-purge\"")
             })

@@ -5,8 +5,11 @@
 //! neither the emulator nor MariaDB.
 
 use std::net::TcpListener;
+use std::time::Duration;
 
-use super::{KEY_MARKER, assert_no_failures, job_command};
+use tokio::io::AsyncReadExt as _;
+
+use super::{KEY_MARKER, Run, assert_no_failures, fake_key, job_command};
 
 /// In the stand-in database URL, so that any output showing it is caught.
 pub const PASSWORD: &str = "Pw-stand-in-7Qx";
@@ -57,12 +60,46 @@ impl StandIns {
                 "projects/test-project/subscriptions/purge-sub".into(),
             ),
             ("DATABASE_URL", self.url()),
-            (
-                "PUBSUB_SERVICE_ACCOUNT",
-                format!(r#"{{"type":"service_account","private_key_id":"{KEY_MARKER}"}}"#),
-            ),
+            ("PUBSUB_SERVICE_ACCOUNT", fake_key()),
             ("RUST_LOG", "trace".into()),
         ]
+    }
+
+    /// Waits for `job`, run with these settings, to connect to one of the
+    /// `wanted` stand-ins ("the emulator", "the database"), and returns which.
+    /// Fails if the job exits first, or has not within 20 s.
+    pub async fn wait_for_contact(
+        &self,
+        job: &mut tokio::process::Child,
+        wanted: &[&'static str],
+    ) -> &'static str {
+        let listen = |listener: &TcpListener| {
+            tokio::net::TcpListener::from_std(listener.try_clone().unwrap()).unwrap()
+        };
+        let (emulator, database) = (listen(&self.emulator), listen(&self.database));
+        let contact = async {
+            loop {
+                let service = tokio::select! {
+                    _ = emulator.accept() => "the emulator",
+                    _ = database.accept() => "the database",
+                };
+                if wanted.contains(&service) {
+                    return service;
+                }
+            }
+        };
+        let limit = Duration::from_secs(20);
+        tokio::select! {
+            contacted = tokio::time::timeout(limit, contact) => contacted
+                .unwrap_or_else(|_| panic!("the job contacted none of {wanted:?} within {limit:?}")),
+            status = job.wait() => {
+                let mut stderr = String::new();
+                if let Some(mut pipe) = job.stderr.take() {
+                    let _ = pipe.read_to_string(&mut stderr).await;
+                }
+                panic!("the job ended ({status:?}) before it contacted any of {wanted:?}: {stderr}")
+            }
+        }
     }
 
     /// Which of the two saw a connection since the last call.
@@ -174,12 +211,11 @@ pub async fn refuse_all(stand_ins: &StandIns, cases: Vec<Bad>) {
                 None => command.env_remove(key),
             };
         }
-        let output = command.output().await.unwrap();
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let stderr = String::from_utf8_lossy(&output.stderr);
+        let run = Run::from(command.output().await.unwrap());
+        let (stdout, stderr) = (&run.stdout, &run.stderr);
         let mut wrong = Vec::new();
-        if output.status.code() != Some(2) {
-            wrong.push(format!("exit {:?}, not 2", output.status.code()));
+        if run.code != Some(2) {
+            wrong.push(format!("exit {:?}, not 2", run.code));
         }
         if !stdout.is_empty() {
             wrong.push("something on stdout".to_owned());
@@ -222,7 +258,7 @@ pub async fn refuse_all(stand_ins: &StandIns, cases: Vec<Bad>) {
             wrong.push(format!("an unexpected line {line:?}"));
         }
         for secret in [PASSWORD, KEY_MARKER] {
-            if stdout.contains(secret) || stderr.contains(secret) {
+            if run.shows(secret) {
                 wrong.push(format!("shows {secret}"));
             }
         }
