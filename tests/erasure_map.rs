@@ -25,11 +25,11 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::backlog::quiet_after;
-use common::scratch::Scratch;
+use common::scratch::MapDir;
 use common::stand_ins::{Bad, PASSWORD, StandIns, listener, refuse_all};
 use common::wait::until_recovered;
 use common::{
@@ -136,35 +136,6 @@ fn quoted(value: &str) -> String {
     }
     out.push('"');
     out
-}
-
-/// A directory of map files, removed when dropped.
-struct MapDir {
-    dir: Scratch,
-    files: std::cell::Cell<usize>,
-}
-
-impl MapDir {
-    fn new() -> MapDir {
-        MapDir {
-            dir: Scratch::new("maps"),
-            files: std::cell::Cell::new(0),
-        }
-    }
-
-    /// Writes a new file with this text and returns its path.
-    fn write(&self, text: &str) -> PathBuf {
-        let n = self.files.get() + 1;
-        self.files.set(n);
-        let path = self.dir.join(format!("map-{n}.toml"));
-        std::fs::write(&path, text).unwrap();
-        path
-    }
-
-    /// A path in the directory where no file is.
-    fn missing(&self) -> PathBuf {
-        self.dir.join("no-map-here.toml")
-    }
 }
 
 fn path_str(path: &Path) -> &str {

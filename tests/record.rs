@@ -17,10 +17,10 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use common::private::PrivateMariaDb;
+use common::scratch::MapDir;
 use common::{Run, Setup, TestEnv, decoded, event_type, removals};
 use gcloud_googleapis::pubsub::v1::PubsubMessage;
 use mysql_async::prelude::Queryable as _;
@@ -98,30 +98,6 @@ fn assert_nothing_received(run: &Run) {
     assert_eq!(run.outcome(), "database_error");
     for field in ["received", "acked", "deleted_rows"] {
         assert_eq!(run.count(field), 0, "{field}: {}", run.stdout);
-    }
-}
-
-/// A map file, removed when dropped.
-struct MapFile(PathBuf);
-
-impl MapFile {
-    fn new(env: &TestEnv, text: &str) -> MapFile {
-        use std::sync::atomic::{AtomicU32, Ordering};
-        static FILES: AtomicU32 = AtomicU32::new(0);
-        let n = FILES.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!("record-map-{}-{n}.toml", env.database));
-        std::fs::write(&path, text).unwrap();
-        MapFile(path)
-    }
-
-    fn path(&self) -> &str {
-        self.0.to_str().unwrap()
-    }
-}
-
-impl Drop for MapFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
     }
 }
 
@@ -269,8 +245,9 @@ async fn a_replace_text_that_does_not_fit_its_column_is_exit_4_at_connect() {
     env.sql("INSERT INTO labels VALUES (1, 'n-1')").await;
     publish(&env, &[1, 2]).await;
 
-    let too_long = MapFile::new(&env, &redact_name("erased user"));
-    let run = purge(&env, &["--erasure-map", too_long.path()]).await;
+    let maps = MapDir::new();
+    let too_long = maps.write(&redact_name("erased user"));
+    let run = purge(&env, &["--erasure-map", too_long.to_str().unwrap()]).await;
     assert_nothing_received(&run);
     assert_eq!(
         errors(&run),
@@ -281,15 +258,13 @@ async fn a_replace_text_that_does_not_fit_its_column_is_exit_4_at_connect() {
              characters; nothing was received"
         ]
     );
-    drop(too_long);
 
     // latin1 has ö and €, not an arrow.
-    let arrow = MapFile::new(
-        &env,
+    let arrow = maps.write(
         "[[redact]]\ntable = \"labels\"\ncolumn = \"user_id\"\nreplace = { name = \"gelöscht € →\" }\n\n\
          [[delete]]\ntable = \"users\"\ncolumn = \"id\"\n",
     );
-    let run = purge(&env, &["--erasure-map", arrow.path()]).await;
+    let run = purge(&env, &["--erasure-map", arrow.to_str().unwrap()]).await;
     assert_nothing_received(&run);
     assert_eq!(
         errors(&run),
@@ -310,7 +285,7 @@ async fn a_replace_text_that_does_not_fit_its_column_is_exit_4_at_connect() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn on_a_server_that_is_not_strict_the_session_is() {
-    let db = PrivateMariaDb::start(&["--sql-mode=".to_string()]);
+    let db = PrivateMariaDb::start(&["--sql-mode=".to_string()]).await;
     let env = Setup::new(10)
         .mysql_root(db.url("root", "", "mysql"))
         .create()
@@ -328,8 +303,9 @@ async fn on_a_server_that_is_not_strict_the_session_is() {
     // where the server would have stored 'erase'.
     profiles(&env, "VARCHAR(5) CHARACTER SET utf8mb4", &[1, 2]).await;
     publish(&env, &[1, 2, 3]).await;
-    let too_long = MapFile::new(&env, &redact_name("erased user"));
-    let run = purge(&env, &["--erasure-map", too_long.path()]).await;
+    let maps = MapDir::new();
+    let too_long = maps.write(&redact_name("erased user"));
+    let run = purge(&env, &["--erasure-map", too_long.to_str().unwrap()]).await;
     assert_nothing_received(&run);
     let errors = errors(&run);
     assert!(
@@ -337,7 +313,6 @@ async fn on_a_server_that_is_not_strict_the_session_is() {
         "{errors:?}"
     );
     assert_eq!(column(&env, "profiles", "name").await, names(&[1, 2]));
-    drop(too_long);
 
     // A character set the connect check does not know (greek), and a text
     // it cannot hold. Without the job's strict session the server stores it
@@ -362,8 +337,8 @@ async fn on_a_server_that_is_not_strict_the_session_is() {
     }
     // The job's session refuses it: users 1 and 2 keep every row, user 3
     // (no profile) is erased, and 1's and 2's messages come back.
-    let greek = MapFile::new(&env, &redact_name(text));
-    let run = purge(&env, &["--erasure-map", greek.path()]).await;
+    let greek = maps.write(&redact_name(text));
+    let run = purge(&env, &["--erasure-map", greek.to_str().unwrap()]).await;
     run.assert_code(6);
     assert_eq!(run.outcome(), "partially_completed");
     assert_eq!(

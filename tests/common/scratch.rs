@@ -36,6 +36,35 @@ impl Drop for Scratch {
     }
 }
 
+/// A directory of map files, removed when dropped.
+pub struct MapDir {
+    dir: Scratch,
+    files: std::cell::Cell<usize>,
+}
+
+impl MapDir {
+    pub fn new() -> MapDir {
+        MapDir {
+            dir: Scratch::new("maps"),
+            files: std::cell::Cell::new(0),
+        }
+    }
+
+    /// Writes a new file with this text and returns its path.
+    pub fn write(&self, text: &str) -> PathBuf {
+        let n = self.files.get() + 1;
+        self.files.set(n);
+        let path = self.dir.join(format!("map-{n}.toml"));
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// A path in the directory where no file is.
+    pub fn missing(&self) -> PathBuf {
+        self.dir.join("no-map-here.toml")
+    }
+}
+
 /// Runs openssl with these arguments in `dir`; it must succeed.
 pub fn openssl(dir: &Path, args: &[&str]) {
     let output = Command::new("openssl")
