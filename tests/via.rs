@@ -1445,7 +1445,7 @@ async fn each_via_the_map_cannot_carry_out_is_exit_2_with_one_line_before_anythi
                 delete("orders", "user_id"),
             ]),
             "entry 2 ([[delete]] order_items, line 6): order_items.order_id through the same via \
-             is already in an earlier entry"
+             is already in entry 1 ([[delete]] order_items, line 1)"
                 .to_owned(),
         ),
     ];

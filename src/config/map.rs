@@ -228,20 +228,22 @@ impl Map {
         spanned.sort_by_key(|(start, _, _)| *start);
         let mut entries: Vec<Entry> = Vec::with_capacity(spanned.len());
         let mut places: Vec<String> = Vec::with_capacity(spanned.len());
-        let mut seen = BTreeSet::new();
         for (i, (start, entry, what)) in spanned.into_iter().enumerate() {
             let place = format!("entry {} ({what}, line {})", i + 1, line_of(text, start));
             let at = format!("{file}: {place}");
             let entry = entry.map_err(|problem| format!("{at}: {problem}"))?;
-            if !seen.insert((entry.table.clone(), entry.column.clone(), entry.via.clone())) {
+            let same = |e: &&Entry| {
+                e.table == entry.table && e.column == entry.column && e.via == entry.via
+            };
+            if let Some(j) = entries.iter().position(|e| same(&e)) {
                 let through = if entry.via.is_empty() {
                     String::new()
                 } else {
                     " through the same via".to_owned()
                 };
                 return Err(format!(
-                    "{at}: {}.{}{through} is already in an earlier entry",
-                    entry.table, entry.column
+                    "{at}: {}.{}{through} is already in {}",
+                    entry.table, entry.column, places[j]
                 ));
             }
             for (earlier, earlier_place) in entries.iter().zip(&places) {
@@ -571,7 +573,7 @@ mod tests {
             ),
             (
                 "[[delete]]\ntable = \"users\"\ncolumn = \"id\"\n[[delete]]\ntable = \"users\"\ncolumn = \"id\"\n",
-                "map.toml: entry 2 ([[delete]] users, line 4): users.id is already in an earlier entry",
+                "map.toml: entry 2 ([[delete]] users, line 4): users.id is already in entry 1 ([[delete]] users, line 1)",
             ),
             (
                 "[[redact]]\ntable = \"t\"\ncolumn = \"c\"\nreplace = { name = 5 }\n",
@@ -765,7 +767,7 @@ column = "id"
                 delete("order_items", "order_id", via_orders)
                     + &delete("order_items", "order_id", via_orders),
                 "map.toml: entry 2 ([[delete]] order_items, line 5): order_items.order_id through \
-                 the same via is already in an earlier entry",
+                 the same via is already in entry 1 ([[delete]] order_items, line 1)",
             ),
         ];
         for (text, expected) in cases {

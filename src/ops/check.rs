@@ -97,10 +97,30 @@ pub fn findings(seen: &Seen, map: &Map, record: Option<&Identifier>) -> Vec<Find
     while let Some(parent) = erased.pop() {
         for fk in schema.foreign_keys.iter().filter(|fk| fk.parent == parent) {
             let key = (fk.child.clone(), fk.column.clone());
+            let rule = fk.on_delete.to_ascii_uppercase();
             if mapped_tables.contains(fk.child.as_str()) {
+                // A child the map deletes from before its parent has no rows
+                // left to hold the parent back; one it only redacts (or
+                // deletes after) keeps them, and a RESTRICT key then refuses.
+                let restricts = matches!(rule.as_str(), "RESTRICT" | "NO ACTION");
+                if restricts && !deleted_before(map, &fk.child, &parent) {
+                    covered.insert(key.clone());
+                    found.insert(
+                        key,
+                        (
+                            Kind::RefusesDelete,
+                            format!(
+                                "a foreign key to {}.{} ON DELETE {rule} from rows the map keeps \
+                                 (it redacts them, or deletes them only after {parent}): erasing a \
+                                 user who has rows here is refused; make the key ON DELETE SET NULL, \
+                                 or delete the rows before {parent}",
+                                fk.parent, fk.parent_column
+                            ),
+                        ),
+                    );
+                }
                 continue;
             }
-            let rule = fk.on_delete.to_ascii_uppercase();
             let (kind, why) = match rule.as_str() {
                 "CASCADE" => {
                     covered.insert(key);
@@ -266,6 +286,21 @@ pub fn findings(seen: &Seen, map: &Map, record: Option<&Identifier>) -> Vec<Find
     }
     findings.sort();
     findings
+}
+
+/// Whether the map deletes from `child` before its first delete from
+/// `parent`; a parent reached only by a cascade counts as deleted last.
+fn deleted_before(map: &Map, child: &str, parent: &str) -> bool {
+    let first_delete = |table: &str| {
+        map.entries()
+            .iter()
+            .position(|e| e.action == Action::Delete && e.table.as_str() == table)
+    };
+    match (first_delete(child), first_delete(parent)) {
+        (Some(child), Some(parent)) => child < parent,
+        (Some(_), None) => true,
+        (None, _) => false,
+    }
 }
 
 /// The `via` that reaches a mapped table's rows by its key, as a hint.
@@ -677,5 +712,30 @@ column = "id"
                 "GRANT SELECT, DELETE ON `app`.`tickets` TO 'purger'@'%';",
             ]
         );
+    }
+
+    #[test]
+    fn a_restrict_key_from_rows_the_map_keeps_refuses_the_parent() {
+        let mut seen = shop();
+        let mut restrict = fk("shipping", "orders", "RESTRICT");
+        restrict.column = "order_id".into();
+        seen.schema.foreign_keys.push(restrict);
+        let map = Map::parse("map.toml", SHOP_MAP).unwrap();
+        let found = findings(&seen, &map, None);
+        assert_eq!(
+            summary(&found),
+            [row("shipping", "order_id", Kind::RefusesDelete)]
+        );
+        assert!(
+            found[0].why.contains("from rows the map keeps"),
+            "{:?}",
+            found[0]
+        );
+        // order_items, deleted before orders: nothing left to hold it back.
+        let mut items = fk("order_items", "orders", "RESTRICT");
+        items.column = "order_id".into();
+        let mut seen = shop();
+        seen.schema.foreign_keys.push(items);
+        assert_eq!(findings(&seen, &map, None), []);
     }
 }
