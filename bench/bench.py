@@ -64,6 +64,18 @@ SESSIONS_PER_USER = 3
 ERASED_NAME = "erased user"  # the map's replace = { name = ... }
 # Rows each statement of the map touches per removed user.
 MAP_ROWS = {"sessions": SESSIONS_PER_USER, "invoices": 1, "users": 1}
+# The via case (issue 17): a database of its own whose entries reach their
+# rows through other tables (bench/erasure-map-via.toml), seeded before the
+# case and dropped after it (unless --keep-via-database). User u has orders
+# 2u-1 and 2u, order items 5u-4 .. 5u (three on the first order, two on the
+# second), one shipping row per order (id = order id), and, when u is odd, a
+# newsletter row under its email.
+VIA_DATABASE = "user_purge_bench_via"
+VIA_MAP_FILE = HERE / "erasure-map-via.toml"
+VIA_ORDERS_PER_USER = 2
+VIA_ITEMS_PER_USER = 5
+# The server's own bound on the single-table subquery form, which scans.
+VIA_SUBQUERY_LIMIT = 600  # seconds
 # The cases run when --only is not given.
 DEFAULT_CASES = {"compare", "empty", "growth", "phases"}
 
@@ -386,6 +398,220 @@ class MapDatabase(Database):
             )
 
 
+class ViaDatabase(Database):
+    """The via case's database (issue 17): five tables, no foreign keys, one
+    character set and collation throughout (the map's via compares
+    ``newsletter.email`` with ``users.email``). Every row and value follows
+    from an id, as a SQL expression over the sequence engine's ``seq``, so
+    that seeding and putting a run's rows back are the same ``INSERT ...
+    SELECT`` (the sequence engine answers ``WHERE seq IN (...)`` by range)."""
+
+    TABLES = ("order_items", "shipping", "newsletter", "orders", "users")
+    CHARSET = "DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci"
+    # (table, columns, SELECT list over seq, rows).
+    SEED = {
+        "users": (
+            "id, email, name, created_at",
+            "seq, CONCAT('user', seq, '@example.com'), CONCAT('User ', seq), '2024-01-01'",
+            USERS,
+        ),
+        "orders": (
+            "id, user_id, placed_at, status, total_cents",
+            f"seq, (seq + {VIA_ORDERS_PER_USER - 1}) DIV {VIA_ORDERS_PER_USER}, "
+            "'2024-05-01' + INTERVAL MOD(seq, 365) DAY, 'delivered', 500 + MOD(seq, 20000)",
+            USERS * VIA_ORDERS_PER_USER,
+        ),
+        # Item i is user (i + 4) DIV 5's; the first three of a user's five go
+        # on its first order, the other two on its second.
+        "order_items": (
+            "id, order_id, product_id, quantity, price_cents",
+            f"seq, 2 * ((seq + 4) DIV 5) - 1 + ((seq + 4) MOD 5 >= 3), "
+            "1 + MOD(seq * 7919, 50000), 1 + MOD(seq, 3), 199 + MOD(seq, 9800)",
+            USERS * VIA_ITEMS_PER_USER,
+        ),
+        "shipping": (
+            "id, order_id, address, postcode, carrier",
+            "seq, seq, CONCAT(seq, ' Main Street, Springfield'), LPAD(MOD(seq, 100000), 5, '0'), 'post'",
+            USERS * VIA_ORDERS_PER_USER,
+        ),
+        # Every odd user is subscribed.
+        "newsletter": (
+            "email, subscribed_at",
+            "CONCAT('user', seq, '@example.com'), '2024-02-01'",
+            USERS,
+        ),
+    }
+    ADDRESS = "CONCAT({id}, ' Main Street, Springfield')"
+
+    def __init__(self):
+        super().__init__()
+        self.seeded_in = None
+
+    @staticmethod
+    def orders_of(user_ids):
+        return [VIA_ORDERS_PER_USER * u - k for u in user_ids for k in range(VIA_ORDERS_PER_USER)]
+
+    @staticmethod
+    def items_of(user_ids):
+        return [VIA_ITEMS_PER_USER * u - k for u in user_ids for k in range(VIA_ITEMS_PER_USER)]
+
+    @staticmethod
+    def subscribed(user_ids):
+        return [u for u in user_ids if u % 2]
+
+    @classmethod
+    def rows(cls, user_ids):
+        """Rows each entry of the map touches for these users, as the
+        summary's ``tables`` names them."""
+        n = len(user_ids)
+        return {
+            "order_items": VIA_ITEMS_PER_USER * n,
+            "shipping": VIA_ORDERS_PER_USER * n,
+            "newsletter": len(cls.subscribed(user_ids)),
+            "orders": VIA_ORDERS_PER_USER * n,
+            "users": n,
+        }
+
+    def expected_counts(self):
+        return {
+            "users": USERS,
+            "orders": USERS * VIA_ORDERS_PER_USER,
+            "order_items": USERS * VIA_ITEMS_PER_USER,
+            "shipping": USERS * VIA_ORDERS_PER_USER,
+            "newsletter": (USERS + 1) // 2,
+            "redacted shipping": 0,
+        }
+
+    def ensure_via_seeded(self, fresh=False):
+        self.sql(f"CREATE DATABASE IF NOT EXISTS {VIA_DATABASE}")
+        self.server.select_db(VIA_DATABASE)
+        tables = {row[0] for row in self.sql("SHOW TABLES")}
+        if set(self.TABLES) <= tables and not fresh:
+            counts = self.counts()
+            if counts == self.expected_counts():
+                log(f"database {VIA_DATABASE}: {counts} (kept)")
+                return
+        want = self.expected_counts()
+        log(f"database {VIA_DATABASE}: creating " + ", ".join(f"{want[t]:,} {t}" for t in self.TABLES[::-1]))
+        started = time.perf_counter()
+        for table in self.TABLES:
+            self.sql(f"DROP TABLE IF EXISTS {table}")
+        self.sql(
+            f"""CREATE TABLE users (
+                 id BIGINT UNSIGNED PRIMARY KEY,
+                 email VARCHAR(100) NOT NULL,
+                 name VARCHAR(100) NOT NULL,
+                 created_at DATETIME NOT NULL,
+                 UNIQUE KEY (email)
+               ) ENGINE=InnoDB {self.CHARSET}"""
+        )
+        self.sql(
+            f"""CREATE TABLE orders (
+                 id BIGINT UNSIGNED PRIMARY KEY,
+                 user_id BIGINT UNSIGNED NOT NULL,
+                 placed_at DATETIME NOT NULL,
+                 status VARCHAR(16) NOT NULL,
+                 total_cents INT UNSIGNED NOT NULL,
+                 KEY (user_id)
+               ) ENGINE=InnoDB {self.CHARSET}"""
+        )
+        self.sql(
+            f"""CREATE TABLE order_items (
+                 id BIGINT UNSIGNED PRIMARY KEY,
+                 order_id BIGINT UNSIGNED NOT NULL,
+                 product_id INT UNSIGNED NOT NULL,
+                 quantity SMALLINT UNSIGNED NOT NULL,
+                 price_cents INT UNSIGNED NOT NULL,
+                 KEY (order_id)
+               ) ENGINE=InnoDB {self.CHARSET}"""
+        )
+        self.sql(
+            f"""CREATE TABLE shipping (
+                 id BIGINT UNSIGNED PRIMARY KEY,
+                 order_id BIGINT UNSIGNED NOT NULL,
+                 address VARCHAR(200) NULL,
+                 postcode VARCHAR(10) NOT NULL,
+                 carrier VARCHAR(20) NOT NULL,
+                 KEY (order_id)
+               ) ENGINE=InnoDB {self.CHARSET}"""
+        )
+        self.sql(
+            f"""CREATE TABLE newsletter (
+                 email VARCHAR(100) PRIMARY KEY,
+                 subscribed_at DATETIME NOT NULL
+               ) ENGINE=InnoDB {self.CHARSET}"""
+        )
+        for table in ("users", "orders", "order_items", "shipping", "newsletter"):
+            began = time.perf_counter()
+            columns, select, rows = self.SEED[table]
+            where = " WHERE MOD(seq, 2) = 1 ORDER BY 1" if table == "newsletter" else ""
+            self.sql(f"INSERT INTO {table} ({columns}) SELECT {select} FROM seq_1_to_{rows}{where}")
+            log(f"  {table}: {time.perf_counter() - began:.1f} s")
+        self.sql("ANALYZE TABLE " + ", ".join(self.TABLES))
+        self.seeded_in = time.perf_counter() - started
+        log(f"  seeded in {self.seeded_in:.1f} s")
+
+    def counts(self):
+        out = {t: self.sql(f"SELECT COUNT(*) FROM {t}")[0][0] for t in ("users", "orders", "order_items", "shipping", "newsletter")}
+        out["redacted shipping"] = self.sql("SELECT COUNT(*) FROM shipping WHERE address IS NULL")[0][0]
+        return out
+
+    def sizes(self):
+        rows = self.sql(
+            """SELECT table_name, (data_length + index_length) / 1e6 FROM information_schema.tables
+               WHERE table_schema = %s""",
+            (VIA_DATABASE,),
+        )
+        return {name: float(mb) for name, mb in rows}
+
+    def check(self, user_ids):
+        """What a run left undone for these users: a list of problems."""
+        left = {t: 0 for t in ("users", "orders", "order_items", "newsletter")}
+        shipping = redacted = 0
+        for i in range(0, len(user_ids), 10_000):
+            chunk = user_ids[i : i + 10_000]
+            orders = self.orders_of(chunk)
+            left["users"] += self.sql("SELECT COUNT(*) FROM users WHERE id IN %s", (chunk,))[0][0]
+            left["orders"] += self.sql("SELECT COUNT(*) FROM orders WHERE user_id IN %s", (chunk,))[0][0]
+            left["order_items"] += self.sql("SELECT COUNT(*) FROM order_items WHERE id IN %s", (self.items_of(chunk),))[0][0]
+            emails = [f"user{u}@example.com" for u in chunk]
+            left["newsletter"] += self.sql("SELECT COUNT(*) FROM newsletter WHERE email IN %s", (emails,))[0][0]
+            row = self.sql(
+                "SELECT COUNT(*), COALESCE(SUM(address IS NULL), 0) FROM shipping WHERE order_id IN %s", (orders,)
+            )[0]
+            shipping += row[0]
+            redacted += int(row[1])
+        problems = [", ".join(f"{k} {v}" for k, v in left.items() if v) + " left"] if any(left.values()) else []
+        want = VIA_ORDERS_PER_USER * len(user_ids)
+        if shipping != want:
+            problems.append(f"{shipping} of {want} shipping rows kept")
+        if redacted != want:
+            problems.append(f"{redacted} of {want} shipping rows redacted")
+        return problems
+
+    def restore(self, user_ids):
+        """Puts every row back as seeded and the addresses too (untimed)."""
+        for i in range(0, len(user_ids), 10_000):
+            chunk = sorted(user_ids[i : i + 10_000])
+            for table, ids in (
+                ("users", chunk),
+                ("orders", sorted(self.orders_of(chunk))),
+                ("order_items", sorted(self.items_of(chunk))),
+                ("newsletter", self.subscribed(chunk)),
+            ):
+                if not ids:
+                    continue
+                columns, select, rows = self.SEED[table]
+                self.sql(
+                    f"INSERT IGNORE INTO {table} ({columns}) SELECT {select} FROM seq_1_to_{rows} WHERE seq IN %s",
+                    (ids,),
+                )
+            self.sql(
+                f"UPDATE shipping SET address = {self.ADDRESS.format(id='order_id')} WHERE order_id IN %s",
+                (self.orders_of(chunk),),
+            )
+
+
 # --- one timed run -----------------------------------------------------------
 
 
@@ -477,7 +703,8 @@ class Bench:
         """One run on a fresh backlog of n removals; checked, then restored.
         ``db``: the database the run erases from (the users/orders one by
         default); ``tables``: rows per removed user that the summary's
-        ``tables`` must show for each table (a map's runs)."""
+        ``tables`` must show for each table (a map's runs), or a function of
+        the run's users that returns the rows per table."""
         db = db or self.db
         self.emulator.fresh_subscription()
         user_ids = self.rng.sample(range(1, USERS + 1), n) if n else []
@@ -502,8 +729,10 @@ class Bench:
                 problems.append(f"acked {summary.get('acked')} of {n}")
             if summary.get("deleted_rows") != n:
                 problems.append(f"deleted {summary.get('deleted_rows')} of {n}")
-            if tables is not None and n and summary.get("tables") != {t: k * n for t, k in tables.items()}:
-                problems.append(f"tables {summary.get('tables')}")
+            if tables is not None and n:
+                want = tables(user_ids) if callable(tables) else {t: k * n for t, k in tables.items()}
+                if summary.get("tables") != want:
+                    problems.append(f"tables {summary.get('tables')}, not {want}")
         if n:
             problems += db.check(user_ids)
             db.restore(user_ids)
@@ -618,6 +847,163 @@ class Bench:
         finally:
             if not self.args.keep_map_database:
                 db.sql(f"DROP DATABASE IF EXISTS {MAP_DATABASE}")
+
+    # The via map's five statements written by hand, as the floor: the
+    # multi-table DELETE ... JOIN and UPDATE ... JOIN one would write for
+    # bench/erasure-map-via.toml, in its order, over the same id list.
+    VIA_FLOOR = [
+        ("order_items", "DELETE oi FROM order_items AS oi JOIN orders AS o ON oi.order_id = o.id WHERE o.user_id IN ({ids})"),
+        ("shipping", "UPDATE shipping AS s JOIN orders AS o ON s.order_id = o.id SET s.address = NULL WHERE o.user_id IN ({ids})"),
+        ("newsletter", "DELETE n FROM newsletter AS n JOIN users AS u ON n.email = u.email WHERE u.id IN ({ids})"),
+        ("orders", "DELETE FROM orders WHERE user_id IN ({ids})"),
+        ("users", "DELETE FROM users WHERE id IN ({ids})"),
+    ]
+    # The single-table form of the first, for information: no semi-join for
+    # a single-table DELETE before MariaDB 11.1.
+    VIA_SUBQUERY = "DELETE FROM order_items WHERE order_id IN (SELECT id FROM orders WHERE user_id IN ({ids}))"
+
+    def via_connect(self):
+        conn = pymysql.connect(host="127.0.0.1", port=DB_PORT, user="root", database=VIA_DATABASE, autocommit=False)
+        with conn.cursor() as cursor:
+            # As the job's session: READ COMMITTED (the server logs no statements).
+            cursor.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        return conn
+
+    def via_floor(self, db, n):
+        """The floor: the five statements by hand and COMMIT, in one
+        transaction on a connection opened beforehand, timed from BEGIN to
+        COMMIT (each statement too), on a fresh draw of n users; checked and
+        restored as a user-purge run is."""
+        user_ids = sorted(self.rng.sample(range(1, USERS + 1), n))
+        ids = ",".join(map(str, user_ids))
+        statements = [(t, sql.format(ids=ids)) for t, sql in self.VIA_FLOOR]
+        conn = self.via_connect()
+        db.settle()
+        time.sleep(1.0)  # the gap that publishing 10,000 events leaves before a run
+        each, rows = {}, {}
+        with conn.cursor() as cursor:
+            started = time.perf_counter()
+            conn.begin()
+            for table, sql in statements:
+                began = time.perf_counter()
+                rows[table] = cursor.execute(sql)
+                each[table] = (time.perf_counter() - began) * 1000
+            began = time.perf_counter()
+            conn.commit()
+            ended = time.perf_counter()
+        each["commit"] = (ended - began) * 1000
+        seconds = ended - started
+        conn.close()
+        load = os.getloadavg()[0]
+        problems = db.check(user_ids)
+        db.restore(user_ids)
+        want = ViaDatabase.rows(user_ids)
+        if rows != want:
+            problems.append(f"rows {rows}, not {want}")
+        ok = not problems
+        log(
+            f"  floor  {n:>7,} ids:  {seconds:.3f} s BEGIN to COMMIT ("
+            + ", ".join(f"{t} {ms:.0f} ms" for t, ms in each.items())
+            + f"), load {load:.2f}"
+            + ("" if ok else f" ** {'; '.join(problems)} **")
+        )
+        return {"wall": seconds, "ok": ok, "statement_ms": each, "rows": rows, "load": load}
+
+    def via_single_table(self, db, n):
+        """Once, for information: the order_items statement alone, first as
+        the multi-table DELETE ... JOIN, then on another draw of users as the
+        single-table DELETE ... WHERE order_id IN (SELECT ...), each in a
+        transaction of its own that is rolled back (nothing to restore), with
+        its EXPLAIN and the rows the server read for it."""
+        out = {}
+        for form, sql in (("join", self.VIA_FLOOR[0][1]), ("subquery", self.VIA_SUBQUERY)):
+            user_ids = sorted(self.rng.sample(range(1, USERS + 1), n))
+            statement = sql.format(ids=",".join(map(str, user_ids)))
+            conn = self.via_connect()
+            with conn.cursor(pymysql.cursors.DictCursor) as cursor:
+                cursor.execute(f"SET SESSION max_statement_time = {VIA_SUBQUERY_LIMIT}")
+                cursor.execute("EXPLAIN " + statement)
+                explain = cursor.fetchall()
+                db.settle()
+                time.sleep(1.0)
+                handler_status = "SHOW SESSION STATUS LIKE 'Handler_read%'"
+                cursor.execute(handler_status)
+                before = {r["Variable_name"]: int(r["Value"]) for r in cursor.fetchall()}
+                conn.begin()
+                started = time.perf_counter()
+                try:
+                    rows = cursor.execute(statement)
+                    error = None
+                except pymysql.MySQLError as e:
+                    rows, error = None, f"{e.args[0]}: {e.args[1]}"
+                seconds = time.perf_counter() - started
+                cursor.execute(handler_status)
+                handler = {r["Variable_name"]: int(r["Value"]) - before.get(r["Variable_name"], 0) for r in cursor.fetchall()}
+                began = time.perf_counter()
+                conn.rollback()
+                rollback = time.perf_counter() - began
+            conn.close()
+            read = sum(handler.values())
+            out[form] = {
+                "sql": sql,
+                "seconds": seconds,
+                "rows": rows,
+                "error": error,
+                "explain": explain,
+                "handler": handler,
+                "rollback": rollback,
+                "load": os.getloadavg()[0],
+            }
+            log(
+                f"  order_items alone, {form}: {seconds:.3f} s, {rows} rows, {read:,} handler reads"
+                + (f" ** {error} **" if error else "")
+                + f" (rolled back in {rollback:.2f} s), load {os.getloadavg()[0]:.2f}"
+            )
+        return out
+
+    def via_case(self):
+        """Issue 17: 10,000 removals over the via map, user-purge's erase
+        transaction (its own log line) against the floor, the same five
+        statements written by hand on an open connection; alternating, on a
+        database of its own (seeded first; dropped after, unless
+        --keep-via-database)."""
+        db = ViaDatabase()
+        uptime = lambda: subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()  # noqa: E731
+        try:
+            up_before = uptime()
+            db.ensure_via_seeded()
+            url = f"mysql://root:@127.0.0.1:{DB_PORT}/{VIA_DATABASE}"
+            argv = self.rust_argv(url=url, extra=["--erasure-map", str(VIA_MAP_FILE)])
+            if not self.args.no_warmup:
+                log("via warm-up (not counted): one run of each on 10,000 messages")
+                self.run("rust", 10_000, argv, db=db, tables=ViaDatabase.rows)
+                self.via_floor(db, 10_000)
+            log(f"via: 10,000 messages, alternating, {self.args.reps} runs each")
+            rust, floor = [], []
+            for i in range(self.args.reps):
+                order = ["rust", "floor"] if i % 2 == 0 else ["floor", "rust"]
+                for who in order:
+                    if who == "rust":
+                        rust.append(self.run("rust", 10_000, argv, db=db, tables=ViaDatabase.rows))
+                    else:
+                        floor.append(self.via_floor(db, 10_000))
+            after = db.counts()
+            log(f"  after the last restore: {after}")
+            single = None if self.args.no_via_subquery else self.via_single_table(db, 10_000)
+            return {
+                "rust": rust,
+                "floor": floor,
+                "single": single,
+                "after": after,
+                "expected": db.expected_counts(),
+                "sizes": db.sizes(),
+                "seeded_in": db.seeded_in,
+                "argv": argv,
+                "uptime": (up_before, uptime()),
+            }
+        finally:
+            if not self.args.keep_via_database:
+                db.sql(f"DROP DATABASE IF EXISTS {VIA_DATABASE}")
 
     def drain(self, n, batch):
         """One run of user-purge over a backlog of n removals (distinct users
@@ -817,7 +1203,7 @@ def main():
         "--only",
         default=None,
         help="comma-separated subset: compare,empty,growth,phases (the default set), "
-        "drain, map (only when asked for: they seed databases of their own)",
+        "drain, map, via (only when asked for: they seed databases of their own)",
     )
     parser.add_argument("--drain-messages", type=int, default=1_000_000, help="the drain's backlog (at most 1,000,000)")
     parser.add_argument("--drain-batch", type=int, default=10_000, help="the drain's --batch-size")
@@ -826,12 +1212,22 @@ def main():
         action="store_true",
         help=f"leave the map case's database ({MAP_DATABASE}, about 0.5 GB) in place for the next run",
     )
+    parser.add_argument(
+        "--keep-via-database",
+        action="store_true",
+        help=f"leave the via case's database ({VIA_DATABASE}, about 1 GB) in place for the next run",
+    )
+    parser.add_argument(
+        "--no-via-subquery",
+        action="store_true",
+        help="skip the via case's one timing of the single-table subquery form (it scans order_items)",
+    )
     args = parser.parse_args()
     only = set(args.only.split(",")) if args.only else set(DEFAULT_CASES)
     if args.out is None:
         # A drain or a map on its own must not overwrite the default set's figures.
         out = Path(os.environ.get("BENCH_OUT", HERE / "results.md"))
-        alone = {frozenset({"drain"}): "-drain", frozenset({"map"}): "-map"}.get(frozenset(only), "")
+        alone = {frozenset({"drain"}): "-drain", frozenset({"map"}): "-map", frozenset({"via"}): "-via"}.get(frozenset(only), "")
         args.out = str(out.with_name(out.stem + alone + ".md"))
 
     bench = Bench(args)
@@ -893,6 +1289,10 @@ def main():
         log("map: 10,000 removals over a three-table erasure map")
         results["map"] = bench.map_case()
 
+    if "via" in only:
+        log("via: 10,000 removals over an erasure map whose entries reach their rows through other tables")
+        results["via"] = bench.via_case()
+
     facts["load"] = f"{load_before[0]:.2f} before, {os.getloadavg()[0]:.2f} after (1-minute load average)"
     facts["duration"] = f"{(time.perf_counter() - started) / 60:.1f} min"
     build = json.loads(Path(args.build_facts).read_text()) if args.build_facts else {}
@@ -904,9 +1304,18 @@ def main():
 
 def report(args, facts, build, results):
     L = []
-    alone = {"drain": ": the drain", "map": ": a three-table erasure map"}
+    alone = {"drain": ": the drain", "map": ": a three-table erasure map", "via": ": an erasure map with `via` entries"}
     L.append(f"## {os.environ.get('BENCH_TITLE', 'Benchmark results')}" + (alone.get(next(iter(results)), "") if len(results) == 1 else "") + "\n")
-    if set(results) == {"map"}:
+    if set(results) == {"via"}:
+        L.append(
+            f"Measured {facts['date']} with `bench/run --only via` ({args.reps} timed runs of user-purge and "
+            f"{args.reps} of the floor, alternating, "
+            + ("without warm-up runs" if args.no_warmup else "after one untimed warm-up run of each")
+            + "; median, with min–max in parentheses). Each run gets a fresh draw of 10,000 distinct random users (user-purge: a fresh "
+            "subscription and backlog of 10,000 USER_REMOVED events for them); the run is checked and its rows are "
+            "put back as seeded before the next.\n"
+        )
+    elif set(results) == {"map"}:
         L.append(
             f"Measured {facts['date']} with `bench/run --only map` ({args.reps} timed runs of each program, "
             "alternating, after one untimed warm-up run of each; median, with min–max in parentheses; whole process, "
@@ -1056,6 +1465,8 @@ def report(args, facts, build, results):
         L.extend(drain_report(args, results["drain"]))
     if "map" in results:
         L.extend(map_report(args, facts, results["map"]))
+    if "via" in results:
+        L.extend(via_report(args, facts, results["via"]))
     if build:
         L.append("### The binary\n")
         L.append("| | |")
@@ -1064,6 +1475,175 @@ def report(args, facts, build, results):
             L.append(f"| {k} | {v} |")
         L.append("")
     return "\n".join(L) + "\n"
+
+
+def via_statements():
+    """user-purge's statements for bench/erasure-map-via.toml, written as
+    src/store/sql.rs's entry_statement writes them (for one hop), the id list
+    shown as (...)."""
+    q = lambda name: f"`{name}`"  # noqa: E731
+    return [
+        ("order_items", "DELETE `t0` FROM `order_items` AS `t0` JOIN `orders` AS `h1` ON `t0`.`order_id` = `h1`.`id` "
+         "WHERE `h1`.`user_id` IN (...)"),
+        ("shipping", "UPDATE `shipping` AS `t0` JOIN `orders` AS `h1` ON `t0`.`order_id` = `h1`.`id` "
+         "SET `t0`.`address` = NULL WHERE `h1`.`user_id` IN (...)"),
+        ("newsletter", "DELETE `t0` FROM `newsletter` AS `t0` JOIN `users` AS `h1` ON `t0`.`email` = `h1`.`email` "
+         "WHERE `h1`.`id` IN (...)"),
+        ("orders", f"DELETE FROM {q('orders')} WHERE {q('user_id')} IN (...)"),
+        ("users", f"DELETE FROM {q('users')} WHERE {q('id')} IN (...)"),
+    ]
+
+
+def via_report(args, facts, v):
+    L = []
+    rust, floor = v["rust"], v["floor"]
+    sizes = v["sizes"]
+    med = lambda xs: statistics.median(xs) if xs else float("nan")  # noqa: E731
+    erase_ms = lambda r: phases(r)[0].get("delete")  # noqa: E731
+    L.append("### 10,000 removals over an erasure map with `via` entries: user-purge against the floor (alternating)\n")
+    L.append(f"Load (`uptime`) before: `{v['uptime'][0]}`; after: `{v['uptime'][1]}`.\n")
+    L.append(
+        f"A database of its own (`{VIA_DATABASE}`"
+        + (f", seeded in {v['seeded_in']:.0f} s with one `INSERT ... SELECT` from MariaDB's sequence engine per table"
+           if v["seeded_in"] else ", kept from an earlier run")
+        + f", dropped afterwards unless `--keep-via-database`), no foreign keys, utf8mb4_general_ci throughout, "
+        f"on a {facts['buffer_pool']} MiB buffer pool:\n"
+    )
+    want = v["expected"]
+    L.append("| table | rows | shape | data and indexes |")
+    L.append("|---|---|---|---|")
+    for table, shape in [
+        ("users", "`id` primary key, `email` unique"),
+        ("orders", f"{VIA_ORDERS_PER_USER} per user, `user_id` indexed"),
+        ("order_items", "5 per user (3 on its first order, 2 on its second), `order_id` indexed"),
+        ("shipping", "1 per order, `order_id` indexed, `address` nullable (redacted, the row kept)"),
+        ("newsletter", "every other user's email, `email` primary key"),
+    ]:
+        L.append(f"| `{table}` | {want[table]:,} | {shape} | {sizes.get(table, 0):.0f} MB |")
+    L.append(f"| all | {sum(want[t] for t in ViaDatabase.TABLES):,} | | {sum(sizes.values()):.0f} MB |")
+    L.append(
+        "\nThe map, [`bench/erasure-map-via.toml`](erasure-map-via.toml); user-purge sends these statements "
+        "(as `src/store/sql.rs` writes them), in this order, each over the round's 10,000 ids (ascending) in one "
+        "`IN` list, in one transaction under READ COMMITTED, then acknowledges:\n"
+    )
+    rows = floor[0]["rows"] if floor and floor[0].get("rows") else {}
+    L.append("```sql")
+    L.append("START TRANSACTION;")
+    L.append("SAVEPOINT ...;")
+    for table, sql in via_statements():
+        L.append(f"{sql};  -- {table}: about {rows.get(table, 0):,} rows")
+    L.append("COMMIT;\n```\n")
+    L.append(
+        "The floor: the same five statements written by hand, in one transaction on a PyMySQL connection opened "
+        "beforehand (READ COMMITTED, as the job's session), the statement texts built beforehand, timed from "
+        "`BEGIN` to the end of `COMMIT`:\n"
+    )
+    L.append("```sql")
+    L.append("BEGIN;")
+    for _, sql in Bench.VIA_FLOOR:
+        L.append(sql.format(ids="...") + ";")
+    L.append("COMMIT;\n```\n")
+    short = lambda argv: shlex.join(  # noqa: E731
+        ["user-purge" if a == args.binary else "bench/erasure-map-via.toml" if a == str(VIA_MAP_FILE) else a for a in argv]
+    )
+    L.append("```\n" + short(v["argv"]) + "\n```\n")
+
+    L.append("Run by run (user-purge's erase transaction from its own log line, `deleted N rows for M users and "
+             "committed in X ms`: `START TRANSACTION` to `COMMIT`; each pair ran back to back, in alternating order):\n")
+    L.append("| pair | user-purge: erase transaction | floor: BEGIN to COMMIT | ratio | user-purge: whole process | peak RSS | load (1-minute) after user-purge / floor |")
+    L.append("|---|---|---|---|---|---|---|")
+    ratios = []
+    for i, (r, f) in enumerate(zip(rust, floor), 1):
+        e = erase_ms(r)
+        ok = r["ok"] and f["ok"] and e is not None
+        ratio = e / (f["wall"] * 1000) if ok else None
+        if ratio is not None:
+            ratios.append(ratio)
+        L.append(
+            f"| {i} | {e if e is not None else 'n/a'} ms{'' if r['ok'] else ' (failed a check)'} | "
+            f"{f['wall'] * 1000:.0f} ms{'' if f['ok'] else ' (failed a check)'} | "
+            f"{f'{ratio:.2f}×' if ratio is not None else 'n/a'} | {r['wall']:.3f} s | {r['rss_mib']:.1f} MiB | "
+            f"{r['load']:.2f} / {f['load']:.2f} |"
+        )
+    es = stats([r for r in rust if erase_ms(r) is not None], lambda r: erase_ms(r) / 1000)
+    fs = stats(floor)
+    ws, ms = stats(rust), stats(rust, lambda r: r["rss_mib"])
+    L.append("\n| | runs | median (min–max) |")
+    L.append("|---|---|---|")
+    L.append(f"| user-purge: the erase transaction (its log line) | {runs(es)} | {fmt_s(es)} |")
+    L.append(f"| the floor: the five statements by hand, BEGIN to COMMIT, on an open connection | {runs(fs)} | {fmt_s(fs)} |")
+    L.append(f"| user-purge: whole process (wall time around it) | {runs(ws)} | {fmt_s(ws)} |")
+    L.append(f"| user-purge: peak RSS | {runs(ms)} | {fmt_mib(ms)} |")
+    if es and fs:
+        ratio = es["median"] / fs["median"]
+        L.append(
+            f"\n**user-purge's erase transaction against the floor, ratio of medians: {ratio:.2f}×** "
+            f"(target at most 1.2×: {'met' if ratio <= 1.2 else '**missed**'}); median of the paired ratios "
+            f"{med(ratios):.2f}× ({min(ratios):.2f}–{max(ratios):.2f})."
+        )
+    fp = [f["statement_ms"] for f in floor if f["ok"]]
+    if fp:
+        L.append("\nThe floor, statement by statement (ms, median with min–max, over its timed runs):\n")
+        L.append("| statement | rows | ms |")
+        L.append("|---|---|---|")
+        for key in [t for t, _ in Bench.VIA_FLOOR] + ["commit"]:
+            xs = sorted(f[key] for f in fp)
+            n_rows = "" if key == "commit" else f"{med([f['rows'][key] for f in floor if f['ok']]):,.0f}"
+            L.append(f"| {key if key != 'commit' else 'COMMIT'} | {n_rows} | {med(xs):.0f} ({xs[0]:.0f}–{xs[-1]:.0f}) |")
+    rp = [phases(r)[0] for r in rust if r["ok"]]
+    rp = [p for p in rp if len(p) == 3]
+    if rp:
+        rest = med([r["wall"] * 1000 - sum(phases(r)[0].values()) for r in rust if r["ok"] and len(phases(r)[0]) == 3])
+        L.append("\nuser-purge's whole process, phase by phase (medians, ms, from its log lines):\n")
+        L.append("| phase | ms |")
+        L.append("|---|---|")
+        L.append(f"| pull and decode | {med([p['receive'] for p in rp]):.0f} |")
+        L.append(f"| erase transaction (five statements and commit) | {med([p['delete'] for p in rp]):.0f} |")
+        L.append(f"| acknowledge | {med([p['ack'] for p in rp]):.0f} |")
+        L.append(f"| everything else (process start, connects and the schema check, exit) | {rest:.0f} |")
+    single = v.get("single")
+    if single:
+        j, s = single["join"], single["subquery"]
+        L.append("\n### The order_items statement alone: multi-table JOIN against the single-table subquery form (once, for information)\n")
+        L.append(
+            "Each on a fresh draw of 10,000 users, alone in a transaction that was then rolled back (READ COMMITTED, "
+            f"`max_statement_time` {VIA_SUBQUERY_LIMIT} s); rows the server read are the session's `Handler_read_%` "
+            "counters across the statement.\n"
+        )
+        L.append("| form | time | rows deleted | Handler_read_key | Handler_read_next | Handler_read_rnd_next | load (1-minute) |")
+        L.append("|---|---|---|---|---|---|---|")
+        for name, x in (("multi-table `DELETE oi FROM order_items AS oi JOIN orders AS o ...`", j),
+                        ("single-table `DELETE FROM order_items WHERE order_id IN (SELECT id FROM orders WHERE user_id IN (...))`", s)):
+            h = x["handler"]
+            L.append(
+                f"| {name} | {x['seconds']:.3f} s{' (' + x['error'] + ')' if x['error'] else ''} | "
+                f"{x['rows'] if x['rows'] is not None else 'n/a'} | {h.get('Handler_read_key', 0):,} | "
+                f"{h.get('Handler_read_next', 0):,} | {h.get('Handler_read_rnd_next', 0):,} | {x['load']:.2f} |"
+            )
+        if not s["error"] and j["seconds"]:
+            L.append(f"\n**The single-table subquery form took {s['seconds'] / j['seconds']:.0f}× the multi-table form** "
+                     f"({s['seconds']:.2f} s against {j['seconds']:.3f} s).")
+        for name, x in (("multi-table", j), ("single-table subquery", s)):
+            L.append(f"\nEXPLAIN, {name} (the 10,000-id list as in the timed statement):\n")
+            cols = ["id", "select_type", "table", "type", "possible_keys", "key", "key_len", "ref", "rows", "Extra"]
+            L.append("| " + " | ".join(cols) + " |")
+            L.append("|" + "---|" * len(cols))
+            for row in x["explain"]:
+                L.append("| " + " | ".join("" if row.get(c) is None else str(row.get(c)) for c in cols) + " |")
+    failed = [r for r in rust + floor if not r["ok"]]
+    after = v["after"]
+    L.append(
+        "\nEvery run was checked: user-purge's exit 0, 10,000 received and acknowledged, its summary's rows per "
+        "table (`tables`: order_items 50,000, shipping 20,000, newsletter as many as the odd users drawn, orders "
+        "20,000, users 10,000), and for both: the users, their orders, their order items and their newsletter rows "
+        "gone, their 20,000 shipping rows kept with `address` NULL"
+        + (f" — **{len(failed)} runs failed a check and are left out of the figures**." if failed else "; every run passed.")
+        + " Then every row was put back and every address restored as seeded; after the last: "
+        + ", ".join(f"{k} {n:,}" for k, n in after.items())
+        + (" (as seeded)." if after == v["expected"] else f" (**not as seeded: {v['expected']}**).")
+    )
+    L.append("")
+    return L
 
 
 def map_report(args, facts, m):
