@@ -29,6 +29,9 @@ use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::backlog::quiet_after;
+use common::erasure::{
+    counts, finding, findings, grant, grants, id_list, lock_table, release, tables,
+};
 use common::scratch::MapDir;
 use common::stand_ins::{Bad, PASSWORD, StandIns, listener, refuse_all};
 use common::wait::until_recovered;
@@ -37,7 +40,6 @@ use common::{
     users_refused_in_log,
 };
 use mysql_async::prelude::Queryable as _;
-use serde::Deserialize;
 use user_purge::event::encode;
 
 // ---------------------------------------------------------------------------
@@ -589,100 +591,9 @@ fn with_map(map: &Path) -> [&str; 4] {
     ["--erasure-map", path_str(map), "--erasure-record", RECORD]
 }
 
-/// The summary's `tables`, in the order the job printed them.
-fn tables(run: &Run) -> Vec<(String, u64)> {
-    struct InOrder(Vec<(String, u64)>);
-    impl<'de> Deserialize<'de> for InOrder {
-        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<InOrder, D::Error> {
-            struct Visitor;
-            impl<'de> serde::de::Visitor<'de> for Visitor {
-                type Value = InOrder;
-                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                    f.write_str("an object of row counts")
-                }
-                fn visit_map<A: serde::de::MapAccess<'de>>(
-                    self,
-                    mut map: A,
-                ) -> Result<InOrder, A::Error> {
-                    let mut entries = Vec::new();
-                    while let Some(entry) = map.next_entry::<String, u64>()? {
-                        entries.push(entry);
-                    }
-                    Ok(InOrder(entries))
-                }
-            }
-            d.deserialize_map(Visitor)
-        }
-    }
-    #[derive(Deserialize)]
-    struct Line {
-        tables: Option<InOrder>,
-    }
-    run.summary(); // exactly one line, and JSON
-    let line: Line = serde_json::from_str(run.stdout.trim())
-        .unwrap_or_else(|e| panic!("`tables` is not an object of counts ({e}): {}", run.stdout));
-    match line.tables {
-        Some(tables) => tables.0,
-        None => panic!(
-            "the summary has no `tables`: {}\nstderr:\n{}",
-            run.stdout, run.stderr
-        ),
-    }
-}
-
-fn counts(entries: &[(&str, u64)]) -> Vec<(String, u64)> {
-    entries.iter().map(|(t, n)| (t.to_string(), *n)).collect()
-}
-
 // ---------------------------------------------------------------------------
 // The database side
 // ---------------------------------------------------------------------------
-
-/// Holds a lock on every row of `table` until the connection is dropped.
-async fn lock_table(env: &TestEnv, table: &str) -> mysql_async::Conn {
-    let mut conn = env.own_connection().await;
-    conn.query_drop("START TRANSACTION").await.unwrap();
-    conn.query_drop(format!("SELECT * FROM {table} FOR UPDATE"))
-        .await
-        .unwrap();
-    conn
-}
-
-/// Rolls back what an [own connection](TestEnv::own_connection) held, and
-/// closes it.
-async fn release(mut conn: mysql_async::Conn) {
-    conn.query_drop("ROLLBACK").await.unwrap();
-    conn.disconnect().await.unwrap();
-}
-
-/// Waits until the job (connected as the test's user) runs a `verb`
-/// statement on `table` (blocked on a lock, in the tests that use this).
-async fn wait_for_statement(env: &TestEnv, verb: &str, table: &str) {
-    let query = format!(
-        "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
-         WHERE DB = '{}' AND USER = '{}' AND INFO LIKE '%{verb}%{table}%'",
-        env.database, env.user
-    );
-    let what = format!("the job to run {verb} on {table}");
-    env.wait_for_number(&what, &query, Duration::from_millis(20), |n| n > 0)
-        .await;
-}
-
-/// Waits until the server has closed every connection of the job, so that
-/// its transaction is over.
-async fn wait_until_disconnected(env: &TestEnv) {
-    let query = format!(
-        "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = '{}' AND USER = '{}'",
-        env.database, env.user
-    );
-    let what = "the server to close the killed job's connections";
-    env.wait_for_number(what, &query, Duration::from_millis(20), |n| n == 0)
-        .await;
-}
-
-fn id_list(ids: &BTreeSet<u64>) -> String {
-    ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
-}
 
 /// Logs, in a MyISAM table that no rollback undoes, the table of each row
 /// the job deletes or updates, in order.
@@ -1565,7 +1476,7 @@ async fn a_kill_between_two_statements_of_the_map_leaves_nothing_half_erased() {
     let mut job = Job::spawn(command(&env, &args, &[("RUST_LOG", "debug")]));
     let started = Instant::now();
     let blocked = job
-        .until(wait_for_statement(&env, "UPDATE", "invoices"))
+        .until(env.wait_for_statement("UPDATE", "invoices"))
         .await;
     assert!(
         blocked,
@@ -1574,11 +1485,7 @@ async fn a_kill_between_two_statements_of_the_map_leaves_nothing_half_erased() {
     );
     // The first entry has run, inside the open transaction: a dirty read
     // sees the sessions gone.
-    let mut dirty = env.own_connection().await;
-    dirty
-        .query_drop("SET SESSION TRANSACTION ISOLATION LEVEL READ UNCOMMITTED")
-        .await
-        .unwrap();
+    let mut dirty = env.dirty_connection().await;
     let uncommitted: Option<u64> = dirty.query_first(&sessions).await.unwrap();
     release(dirty).await;
     assert_eq!(
@@ -1589,7 +1496,7 @@ async fn a_kill_between_two_statements_of_the_map_leaves_nothing_half_erased() {
     assert!(job.kill().await, "the job was gone before the kill");
     let lived = started.elapsed();
     release(lock).await;
-    wait_until_disconnected(&env).await;
+    env.wait_until_disconnected().await;
     assert_eq!(
         snapshot(&env).await,
         before,
@@ -1637,7 +1544,7 @@ async fn a_table_dropped_mid_run_is_exit_4_and_nothing_is_half_erased() {
     let job = {
         let mut job = Job::spawn(command(&env, &with_map(&map), &[("RUST_LOG", "debug")]));
         let waiting = job
-            .until(wait_for_statement(&env, "DELETE", "sessions"))
+            .until(env.wait_for_statement("DELETE", "sessions"))
             .await;
         assert!(
             waiting,
@@ -1735,15 +1642,6 @@ async fn the_grants_check_prints_are_enough_to_run_the_map() {
 // user-purge check
 // ---------------------------------------------------------------------------
 
-/// One finding of `check`.
-#[derive(Debug, Deserialize)]
-struct Finding {
-    table: String,
-    column: String,
-    finding: String,
-    why: String,
-}
-
 /// `user-purge check` against this test's database, with a stand-in for
 /// Pub/Sub that it must never contact.
 async fn check(env: &TestEnv, args: &[&str], pubsub: &TcpListener) -> Run {
@@ -1757,66 +1655,6 @@ async fn check(env: &TestEnv, args: &[&str], pubsub: &TcpListener) -> Run {
         run.stderr
     );
     run
-}
-
-/// The findings `check` printed, one JSON object a line, as (table, column,
-/// finding); each must say why, and come once.
-fn findings(run: &Run) -> BTreeSet<(String, String, String)> {
-    let mut found = BTreeSet::new();
-    for line in run.stdout.lines() {
-        let finding: Finding = serde_json::from_str(line)
-            .unwrap_or_else(|e| panic!("a line of check's stdout is not a finding ({e}): {line}"));
-        assert!(
-            !finding.why.trim().is_empty(),
-            "a finding without a why: {line}"
-        );
-        assert!(
-            found.insert((finding.table, finding.column, finding.finding)),
-            "a finding printed twice: {line}"
-        );
-    }
-    found
-}
-
-fn finding(table: &str, column: &str, what: &str) -> (String, String, String) {
-    (table.to_owned(), column.to_owned(), what.to_owned())
-}
-
-/// The GRANT statements `check --grants` printed, normalised: (privileges,
-/// sorted; the object without backticks; the grantee without spaces). Every
-/// line must be a GRANT, a `--` comment or blank.
-fn grants(run: &Run) -> BTreeSet<(Vec<String>, String, String)> {
-    let mut grants = BTreeSet::new();
-    for line in run.stdout.lines() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with("--") {
-            continue;
-        }
-        let statement = line.trim_end_matches(';');
-        let upper = statement.to_uppercase();
-        let (Some(on), Some(to)) = (upper.find(" ON "), upper.find(" TO ")) else {
-            panic!("not a GRANT statement: {line}");
-        };
-        assert!(upper.starts_with("GRANT "), "not a GRANT statement: {line}");
-        let mut privileges: Vec<String> = upper["GRANT ".len()..on]
-            .split(',')
-            .map(|p| p.trim().to_owned())
-            .collect();
-        privileges.sort();
-        let object = statement[on + " ON ".len()..to].trim().replace('`', "");
-        let grantee = statement[to + " TO ".len()..].replace(' ', "");
-        assert!(
-            grants.insert((privileges, object, grantee)),
-            "a GRANT printed twice: {line}"
-        );
-    }
-    grants
-}
-
-fn grant(privileges: &[&str], object: String, grantee: &str) -> (Vec<String>, String, String) {
-    let mut privileges: Vec<String> = privileges.iter().map(|p| p.to_string()).collect();
-    privileges.sort();
-    (privileges, object, grantee.replace(' ', ""))
 }
 
 /// The least privileges of the full map and the record.

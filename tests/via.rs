@@ -28,15 +28,17 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::TcpListener;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::backlog::quiet_after;
-use common::stand_ins::{StandIns, listener};
+use common::erasure::{
+    counts, finding, findings, grant, grants, id_list, lock_table, release, tables,
+};
+use common::scratch::MapDir;
+use common::stand_ins::StandIns;
+use common::wait::until_recovered;
 use common::{Run, TestEnv, assert_no_failures, decoded, removals, url_on, users_refused_in_log};
 use mysql_async::prelude::Queryable as _;
-use serde::Deserialize;
 
 // ---------------------------------------------------------------------------
 // The shop
@@ -301,44 +303,6 @@ via = [{ table = "carts", key = "user_ref", value = "id" }]
 table = "carts"
 column = "user_ref"
 "#;
-
-/// A directory of map files, removed when dropped.
-struct MapDir {
-    dir: PathBuf,
-    files: std::cell::Cell<usize>,
-}
-
-impl MapDir {
-    fn new() -> MapDir {
-        use std::sync::atomic::{AtomicU32, Ordering};
-        static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "via-tests-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        MapDir {
-            dir,
-            files: std::cell::Cell::new(0),
-        }
-    }
-
-    /// Writes a new file with this text and returns its path.
-    fn write(&self, text: &str) -> String {
-        let n = self.files.get() + 1;
-        self.files.set(n);
-        let path = self.dir.join(format!("map-{n}.toml"));
-        std::fs::write(&path, text).unwrap();
-        path.to_str().expect("temporary paths are UTF-8").to_owned()
-    }
-}
-
-impl Drop for MapDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 // ---------------------------------------------------------------------------
 // What the tables hold, and what they must hold
@@ -617,57 +581,8 @@ fn half_erased(before: &Shop, now: &Shop, entries: &[&str], emails: Emails) -> V
 // Running
 // ---------------------------------------------------------------------------
 
-/// The summary's `tables`, in the order the job printed them.
-fn tables(run: &Run) -> Vec<(String, u64)> {
-    struct InOrder(Vec<(String, u64)>);
-    impl<'de> Deserialize<'de> for InOrder {
-        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<InOrder, D::Error> {
-            struct Visitor;
-            impl<'de> serde::de::Visitor<'de> for Visitor {
-                type Value = InOrder;
-                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                    f.write_str("an object of row counts")
-                }
-                fn visit_map<A: serde::de::MapAccess<'de>>(
-                    self,
-                    mut map: A,
-                ) -> Result<InOrder, A::Error> {
-                    let mut entries = Vec::new();
-                    while let Some(entry) = map.next_entry::<String, u64>()? {
-                        entries.push(entry);
-                    }
-                    Ok(InOrder(entries))
-                }
-            }
-            d.deserialize_map(Visitor)
-        }
-    }
-    #[derive(Deserialize)]
-    struct Line {
-        tables: Option<InOrder>,
-    }
-    run.summary(); // exactly one line, and JSON
-    let line: Line = serde_json::from_str(run.stdout.trim())
-        .unwrap_or_else(|e| panic!("`tables` is not an object of counts ({e}): {}", run.stdout));
-    match line.tables {
-        Some(tables) => tables.0,
-        None => panic!(
-            "the summary has no `tables`: {}\nstderr:\n{}",
-            run.stdout, run.stderr
-        ),
-    }
-}
-
-fn counts(entries: &[(&str, u64)]) -> Vec<(String, u64)> {
-    entries.iter().map(|(t, n)| (t.to_string(), *n)).collect()
-}
-
 fn set(ids: &[u64]) -> BTreeSet<u64> {
     ids.iter().copied().collect()
-}
-
-fn id_list(ids: &BTreeSet<u64>) -> String {
-    ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
 }
 
 /// The erasure record's table, as the README creates it.
@@ -683,17 +598,6 @@ async fn recorded(env: &TestEnv) -> BTreeSet<u64> {
         .unwrap()
         .into_iter()
         .collect()
-}
-
-/// Asserts that a run printed no secret of these extra database users.
-fn assert_no_password(run: &Run, passwords: &[&str]) {
-    for password in passwords {
-        assert!(
-            !run.stdout.contains(password) && !run.stderr.contains(password),
-            "a password leaked into the output:\n{}",
-            run.stderr
-        );
-    }
 }
 
 /// A password no one can guess, different in each call.
@@ -714,63 +618,6 @@ fn random_password() -> String {
 // The database side
 // ---------------------------------------------------------------------------
 
-/// A root connection of its own to this test's database: dropping it closes
-/// it, so the server rolls back whatever it held.
-async fn own_connection(env: &TestEnv) -> mysql_async::Conn {
-    let url = url_on(&env.mysql_root, "root", "", &env.database);
-    mysql_async::Conn::new(mysql_async::Opts::from_url(&url).unwrap())
-        .await
-        .unwrap()
-}
-
-/// Holds a lock on every row of `table` until released.
-async fn lock_table(env: &TestEnv, table: &str) -> mysql_async::Conn {
-    let mut conn = own_connection(env).await;
-    conn.query_drop("START TRANSACTION").await.unwrap();
-    conn.query_drop(format!("SELECT * FROM {table} FOR UPDATE"))
-        .await
-        .unwrap();
-    conn
-}
-
-/// Rolls back what a connection of [`own_connection`] held, and closes it.
-async fn release(mut conn: mysql_async::Conn) {
-    conn.query_drop("ROLLBACK").await.unwrap();
-    conn.disconnect().await.unwrap();
-}
-
-/// Waits until the job (connected as the test's user) runs a statement that
-/// starts with `start` (blocked on a lock, in the tests that use this).
-async fn wait_for_statement(env: &TestEnv, start: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let query = format!(
-        "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
-         WHERE DB = '{}' AND USER = '{}' AND INFO LIKE '{}%'",
-        env.database, env.user, start
-    );
-    while env.number(&query).await == 0 {
-        assert!(Instant::now() < deadline, "the job never ran {start}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Waits until the server has closed every connection of the job, so that
-/// its transaction is over.
-async fn wait_until_disconnected(env: &TestEnv) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let query = format!(
-        "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = '{}' AND USER = '{}'",
-        env.database, env.user
-    );
-    while env.number(&query).await > 0 {
-        assert!(
-            Instant::now() < deadline,
-            "the killed job's connection stayed open"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 // ---------------------------------------------------------------------------
 // A run through the hops
 // ---------------------------------------------------------------------------
@@ -780,7 +627,7 @@ async fn a_via_map_erases_exactly_the_removed_users_items_addresses_and_newslett
     let env = shop().await;
     env.sql(RECORD_DDL).await;
     let maps = MapDir::new();
-    let map = maps.write(VIA_MAP);
+    let map = maps.write_arg(VIA_MAP);
     let before = snapshot(&env).await;
     // Bob with three orders, Carol with two, Dave with none but a newsletter
     // row, and a user who does not exist.
@@ -898,7 +745,7 @@ async fn look_alikes_of_a_removed_user_survive_every_hop() {
     env.sql("INSERT INTO users VALUES (8, 'Bob@X.com')").await;
     add_carts(&env).await;
     let maps = MapDir::new();
-    let map = maps.write(&format!("{CARTS_ENTRIES}{VIA_MAP}"));
+    let map = maps.write_arg(&format!("{CARTS_ENTRIES}{VIA_MAP}"));
     let entries = [
         "cart_lines",
         "carts",
@@ -997,7 +844,7 @@ async fn two_hops_reach_the_notes_of_the_items_of_the_users_orders() {
     let env = shop().await;
     add_notes(&env).await;
     let maps = MapDir::new();
-    let map = maps.write(&format!("{NOTES_ENTRY}{VIA_MAP}"));
+    let map = maps.write_arg(&format!("{NOTES_ENTRY}{VIA_MAP}"));
     let mut entries = vec!["order_item_notes"];
     entries.extend(VIA_TABLES);
     let before = snapshot(&env).await;
@@ -1059,7 +906,7 @@ async fn a_user_refused_inside_a_via_entry_keeps_every_row_in_every_table() {
     .await;
     env.sql("INSERT INTO returns VALUES (1, 721)").await;
     let maps = MapDir::new();
-    let map = maps.write(VIA_MAP);
+    let map = maps.write_arg(VIA_MAP);
     let before = snapshot(&env).await;
     env.publish_removals([1, 2, 4, 5, 7]).await;
     let refused = set(&[2, 4, 7]);
@@ -1158,34 +1005,27 @@ async fn recover(
     expected: &Shop,
     quiet: Duration,
 ) -> usize {
-    let started = Instant::now();
-    let mut runs = 0;
-    loop {
-        let run = env.run(args).await;
-        runs += 1;
-        run.assert_code(0);
-        let now = snapshot(env).await;
-        let half = half_erased(before, &now, &VIA_TABLES, Emails::CaseBlind);
-        assert!(half.is_empty(), "after recovery run {runs}: {half:?}");
-        if run.count("acked") == 0 && started.elapsed() >= quiet && now == *expected {
-            return runs;
-        }
-        assert!(
-            started.elapsed() < quiet + Duration::from_secs(120),
-            "no recovery after {runs} runs"
-        );
-        if run.count("acked") == 0 {
-            // The killed run's leases have not run out yet.
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    }
+    let runs = until_recovered(
+        quiet,
+        async || {
+            let run = env.run(args).await;
+            run.assert_code(0);
+            let now = snapshot(env).await;
+            let half = half_erased(before, &now, &VIA_TABLES, Emails::CaseBlind);
+            assert!(half.is_empty(), "after a recovery run: {half:?}");
+            run
+        },
+        async || snapshot(env).await == *expected,
+    )
+    .await;
+    runs.len()
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_kill_between_two_via_statements_leaves_nobody_half_erased() {
     let env = shop().await;
     let maps = MapDir::new();
-    let map = maps.write(VIA_MAP);
+    let map = maps.write_arg(VIA_MAP);
     let args = ["--erasure-map", map.as_str()];
     let before = snapshot(&env).await;
     env.publish_removals([2, 4, 5]).await;
@@ -1198,7 +1038,7 @@ async fn a_kill_between_two_via_statements_leaves_nobody_half_erased() {
     let mut job = env.spawn(&args, &[("RUST_LOG", "debug")]);
     let started = Instant::now();
     let blocked = job
-        .until(wait_for_statement(&env, "DELETE `t0` FROM `newsletter`"))
+        .until(env.wait_for_statement("DELETE", "newsletter"))
         .await;
     assert!(
         blocked,
@@ -1207,11 +1047,7 @@ async fn a_kill_between_two_via_statements_leaves_nobody_half_erased() {
     );
     // Inside the open transaction, a dirty read sees the first two entries
     // done: the items gone, the addresses NULL.
-    let mut dirty = own_connection(&env).await;
-    dirty
-        .query_drop("SET SESSION TRANSACTION ISOLATION LEVEL READ UNCOMMITTED")
-        .await
-        .unwrap();
+    let mut dirty = env.dirty_connection().await;
     let items: Option<u64> = dirty
         .query_first(format!(
             "SELECT COUNT(*) FROM order_items i JOIN orders o ON i.order_id = o.id \
@@ -1237,7 +1073,7 @@ async fn a_kill_between_two_via_statements_leaves_nobody_half_erased() {
     assert!(job.kill().await, "the job was gone before the kill");
     let lived = started.elapsed();
     release(lock).await;
-    wait_until_disconnected(&env).await;
+    env.wait_until_disconnected().await;
     let now = snapshot(&env).await;
     assert_eq!(
         now, before,
@@ -1451,7 +1287,7 @@ async fn each_via_the_map_cannot_carry_out_is_exit_2_with_one_line_before_anythi
     ];
     let mut failures = Vec::new();
     for (what, text, message) in &cases {
-        let map = maps.write(text);
+        let map = maps.write_arg(text);
         let expected = format!("{map}: {message}");
         // Against this test's emulator and database.
         let run = env.run(&["--erasure-map", &map]).await;
@@ -1643,7 +1479,7 @@ async fn a_via_the_database_cannot_carry_out_is_exit_4_before_anything_is_receiv
         for sql in &case.change {
             env.sql(sql).await;
         }
-        let map = maps.write(&case.map);
+        let map = maps.write_arg(&case.map);
         let run = env.run(&["--erasure-map", &map]).await;
         let mut wrong = Vec::new();
         if run.code != Some(4) {
@@ -1688,7 +1524,7 @@ async fn a_via_the_database_cannot_carry_out_is_exit_4_before_anything_is_receiv
     assert_no_failures(&failures, cases.len());
 
     // Nothing was received: the right map takes every message.
-    let map = maps.write(VIA_MAP);
+    let map = maps.write_arg(VIA_MAP);
     let run = env.run(&["--erasure-map", &map]).await;
     run.assert_code(0);
     assert_eq!(run.count("received"), 3, "every message is still there");
@@ -1704,90 +1540,11 @@ async fn a_via_the_database_cannot_carry_out_is_exit_4_before_anything_is_receiv
 // user-purge check
 // ---------------------------------------------------------------------------
 
-/// One finding of `check`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Finding {
-    table: String,
-    column: String,
-    finding: String,
-    why: String,
-}
-
-/// `user-purge check` against this test's database as `url`, or as root,
-/// who sees everything; with a stand-in for Pub/Sub that it must never
-/// contact.
+/// `user-purge check` as `url`, or as root, who sees everything.
 async fn check(env: &TestEnv, args: &[&str], url: Option<&str>) -> Run {
-    let pubsub: TcpListener = listener();
-    let host = pubsub.local_addr().unwrap().to_string();
-    let mut all = vec!["check"];
-    all.extend(args);
     let root = url_on(&env.mysql_root, "root", "", &env.database);
-    let vars = [
-        ("PUBSUB_EMULATOR_HOST", host.as_str()),
-        ("DATABASE_URL", url.unwrap_or(&root)),
-    ];
-    let run = env.run_with_env(&all, &vars).await;
-    assert!(
-        pubsub.accept().is_err(),
-        "check contacted Pub/Sub:\n{}",
-        run.stderr
-    );
-    run
-}
-
-/// The findings `check` printed, one JSON object a line, as (table, column,
-/// finding); each must say why, and come once.
-fn findings(run: &Run) -> BTreeSet<(String, String, String)> {
-    let mut found = BTreeSet::new();
-    for line in run.stdout.lines() {
-        let finding: Finding = serde_json::from_str(line)
-            .unwrap_or_else(|e| panic!("a line of check's stdout is not a finding ({e}): {line}"));
-        assert!(
-            !finding.why.trim().is_empty(),
-            "a finding without a why: {line}"
-        );
-        assert!(
-            found.insert((finding.table, finding.column, finding.finding)),
-            "a finding printed twice: {line}"
-        );
-    }
-    found
-}
-
-fn finding(table: &str, column: &str, what: &str) -> (String, String, String) {
-    (table.to_owned(), column.to_owned(), what.to_owned())
-}
-
-/// The GRANT statements `check --grants` printed, as (privileges, sorted;
-/// the object without backticks; the grantee). Every other line must be a
-/// `--` comment.
-fn grants(run: &Run) -> BTreeSet<(Vec<String>, String, String)> {
-    let mut grants = BTreeSet::new();
-    for line in run.stdout.lines() {
-        if line.starts_with("--") {
-            continue;
-        }
-        let statement = line
-            .strip_suffix(';')
-            .and_then(|s| s.strip_prefix("GRANT "))
-            .unwrap_or_else(|| panic!("not a GRANT statement: {line}"));
-        let (privileges, rest) = statement.split_once(" ON ").unwrap();
-        let (object, grantee) = rest.split_once(" TO ").unwrap();
-        let mut privileges: Vec<String> = privileges.split(", ").map(str::to_owned).collect();
-        privileges.sort();
-        assert!(
-            grants.insert((privileges, object.replace('`', ""), grantee.to_owned())),
-            "a GRANT printed twice: {line}"
-        );
-    }
-    grants
-}
-
-fn grant(privileges: &[&str], object: String, grantee: &str) -> (Vec<String>, String, String) {
-    let mut privileges: Vec<String> = privileges.iter().map(|p| p.to_string()).collect();
-    privileges.sort();
-    (privileges, object, grantee.to_owned())
+    env.check(args, &[("DATABASE_URL", url.unwrap_or(&root))])
+        .await
 }
 
 /// Runs the GRANT statements `check --grants` printed.
@@ -1802,7 +1559,7 @@ async fn check_follows_the_graph_from_orders_and_users_to_every_table_they_leave
     let env = shop().await;
     let maps = MapDir::new();
     let before = snapshot(&env).await;
-    let partial = maps.write(&entries(&[
+    let partial = maps.write_arg(&entries(&[
         delete("orders", "user_id"),
         delete("users", "id"),
     ]));
@@ -1833,13 +1590,13 @@ async fn check_follows_the_graph_from_orders_and_users_to_every_table_they_leave
         );
     }
 
-    let complete = maps.write(&complete_map());
+    let complete = maps.write_arg(&complete_map());
     let run = check(&env, &["--erasure-map", &complete], None).await;
     run.assert_code(0);
     assert_eq!(run.stdout, "", "the complete map leaves nothing");
 
     // A redaction of tickets that keeps the requester's email.
-    let keeps = maps.write(&complete_map().replace(
+    let keeps = maps.write_arg(&complete_map().replace(
         "[[delete]]\ntable = \"tickets\"",
         "[[redact]]\nnull = [\"subject\"]\ntable = \"tickets\"",
     ));
@@ -1872,7 +1629,7 @@ async fn check_reports_a_restrict_key_from_a_redacted_table_to_a_deleted_one() {
     )
     .await;
     let maps = MapDir::new();
-    let map = maps.write(&complete_map());
+    let map = maps.write_arg(&complete_map());
 
     // What that key does to a run: every removed user with an order is refused.
     env.publish_removals([2, 5]).await;
@@ -1901,7 +1658,7 @@ async fn check_reports_a_restrict_key_from_a_redacted_table_to_a_deleted_one() {
 async fn check_as_an_account_that_sees_some_tables_says_it_cannot_see_them_all() {
     let env = shop().await;
     let maps = MapDir::new();
-    let map = maps.write(&complete_map());
+    let map = maps.write_arg(&complete_map());
     let password = random_password();
     let url = env.create_user("ck", &password, "SELECT", "orders").await;
     let user = format!("ck{}", &env.user[1..]);
@@ -1913,7 +1670,7 @@ async fn check_as_an_account_that_sees_some_tables_says_it_cannot_see_them_all()
 
     let run = check(&env, &["--erasure-map", &map], Some(&url)).await;
     println!("{}\n{}", run.stdout, run.stderr);
-    assert_no_password(&run, &[&password]);
+    run.assert_no_secret(&[&password]);
     run.assert_code(1);
     assert_eq!(
         findings(&run),
@@ -1949,7 +1706,7 @@ async fn check_grants_adds_select_on_the_hop_tables_and_they_are_enough_to_run()
     let on = |table: &str| format!("{}.{table}", env.database);
 
     // The complete map, as an account with exactly what check --grants prints.
-    let map = maps.write(&complete_map());
+    let map = maps.write_arg(&complete_map());
     let password = random_password();
     let url = env.create_user("lp", &password, "USAGE", "*").await;
     let grantee = format!("'lp{}'@'%'", &env.user[1..]);
@@ -1979,7 +1736,7 @@ async fn check_grants_adds_select_on_the_hop_tables_and_they_are_enough_to_run()
         .run_with_env(&["--erasure-map", &map], &[("DATABASE_URL", &url)])
         .await;
     println!("{}", run.stdout.trim());
-    assert_no_password(&run, &[&password]);
+    run.assert_no_secret(&[&password]);
     run.assert_code(0);
     assert_eq!(
         tables(&run),
@@ -2003,7 +1760,7 @@ async fn check_grants_adds_select_on_the_hop_tables_and_they_are_enough_to_run()
     );
 
     // A map that only reads orders: SELECT alone on it, and that is enough.
-    let reads = maps.write(&entries(&[
+    let reads = maps.write_arg(&entries(&[
         "[[redact]]\ntable = \"shipping\"\ncolumn = \"order_id\"\n\
          via = [{ table = \"orders\", key = \"user_id\", value = \"id\" }]\nnull = [\"address\"]\n"
             .to_owned(),
@@ -2036,7 +1793,7 @@ async fn check_grants_adds_select_on_the_hop_tables_and_they_are_enough_to_run()
         .run_with_env(&["--erasure-map", &reads], &[("DATABASE_URL", &url2)])
         .await;
     println!("{}", run.stdout.trim());
-    assert_no_password(&run, &[&password2]);
+    run.assert_no_secret(&[&password2]);
     run.assert_code(0);
     assert_eq!(
         tables(&run),

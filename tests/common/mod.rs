@@ -38,6 +38,7 @@ use user_purge::event;
 pub use user_purge::event::event_type;
 
 pub mod backlog;
+pub mod erasure;
 pub mod private;
 pub mod proxy;
 pub mod scratch;
@@ -700,6 +701,31 @@ impl TestEnv {
             wanted(self.number(query).await).then_some(())
         })
         .await
+    }
+
+    /// Waits until the job (connected as the test's user) runs a `verb`
+    /// statement on `table` (blocked on a lock, in the tests that use this).
+    pub async fn wait_for_statement(&self, verb: &str, table: &str) {
+        let query = format!(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
+             WHERE DB = '{}' AND USER = '{}' AND INFO LIKE '%{verb}%{table}%'",
+            self.database, self.user
+        );
+        let what = format!("the job to run {verb} on {table}");
+        self.wait_for_number(&what, &query, Duration::from_millis(20), |n| n > 0)
+            .await;
+    }
+
+    /// Waits until the server has closed every connection of the job, so that
+    /// its transaction is over.
+    pub async fn wait_until_disconnected(&self) {
+        let query = format!(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = '{}' AND USER = '{}'",
+            self.database, self.user
+        );
+        let what = "the server to close the killed job's connections";
+        self.wait_for_number(what, &query, Duration::from_millis(20), |n| n == 0)
+            .await;
     }
 }
 

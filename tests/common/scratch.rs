@@ -59,6 +59,12 @@ impl MapDir {
         path
     }
 
+    /// As [`MapDir::write`], the path as a flag's value.
+    pub fn write_arg(&self, text: &str) -> String {
+        let path = self.write(text);
+        path.to_str().expect("temporary paths are UTF-8").to_owned()
+    }
+
     /// A path in the directory where no file is.
     pub fn missing(&self) -> PathBuf {
         self.dir.join("no-map-here.toml")
