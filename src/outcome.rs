@@ -108,7 +108,7 @@ impl Exit {
                 "the pass completed (also when there was nothing to do; malformed messages \
                  were handed back and are counted in the summary)"
             }
-            Exit::Findings => "user-purge check only: it found places the erasure map misses",
+            Exit::Findings => "(check only) the check found places the erasure map misses",
             Exit::Config => {
                 "configuration or usage error (or a subscription that cannot replay); \
                  nothing was changed; no retry can help"
@@ -471,9 +471,14 @@ mod tests {
         let all: Vec<u8> = Exit::ALL.iter().map(|e| e.code()).collect();
         assert_eq!(codes, all, "the README's exit codes");
         for ((_, text), exit) in rows.iter().zip(Exit::ALL) {
-            // The first words of the meaning, up to its first comma or parenthesis.
-            let head = exit
-                .meaning()
+            // The first words of the meaning, after a leading "(check only)",
+            // up to its first comma, semicolon or parenthesis.
+            let meaning = exit.meaning();
+            let meaning = match meaning.strip_prefix('(') {
+                Some(rest) => rest.split_once(')').map_or(rest, |(_, after)| after),
+                None => meaning,
+            };
+            let head = meaning
                 .split([',', ';', '('])
                 .find(|part| !part.trim().is_empty())
                 .unwrap_or("")
