@@ -471,6 +471,35 @@ impl RawRedact {
     }
 }
 
+/// The via example: order items, shipping addresses and newsletter rows
+/// reached through orders and users; for the tests of the modules that read a map.
+#[cfg(test)]
+pub(crate) const VIA_EXAMPLE: &str = r#"
+[[delete]]
+table = "order_items"
+column = "order_id"
+via = [{ table = "orders", key = "user_id", value = "id" }]
+
+[[redact]]
+table = "shipping"
+column = "order_id"
+via = [{ table = "orders", key = "user_id", value = "id" }]
+null = ["address"]
+
+[[delete]]
+table = "newsletter"
+column = "email"
+via = [{ table = "users", key = "id", value = "email" }]
+
+[[delete]]
+table = "orders"
+column = "user_id"
+
+[[delete]]
+table = "users"
+column = "id"
+"#;
+
 /// The issue's example map, for the tests of every module that reads a map.
 #[cfg(test)]
 pub(crate) fn example() -> Map {
@@ -602,9 +631,8 @@ mod tests {
         }
     }
 
-    /// The map of the via example: order items, shipping addresses and
-    /// newsletter rows reached through orders and users.
-    const VIA: &str = r#"
+    /// Two hops, listed before the entries that delete their tables.
+    const NOTES: &str = r#"
 [[delete]]
 table = "order_item_notes"
 column = "order_item_id"
@@ -613,34 +641,11 @@ via = [
   { table = "order_items", key = "order_id", value = "id" },
 ]
 
-[[delete]]
-table = "order_items"
-column = "order_id"
-via = [{ table = "orders", key = "user_id", value = "id" }]
-
-[[redact]]
-table = "shipping"
-column = "order_id"
-via = [{ table = "orders", key = "user_id", value = "id" }]
-null = ["address"]
-
-[[delete]]
-table = "newsletter"
-column = "email"
-via = [{ table = "users", key = "id", value = "email" }]
-
-[[delete]]
-table = "orders"
-column = "user_id"
-
-[[delete]]
-table = "users"
-column = "id"
 "#;
 
     #[test]
     fn via_entries_parse_with_their_hops_in_order() {
-        let map = Map::parse("map.toml", VIA).unwrap();
+        let map = Map::parse("map.toml", &format!("{NOTES}{VIA_EXAMPLE}")).unwrap();
         let entries = &map.entries()[1..];
         assert_eq!(entries.len(), 5);
         let orders = Hop {

@@ -842,34 +842,8 @@ mod tests {
         schema
     }
 
-    const VIA_MAP: &str = r#"
-[[delete]]
-table = "order_items"
-column = "order_id"
-via = [{ table = "orders", key = "user_id", value = "id" }]
-
-[[redact]]
-table = "shipping"
-column = "order_id"
-via = [{ table = "orders", key = "user_id", value = "id" }]
-null = ["address"]
-
-[[delete]]
-table = "newsletter"
-column = "email"
-via = [{ table = "users", key = "id", value = "email" }]
-
-[[delete]]
-table = "orders"
-column = "user_id"
-
-[[delete]]
-table = "users"
-column = "id"
-"#;
-
     fn via_map() -> Map {
-        Map::parse("map.toml", VIA_MAP).unwrap()
+        Map::parse("map.toml", crate::config::map::VIA_EXAMPLE).unwrap()
     }
 
     #[test]
