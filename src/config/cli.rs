@@ -181,6 +181,26 @@ pub(super) struct RunArgs {
     /// The `instance` label of the pushed metrics (default: the subscription id).
     #[arg(long, env = "METRICS_INSTANCE")]
     pub(super) metrics_instance: Option<String>,
+
+    /// Most rows one DELETE or UPDATE touches (100 to 1,000,000), and one
+    /// committed transaction of a `chunked = true` entry.
+    #[arg(long, env = "CHUNK_ROWS", default_value_t = super::CHUNK_ROWS as i64, allow_negative_numbers = true)]
+    pub(super) chunk_rows: i64,
+
+    /// mysql:// URL of a replica whose lag the erasure waits for; repeat it
+    /// for each replica. Without a password it uses the primary's.
+    #[arg(
+        long,
+        env = "REPLICA_URLS",
+        value_delimiter = ',',
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub(super) replica_url: Vec<String>,
+
+    /// Seconds of lag a replica may have before the erasure waits (0 to 3600).
+    #[arg(long, env = "MAX_REPLICA_LAG", default_value_t = super::MAX_REPLICA_LAG)]
+    pub(super) max_replica_lag: u64,
 }
 
 /// The database and what to erase in it: a run's and the check's.

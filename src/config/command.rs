@@ -13,8 +13,8 @@ use super::cli::{
 use super::map::{Identifier, Map};
 use super::secret::{self, Secret};
 use super::{
-    Admin, BATCH_SIZE_LIMIT, Check, Config, ConfigError, Credentials, Database, MAX_MESSAGES_LIMIT,
-    Metrics, PassSettings, ReplayTo, SubscriptionName, credentials, invalid, parse_snapshot,
+    Admin, BATCH_SIZE_LIMIT, CHUNK_ROWS, Check, Config, ConfigError, Credentials, Database, MAX_MESSAGES_LIMIT,
+    MAX_REPLICA_LAG, Metrics, PassSettings, ReplayTo, SubscriptionName, credentials, invalid, parse_snapshot,
     parse_time, read_secret_file, topic_name,
 };
 use crate::event::event_type;
@@ -132,11 +132,31 @@ fn run_config(args: RunArgs) -> Result<Config, ConfigError> {
     let subscription = required("subscription", pubsub.subscription)?;
     let subscription =
         SubscriptionName::parse(&subscription, pubsub.credentials.project.as_deref())?;
-    let database = database(
+    let mut database = database(
         args.database,
         seconds("lock_wait_timeout", args.lock_wait_timeout)?,
         seconds("statement_timeout", args.statement_timeout)?,
     )?;
+    database.chunk_rows = u64::try_from(args.chunk_rows)
+        .ok()
+        .filter(|n| (CHUNK_ROWS_MIN..=CHUNK_ROWS_MAX).contains(n))
+        .ok_or_else(|| {
+            invalid(
+                "chunk_rows",
+                format!(
+                    "must be from {CHUNK_ROWS_MIN} to {CHUNK_ROWS_MAX}, got {}",
+                    args.chunk_rows
+                ),
+            )
+        })?;
+    for url in args.replica_url.into_iter().filter(|u| !u.is_empty()) {
+        mysql::check_url(&url).map_err(|problem| invalid("replica_url", problem))?;
+        database.replicas.push(Secret::new(url));
+    }
+    if args.max_replica_lag > 3600 {
+        return Err(invalid("max_replica_lag", "must be from 0 to 3600"));
+    }
+    database.max_replica_lag = Duration::from_secs(args.max_replica_lag);
     let max_messages = usize::try_from(args.max_messages)
         .ok()
         .filter(|n| (1..=MAX_MESSAGES_LIMIT).contains(n))
@@ -255,8 +275,15 @@ fn database(
         lock_wait_timeout,
         statement_timeout,
         ca_file,
+        chunk_rows: CHUNK_ROWS,
+        replicas: Vec::new(),
+        max_replica_lag: Duration::from_secs(MAX_REPLICA_LAG),
     })
 }
+
+/// `--chunk-rows`' range: below it, the round trips cost more than the rows.
+const CHUNK_ROWS_MIN: u64 = 100;
+const CHUNK_ROWS_MAX: u64 = 1_000_000;
 
 /// How to reach Pub/Sub, from its flags.
 fn pubsub_credentials(args: CredentialArgs) -> Result<Credentials, ConfigError> {

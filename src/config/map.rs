@@ -98,6 +98,9 @@ pub struct Entry {
     /// The hops from the user to the rows; empty when `column` holds the user id.
     pub via: Vec<Hop>,
     pub action: Action,
+    /// `chunked = true`: erased after the atomic transaction of the other
+    /// entries, in committed transactions of at most `--chunk-rows` rows.
+    pub chunked: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,6 +162,7 @@ impl Map {
                 column,
                 via: Vec::new(),
                 action: Action::Delete,
+                chunked: false,
             }],
         }
     }
@@ -247,6 +251,11 @@ impl Map {
                 ));
             }
             for (earlier, earlier_place) in entries.iter().zip(&places) {
+                // A chunked entry runs after every atomic one; among
+                // themselves, each kind keeps the file's order.
+                if earlier.chunked && !entry.chunked {
+                    continue;
+                }
                 if let Some(why) = blocked_by(&entry, earlier) {
                     return Err(format!(
                         "{at}: {why} by {earlier_place}, which runs before it: its rows could \
@@ -256,6 +265,25 @@ impl Map {
             }
             entries.push(entry);
             places.push(place);
+        }
+        // The atomic entries listed after a chunked one still run before it.
+        for (i, entry) in entries.iter().enumerate().filter(|(_, e)| e.chunked) {
+            for (later, later_place) in entries.iter().zip(&places).skip(i + 1) {
+                if let Some(why) = (!later.chunked).then(|| blocked_by(entry, later)).flatten() {
+                    return Err(format!(
+                        "{file}: {}: {why} by {later_place}, which runs before it (chunked \
+                         entries run after the atomic transaction): its rows could never be found",
+                        places[i]
+                    ));
+                }
+            }
+        }
+        if entries.last().is_some_and(|users| users.chunked) {
+            return Err(format!(
+                "{file}: {}: the users table's entry (the last) cannot be chunked: it is \
+                 erased in the atomic transaction, where a legal hold can refuse it",
+                places[entries.len() - 1]
+            ));
         }
         Ok(Map { entries })
     }
@@ -318,6 +346,7 @@ fn wrong_type(entry: &toml::Table) -> Option<String> {
     for (key, value) in entry {
         let problem = match key.as_str() {
             "table" | "column" if !value.is_str() => "must be a text (a name)".to_owned(),
+            "chunked" if !value.is_bool() => "must be true or false".to_owned(),
             "null" => match value.as_array() {
                 None => "must be a list of column names, e.g. [\"email\"]".to_owned(),
                 Some(items) if items.iter().any(|i| !i.is_str()) => {
@@ -365,6 +394,8 @@ struct RawDelete {
     table: String,
     column: String,
     via: Option<Vec<RawHop>>,
+    #[serde(default)]
+    chunked: bool,
 }
 
 #[derive(Deserialize)]
@@ -373,6 +404,8 @@ struct RawRedact {
     table: String,
     column: String,
     via: Option<Vec<RawHop>>,
+    #[serde(default)]
+    chunked: bool,
     #[serde(default)]
     null: Vec<String>,
     #[serde(default)]
@@ -429,6 +462,7 @@ impl RawDelete {
             via: hops(&table, self.via)?,
             table,
             action: Action::Delete,
+            chunked: self.chunked,
         })
     }
 }
@@ -467,6 +501,7 @@ impl RawRedact {
             table,
             column,
             action: Action::Redact { null, replace },
+            chunked: self.chunked,
         })
     }
 }

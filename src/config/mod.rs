@@ -47,7 +47,23 @@ pub struct Database {
     pub statement_timeout: Duration,
     /// A CA certificate (PEM) to verify the server with; requires TLS.
     pub ca_file: Option<PathBuf>,
+    /// The most rows one `DELETE` or `UPDATE` touches, and one transaction
+    /// of a `chunked` entry.
+    pub chunk_rows: u64,
+    /// Replicas whose lag the erasure waits for: URLs that
+    /// `store::mysql::check_url` accepted, each with a password (its own, or
+    /// the primary's).
+    pub replicas: Vec<Secret>,
+    /// The most lag a replica may have before the erasure waits.
+    pub max_replica_lag: Duration,
 }
+
+/// `--chunk-rows`' default: a statement that stays well inside a busy
+/// primary's statement timeout.
+pub const CHUNK_ROWS: u64 = 10_000;
+
+/// `--max-replica-lag`'s default, in seconds.
+pub const MAX_REPLICA_LAG: u64 = 5;
 
 /// The largest `--max-messages` accepted: ten times the largest backlog the job
 /// is sized for, and still well within memory and `max_allowed_packet`.
