@@ -20,6 +20,8 @@ use crate::store::schema::{Column, ForeignKey, Schema};
 use crate::store::sql::{self, IdKind};
 use crate::store::{Erased, Refusal, Removal, Store, StoreError};
 
+pub mod replica;
+
 /// Checks a `mysql://` URL without contacting anything. The problem it returns
 /// never repeats the URL, which holds the password.
 pub fn check_url(url: &str) -> Result<(), String> {
