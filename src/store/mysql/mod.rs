@@ -411,6 +411,8 @@ pub struct MySql {
     replicas: replica::Replicas,
     max_replica_lag: Duration,
     replica_wait: Duration,
+    /// Chunks committed so far, for the log.
+    chunks_committed: u64,
 }
 
 impl MySql {
@@ -479,6 +481,7 @@ impl MySql {
             replicas,
             max_replica_lag: database.max_replica_lag,
             replica_wait: Duration::ZERO,
+            chunks_committed: 0,
         })
     }
 
