@@ -117,7 +117,9 @@ impl Exit {
                 "Pub/Sub error (unreachable, permission denied, subscription not found); \
                  nothing was acknowledged; the next run retries"
             }
-            Exit::Database => "database error; nothing was acknowledged, every message comes back",
+            Exit::Database => {
+                "database error or a lagging replica; nothing was acknowledged, every message comes back"
+            }
             Exit::Ack => {
                 "deleted and committed, but some acknowledgements failed; those messages \
                  come back and their deletes repeat harmlessly"

@@ -294,6 +294,8 @@ mod tests {
     #[derive(Default)]
     struct Fake {
         bad: BTreeSet<u64>,
+        /// Users whose statements run past the statement timeout.
+        slow: BTreeSet<u64>,
         erased: Vec<u64>,
         statements: usize,
         /// Fail this many transactions with a deadlock at their first statement.
@@ -347,6 +349,12 @@ mod tests {
             if self.deadlocks > 0 {
                 self.deadlocks -= 1;
                 return Err(StoreError::Deadlock(anyhow::anyhow!("deadlock")));
+            }
+            if ids.iter().any(|id| self.slow.contains(id)) {
+                return Err(StoreError::TimedOut(Refusal {
+                    table: "events".into(),
+                    reason: "entry 1 on events ran past --statement-timeout (error 1969)".into(),
+                }));
             }
             if let Some(bad) = ids.iter().find(|id| self.bad.contains(id)) {
                 return Err(StoreError::Refused(Refusal {
@@ -471,6 +479,20 @@ mod tests {
         // Nothing erased was refused, nothing refused was erased.
         assert!(refused(&erasure).iter().all(|id| id % 3 == 0));
         assert!(fake.erased.iter().all(|id| id % 3 != 0));
+    }
+
+    #[tokio::test]
+    async fn a_statement_timeout_splits_the_batch_and_carries_over_only_the_slow_user() {
+        let mut fake = Fake {
+            slow: [5].into(),
+            ..store([8])
+        };
+        let erasure = erase_all(&mut fake, &removals(1..=10)).await.unwrap();
+        assert_eq!(erasure.carried, [5]);
+        assert_eq!(refused(&erasure), [8]);
+        let expected: Vec<u64> = (1..=10).filter(|id| ![5, 8].contains(id)).collect();
+        assert_eq!(fake.erased, expected);
+        assert_eq!(fake.calls, ["begin", "commit"]);
     }
 
     // Paused time: the back-off between tries passes at once.
