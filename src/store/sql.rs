@@ -164,15 +164,24 @@ pub enum Walk<'a> {
 /// only the rows not yet redacted, compared null-safely (`<=>`, or NULL
 /// columns would never match), so that a loop over chunks ends when every
 /// row is, whatever the server reports as rows changed.
+///
+/// A walk forces `index`, the index of the entry's column alone: given the
+/// choice, MariaDB reads `user_id = 1 AND id > 77` as a `ref` on user_id
+/// and filters every earlier row of the user again (measured: 2,000,000 rows
+/// read for a chunk of 10,000); forced, it is a range on (user_id, id).
 pub fn key_select(
     entry: &Entry,
     kind: IdKind,
     user_ids: &[u64],
     key: &Identifier,
+    index: Option<&str>,
     walk: Walk<'_>,
     limit: u64,
 ) -> Option<String> {
-    let parts = Parts::new(entry, kind, user_ids)?;
+    let mut parts = Parts::new(entry, kind, user_ids)?;
+    if let (Some(index), Walk::After(_), None) = (index, walk, &parts.target) {
+        let _ = write!(parts.tables, " FORCE INDEX ({})", quote(index));
+    }
     let key = parts.qualified(key);
     // A join can meet a row twice (two hop rows with the same value).
     let distinct = if entry.via.is_empty() {
@@ -555,17 +564,36 @@ mod tests {
         let events = delete("events", "user_id");
         let key = id("id");
         assert_eq!(
-            key_select(&events, SIGNED, &[1, 2], &key, Walk::Any, 10_001).as_deref(),
+            key_select(
+                &events,
+                SIGNED,
+                &[1, 2],
+                &key,
+                Some("by_user"),
+                Walk::Any,
+                10_001
+            )
+            .as_deref(),
             Some("SELECT `id` FROM `events` WHERE `user_id` IN (1,2) LIMIT 10001")
         );
         assert_eq!(
-            key_select(&events, SIGNED, &[1], &key, Walk::After(None), 100).as_deref(),
+            key_select(&events, SIGNED, &[1], &key, None, Walk::After(None), 100).as_deref(),
             Some("SELECT `id` FROM `events` WHERE `user_id` IN (1) ORDER BY `id` LIMIT 100")
         );
         assert_eq!(
-            key_select(&events, SIGNED, &[1], &key, Walk::After(Some("77")), 100).as_deref(),
+            key_select(
+                &events,
+                SIGNED,
+                &[1],
+                &key,
+                Some("by_user"),
+                Walk::After(Some("77")),
+                100
+            )
+            .as_deref(),
             Some(
-                "SELECT `id` FROM `events` WHERE `user_id` IN (1) AND `id` > 77 ORDER BY `id` LIMIT 100"
+                "SELECT `id` FROM `events` FORCE INDEX (`by_user`) WHERE `user_id` IN (1) \
+                 AND `id` > 77 ORDER BY `id` LIMIT 100"
             )
         );
         assert_eq!(
@@ -574,7 +602,7 @@ mod tests {
         );
         let big = i64::MAX as u64 + 1;
         assert_eq!(
-            key_select(&events, SIGNED, &[big], &key, Walk::Any, 5),
+            key_select(&events, SIGNED, &[big], &key, None, Walk::Any, 5),
             None
         );
     }
@@ -587,7 +615,16 @@ mod tests {
              via = [{ table = \"orders\", key = \"user_id\", value = \"id\" }]\n",
         );
         assert_eq!(
-            key_select(&shipping, UNSIGNED, &[4], &id("id"), Walk::After(None), 10).as_deref(),
+            key_select(
+                &shipping,
+                UNSIGNED,
+                &[4],
+                &id("id"),
+                Some("x"),
+                Walk::After(None),
+                10
+            )
+            .as_deref(),
             Some(
                 "SELECT DISTINCT `t0`.`id` FROM `shipping` AS `t0` JOIN `orders` AS `h1` \
                  ON `t0`.`order_id` = `h1`.`id` WHERE `h1`.`user_id` IN (4) \

@@ -266,6 +266,11 @@ async fn read_schema(conn: &mut Conn) -> anyhow::Result<Schema> {
             .filter(|(_, name, _, _, columns)| name == "PRIMARY" && *columns == 1)
             .map(|(table, _, column, _, _)| (table.clone(), column.clone()))
             .collect(),
+        lone_indexes: indexes
+            .iter()
+            .filter(|(_, name, _, _, columns)| name != "PRIMARY" && *columns == 1)
+            .map(|(table, name, column, _, _)| ((table.clone(), column.clone()), name.clone()))
+            .collect(),
         indexed: indexes
             .into_iter()
             .map(|(table, _, column, _, _)| (table, column))
