@@ -311,7 +311,7 @@ impl MySql {
     /// Records these users in a transaction of their own, after their last
     /// chunk: the first erasure is the one recorded.
     async fn record_alone(&mut self, set: &[Removal]) -> Result<u64, StoreError> {
-        if self.record.is_none() {
+        if self.record.is_none() || !self.writes_record {
             return Ok(0);
         }
         self.run("START TRANSACTION", "", "START TRANSACTION")
