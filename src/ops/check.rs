@@ -353,6 +353,7 @@ pub fn grants(database: &str, map: &Map, record: Option<&Identifier>, grantee: &
         set.insert("INSERT");
     }
     let mut text = String::from("-- user-purge (the job): least privilege for the erasure map\n");
+    let verify_order = order.clone();
     for table in order {
         // SELECT first, then the rest in alphabetical order.
         let mut list: Vec<&str> = privileges[table].iter().copied().collect();
@@ -365,6 +366,22 @@ pub fn grants(database: &str, map: &Map, record: Option<&Identifier>, grantee: &
          -- {}\n",
         sql::grant_schema_read(database, "'user_purge_check'@'%'")
     ));
+    // verify reads what the job erases and the record; --repair erases with
+    // the job's own statements and writes nothing to the record.
+    if record.is_some() {
+        text.push_str(
+            "-- user-purge verify reads the same tables and the record: SELECT only, e.g.\n",
+        );
+        for table in &verify_order {
+            text.push_str(&format!(
+                "-- {}\n",
+                sql::grant(&["SELECT"], database, table, "'user_purge_verify'@'%'")
+            ));
+        }
+        text.push_str(
+            "-- user-purge verify --repair needs the job's privileges above (no INSERT is used)\n",
+        );
+    }
     text
 }
 
@@ -540,6 +557,20 @@ mod tests {
                 "GRANT SELECT, UPDATE ON `app`.`invoices` TO 'purger'@'%';",
                 "GRANT SELECT, DELETE ON `app`.`users` TO 'purger'@'%';",
                 "GRANT SELECT, INSERT ON `app`.`erased` TO 'purger'@'%';",
+            ]
+        );
+        // verify's account reads the same tables and the record.
+        let verify: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("'user_purge_verify'"))
+            .collect();
+        assert_eq!(
+            verify,
+            [
+                "-- GRANT SELECT ON `app`.`sessions` TO 'user_purge_verify'@'%';",
+                "-- GRANT SELECT ON `app`.`invoices` TO 'user_purge_verify'@'%';",
+                "-- GRANT SELECT ON `app`.`users` TO 'user_purge_verify'@'%';",
+                "-- GRANT SELECT ON `app`.`erased` TO 'user_purge_verify'@'%';",
             ]
         );
     }

@@ -710,6 +710,48 @@ mod tests {
     }
 
     #[test]
+    fn verify_counts_each_users_rows_as_the_erasure_would_find_them() {
+        assert_eq!(
+            findings_select(&delete("accounts", "uid"), TEXT, &[1, 20]).as_deref(),
+            Some(
+                "SELECT `uid`, COUNT(*) FROM `accounts` WHERE `uid` IN ('1','20') \
+                 AND `uid` REGEXP '^[0-9]+$' GROUP BY `uid`"
+            )
+        );
+        let shipping = entry(
+            "[[redact]]\ntable = \"shipping\"\ncolumn = \"order_id\"\nnull = [\"address\"]\n\
+             via = [{ table = \"orders\", key = \"user_id\", value = \"id\" }]\n",
+        );
+        assert_eq!(
+            findings_select(&shipping, UNSIGNED, &[4]).as_deref(),
+            Some(
+                "SELECT `h1`.`user_id`, COUNT(*) FROM `shipping` AS `t0` JOIN `orders` AS `h1` \
+                 ON `t0`.`order_id` = `h1`.`id` WHERE `h1`.`user_id` IN (4) \
+                 AND NOT (`t0`.`address` <=> NULL) GROUP BY `h1`.`user_id`"
+            )
+        );
+        assert_eq!(
+            record_page(
+                &id("erased"),
+                Some("'2026-01-01 00:00:00.000'"),
+                Some("77"),
+                10
+            ),
+            "SELECT `user_id` FROM `erased` WHERE `erased_at` >= '2026-01-01 00:00:00.000' \
+             AND `user_id` > 77 ORDER BY `user_id` LIMIT 10"
+        );
+        assert_eq!(
+            record_page(&id("erased"), None, None, 10),
+            "SELECT `user_id` FROM `erased` ORDER BY `user_id` LIMIT 10"
+        );
+        assert_eq!(
+            datetime_literal("2026-01-01 00:00:00.000").as_deref(),
+            Some("'2026-01-01 00:00:00.000'")
+        );
+        assert_eq!(datetime_literal("2026' OR 1"), None);
+    }
+
+    #[test]
     fn keys_are_written_back_exactly() {
         assert_eq!(
             key_literal(&KeyKind::Integer, b"-42").as_deref(),
