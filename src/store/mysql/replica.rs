@@ -74,11 +74,16 @@ impl Replicas {
     pub async fn lags(&mut self) -> anyhow::Result<Vec<Lag>> {
         let mut lags = Vec::with_capacity(self.replicas.len());
         for replica in &mut self.replicas {
-            let rows: Vec<Row> = replica.conn.query(replica.status).await.with_context(|| {
-                format!(
-                    "cannot read the lag of replica {} ({})",
+            let rows: Vec<Row> = replica.conn.query(replica.status).await.map_err(|error| {
+                let what = match &error {
+                    // The server went away, or the network between.
+                    mysql_async::Error::Io(_) => "lost the connection to",
+                    _ => "cannot read the lag of",
+                };
+                anyhow::Error::new(error).context(format!(
+                    "{what} replica {} ({})",
                     replica.name, replica.status
-                )
+                ))
             })?;
             let columns: Vec<Vec<(String, Option<String>)>> = rows.iter().map(named).collect();
             let seconds = worst_lag(&columns).map_err(|problem| {
