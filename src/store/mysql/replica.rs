@@ -10,7 +10,6 @@ use anyhow::Context as _;
 use mysql_async::prelude::Queryable as _;
 use mysql_async::{Conn, Opts, OptsBuilder, Row, Value};
 
-use super::describe;
 use crate::config::Database;
 
 /// One replica's lag, as it reported it.
@@ -45,9 +44,10 @@ impl Replicas {
     pub async fn connect(database: &Database) -> anyhow::Result<Replicas> {
         let mut replicas = Vec::with_capacity(database.replicas.len());
         for url in &database.replicas {
-            let name = describe(url.expose());
+            // Checked at load (`check_url`): it parses.
             let opts = replica_opts(database, url.expose())
-                .with_context(|| format!("replica {name} has an invalid URL"))?;
+                .context("a --replica-url is not a valid URL")?;
+            let name = describe(&opts);
             let mut conn = Conn::new(opts)
                 .await
                 .with_context(|| format!("cannot reach replica {name}"))?;
@@ -125,6 +125,19 @@ fn replica_opts(database: &Database, url: &str) -> anyhow::Result<Opts> {
         .ssl_opts(tls)
         .pass(password)
         .into())
+}
+
+/// Where a replica is, without its password: the form of
+/// `store::mysql::describe`, which this module cannot name, because that
+/// module names this one (and the modules' graph has no circles).
+fn describe(opts: &Opts) -> String {
+    format!(
+        "mysql://{}@{}:{}/{}",
+        opts.user().unwrap_or(""),
+        opts.ip_or_hostname(),
+        opts.tcp_port(),
+        opts.db_name().unwrap_or("")
+    )
 }
 
 /// `SHOW REPLICA STATUS` where the server knows it (MariaDB 10.5.1, MySQL
@@ -298,6 +311,14 @@ mod tests {
         ] {
             assert_eq!(status_statement(version), statement, "{version}");
         }
+    }
+
+    #[test]
+    fn a_replica_is_described_as_the_primary_is() {
+        let url = "mysql://app:s3cret@replica.example:3307/app";
+        let described = describe(&Opts::from_url(url).unwrap());
+        assert_eq!(described, super::super::describe(url));
+        assert_eq!(described, "mysql://app@replica.example:3307/app");
     }
 
     #[test]
