@@ -104,6 +104,35 @@ fn execute(runtime: &tokio::runtime::Runtime, command: Command) -> Outcome {
             "publish",
             runtime.block_on(ops::publish(&project, &credentials, &topic, &events)),
         ),
+        Command::Verify(verify) => {
+            let (verified, outcome) = runtime.block_on(ops::verify::verify(&verify, |f| {
+                println!("{}", outcome::json(f));
+                warn!(
+                    "{}: {} rows of erased user {} in {}.{}",
+                    f.finding, f.rows, f.user_id, f.table, f.column
+                );
+            }));
+            match outcome.error() {
+                Some(e) => failed(&outcome, e),
+                None => info!(
+                    "{} users checked, {} findings (exit {})",
+                    verified.users_checked,
+                    verified.findings,
+                    outcome.exit().code()
+                ),
+            }
+            println!("{}", outcome::json(&verified));
+            if let (Some(metrics), false) = (
+                &verify.metrics,
+                matches!(outcome, Outcome::DatabaseFailed(_)),
+            ) {
+                let found = verified.remaining.unwrap_or(verified.findings);
+                if let Err(e) = metrics::push_verify(&metrics.gateway, &metrics.instance, found) {
+                    warn!("cannot push metrics to {}: {e}", metrics.gateway);
+                }
+            }
+            outcome
+        }
         Command::Check(check) => match runtime.block_on(ops::check(&check)) {
             Ok(Checked::Grants(grants)) => {
                 print!("{grants}");

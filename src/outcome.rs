@@ -108,7 +108,7 @@ impl Exit {
                 "the pass completed (also when there was nothing to do; malformed messages \
                  were handed back and are counted in the summary)"
             }
-            Exit::Findings => "(check only) the check found places the erasure map misses",
+            Exit::Findings => "(check, verify) found places the map misses, or erased users' data",
             Exit::Config => {
                 "configuration or usage error (or a subscription that cannot replay); \
                  nothing was changed; no retry can help"

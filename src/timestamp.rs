@@ -21,6 +21,13 @@ pub fn format_micros(time: SystemTime) -> String {
     format!("{time:.6}")
 }
 
+/// `2026-11-26 07:04:47.123`, UTC, as a `DATETIME(3)` column holds the
+/// erasure record's `UTC_TIMESTAMP(3)`.
+pub fn format_datetime(time: SystemTime) -> String {
+    let time = Timestamp::try_from(time.max(UNIX_EPOCH)).unwrap_or(Timestamp::MAX);
+    time.strftime("%Y-%m-%d %H:%M:%S%.3f").to_string()
+}
+
 /// Reads RFC 3339, `2026-11-26T07:00:00Z` or `2026-11-26 08:00:00.5+01:00`,
 /// and what else jiff's grammar (Temporal's ISO 8601) reads as one instant:
 /// `+0100`, `+01`, no seconds, `20261126T070000Z`. A time without an offset is
@@ -38,6 +45,12 @@ pub fn parse(text: &str) -> Result<SystemTime, String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_datetime_is_utc_with_milliseconds() {
+        let time = super::parse("2026-11-26T08:04:47.1234+01:00").unwrap();
+        assert_eq!(super::format_datetime(time), "2026-11-26 07:04:47.123");
+    }
+
     use super::*;
     use std::time::Duration;
 

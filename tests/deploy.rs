@@ -1339,7 +1339,7 @@ impl Help {
     /// (The check's own codes are never a run's.)
     fn retryable_codes(&self) -> BTreeSet<u64> {
         let config = self.config_error_codes();
-        let check_only = self.codes_described_by("(check only)");
+        let check_only = self.codes_described_by("(check, verify)");
         self.exit_codes
             .keys()
             .filter(|code| **code != 0 && !config.contains(code) && !check_only.contains(code))

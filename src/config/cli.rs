@@ -75,6 +75,11 @@ pub(super) enum Sub {
     /// foreign-key cascades do not cover (read-only; never contacts Pub/Sub).
     #[command(after_help = outcome::exit_codes_help(&CHECK_EXITS))]
     Check(CheckArgs),
+    /// Look for data of the users in the erasure record that came back (a
+    /// restore, a writer), in every entry of the map; read-only unless
+    /// --repair; never contacts Pub/Sub.
+    #[command(after_help = outcome::exit_codes_help(&VERIFY_EXITS))]
+    Verify(VerifyArgs),
     /// Publish well-formed UserEventData messages, for drills and demos.
     Publish(PublishArgs),
 }
@@ -296,6 +301,37 @@ pub(super) enum SnapshotCommand {
 }
 
 #[derive(Args, Debug)]
+pub(super) struct VerifyArgs {
+    #[command(flatten)]
+    pub(super) database: DatabaseArgs,
+
+    /// Only the users erased at or after this RFC 3339 time.
+    #[arg(long, value_name = "TIME")]
+    pub(super) since: Option<String>,
+
+    /// Most finding lines printed (1 to 1,000,000); the totals count them all.
+    #[arg(long, default_value_t = 1_000, allow_negative_numbers = true)]
+    pub(super) max_findings: i64,
+
+    /// Erase what was found, with the job's own statements, then check again.
+    /// Writes nothing new to the erasure record.
+    #[arg(long)]
+    pub(super) repair: bool,
+
+    /// Most rows one DELETE or UPDATE of the repair touches.
+    #[arg(long, env = "CHUNK_ROWS", default_value_t = super::CHUNK_ROWS as i64, allow_negative_numbers = true)]
+    pub(super) chunk_rows: i64,
+
+    /// http:// URL of a Prometheus Pushgateway for the verify's gauges.
+    #[arg(long, env = "PUSHGATEWAY_URL")]
+    pub(super) pushgateway_url: Option<String>,
+
+    /// The `instance` label of the pushed gauges (default: the record table).
+    #[arg(long, env = "METRICS_INSTANCE")]
+    pub(super) metrics_instance: Option<String>,
+}
+
+#[derive(Args, Debug)]
 pub(super) struct PublishArgs {
     /// Topic to publish on: an id, or projects/P/topics/T.
     #[arg(long)]
@@ -327,6 +363,14 @@ pub(super) enum EventKind {
 
 /// The codes `user-purge check` exits with.
 const CHECK_EXITS: [Exit; 4] = [Exit::Success, Exit::Findings, Exit::Config, Exit::Database];
+
+const VERIFY_EXITS: [Exit; 5] = [
+    Exit::Success,
+    Exit::Findings,
+    Exit::Config,
+    Exit::Database,
+    Exit::PartiallyCompleted,
+];
 
 fn after_help() -> String {
     format!(

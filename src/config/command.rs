@@ -8,13 +8,13 @@ use std::time::Duration;
 
 use super::cli::{
     self, Cli, CredentialArgs, DatabaseArgs, EventKind, PublishArgs, RunArgs, SnapshotCommand, Sub,
-    SubscriptionArgs,
+    SubscriptionArgs, VerifyArgs,
 };
 use super::map::{Identifier, Map};
 use super::secret::{self, Secret};
 use super::{
     Admin, BATCH_SIZE_LIMIT, CHUNK_ROWS, Check, Config, ConfigError, Credentials, Database,
-    MAX_MESSAGES_LIMIT, MAX_REPLICA_LAG, Metrics, PassSettings, ReplayTo, SubscriptionName,
+    MAX_MESSAGES_LIMIT, MAX_REPLICA_LAG, Metrics, PassSettings, ReplayTo, SubscriptionName, Verify,
     credentials, invalid, parse_snapshot, parse_time, read_secret_file, topic_name,
 };
 use crate::event::event_type;
@@ -32,6 +32,8 @@ pub enum Command {
     CreateSnapshot(Admin, String),
     /// Check the schema against the map, or print the grants it needs.
     Check(Box<Check>),
+    /// Look for erased users' data that came back, and maybe erase it again.
+    Verify(Box<Verify>),
     /// Publish these (event type, user id) events on the topic.
     Publish {
         project: String,
@@ -110,6 +112,7 @@ fn command(cli: Cli) -> Result<Command, ConfigError> {
                 ))
             }),
         Some(Sub::Publish(args)) => publish(args),
+        Some(Sub::Verify(args)) => verify(args).map(|v| Command::Verify(Box::new(v))),
         Some(Sub::Check(args)) => {
             // The run's default limits: the check only reads.
             let lock_wait = Duration::from_secs(cli::LOCK_WAIT_TIMEOUT);
@@ -137,18 +140,7 @@ fn run_config(args: RunArgs) -> Result<Config, ConfigError> {
         seconds("lock_wait_timeout", args.lock_wait_timeout)?,
         seconds("statement_timeout", args.statement_timeout)?,
     )?;
-    database.chunk_rows = u64::try_from(args.chunk_rows)
-        .ok()
-        .filter(|n| (CHUNK_ROWS_MIN..=CHUNK_ROWS_MAX).contains(n))
-        .ok_or_else(|| {
-            invalid(
-                "chunk_rows",
-                format!(
-                    "must be from {CHUNK_ROWS_MIN} to {CHUNK_ROWS_MAX}, got {}",
-                    args.chunk_rows
-                ),
-            )
-        })?;
+    database.chunk_rows = chunk_rows(args.chunk_rows)?;
     for url in args.replica_url.into_iter().filter(|u| !u.is_empty()) {
         mysql::check_url(&url).map_err(|problem| invalid("replica_url", problem))?;
         database.replicas.push(Secret::new(url));
@@ -185,24 +177,11 @@ fn run_config(args: RunArgs) -> Result<Config, ConfigError> {
     if !(1..=600_000).contains(&args.pull_timeout_ms) {
         return Err(invalid("pull_timeout_ms", "must be from 1 to 600000"));
     }
-    let metrics = match args.pushgateway_url.filter(|u| !u.is_empty()) {
-        // The client speaks plain HTTP only: a Pushgateway is normally
-        // reached inside the cluster or the host.
-        Some(url) if url.starts_with("http://") && url.len() > "http://".len() => Some(Metrics {
-            gateway: url,
-            instance: args
-                .metrics_instance
-                .filter(|i| !i.is_empty())
-                .unwrap_or_else(|| subscription.id.clone()),
-        }),
-        Some(url) => {
-            return Err(invalid(
-                "pushgateway_url",
-                format!("{url:?} is not an http:// URL (https is not supported)"),
-            ));
-        }
-        None => None,
-    };
+    let metrics = metrics(
+        args.pushgateway_url,
+        args.metrics_instance,
+        &subscription.id,
+    )?;
     let credentials = pubsub.credentials;
     Ok(Config {
         subscription,
@@ -217,6 +196,74 @@ fn run_config(args: RunArgs) -> Result<Config, ConfigError> {
         },
         metrics,
     })
+}
+
+/// Validates `verify`'s settings.
+fn verify(args: VerifyArgs) -> Result<Verify, ConfigError> {
+    let lock_wait = Duration::from_secs(cli::LOCK_WAIT_TIMEOUT);
+    let statement = Duration::from_secs(cli::STATEMENT_TIMEOUT);
+    let mut database = database(args.database, lock_wait, statement)?;
+    let Some(record) = database.record.clone() else {
+        return Err(invalid(
+            "erasure_record",
+            "verify checks the users of the erasure record: give its table",
+        ));
+    };
+    database.chunk_rows = chunk_rows(args.chunk_rows)?;
+    let since = match args.since.filter(|s| !s.is_empty()) {
+        Some(since) => Some(parse_time("since", &since)?),
+        None => None,
+    };
+    let max_findings = usize::try_from(args.max_findings)
+        .ok()
+        .filter(|n| (1..=1_000_000).contains(n))
+        .ok_or_else(|| invalid("max_findings", "must be from 1 to 1000000"))?;
+    Ok(Verify {
+        database,
+        since,
+        max_findings,
+        repair: args.repair,
+        metrics: metrics(args.pushgateway_url, args.metrics_instance, record.as_str())?,
+    })
+}
+
+/// `--chunk-rows`, in its range.
+fn chunk_rows(rows: i64) -> Result<u64, ConfigError> {
+    u64::try_from(rows)
+        .ok()
+        .filter(|n| (CHUNK_ROWS_MIN..=CHUNK_ROWS_MAX).contains(n))
+        .ok_or_else(|| {
+            invalid(
+                "chunk_rows",
+                format!("must be from {CHUNK_ROWS_MIN} to {CHUNK_ROWS_MAX}, got {rows}"),
+            )
+        })
+}
+
+/// Where to push metrics, if anywhere: an http:// Pushgateway, and the
+/// instance label (`default` unless given).
+fn metrics(
+    url: Option<String>,
+    instance: Option<String>,
+    default: &str,
+) -> Result<Option<Metrics>, ConfigError> {
+    match url.filter(|u| !u.is_empty()) {
+        // The client speaks plain HTTP only: a Pushgateway is normally
+        // reached inside the cluster or the host.
+        Some(url) if url.starts_with("http://") && url.len() > "http://".len() => {
+            Ok(Some(Metrics {
+                gateway: url,
+                instance: instance
+                    .filter(|i| !i.is_empty())
+                    .unwrap_or_else(|| default.to_owned()),
+            }))
+        }
+        Some(url) => Err(invalid(
+            "pushgateway_url",
+            format!("{url:?} is not an http:// URL (https is not supported)"),
+        )),
+        None => Ok(None),
+    }
 }
 
 /// Validates where and what to erase: the URL, the map (or the one table),

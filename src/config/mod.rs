@@ -28,6 +28,18 @@ pub struct Check {
     pub grants: Option<String>,
 }
 
+/// What `user-purge verify` works on.
+#[derive(Debug)]
+pub struct Verify {
+    /// The job's database settings; the record is set.
+    pub database: Database,
+    /// Only the users erased at or after this.
+    pub since: Option<std::time::SystemTime>,
+    pub max_findings: usize,
+    pub repair: bool,
+    pub metrics: Option<Metrics>,
+}
+
 /// Where the erasure goes, validated.
 #[derive(Debug, Clone)]
 pub struct Database {

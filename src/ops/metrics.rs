@@ -187,11 +187,57 @@ fn escape(text: &str, quoted: Quoted) -> String {
 /// The group's URL: `<gateway>/metrics/job/user-purge/instance@base64/<instance>`.
 /// Base64 lets the instance hold any character, `/` included.
 pub fn group_url(gateway: &str, instance: &str) -> String {
+    job_url(gateway, JOB, instance)
+}
+
+/// `verify`'s group: its own job, so that pushing it never replaces the
+/// run's gauges (a push replaces its whole group).
+pub fn verify_group_url(gateway: &str, instance: &str) -> String {
+    job_url(gateway, VERIFY_JOB, instance)
+}
+
+fn job_url(gateway: &str, job: &str, instance: &str) -> String {
     format!(
-        "{}/metrics/job/{JOB}/instance@base64/{}",
+        "{}/metrics/job/{job}/instance@base64/{}",
         gateway.trim_end_matches('/'),
         base64url(instance.as_bytes())
     )
+}
+
+/// The Pushgateway job of `verify`'s gauges.
+const VERIFY_JOB: &str = "user-purge-verify";
+
+/// `verify`'s gauges: what it found, and when it ran.
+pub fn render_verify(findings: u64, finished: SystemTime) -> String {
+    let now = finished
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    let mut text = Text::default();
+    text.gauge(
+        "user_purge_verify_findings",
+        "Places where the last verify found data of erased users.",
+        findings as f64,
+    );
+    text.gauge(
+        "user_purge_verify_last_run_timestamp_seconds",
+        "When the last verify that read the whole record ended.",
+        now,
+    );
+    text.into_string()
+}
+
+/// Pushes `verify`'s gauges; a failure is for the log only.
+pub fn push_verify(gateway: &str, instance: &str, findings: u64) -> Result<(), String> {
+    let agent = ureq::Agent::config_builder()
+        .timeout_global(Some(PUSH_TIMEOUT))
+        .build()
+        .new_agent();
+    agent
+        .post(&verify_group_url(gateway, instance))
+        .header("Content-Type", CONTENT_TYPE)
+        .send(render_verify(findings, SystemTime::now()))
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 /// Pushes the run's metrics. A failure is returned for the log only: it never

@@ -6,6 +6,7 @@
 
 pub mod check;
 pub mod metrics;
+pub mod verify;
 
 use check::Finding;
 

@@ -59,6 +59,8 @@ pub struct Schema {
     pub foreign_keys: Vec<ForeignKey>,
     /// (table, column) of every column that is the first of an index.
     pub indexed: BTreeSet<(String, String)>,
+    /// (table, column) → the name of an index of that column alone.
+    pub lone_indexes: BTreeMap<(String, String), String>,
     /// (table, column) of every column that a unique index holds alone: its
     /// values name one row each.
     pub unique: BTreeSet<(String, String)>,
@@ -210,8 +212,10 @@ pub enum Bound {
     /// The entry's own column holds the user id and is unique: a statement
     /// over n users touches at most n rows.
     PerUser,
-    /// The rows are taken a chunk at a time by this single-column key.
-    Key(Identifier, KeyKind),
+    /// The rows are taken a chunk at a time by this single-column key; one
+    /// user's rows are walked through the index named, if any: the entry's
+    /// column alone, so that (column, key) is a range.
+    Key(Identifier, KeyKind, Option<String>),
     /// No key to take chunks by: one statement over the users (a `chunked`
     /// entry is refused instead).
     Unbounded,
@@ -274,7 +278,15 @@ impl Schema {
             }
         }
         match self.chunk_key(&entry.table) {
-            Some((key, kind)) => Ok(Bound::Key(key, kind)),
+            Some((key, kind)) => Ok(Bound::Key(
+                key,
+                kind,
+                entry
+                    .via
+                    .is_empty()
+                    .then(|| self.lone_indexes.get(&own).cloned())
+                    .flatten(),
+            )),
             None if entry.chunked => Err(format!(
                 "it is chunked, but {} has no single-column primary key (or unique NOT NULL \
                  key) of an integer or text type to take chunks by",
@@ -663,6 +675,9 @@ mod tests {
             schema.indexed.insert((table.into(), key.into()));
         }
         schema.indexed.insert(("events".into(), "user_id".into()));
+        schema
+            .lone_indexes
+            .insert(("events".into(), "user_id".into()), "by_user".into());
         let map = Map::parse(
             "m.toml",
             &format!(
@@ -680,7 +695,10 @@ mod tests {
         let checked = schema.check(&map, None).unwrap();
         assert_eq!(
             checked.bounds,
-            [Bound::Key(id("id"), KeyKind::Integer), Bound::PerUser]
+            [
+                Bound::Key(id("id"), KeyKind::Integer, Some("by_user".into())),
+                Bound::PerUser
+            ]
         );
         // A text key is written back in its own character set.
         let (mut schema, map) = events(true);
@@ -693,7 +711,8 @@ mod tests {
                 id("code"),
                 KeyKind::Text {
                     charset: "utf8mb4".into()
-                }
+                },
+                Some("by_user".into())
             )
         );
     }

@@ -263,11 +263,13 @@ impl MySql {
         walk: Walk<'_>,
         limit: u64,
     ) -> Result<Vec<String>, StoreError> {
-        let Bound::Key(key, key_kind) = &self.bounds[i] else {
+        let Bound::Key(key, key_kind, index) = &self.bounds[i] else {
             unreachable!("keys are selected only for an entry with a key");
         };
         let (entry, kind) = &self.entries[i];
-        let Some(select) = sql::key_select(entry, *kind, user_ids, key, walk, limit) else {
+        let Some(select) =
+            sql::key_select(entry, *kind, user_ids, key, index.as_deref(), walk, limit)
+        else {
             return Ok(Vec::new());
         };
         let key_kind = key_kind.clone();
@@ -296,7 +298,7 @@ impl MySql {
         if keys.is_empty() {
             return Ok(0);
         }
-        let Bound::Key(key, _) = &self.bounds[i] else {
+        let Bound::Key(key, ..) = &self.bounds[i] else {
             unreachable!("keys are erased only for an entry with a key");
         };
         let (entry, kind) = &self.entries[i];
@@ -309,7 +311,7 @@ impl MySql {
     /// Records these users in a transaction of their own, after their last
     /// chunk: the first erasure is the one recorded.
     async fn record_alone(&mut self, set: &[Removal]) -> Result<u64, StoreError> {
-        if self.record.is_none() {
+        if self.record.is_none() || !self.writes_record {
             return Ok(0);
         }
         self.run("START TRANSACTION", "", "START TRANSACTION")

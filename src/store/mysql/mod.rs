@@ -22,6 +22,7 @@ use crate::store::{Chunked, Erased, Refusal, Removal, Store, StoreError};
 
 mod chunk;
 pub mod replica;
+pub mod verify;
 
 /// Checks a `mysql://` URL without contacting anything. The problem it returns
 /// never repeats the URL, which holds the password.
@@ -266,6 +267,11 @@ async fn read_schema(conn: &mut Conn) -> anyhow::Result<Schema> {
             .filter(|(_, name, _, _, columns)| name == "PRIMARY" && *columns == 1)
             .map(|(table, _, column, _, _)| (table.clone(), column.clone()))
             .collect(),
+        lone_indexes: indexes
+            .iter()
+            .filter(|(_, name, _, _, columns)| name != "PRIMARY" && *columns == 1)
+            .map(|(table, name, column, _, _)| ((table.clone(), column.clone()), name.clone()))
+            .collect(),
         indexed: indexes
             .into_iter()
             .map(|(table, _, column, _, _)| (table, column))
@@ -413,12 +419,32 @@ pub struct MySql {
     replica_wait: Duration,
     /// Chunks committed so far, for the log.
     chunks_committed: u64,
+    /// Whether erasures are recorded: `verify --repair` writes nothing new
+    /// to the record.
+    writes_record: bool,
+}
+
+/// What a connection is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    Run,
+    Verify,
 }
 
 impl MySql {
     /// Connects, then checks the map and the record against the schema, so
     /// that a wrong setting fails here, before any message is received.
     pub async fn connect(database: &Database) -> anyhow::Result<MySql> {
+        MySql::connect_for(database, Purpose::Run).await
+    }
+
+    /// Connects for `verify`: the record is read, never written; its
+    /// privileges are not probed, so a read-only account can check.
+    pub async fn connect_verify(database: &Database) -> anyhow::Result<MySql> {
+        MySql::connect_for(database, Purpose::Verify).await
+    }
+
+    async fn connect_for(database: &Database, purpose: Purpose) -> anyhow::Result<MySql> {
         let mut conn = open(database).await?;
         let max_allowed_packet: Option<u64> = conn
             .query_first("SELECT @@max_allowed_packet")
@@ -443,7 +469,7 @@ impl MySql {
         let replicas = replica::Replicas::connect(database)
             .await
             .map_err(|error| error.context("nothing was received"))?;
-        if let Some((table, _)) = &record {
+        if let (Some((table, _)), Purpose::Run) = (&record, purpose) {
             // Privileges and a read-only server are checked when a statement
             // starts, even one that writes no row.
             conn.query_drop(sql::record_probe(table))
@@ -482,6 +508,7 @@ impl MySql {
             max_replica_lag: database.max_replica_lag,
             replica_wait: Duration::ZERO,
             chunks_committed: 0,
+            writes_record: purpose == Purpose::Run,
         })
     }
 
@@ -584,7 +611,7 @@ impl MySql {
     /// warnings. Duplicates (the user is recorded already) are the only
     /// warnings it may give. Returns the rows written.
     async fn record(&mut self, removals: &[Removal]) -> Result<u64, StoreError> {
-        let Some((table, kind)) = &self.record else {
+        let Some((table, kind)) = self.record.as_ref().filter(|_| self.writes_record) else {
             return Ok(0);
         };
         let Some((statement, listed)) = sql::record_statement(table, *kind, removals) else {

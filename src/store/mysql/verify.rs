@@ -1,0 +1,99 @@
+//! What `user-purge verify` reads: the erasure record's users, page by page,
+//! and each map entry's rows of those users that should not be there.
+
+use mysql_async::prelude::Queryable as _;
+
+use super::{MySql, classify};
+use crate::store::StoreError;
+use crate::store::sql::{self, IdKind};
+
+/// Rows of one recorded user in one entry that should not be there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    /// The entry of the map.
+    pub entry: usize,
+    pub user_id: u64,
+    pub rows: u64,
+}
+
+impl MySql {
+    /// The next `limit` users of the erasure record after `after` (in the
+    /// column's order), erased at or after `since` (a UTC `DATETIME`), and
+    /// the last value read, to go on from. Values that are not a user id the
+    /// job writes (canonical digits) are skipped: no erasure wrote them.
+    pub async fn record_page(
+        &mut self,
+        since: Option<&str>,
+        after: Option<&str>,
+        limit: u64,
+    ) -> Result<(Vec<u64>, Option<String>), StoreError> {
+        let Some((table, kind)) = self.record.clone() else {
+            return Ok((Vec::new(), None));
+        };
+        let since = since.and_then(sql::datetime_literal);
+        let select = sql::record_page(&table, since.as_deref(), after, limit);
+        let values: Vec<Vec<u8>> = self
+            .conn
+            .query(select)
+            .await
+            .map_err(|error| classify(error, table.as_str(), "reading the erasure record"))?;
+        let last = values.last().map(|value| {
+            let digits = !value.is_empty() && value.iter().all(u8::is_ascii_digit);
+            match (kind, digits) {
+                (IdKind::Integer { .. }, _) => String::from_utf8_lossy(value).into_owned(),
+                (IdKind::Text { .. }, true) => format!("'{}'", String::from_utf8_lossy(value)),
+                // Never written by the job; compared in the column's own order.
+                (IdKind::Text { .. }, false) => sql::key_literal(
+                    &sql::KeyKind::Text {
+                        charset: "utf8mb4".into(),
+                    },
+                    value,
+                )
+                .unwrap_or_default(),
+            }
+        });
+        let ids = values
+            .iter()
+            .filter_map(|value| {
+                let text = std::str::from_utf8(value).ok()?;
+                let id: u64 = text.parse().ok()?;
+                (id.to_string() == text).then_some(id)
+            })
+            .collect();
+        Ok((ids, last))
+    }
+
+    /// Every entry's rows of these users that an erasure would have removed
+    /// (a delete's rows, a redaction's rows not redacted), read by the
+    /// entry's index, as the erasure compares ids.
+    pub async fn found(&mut self, user_ids: &[u64]) -> Result<Vec<Found>, StoreError> {
+        let mut found = Vec::new();
+        for i in 0..self.entries.len() {
+            let (entry, kind) = &self.entries[i];
+            let Some(select) = sql::findings_select(entry, *kind, user_ids) else {
+                continue;
+            };
+            let table = entry.table.as_str().to_owned();
+            let rows: Vec<(Vec<u8>, u64)> = self.conn.query(select).await.map_err(|error| {
+                classify(
+                    error,
+                    &table,
+                    &format!("verifying entry {} on {table}", i + 1),
+                )
+            })?;
+            for (user, count) in rows {
+                // Digits only, by the condition (a text column's REGEXP).
+                let Some(user_id) = std::str::from_utf8(&user).ok().and_then(|u| u.parse().ok())
+                else {
+                    continue;
+                };
+                found.push(Found {
+                    entry: i,
+                    user_id,
+                    rows: count,
+                });
+            }
+        }
+        Ok(found)
+    }
+}
