@@ -1812,6 +1812,14 @@ async fn check_grants_prints_exactly_the_least_privileges() {
     .await;
     run.assert_code(0);
     assert_eq!(grants(&run), full_map_grants(&env, default));
+    // What --replica-url needs, as a comment: the check knows no replica.
+    assert!(
+        run.stdout
+            .lines()
+            .any(|line| line.starts_with("-- GRANT REPLICA MONITOR ON *.* TO 'user_purge'@'%';")),
+        "no grant for the replicas' lag:\n{}",
+        run.stdout
+    );
 
     let run = check(&env, &["--grants"], &pubsub).await;
     run.assert_code(0);

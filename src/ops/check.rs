@@ -318,8 +318,10 @@ fn suggest_via(entry: &Entry, key: &str) -> String {
 /// The least-privilege grants the job needs: `SELECT, DELETE` on the tables
 /// it deletes from, `SELECT, UPDATE` on those it redacts, `SELECT, INSERT` on
 /// the erasure record (`SELECT` because the statements read the id column,
-/// and the job reads the columns' types at connect); then, as a comment, the
-/// read-only grant for the check's own account.
+/// and the job reads the columns' types at connect); then, as comments, what
+/// the job's account needs on each replica to read its lag, and the read-only
+/// grant for the check's own account. The replicas' lines are comments: the
+/// check knows neither whether there are any nor which server they run.
 pub fn grants(database: &str, map: &Map, record: Option<&Identifier>, grantee: &str) -> String {
     let mut privileges: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
     let mut order: Vec<&str> = Vec::new();
@@ -361,6 +363,16 @@ pub fn grants(database: &str, map: &Map, record: Option<&Identifier>, grantee: &
         text.push_str(&sql::grant(&list, database, table, grantee));
         text.push('\n');
     }
+    // MariaDB split the old REPLICATION CLIENT in 10.5; SHOW REPLICA STATUS
+    // moved to REPLICATION SLAVE ADMIN, then, from 10.5.9, to REPLICA MONITOR.
+    text.push_str(&format!(
+        "-- on each --replica-url, for its lag (SHOW REPLICA STATUS):\n\
+         -- {} -- MariaDB 10.5.9 and later (SLAVE MONITOR is the same; \
+         REPLICATION SLAVE ADMIN on 10.5.0 to 10.5.8)\n\
+         -- {} -- MySQL, and MariaDB before 10.5\n",
+        sql::grant_global("REPLICA MONITOR", grantee),
+        sql::grant_global("REPLICATION CLIENT", grantee)
+    ));
     text.push_str(&format!(
         "-- user-purge check reads the whole schema; give it an account of its own:\n\
          -- {}\n",
@@ -571,6 +583,21 @@ mod tests {
                 "-- GRANT SELECT ON `app`.`invoices` TO 'user_purge_verify'@'%';",
                 "-- GRANT SELECT ON `app`.`users` TO 'user_purge_verify'@'%';",
                 "-- GRANT SELECT ON `app`.`erased` TO 'user_purge_verify'@'%';",
+            ]
+        );
+        // What the lag query needs on each replica, for the same account.
+        let replicas: Vec<&str> = text
+            .lines()
+            .skip_while(|l| !l.starts_with("-- on each --replica-url"))
+            .take(3)
+            .collect();
+        assert_eq!(
+            replicas[..],
+            [
+                "-- on each --replica-url, for its lag (SHOW REPLICA STATUS):",
+                "-- GRANT REPLICA MONITOR ON *.* TO 'purger'@'%'; -- MariaDB 10.5.9 and later \
+                 (SLAVE MONITOR is the same; REPLICATION SLAVE ADMIN on 10.5.0 to 10.5.8)",
+                "-- GRANT REPLICATION CLIENT ON *.* TO 'purger'@'%'; -- MySQL, and MariaDB before 10.5",
             ]
         );
     }

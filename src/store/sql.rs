@@ -461,6 +461,12 @@ pub fn grant(privileges: &[&str], database: &str, table: &str, grantee: &str) ->
     )
 }
 
+/// `GRANT REPLICA MONITOR ON *.* TO grantee;`: a server-wide privilege,
+/// which only `*.*` can carry.
+pub fn grant_global(privilege: &str, grantee: &str) -> String {
+    format!("GRANT {privilege} ON *.* TO {grantee};")
+}
+
 /// `GRANT SELECT ON `db`.* TO grantee;`: the whole schema, read-only.
 pub fn grant_schema_read(database: &str, grantee: &str) -> String {
     format!("GRANT SELECT ON {}.* TO {grantee};", quote(database))
@@ -824,6 +830,10 @@ mod tests {
         assert_eq!(
             grant_schema_read("app", "'c'@'%'"),
             "GRANT SELECT ON `app`.* TO 'c'@'%';"
+        );
+        assert_eq!(
+            grant_global("REPLICATION CLIENT", "'u'@'%'"),
+            "GRANT REPLICATION CLIENT ON *.* TO 'u'@'%';"
         );
     }
 

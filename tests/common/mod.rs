@@ -10,6 +10,7 @@
 //! - `backlog`: a mixed backlog, the invariant after it, and recovery runs;
 //! - `private`: MariaDB, emulator and Pushgateway instances of a test's own;
 //! - `proxy`: a slow link in front of the emulator;
+//! - `replication`: a private MariaDB primary and its replica, made to lag;
 //! - `scratch`: scratch directories, and openssl run in one;
 //! - `stand_ins`: sockets standing in for the services, for bad configuration;
 //! - `wait`: waiting for an event, never longer than a deadline.
@@ -41,6 +42,7 @@ pub mod backlog;
 pub mod erasure;
 pub mod private;
 pub mod proxy;
+pub mod replication;
 pub mod scratch;
 pub mod stand_ins;
 pub mod wait;
