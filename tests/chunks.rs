@@ -18,9 +18,10 @@
 //!   row is gone, and recovery runs finish the erasure;
 //! - a chunked redaction over more rows than a chunk (some already NULL)
 //!   terminates, and redacts every row once;
-//! - `--max-duration` stops a heavy chunked erasure at a chunk boundary: the
-//!   user is carried over (exit 0, `"carried_over": 1`, the message handed
-//!   back) and the next run finishes it; with a refused user as well, exit 6;
+//! - `--max-duration` stops a heavy chunked erasure at a chunk boundary (a
+//!   chunk held on a locked row past the deadline): the user is carried over
+//!   (exit 0, `"carried_over": 1`, the message handed back) and the next run
+//!   finishes it; with a refused user as well, exit 6;
 //! - a chunked table with a foreign key to a mapped table, or without a
 //!   single-column primary key, is exit 4 at connect.
 
@@ -216,8 +217,9 @@ fn assert_summary(run: &Run, code: i32, fields: &[(&str, u64)]) {
     );
 }
 
-/// A run must end within this, or the test fails with its log.
-const RUN_LIMIT: Duration = Duration::from_secs(300);
+/// A run must end within this, or the test fails with its log: longer than
+/// the longest `--max-duration` of these tests.
+const RUN_LIMIT: Duration = Duration::from_secs(700);
 
 /// Runs the job to its end (at most [`RUN_LIMIT`]), at the debug level, so
 /// that each committed chunk shows in the log.
@@ -256,6 +258,11 @@ async fn a_heavy_user_neither_fails_the_batch_nor_holds_back_the_others() {
         RECORD,
         "--statement-timeout",
         "3",
+        // A heavy user of an atomic entry is erased in one transaction, and
+        // rolled back when the run's time is up: on two shared cores its
+        // 200 chunks take longer than the default 120 s.
+        "--max-duration",
+        "600",
     ];
     let first = purge(&env, &args).await;
     println!("first run: {}", first.stdout.trim());
@@ -372,7 +379,10 @@ async fn a_chunked_entry_commits_transactions_of_at_most_the_chunk_rows() {
             let rows = rows.unwrap_or(0);
             largest = largest.max(rows);
             seen += u64::from(rows > 0);
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            // InnoDB refreshes what innodb_trx shows only when nobody has
+            // read it for 100 ms: a faster poll would read one stale
+            // snapshot forever.
+            tokio::time::sleep(Duration::from_millis(150)).await;
         }
     };
     assert!(
@@ -793,32 +803,70 @@ async fn a_chunked_redaction_terminates_and_redacts_every_row() {
 // Carried over
 // ---------------------------------------------------------------------------
 
-/// Users 1..=4; user 1 with 500,000 activity rows, the others with 10. In
-/// chunks of 100 (each its own commit), that is 5,000 transactions: far
-/// more than two seconds on any machine.
+/// User 1's activity rows: 50 chunks of 1,000.
+const HEAVY_ROWS: u64 = 50_000;
+
+/// Users 1..=4; user 1 with [`HEAVY_ROWS`] activity rows (keys 1 to
+/// 50,000), the others with 10.
 async fn carry_world() -> (TestEnv, Rows) {
     let env = world(4).await;
     env.sql(&rows_table("activity")).await;
     env.sql(RECORD_DDL).await;
-    add_rows(&env, "activity", 1, 500_000).await;
+    add_rows(&env, "activity", 1, HEAVY_ROWS).await;
     add_rows_each(&env, "activity", (2, 4), 10).await;
     let before = rows(&env, &["activity"]).await;
     (env, before)
 }
 
-fn carry_args(map: &str, chunk_rows: &str, max_duration: &str) -> Vec<String> {
+/// The first run's `--max-duration`.
+const SHORT_RUN: u64 = 10;
+
+fn carry_args(map: &str, max_duration: u64) -> Vec<String> {
     [
         "--erasure-map",
         map,
         "--erasure-record",
         RECORD,
         "--chunk-rows",
-        chunk_rows,
+        "1000",
         "--max-duration",
-        max_duration,
+        &max_duration.to_string(),
     ]
     .map(str::to_owned)
     .to_vec()
+}
+
+/// Runs the job with a [`SHORT_RUN`] whose erasure of user 1 cannot be done
+/// in time on any machine: a row early in user 1's activity (key 5,000) is
+/// locked, and released only once the job's chunk has waited on it for
+/// longer than the whole `--max-duration` (as the server's processlist
+/// tells). That chunk then commits after the deadline, and the job must
+/// stop at the next chunk boundary, with user 1 half done.
+async fn run_past_the_deadline(env: &TestEnv, args: &[&str]) -> Run {
+    let mut lock = env.own_connection().await;
+    lock.query_drop("START TRANSACTION").await.unwrap();
+    lock.query_drop("SELECT id FROM activity WHERE id = 5000 FOR UPDATE")
+        .await
+        .unwrap();
+    let mut job = env.spawn(args, &[("RUST_LOG", "debug")]);
+    let blocked = format!(
+        "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
+         WHERE DB = '{}' AND USER = '{}' AND INFO LIKE '%activity%' AND TIME_MS > {}",
+        env.database,
+        env.user,
+        SHORT_RUN * 1_000 + 500
+    );
+    let what = "a chunk of the job to wait on the locked row past --max-duration";
+    let waited = job
+        .until(env.wait_for_number(what, &blocked, Duration::from_millis(100), |n| n > 0))
+        .await;
+    assert!(
+        waited,
+        "the job ended before its chunk reached the locked row:\n{}",
+        job.log()
+    );
+    release(lock).await;
+    job.finish_within(env, RUN_LIMIT).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -828,9 +876,9 @@ async fn a_user_too_heavy_for_one_run_is_carried_over_to_the_next() {
     let maps = MapDir::new();
     let map = maps.write_arg(&map(&[chunked("activity"), USERS.to_owned()]));
 
-    let args = carry_args(&map, "100", "2");
+    let args = carry_args(&map, SHORT_RUN);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let first = purge(&env, &args).await;
+    let first = run_past_the_deadline(&env, &args).await;
     println!("first run: {}", first.stdout.trim());
     assert_summary(
         &first,
@@ -838,22 +886,30 @@ async fn a_user_too_heavy_for_one_run_is_carried_over_to_the_next() {
         &[
             ("received", 2),
             ("acked", 1),
+            ("nacked", 1),
             ("carried_over", 1),
             ("refused", 0),
         ],
     );
     assert_eq!(first.outcome(), "completed");
     assert_eq!(
-        lines_with(&first, "carried over to the next run").len(),
+        lines_with(&first, "carried over to the next run:").len(),
         1,
         "one line for the one carried-over user:\n{}",
         first.stderr
     );
-    first.assert_logged("user 1 carried over to the next run");
+    first.assert_logged("user 1 carried over to the next run: ");
     let now = rows(&env, &["activity"]).await;
     assert_eq!(now.of("activity", &set([2])), 0, "user 2 is erased");
     let left = now.of("activity", &set([1]));
-    assert!(left > 0, "user 1's erasure was to be unfinished");
+    assert!(
+        left > 0 && left <= HEAVY_ROWS - 5_000,
+        "user 1's chunks up to the locked row committed, not the rest: {left} rows left"
+    );
+    assert_eq!(
+        first.count("chunks"),
+        lines_with(&first, "committed chunk ").len() as u64
+    );
     assert_eq!(
         recorded(&env).await,
         set([2]),
@@ -865,7 +921,7 @@ async fn a_user_too_heavy_for_one_run_is_carried_over_to_the_next() {
         "the carried-over user's message is handed back"
     );
 
-    let args = carry_args(&map, "100000", "600");
+    let args = carry_args(&map, 600);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let second = purge(&env, &args).await;
     println!("second run: {}", second.stdout.trim());
@@ -881,7 +937,7 @@ async fn a_user_too_heavy_for_one_run_is_carried_over_to_the_next() {
     );
     assert_eq!(
         rows_in(&first, "activity") + rows_in(&second, "activity"),
-        500_010,
+        HEAVY_ROWS + 10,
         "the two runs' `tables` count each row once"
     );
     assert_eq!(
@@ -904,10 +960,10 @@ async fn a_run_with_refused_and_carried_over_users_exits_6() {
     env.publish_removals([1, 2, 3]).await;
     let maps = MapDir::new();
     let map = maps.write_arg(&map(&[chunked("activity"), USERS.to_owned()]));
-    let args = carry_args(&map, "100", "2");
+    let args = carry_args(&map, SHORT_RUN);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
 
-    let run = purge(&env, &args).await;
+    let run = run_past_the_deadline(&env, &args).await;
     println!("{}", run.stdout.trim());
     assert_summary(
         &run,
@@ -921,13 +977,14 @@ async fn a_run_with_refused_and_carried_over_users_exits_6() {
         ],
     );
     assert_eq!(run.outcome(), "partially_completed");
-    run.assert_logged("user 1 carried over to the next run");
+    run.assert_logged("user 1 carried over to the next run: ");
     assert_eq!(
         users_refused_in_log(&run.stderr, "users", "legal hold"),
         set([3])
     );
     let now = rows(&env, &["activity"]).await;
     assert_eq!(now.of("activity", &set([2])), 0);
+    assert!(now.of("activity", &set([1])) > 0);
     assert_eq!(now.tables["activity"][&3], before.tables["activity"][&3]);
     assert!(now.users.contains(&3));
     assert_eq!(recorded(&env).await, set([2]));
@@ -972,7 +1029,7 @@ async fn a_chunked_table_without_a_key_to_walk_or_with_a_foreign_key_is_exit_4_a
         (
             "a foreign key to the users table",
             "activity",
-            "activity_user",
+            "foreign key activity.user_id -> users.id",
         ),
         ("a two-column primary key", "visits", "primary key"),
         ("no primary key", "clicks", "primary key"),
