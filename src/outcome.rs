@@ -117,7 +117,9 @@ impl Exit {
                 "Pub/Sub error (unreachable, permission denied, subscription not found); \
                  nothing was acknowledged; the next run retries"
             }
-            Exit::Database => "database error; nothing was acknowledged, every message comes back",
+            Exit::Database => {
+                "database error or a lagging replica; nothing was acknowledged, every message comes back"
+            }
             Exit::Ack => {
                 "deleted and committed, but some acknowledgements failed; those messages \
                  come back and their deletes repeat harmlessly"
@@ -264,6 +266,13 @@ pub struct Summary {
     pub nacked: usize,
     /// Users the database refused to erase; their messages were handed back.
     pub refused: usize,
+    /// Users left unfinished by the run's own limits (`--max-duration`, the
+    /// isolation limit, a replica that lagged): handed back for the next run.
+    pub carried_over: usize,
+    /// Committed chunks of the `chunked` entries.
+    pub chunks: u64,
+    /// Time spent waiting for the replicas.
+    pub replica_wait_ms: u64,
     /// Rounds of receive → erase → settle the run went through.
     pub rounds: usize,
     pub dry_run: bool,
@@ -534,6 +543,9 @@ mod tests {
                 acked: 5,
                 nacked: 2,
                 refused: 0,
+                carried_over: 1,
+                chunks: 3,
+                replica_wait_ms: 40,
                 rounds: 1,
                 dry_run: false,
                 elapsed_ms: 12,
@@ -541,7 +553,7 @@ mod tests {
         };
         assert_eq!(
             report.json_line(),
-            r#"{"outcome":"completed","received":7,"removed_ids":2,"deleted_rows":1,"tables":{"sessions":6,"users":1},"ignored":3,"malformed":2,"acked":5,"nacked":2,"refused":0,"rounds":1,"dry_run":false,"elapsed_ms":12}"#
+            r#"{"outcome":"completed","received":7,"removed_ids":2,"deleted_rows":1,"tables":{"sessions":6,"users":1},"ignored":3,"malformed":2,"acked":5,"nacked":2,"refused":0,"carried_over":1,"chunks":3,"replica_wait_ms":40,"rounds":1,"dry_run":false,"elapsed_ms":12}"#
         );
     }
 

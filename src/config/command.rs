@@ -13,9 +13,9 @@ use super::cli::{
 use super::map::{Identifier, Map};
 use super::secret::{self, Secret};
 use super::{
-    Admin, BATCH_SIZE_LIMIT, CHUNK_ROWS, Check, Config, ConfigError, Credentials, Database, MAX_MESSAGES_LIMIT,
-    MAX_REPLICA_LAG, Metrics, PassSettings, ReplayTo, SubscriptionName, credentials, invalid, parse_snapshot,
-    parse_time, read_secret_file, topic_name,
+    Admin, BATCH_SIZE_LIMIT, CHUNK_ROWS, Check, Config, ConfigError, Credentials, Database,
+    MAX_MESSAGES_LIMIT, MAX_REPLICA_LAG, Metrics, PassSettings, ReplayTo, SubscriptionName,
+    credentials, invalid, parse_snapshot, parse_time, read_secret_file, topic_name,
 };
 use crate::event::event_type;
 use crate::logging::LogFormat;

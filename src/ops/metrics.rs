@@ -61,6 +61,21 @@ pub fn render(report: &Report, finished: SystemTime) -> String {
             s.refused as f64,
         ),
         (
+            "user_purge_users_carried_over",
+            "Users the last run left for the next one (--max-duration, a lagging replica).",
+            s.carried_over as f64,
+        ),
+        (
+            "user_purge_chunks",
+            "Committed chunks of the chunked entries in the last run.",
+            s.chunks as f64,
+        ),
+        (
+            "user_purge_replica_wait_seconds",
+            "How long the last run waited for lagging replicas.",
+            s.replica_wait_ms as f64 / 1000.0,
+        ),
+        (
             "user_purge_rounds",
             "Rounds of receive, erase and acknowledge in the last run.",
             s.rounds as f64,

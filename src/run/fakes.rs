@@ -3,7 +3,7 @@
 //! [`Log`], so a test can assert the order of the calls across both seams: no
 //! acknowledgement before the commit, lease renewals before the acks.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use crate::outcome::Signal;
 use crate::pubsub::{Received, Subscription, Wait};
-use crate::store::{Erased, Refusal, Removal, Store, StoreError};
+use crate::store::{Chunked, Erased, Refusal, Removal, Store, StoreError};
 
 /// The emulator answers at most this many messages per Pull.
 pub(super) const EMULATOR_PULL_CAP: usize = 100;
@@ -172,6 +172,9 @@ impl FakeSubscription {
             refusing: HashSet::new(),
             erased: Vec::new(),
             tables: vec!["users".into()],
+            heavy: HashMap::new(),
+            lagging_until: None,
+            replica_wait: Duration::ZERO,
         }
     }
 
@@ -311,6 +314,12 @@ pub(super) struct FakeStore {
     pub(super) erased: Vec<u64>,
     /// Its one table.
     pub(super) tables: Vec<String>,
+    /// Users with more rows than a chunk, and how long erasing them alone
+    /// takes; at the deadline it stops (rolled back).
+    pub(super) heavy: HashMap<u64, Duration>,
+    /// The replicas lag until then.
+    pub(super) lagging_until: Option<tokio::time::Instant>,
+    pub(super) replica_wait: Duration,
 }
 
 impl FakeStore {
@@ -320,6 +329,19 @@ impl FakeStore {
 
     pub(super) fn failing(self) -> FakeStore {
         FakeStore { fail: true, ..self }
+    }
+
+    pub(super) fn heavy(self, user: u64, takes: Duration) -> FakeStore {
+        let mut heavy = self.heavy.clone();
+        heavy.insert(user, takes);
+        FakeStore { heavy, ..self }
+    }
+
+    pub(super) fn lagging_for(self, lag: Duration) -> FakeStore {
+        FakeStore {
+            lagging_until: Some(tokio::time::Instant::now() + lag),
+            ..self
+        }
     }
 
     pub(super) fn refusing(self, users: impl IntoIterator<Item = u64>) -> FakeStore {
@@ -344,9 +366,66 @@ impl Store for FakeStore {
         self.tables.len() - 1
     }
 
-    async fn erase(&mut self, removals: &[Removal]) -> Result<Erased, StoreError> {
+    fn chunked_tables(&self) -> Vec<&str> {
+        Vec::new()
+    }
+
+    async fn wait_for_replicas(
+        &mut self,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), StoreError> {
+        let Some(until) = self.lagging_until else {
+            return Ok(());
+        };
+        let now = tokio::time::Instant::now();
+        if until > deadline {
+            tokio::time::sleep_until(deadline.max(now)).await;
+            self.replica_wait += deadline.saturating_duration_since(now);
+            return Err(StoreError::Lagging(
+                "replica fake lagged until --max-duration: replication stopped (limit 5 s)".into(),
+            ));
+        }
+        tokio::time::sleep_until(until).await;
+        self.replica_wait += until.saturating_duration_since(now);
+        Ok(())
+    }
+
+    fn replica_wait(&self) -> Duration {
+        self.replica_wait
+    }
+
+    async fn erase_chunked(
+        &mut self,
+        _removals: &[Removal],
+        _deadline: tokio::time::Instant,
+    ) -> Result<Chunked, StoreError> {
+        unreachable!("the fake has no chunked entries")
+    }
+
+    async fn erase(
+        &mut self,
+        removals: &[Removal],
+        deadline: tokio::time::Instant,
+    ) -> Result<Erased, StoreError> {
         let user_ids: Vec<u64> = removals.iter().map(|r| r.user_id).collect();
         self.log.push(Call::DeleteStarted(user_ids.clone()));
+        let heavy: Vec<u64> = user_ids
+            .iter()
+            .copied()
+            .filter(|id| self.heavy.contains_key(id))
+            .collect();
+        match heavy[..] {
+            [] => {}
+            [user] if user_ids.len() == 1 => {
+                let done = tokio::time::Instant::now() + self.heavy[&user];
+                if done > deadline {
+                    tokio::time::sleep_until(deadline).await;
+                    return Err(StoreError::OutOfTime);
+                }
+                tokio::time::sleep_until(done).await;
+            }
+            _ => return Err(StoreError::Heavy(heavy)),
+        }
         if !self.delay.is_zero() {
             tokio::time::sleep(self.delay).await;
         }
@@ -365,6 +444,7 @@ impl Store for FakeStore {
         Ok(Erased {
             rows: vec![user_ids.iter().filter(|id| self.users.contains(id)).count() as u64],
             recorded: 0,
+            chunks: 0,
         })
     }
 

@@ -24,7 +24,7 @@ use log::{debug, info, warn};
 use crate::config::{Config, PassSettings};
 use crate::outcome::{self, ExitBy, Outcome, Report, Signal, Summary};
 use crate::pubsub::{Subscription, google::PubSub};
-use crate::store::{Store, mysql};
+use crate::store::{Store, StoreError, mysql};
 
 pub mod erase;
 mod lease;
@@ -148,6 +148,7 @@ pub async fn pass<S: Subscription, D: Store>(
         deadline: tokio::time::Instant::now() + settings.max_duration,
         held_back: Vec::new(),
         exit_by: None,
+        committed: false,
         summary,
     };
     let mut report = run.rounds(shutdown).await;
@@ -209,6 +210,9 @@ struct Run<'a, S, D> {
     held_back: Vec<String>,
     /// Set once the run must stop: everything it still does ends by then.
     exit_by: Option<ExitBy>,
+    /// Whether an erasure of this run has committed: a replica that lags
+    /// afterwards carries the rest over, rather than failing the run.
+    committed: bool,
     summary: Summary,
 }
 
@@ -237,6 +241,9 @@ impl<S: Subscription, D: Store> Run<'_, S, D> {
                 Round::MoreMayCome => {}
             }
         };
+        if let Mode::Erase(store) = &self.mode {
+            self.summary.replica_wait_ms = store.replica_wait().as_millis() as u64;
+        }
         let Run {
             subscription,
             lease,
@@ -278,6 +285,11 @@ impl<S: Subscription, D: Store> Run<'_, S, D> {
         batch: usize,
         mut shutdown: Shutdown<'_, F>,
     ) -> Round {
+        // A database that cannot take the work now gets no Pull: each
+        // delivery counts toward the dead-letter limit.
+        if let Err(round) = self.replicas_ready(shutdown.as_mut()).await {
+            return round;
+        }
         // Receive.
         let receiving = Instant::now();
         let received = receive::receive(
@@ -330,7 +342,15 @@ impl<S: Subscription, D: Store> Run<'_, S, D> {
         };
 
         // Erase, before any acknowledgement.
-        let erasure = match erase_users(store, &plan, shutdown.as_mut()).await {
+        let erased = erase_users(
+            store,
+            &plan,
+            self.deadline,
+            self.committed,
+            shutdown.as_mut(),
+        )
+        .await;
+        let erasure = match erased {
             Ok(erasure) => erasure,
             Err(outcome) => {
                 if matches!(outcome, Outcome::Interrupted(_)) {
@@ -346,7 +366,10 @@ impl<S: Subscription, D: Store> Run<'_, S, D> {
         let users_entry = store.users_entry();
         self.summary.deleted_rows += erasure.erased.rows.get(users_entry).copied().unwrap_or(0);
         self.summary.refused += erasure.refused.len();
+        self.summary.carried_over += erasure.carried.len();
+        self.summary.chunks += erasure.erased.chunks;
         let kept: BTreeSet<u64> = erasure.kept().collect();
+        self.committed |= plan.removals().len() > kept.len();
 
         // Settle: acknowledge; the hand-backs wait for the end of the run,
         // under the lease, so that later rounds do not take them again.
@@ -360,6 +383,39 @@ impl<S: Subscription, D: Store> Run<'_, S, D> {
             Round::MoreMayCome
         } else {
             Round::Done
+        }
+    }
+
+    /// Waits for the replicas before a round's first Pull. When the wait
+    /// runs out, the run ends: with its work so far when it has committed
+    /// some (the rest is the next run's), else as a database failure.
+    async fn replicas_ready<F: Future<Output = Signal>>(
+        &mut self,
+        shutdown: Shutdown<'_, F>,
+    ) -> Result<(), Round> {
+        let Mode::Erase(store) = &mut self.mode else {
+            return Ok(());
+        };
+        let waited = tokio::select! {
+            waited = store.wait_for_replicas(self.deadline) => waited,
+            signal = shutdown => {
+                self.exit_by = Some(ExitBy::now());
+                return Err(Round::Stopped(Outcome::Interrupted(signal)));
+            }
+        };
+        match waited {
+            Ok(()) => Ok(()),
+            Err(StoreError::Lagging(line)) if self.committed => {
+                info!("{line}; the next run goes on");
+                Err(Round::Stopped(Outcome::Completed))
+            }
+            Err(StoreError::Lagging(line)) => Err(Round::Stopped(Outcome::DatabaseFailed(
+                anyhow::anyhow!("{line}; no message was received"),
+            ))),
+            Err(error) => Err(Round::Stopped(Outcome::DatabaseFailed(
+                erase::failure(error)
+                    .context("the replicas' lag could not be read; no message was received"),
+            ))),
         }
     }
 
@@ -430,12 +486,16 @@ impl<S: Subscription, D: Store> Run<'_, S, D> {
 }
 
 /// Erases the plan's users in one transaction, isolating those the database
-/// refuses. On failure or a signal nothing was committed (or, if COMMIT had
-/// already landed, the redelivered messages repeat it harmlessly), and the
-/// caller hands every message back.
+/// refuses, then their chunked entries. On failure or a signal nothing was
+/// committed (or, if COMMIT had already landed, the redelivered messages
+/// repeat it harmlessly), and the caller hands every message back. A
+/// replica lagging until the deadline carries the users over when the run
+/// has `committed` work already, and fails it otherwise.
 async fn erase_users<D: Store>(
     store: &mut D,
     plan: &Plan,
+    deadline: tokio::time::Instant,
+    committed: bool,
     shutdown: Shutdown<'_, impl Future<Output = Signal>>,
 ) -> Result<erase::Erasure, Outcome> {
     let removals = plan.removals();
@@ -447,7 +507,7 @@ async fn erase_users<D: Store>(
     // connection that is dropped with the store at the end of the run, so it
     // rolls back.
     let erased = tokio::select! {
-        erased = erase::erase(store, removals) => erased,
+        erased = erase::erase(store, removals, deadline) => erased,
         signal = shutdown => {
             warn!("stopped by {signal:?} before the delete committed; handing every message back");
             return Err(Outcome::Interrupted(signal));
@@ -456,18 +516,37 @@ async fn erase_users<D: Store>(
     match erased {
         Ok(erasure) => {
             info!(
-                "deleted {} rows for {} users and committed in {} ms{}",
+                "deleted {} rows for {} users and committed in {} ms{}{}",
                 erasure.erased.rows.iter().sum::<u64>(),
-                removals.len() - erasure.refused.len() - erasure.deferred.len(),
+                removals.len() - erasure.refused.len() - erasure.carried.len(),
                 erasing.elapsed().as_millis(),
                 match erasure.refused.len() {
                     0 => String::new(),
                     n => format!("; {n} users refused"),
+                },
+                match erasure.carried.len() {
+                    0 => String::new(),
+                    n => format!("; {n} users carried over to the next run"),
                 }
             );
             Ok(erasure)
         }
-        Err(error) => Err(Outcome::DatabaseFailed(
+        Err(erase::Halt::Lagging(line)) if committed => {
+            for removal in removals {
+                info!(
+                    "user {} carried over to the next run: {line}",
+                    removal.user_id
+                );
+            }
+            Ok(erase::Erasure {
+                carried: removals.iter().map(|r| r.user_id).collect(),
+                ..erase::Erasure::default()
+            })
+        }
+        Err(erase::Halt::Lagging(line)) => Err(Outcome::DatabaseFailed(anyhow::anyhow!(
+            "{line}; nothing was committed, and every message was handed back"
+        ))),
+        Err(erase::Halt::Failed(error)) => Err(Outcome::DatabaseFailed(
             error.context("nothing was acknowledged; every message was handed back"),
         )),
     }

@@ -887,3 +887,98 @@ async fn an_empty_answer_among_full_ones_is_not_a_drained_subscription() {
     assert_eq!(subscription.waiting(), 0, "drained too early");
     assert_eq!(report.summary.acked, 900);
 }
+
+/// `settings(max_messages)` ending after `seconds`.
+fn lasting(max_messages: usize, seconds: u64) -> PassSettings {
+    PassSettings {
+        max_duration: Duration::from_secs(seconds),
+        ..settings(max_messages)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_heavy_user_goes_after_the_others_and_is_carried_over_when_time_is_up() {
+    let subscription = FakeSubscription::new(removals(10));
+    // Erasing user 3 alone would take longer than the run has.
+    let store = subscription.store().heavy(3, Duration::from_secs(500));
+    let report = run(
+        subscription.clone(),
+        connected(store),
+        &lasting(10, 60),
+        no_signal(),
+    )
+    .await;
+
+    assert_outcome(&report, "completed", 0);
+    let others: Vec<u64> = (1..=10).filter(|id| *id != 3).collect();
+    assert_eq!(
+        subscription.log.deletes(),
+        [(1..=10).collect(), others.clone(), vec![3]]
+    );
+    assert_eq!(subscription.handed_back(), ids(&["a3"]));
+    assert_eq!(subscription.acked().len(), 9);
+    subscription.assert_each_settled_once();
+    assert_eq!(report.summary.carried_over, 1);
+    assert_eq!(report.summary.refused, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_heavy_user_with_time_enough_is_erased_in_the_same_run() {
+    let subscription = FakeSubscription::new(removals(10));
+    let store = subscription.store().heavy(3, Duration::from_secs(20));
+    let report = run(
+        subscription.clone(),
+        connected(store),
+        &lasting(10, 60),
+        no_signal(),
+    )
+    .await;
+
+    assert_outcome(&report, "completed", 0);
+    assert_eq!(subscription.acked().len(), 10);
+    assert!(subscription.handed_back().is_empty());
+    assert_eq!(report.summary.carried_over, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_replica_lagging_for_the_whole_run_gets_no_pull_and_exits_4() {
+    let subscription = FakeSubscription::new(removals(10));
+    let store = subscription.store().lagging_for(Duration::from_secs(3_600));
+    let report = run(
+        subscription.clone(),
+        connected(store),
+        &lasting(10, 30),
+        no_signal(),
+    )
+    .await;
+
+    assert_outcome(&report, "database_error", 4);
+    let error = format!("{:#}", report.outcome.error().unwrap());
+    assert!(
+        error.contains("replica fake lagged") && error.contains("no message was received"),
+        "{error}"
+    );
+    // Not one delivery spent: every message is still waiting, untouched.
+    assert_eq!(subscription.waiting(), 10);
+    assert!(subscription.acked().is_empty() && subscription.handed_back().is_empty());
+    assert!(subscription.log.deletes().is_empty());
+    assert_eq!(report.summary.received, 0);
+    assert_eq!(report.summary.replica_wait_ms, 30_000);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_replica_that_catches_up_is_waited_for_and_the_run_completes() {
+    let subscription = FakeSubscription::new(removals(10));
+    let store = subscription.store().lagging_for(Duration::from_secs(7));
+    let report = run(
+        subscription.clone(),
+        connected(store),
+        &lasting(10, 60),
+        no_signal(),
+    )
+    .await;
+
+    assert_outcome(&report, "completed", 0);
+    assert_eq!(subscription.acked().len(), 10);
+    assert_eq!(report.summary.replica_wait_ms, 7_000);
+}

@@ -6,6 +6,10 @@
 //! facts and the checks made against them at connect (pure); and [`mysql`],
 //! the store on MySQL / MariaDB, the only module that talks to a server.
 
+use std::time::Duration;
+
+use tokio::time::Instant;
+
 pub mod mysql;
 pub mod schema;
 pub mod sql;
@@ -27,6 +31,19 @@ pub enum StoreError {
     /// a trigger's `SIGNAL`, a data error). The savepoint was rolled back; the
     /// transaction goes on, and the users are isolated.
     Refused(Refusal),
+    /// A statement ran past `--statement-timeout`. The savepoint was rolled
+    /// back; the users are split as refused ones are, and a user alone is
+    /// carried over to the next run.
+    TimedOut(Refusal),
+    /// These users have more rows in one entry than a chunk. The savepoint
+    /// was rolled back; each is erased alone, after the others.
+    Heavy(Vec<u64>),
+    /// The run's deadline came at a chunk boundary. The savepoint was rolled
+    /// back (or, outside a transaction, the chunks so far stay committed).
+    OutOfTime,
+    /// A replica still lagged past `--max-replica-lag` when the deadline
+    /// came: the line names it and its lag. Nothing was started.
+    Lagging(String),
     /// A deadlock rolled the whole transaction back. It is tried again.
     Deadlock(anyhow::Error),
     /// Anything else (connection lost, lock wait timeout, read-only, denied,
@@ -50,6 +67,8 @@ pub struct Erased {
     pub rows: Vec<u64>,
     /// Rows written to the erasure record (users already recorded add none).
     pub recorded: u64,
+    /// Committed chunks of the `chunked` entries.
+    pub chunks: u64,
 }
 
 impl Erased {
@@ -62,7 +81,21 @@ impl Erased {
             *sum += n;
         }
         self.recorded += other.recorded;
+        self.chunks += other.chunks;
     }
+}
+
+/// What [`Store::erase_chunked`] did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Chunked {
+    /// Rows per entry (zero for the atomic ones), chunks and records.
+    pub erased: Erased,
+    /// Users whose chunked rows are gone, and who are recorded.
+    pub done: Vec<u64>,
+    /// Users a chunk refused: their other rows are gone, but not these.
+    pub refused: Vec<(u64, Refusal)>,
+    /// Users left unfinished when the run's time ran out.
+    pub carried: Vec<u64>,
 }
 
 /// Where the users are erased.
@@ -73,14 +106,46 @@ pub trait Store {
     /// The entry of the users table, whose rows the summary's `deleted_rows`
     /// counts (`Map::users_entry` decides which).
     fn users_entry(&self) -> usize;
+    /// Whether the map has `chunked` entries, for [`Store::erase_chunked`].
+    fn has_chunked(&self) -> bool {
+        !self.chunked_tables().is_empty()
+    }
+    /// The tables of the `chunked` entries, in the map's order.
+    fn chunked_tables(&self) -> Vec<&str>;
+    /// Waits until no replica lags past the limit, keeping the connection
+    /// alive, or fails with [`StoreError::Lagging`] if `deadline` comes
+    /// first. Outside a transaction.
+    fn wait_for_replicas(
+        &mut self,
+        deadline: Instant,
+    ) -> impl Future<Output = Result<(), StoreError>>;
+    /// The time spent waiting for the replicas so far.
+    fn replica_wait(&self) -> Duration;
     /// Starts a transaction.
     fn begin(&mut self) -> impl Future<Output = Result<(), StoreError>>;
     /// Erases these users inside the transaction, under a savepoint, with
-    /// every statement of the erasure map, and records them.
-    /// On [`StoreError::Refused`] it has rolled back to the savepoint, so the
-    /// users' erasure is undone in every table, and the transaction is still
-    /// usable.
-    fn erase(&mut self, removals: &[Removal]) -> impl Future<Output = Result<Erased, StoreError>>;
+    /// every atomic (not `chunked`) statement of the erasure map, no
+    /// statement touching more than a chunk of rows, and records them unless
+    /// the map has chunked entries. A single user's chunks stop at
+    /// `deadline` ([`StoreError::OutOfTime`]).
+    /// On [`StoreError::Refused`], `TimedOut`, `Heavy` and `OutOfTime` it has
+    /// rolled back to the savepoint, so the users' erasure is undone in every
+    /// table, and the transaction is still usable.
+    fn erase(
+        &mut self,
+        removals: &[Removal],
+        deadline: Instant,
+    ) -> impl Future<Output = Result<Erased, StoreError>>;
+    /// Erases the `chunked` entries' rows of these users (whose atomic part
+    /// has committed), in committed transactions of at most a chunk each,
+    /// waiting for the replicas before each; then records the users that are
+    /// done. Outside any transaction. An error means the connection failed:
+    /// what committed stays, and the users' messages go back.
+    fn erase_chunked(
+        &mut self,
+        removals: &[Removal],
+        deadline: Instant,
+    ) -> impl Future<Output = Result<Chunked, StoreError>>;
     /// Commits the transaction.
     fn commit(&mut self) -> impl Future<Output = Result<(), StoreError>>;
     /// Rolls the transaction back; errors are the connection's end anyway.

@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::config::map::{Action, Entry, Identifier, Map};
-use crate::store::sql::{self, IdKind, RECORD_COLUMNS};
+use crate::store::sql::{self, IdKind, KeyKind, RECORD_COLUMNS};
 
 /// One column, as `INFORMATION_SCHEMA.COLUMNS` describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -195,11 +195,94 @@ fn in_latin1(c: char) -> bool {
         || WINDOWS_1252.contains(&c)
 }
 
-/// What the checks found usable: each entry's id kind, and the record's.
+/// What the checks found usable: each entry's id kind and bound, and the
+/// record's id kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checked {
     pub entries: Vec<IdKind>,
+    pub bounds: Vec<Bound>,
     pub record: Option<IdKind>,
+}
+
+/// How an entry's statements stay within a chunk of rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bound {
+    /// The entry's own column holds the user id and is unique: a statement
+    /// over n users touches at most n rows.
+    PerUser,
+    /// The rows are taken a chunk at a time by this single-column key.
+    Key(Identifier, KeyKind),
+    /// No key to take chunks by: one statement over the users (a `chunked`
+    /// entry is refused instead).
+    Unbounded,
+}
+
+impl Schema {
+    /// The key an entry's rows are chunked by: the table's single-column
+    /// primary key, or else a unique `NOT NULL` one, of an integer, text or
+    /// binary type (whose values are written back exactly).
+    fn chunk_key(&self, table: &Identifier) -> Option<(Identifier, KeyKind)> {
+        let name = table.as_str().to_owned();
+        let primary = self.primary.get(&name).into_iter();
+        let unique = self
+            .unique
+            .iter()
+            .filter(|(t, _)| *t == name)
+            .map(|(_, column)| column);
+        primary.chain(unique).find_map(|column| {
+            let id = Identifier::parse(column).ok()?;
+            let info = self.column(table, &id)?;
+            if info.nullable {
+                return None;
+            }
+            let kind = match info.data_type.to_ascii_lowercase().as_str() {
+                "tinyint" | "smallint" | "mediumint" | "int" | "integer" | "bigint" => {
+                    KeyKind::Integer
+                }
+                "char" | "varchar" => KeyKind::Text {
+                    charset: info.charset.clone()?,
+                },
+                "binary" | "varbinary" => KeyKind::Binary,
+                _ => return None,
+            };
+            Some((id, kind))
+        })
+    }
+
+    /// How an entry's statements are bounded, or why a chunked one cannot be.
+    fn bound(&self, map: &Map, entry: &Entry) -> Result<Bound, String> {
+        let own = (
+            entry.table.as_str().to_owned(),
+            entry.column.as_str().to_owned(),
+        );
+        if entry.via.is_empty() && !entry.chunked && self.unique.contains(&own) {
+            return Ok(Bound::PerUser);
+        }
+        if entry.chunked {
+            let mapped: BTreeSet<&str> = map.entries().iter().map(|e| e.table.as_str()).collect();
+            if let Some(fk) = self
+                .foreign_keys
+                .iter()
+                .find(|fk| fk.child == entry.table.as_str() && mapped.contains(fk.parent.as_str()))
+            {
+                return Err(format!(
+                    "it is chunked, but its table holds the foreign key {}.{} -> {}.{} (ON DELETE \
+                     {}) to a table of the map: chunked tables must be leaves, erased after the \
+                     atomic transaction; drop chunked = true or the key",
+                    fk.child, fk.column, fk.parent, fk.parent_column, fk.on_delete
+                ));
+            }
+        }
+        match self.chunk_key(&entry.table) {
+            Some((key, kind)) => Ok(Bound::Key(key, kind)),
+            None if entry.chunked => Err(format!(
+                "it is chunked, but {} has no single-column primary key (or unique NOT NULL \
+                 key) of an integer or text type to take chunks by",
+                entry.table
+            )),
+            None => Ok(Bound::Unbounded),
+        }
+    }
 }
 
 impl Schema {
@@ -212,6 +295,7 @@ impl Schema {
     /// it returns names the entry, the table and the column.
     pub fn check(&self, map: &Map, record: Option<&Identifier>) -> Result<Checked, String> {
         let mut entries = Vec::with_capacity(map.entries().len());
+        let mut bounds = Vec::with_capacity(map.entries().len());
         for (i, entry) in map.entries().iter().enumerate() {
             let at = || format!("entry {} ({})", i + 1, entry.describe());
             let missing = |column: &Identifier| {
@@ -266,13 +350,21 @@ impl Schema {
                 }
             }
             entries.push(kind);
+            bounds.push(
+                self.bound(map, entry)
+                    .map_err(|why| format!("{}: {why}", at()))?,
+            );
         }
         self.check_cascades(map)?;
         let record = match record {
             None => None,
             Some(table) => Some(self.check_record(map, &entries, table)?),
         };
-        Ok(Checked { entries, record })
+        Ok(Checked {
+            entries,
+            bounds,
+            record,
+        })
     }
 
     /// An entry's hops: each table and column exists, each hop's value names
@@ -548,12 +640,100 @@ mod tests {
     fn each_entry_gets_the_kind_of_its_id_column() {
         let checked = example().check(&map(), Some(&id("erased"))).unwrap();
         assert_eq!(
-            checked,
-            Checked {
-                entries: vec![UNSIGNED, IdKind::Text { max: u64::MAX }, INT],
-                record: Some(UNSIGNED),
-            }
+            checked.entries,
+            [UNSIGNED, IdKind::Text { max: u64::MAX }, INT]
         );
+        assert_eq!(checked.record, Some(UNSIGNED));
+        // No keys in this schema: nothing to take chunks by.
+        assert_eq!(checked.bounds, vec![Bound::Unbounded; 3]);
+    }
+
+    /// `events(id, user_id, code)` beside `users(id)`, with a map that
+    /// erases events (chunked or not) then users.
+    fn events(chunked: bool) -> (Schema, Map) {
+        let mut schema = schema(&[
+            ("events", "id", column("bigint", "bigint(20)", false)),
+            ("events", "user_id", column("bigint", "bigint(20)", false)),
+            ("events", "code", column("varchar", "varchar(10)", false)),
+            ("users", "id", column("int", "int(11)", false)),
+        ]);
+        for (table, key) in [("events", "id"), ("users", "id")] {
+            schema.primary.insert(table.into(), key.into());
+            schema.unique.insert((table.into(), key.into()));
+            schema.indexed.insert((table.into(), key.into()));
+        }
+        schema.indexed.insert(("events".into(), "user_id".into()));
+        let map = Map::parse(
+            "m.toml",
+            &format!(
+                "[[delete]]\ntable = \"events\"\ncolumn = \"user_id\"\nchunked = {chunked}\n\
+                 [[delete]]\ntable = \"users\"\ncolumn = \"id\"\n"
+            ),
+        )
+        .unwrap();
+        (schema, map)
+    }
+
+    #[test]
+    fn rows_are_chunked_by_the_primary_key_and_a_unique_user_column_per_user() {
+        let (schema, map) = events(false);
+        let checked = schema.check(&map, None).unwrap();
+        assert_eq!(
+            checked.bounds,
+            [Bound::Key(id("id"), KeyKind::Integer), Bound::PerUser]
+        );
+        // A text key is written back in its own character set.
+        let (mut schema, map) = events(true);
+        schema.primary.insert("events".into(), "code".into());
+        schema.unique.insert(("events".into(), "code".into()));
+        let checked = schema.check(&map, None).unwrap();
+        assert_eq!(
+            checked.bounds[0],
+            Bound::Key(
+                id("code"),
+                KeyKind::Text {
+                    charset: "utf8mb4".into()
+                }
+            )
+        );
+    }
+
+    #[test]
+    fn a_chunked_entry_needs_a_key_and_may_not_reference_the_map() {
+        let (mut schema, map) = events(true);
+        schema.primary.remove("events");
+        schema.unique.remove(&("events".into(), "id".into()));
+        let problem = schema.check(&map, None).unwrap_err();
+        assert!(
+            problem.starts_with("entry 1 ([[delete]] events): it is chunked, but events has no"),
+            "{problem}"
+        );
+        // Without chunked, the same table is erased in one statement.
+        let (mut schema, map) = events(false);
+        schema.primary.remove("events");
+        schema.unique.remove(&("events".into(), "id".into()));
+        assert_eq!(
+            schema.check(&map, None).unwrap().bounds[0],
+            Bound::Unbounded
+        );
+
+        for on_delete in ["CASCADE", "SET NULL", "RESTRICT"] {
+            let (mut schema, map) = events(true);
+            schema.foreign_keys.push(ForeignKey {
+                child: "events".into(),
+                column: "user_id".into(),
+                parent: "users".into(),
+                parent_column: "id".into(),
+                on_delete: on_delete.into(),
+            });
+            let problem = schema.check(&map, None).unwrap_err();
+            assert!(
+                problem.contains(&format!(
+                    "holds the foreign key events.user_id -> users.id (ON DELETE {on_delete})"
+                )),
+                "{problem}"
+            );
+        }
     }
 
     #[test]

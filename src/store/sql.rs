@@ -129,45 +129,186 @@ fn text_literal(text: &str) -> String {
 /// locks, the whole table. Every table has an alias, so a table that happens
 /// to be named like one of them cannot be mistaken for it.
 pub fn entry_statement(entry: &Entry, kind: IdKind, user_ids: &[u64]) -> Option<String> {
-    if entry.via.is_empty() {
-        let condition = where_in(&ident(&entry.column), kind, user_ids)?;
-        let table = ident(&entry.table);
-        return Some(match &entry.action {
-            Action::Delete => format!("DELETE FROM {table}{condition}"),
-            Action::Redact { null, replace } => {
-                format!(
-                    "UPDATE {table} SET {}{condition}",
-                    sets(None, null, replace)
-                )
+    let parts = Parts::new(entry, kind, user_ids)?;
+    Some(parts.statement(entry, ""))
+}
+
+/// The chunk's statement: [`entry_statement`] limited to the rows whose
+/// `key` is one of `keys` (literals from [`key_literal`]). The users'
+/// condition stays, so a row whose user changed since it was selected is
+/// left alone.
+pub fn keyed_statement(
+    entry: &Entry,
+    kind: IdKind,
+    user_ids: &[u64],
+    key: &Identifier,
+    keys: &[String],
+) -> Option<String> {
+    let parts = Parts::new(entry, kind, user_ids)?;
+    let restriction = format!(" AND {} IN ({})", parts.qualified(key), keys.join(","));
+    Some(parts.statement(entry, &restriction))
+}
+
+/// Which rows [`key_select`] takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Walk<'a> {
+    /// Any `limit` rows: the server stops at the limit.
+    Any,
+    /// Rows in key order, after this key (a literal) if given: one user's
+    /// rows along the index (user, key), without re-reading earlier chunks.
+    After(Option<&'a str>),
+}
+
+/// The next chunk's keys: `SELECT key FROM .. WHERE <the users> [AND NOT
+/// <redacted>] [AND key > after ORDER BY key] LIMIT n`. A redaction selects
+/// only the rows not yet redacted, compared null-safely (`<=>`, or NULL
+/// columns would never match), so that a loop over chunks ends when every
+/// row is, whatever the server reports as rows changed.
+pub fn key_select(
+    entry: &Entry,
+    kind: IdKind,
+    user_ids: &[u64],
+    key: &Identifier,
+    walk: Walk<'_>,
+    limit: u64,
+) -> Option<String> {
+    let parts = Parts::new(entry, kind, user_ids)?;
+    let key = parts.qualified(key);
+    // A join can meet a row twice (two hop rows with the same value).
+    let distinct = if entry.via.is_empty() {
+        ""
+    } else {
+        "DISTINCT "
+    };
+    let mut sql = format!(
+        "SELECT {distinct}{key} FROM {}{}",
+        parts.tables, parts.condition
+    );
+    if let Action::Redact { null, replace } = &entry.action {
+        let redacted: Vec<String> = null
+            .iter()
+            .map(|name| format!("{} <=> NULL", parts.qualified(name)))
+            .chain(replace.iter().map(|(name, text)| {
+                format!("{} <=> {}", parts.qualified(name), text_literal(text))
+            }))
+            .collect();
+        let _ = write!(sql, " AND NOT ({})", redacted.join(" AND "));
+    }
+    match walk {
+        Walk::Any => {}
+        Walk::After(None) => {
+            let _ = write!(sql, " ORDER BY {key}");
+        }
+        Walk::After(Some(after)) => {
+            let _ = write!(sql, " AND {key} > {after} ORDER BY {key}");
+        }
+    }
+    let _ = write!(sql, " LIMIT {limit}");
+    Some(sql)
+}
+
+/// How a chunk's keys are written back as literals.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyKind {
+    /// An integer column: its digits.
+    Integer,
+    /// A text column of this character set: a hex literal with its
+    /// introducer, compared in the column's own collation (and index).
+    Text { charset: String },
+    /// A binary column: a plain hex literal.
+    Binary,
+}
+
+/// A key value as the server sent it (text protocol: its bytes), as a
+/// literal; `None` when an integer key is not digits (never, from a server).
+pub fn key_literal(kind: &KeyKind, bytes: &[u8]) -> Option<String> {
+    let hex = |prefix: &str| {
+        let mut literal = String::with_capacity(prefix.len() + 3 + bytes.len() * 2);
+        literal.push_str(prefix);
+        literal.push_str("X'");
+        for byte in bytes {
+            let _ = write!(literal, "{byte:02X}");
+        }
+        literal.push('\'');
+        literal
+    };
+    match kind {
+        KeyKind::Integer => {
+            let digits = bytes.strip_prefix(b"-").unwrap_or(bytes);
+            (!digits.is_empty() && digits.iter().all(u8::is_ascii_digit))
+                .then(|| String::from_utf8_lossy(bytes).into_owned())
+        }
+        KeyKind::Text { charset } => Some(hex(&format!("_{charset} "))),
+        KeyKind::Binary => Some(hex("")),
+    }
+}
+
+/// The tables, alias and users' condition of one entry's statements.
+struct Parts {
+    /// `` `t` `` alone, or `` `t` AS `t0` JOIN .. `` through the hops.
+    tables: String,
+    /// `` `t0` `` when the entry goes via other tables.
+    target: Option<String>,
+    /// ` WHERE <the users>`.
+    condition: String,
+}
+
+impl Parts {
+    fn new(entry: &Entry, kind: IdKind, user_ids: &[u64]) -> Option<Parts> {
+        if entry.via.is_empty() {
+            return Some(Parts {
+                tables: ident(&entry.table),
+                target: None,
+                condition: where_in(&ident(&entry.column), kind, user_ids)?,
+            });
+        }
+        let alias = |hop: usize| quote(&format!("h{hop}"));
+        let target = quote("t0");
+        let first = format!("{}.{}", alias(1), ident(&entry.via[0].key));
+        let condition = where_in(&first, kind, user_ids)?;
+        // From the rows back to the user: the target meets the last hop's
+        // value, each hop's key the value of the hop before it.
+        let mut tables = format!("{} AS {target}", ident(&entry.table));
+        let mut matched = format!("{target}.{}", ident(&entry.column));
+        for (i, hop) in entry.via.iter().enumerate().rev() {
+            let _ = write!(
+                tables,
+                " JOIN {} AS {a} ON {matched} = {a}.{}",
+                ident(&hop.table),
+                ident(&hop.value),
+                a = alias(i + 1)
+            );
+            matched = format!("{}.{}", alias(i + 1), ident(&hop.key));
+        }
+        Some(Parts {
+            tables,
+            target: Some(target),
+            condition,
+        })
+    }
+
+    /// A column of the entry's own table, qualified when there are joins.
+    fn qualified(&self, name: &Identifier) -> String {
+        match &self.target {
+            Some(target) => format!("{target}.{}", ident(name)),
+            None => ident(name),
+        }
+    }
+
+    /// The `DELETE` or `UPDATE`, its condition followed by `restriction`.
+    fn statement(&self, entry: &Entry, restriction: &str) -> String {
+        let (tables, condition) = (&self.tables, &self.condition);
+        match (&entry.action, &self.target) {
+            (Action::Delete, None) => format!("DELETE FROM {tables}{condition}{restriction}"),
+            (Action::Delete, Some(target)) => {
+                format!("DELETE {target} FROM {tables}{condition}{restriction}")
             }
-        });
+            (Action::Redact { null, replace }, target) => format!(
+                "UPDATE {tables} SET {}{condition}{restriction}",
+                sets(target.as_deref(), null, replace)
+            ),
+        }
     }
-    let alias = |hop: usize| quote(&format!("h{hop}"));
-    let target = quote("t0");
-    let first = format!("{}.{}", alias(1), ident(&entry.via[0].key));
-    let condition = where_in(&first, kind, user_ids)?;
-    // From the rows back to the user: the target meets the last hop's value,
-    // each hop's key the value of the hop before it.
-    let mut joins = String::new();
-    let mut matched = format!("{target}.{}", ident(&entry.column));
-    for (i, hop) in entry.via.iter().enumerate().rev() {
-        let _ = write!(
-            joins,
-            " JOIN {} AS {a} ON {matched} = {a}.{}",
-            ident(&hop.table),
-            ident(&hop.value),
-            a = alias(i + 1)
-        );
-        matched = format!("{}.{}", alias(i + 1), ident(&hop.key));
-    }
-    let table = ident(&entry.table);
-    Some(match &entry.action {
-        Action::Delete => format!("DELETE {target} FROM {table} AS {target}{joins}{condition}"),
-        Action::Redact { null, replace } => format!(
-            "UPDATE {table} AS {target}{joins} SET {}{condition}",
-            sets(Some(&target), null, replace)
-        ),
-    })
 }
 
 /// A redaction's `SET` list, each column qualified by `alias` when given.
@@ -407,6 +548,82 @@ mod tests {
         // No id fits a signed first key: no statement.
         let big = i64::MAX as u64 + 1;
         assert_eq!(entry_statement(&shipping, SIGNED, &[big]), None);
+    }
+
+    #[test]
+    fn a_chunk_is_selected_by_key_and_erased_by_key_with_the_users_condition_kept() {
+        let events = delete("events", "user_id");
+        let key = id("id");
+        assert_eq!(
+            key_select(&events, SIGNED, &[1, 2], &key, Walk::Any, 10_001).as_deref(),
+            Some("SELECT `id` FROM `events` WHERE `user_id` IN (1,2) LIMIT 10001")
+        );
+        assert_eq!(
+            key_select(&events, SIGNED, &[1], &key, Walk::After(None), 100).as_deref(),
+            Some("SELECT `id` FROM `events` WHERE `user_id` IN (1) ORDER BY `id` LIMIT 100")
+        );
+        assert_eq!(
+            key_select(&events, SIGNED, &[1], &key, Walk::After(Some("77")), 100).as_deref(),
+            Some(
+                "SELECT `id` FROM `events` WHERE `user_id` IN (1) AND `id` > 77 ORDER BY `id` LIMIT 100"
+            )
+        );
+        assert_eq!(
+            keyed_statement(&events, SIGNED, &[1], &key, &["5".into(), "9".into()]).as_deref(),
+            Some("DELETE FROM `events` WHERE `user_id` IN (1) AND `id` IN (5,9)")
+        );
+        let big = i64::MAX as u64 + 1;
+        assert_eq!(
+            key_select(&events, SIGNED, &[big], &key, Walk::Any, 5),
+            None
+        );
+    }
+
+    #[test]
+    fn a_chunked_redaction_selects_only_rows_not_yet_redacted_null_safely() {
+        let shipping = entry(
+            "[[redact]]\ntable = \"shipping\"\ncolumn = \"order_id\"\nnull = [\"address\"]\n\
+             replace = { name = \"x\" }\n\
+             via = [{ table = \"orders\", key = \"user_id\", value = \"id\" }]\n",
+        );
+        assert_eq!(
+            key_select(&shipping, UNSIGNED, &[4], &id("id"), Walk::After(None), 10).as_deref(),
+            Some(
+                "SELECT DISTINCT `t0`.`id` FROM `shipping` AS `t0` JOIN `orders` AS `h1` \
+                 ON `t0`.`order_id` = `h1`.`id` WHERE `h1`.`user_id` IN (4) \
+                 AND NOT (`t0`.`address` <=> NULL AND `t0`.`name` <=> _utf8mb4 X'78') \
+                 ORDER BY `t0`.`id` LIMIT 10"
+            )
+        );
+        assert_eq!(
+            keyed_statement(&shipping, UNSIGNED, &[4], &id("id"), &["3".into()]).as_deref(),
+            Some(
+                "UPDATE `shipping` AS `t0` JOIN `orders` AS `h1` ON `t0`.`order_id` = `h1`.`id` \
+                 SET `t0`.`address` = NULL, `t0`.`name` = _utf8mb4 X'78' \
+                 WHERE `h1`.`user_id` IN (4) AND `t0`.`id` IN (3)"
+            )
+        );
+    }
+
+    #[test]
+    fn keys_are_written_back_exactly() {
+        assert_eq!(
+            key_literal(&KeyKind::Integer, b"-42").as_deref(),
+            Some("-42")
+        );
+        assert_eq!(key_literal(&KeyKind::Integer, b"4 OR 1"), None);
+        assert_eq!(key_literal(&KeyKind::Integer, b""), None);
+        let latin1 = KeyKind::Text {
+            charset: "latin1".into(),
+        };
+        assert_eq!(
+            key_literal(&latin1, b"a'b").as_deref(),
+            Some("_latin1 X'612762'")
+        );
+        assert_eq!(
+            key_literal(&KeyKind::Binary, &[0, 255]).as_deref(),
+            Some("X'00FF'")
+        );
     }
 
     #[test]

@@ -10,16 +10,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use log::warn;
+use log::{info, warn};
 use mysql_async::prelude::Queryable as _;
 use mysql_async::{Conn, Opts, OptsBuilder};
 
 use crate::config::Database;
 use crate::config::map::{Entry, Identifier};
-use crate::store::schema::{Column, ForeignKey, Schema};
+use crate::store::schema::{Bound, Column, ForeignKey, Schema};
 use crate::store::sql::{self, IdKind};
-use crate::store::{Erased, Refusal, Removal, Store, StoreError};
+use crate::store::{Chunked, Erased, Refusal, Removal, Store, StoreError};
 
+mod chunk;
 pub mod replica;
 
 /// Checks a `mysql://` URL without contacting anything. The problem it returns
@@ -402,6 +403,16 @@ pub struct MySql {
     /// The server's limit on one statement's size, read at connect so that an
     /// oversized statement fails with a clear message instead of a dropped connection.
     max_allowed_packet: usize,
+    /// How each entry's statements stay within a chunk.
+    bounds: Vec<Bound>,
+    /// `--chunk-rows`.
+    chunk_rows: u64,
+    /// The replicas waited for, the lag allowed, and the time spent waiting.
+    replicas: replica::Replicas,
+    max_replica_lag: Duration,
+    replica_wait: Duration,
+    /// Chunks committed so far, for the log.
+    chunks_committed: u64,
 }
 
 impl MySql {
@@ -418,6 +429,20 @@ impl MySql {
             .check(&database.map, database.record.as_ref())
             .map_err(|problem| anyhow::anyhow!("{problem}; nothing was received"))?;
         let record = database.record.clone().zip(checked.record);
+        for (i, bound) in checked.bounds.iter().enumerate() {
+            if *bound == Bound::Unbounded {
+                warn!(
+                    "entry {} ({}): {} has no single-column primary key to take chunks by; its \
+                     statements are not bounded by --chunk-rows",
+                    i + 1,
+                    database.map.entries()[i].describe(),
+                    database.map.entries()[i].table
+                );
+            }
+        }
+        let replicas = replica::Replicas::connect(database)
+            .await
+            .map_err(|error| error.context("nothing was received"))?;
         if let Some((table, _)) = &record {
             // Privileges and a read-only server are checked when a statement
             // starts, even one that writes no row.
@@ -451,7 +476,91 @@ impl MySql {
                 .unwrap_or(u64::MAX)
                 .try_into()
                 .unwrap_or(usize::MAX),
+            bounds: checked.bounds,
+            chunk_rows: database.chunk_rows,
+            replicas,
+            max_replica_lag: database.max_replica_lag,
+            replica_wait: Duration::ZERO,
+            chunks_committed: 0,
         })
+    }
+
+    /// Runs entry `i`'s statement; returns the rows it matched.
+    async fn statement(&mut self, i: usize, statement: &str) -> Result<u64, StoreError> {
+        let table = self.entries[i].0.table.as_str().to_owned();
+        let what = format!("entry {} on {table}", i + 1);
+        self.run(statement, &table, &what).await?;
+        Ok(self.conn.affected_rows())
+    }
+
+    /// Runs entry `i`'s select of one column; returns its values' bytes.
+    async fn select_column(
+        &mut self,
+        select: &str,
+        table: &str,
+        i: usize,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        let what = format!("entry {} on {table} (selecting a chunk)", i + 1);
+        self.conn
+            .query::<Vec<u8>, _>(select)
+            .await
+            .map_err(|error| classify(error, table, &what))
+    }
+
+    /// Ends the open transaction, if any; a failure ends the connection,
+    /// which rolls it back too.
+    async fn rollback_quietly(&mut self) {
+        let _ = self.conn.query_drop("ROLLBACK").await;
+    }
+
+    /// Waits until every replica is within `--max-replica-lag`, polling each
+    /// second and keeping the primary's connection alive; the wait is logged
+    /// once, and counted.
+    async fn wait_replicas(&mut self, deadline: tokio::time::Instant) -> Result<(), StoreError> {
+        if self.replicas.is_empty() {
+            return Ok(());
+        }
+        let started = tokio::time::Instant::now();
+        let limit = self.max_replica_lag.as_secs();
+        let mut logged = false;
+        loop {
+            let lags = self.replicas.lags().await.map_err(StoreError::Failed)?;
+            let over = lags
+                .into_iter()
+                .find(|lag| lag.seconds.is_none_or(|seconds| seconds > limit));
+            let Some(lag) = over else {
+                let waited = started.elapsed();
+                if logged {
+                    info!("the replicas caught up after {} ms", waited.as_millis());
+                }
+                self.replica_wait += waited;
+                return Ok(());
+            };
+            let behind = match lag.seconds {
+                Some(seconds) => format!("{seconds} s behind"),
+                None => "replication stopped".to_owned(),
+            };
+            if !logged {
+                info!(
+                    "waiting for replica {}: {behind} (limit {limit} s)",
+                    lag.replica
+                );
+                logged = true;
+            }
+            if tokio::time::Instant::now() + REPLICA_POLL >= deadline {
+                self.replica_wait += started.elapsed();
+                return Err(StoreError::Lagging(format!(
+                    "replica {} lagged until --max-duration: {behind} (limit {limit} s)",
+                    lag.replica
+                )));
+            }
+            tokio::time::sleep(REPLICA_POLL).await;
+            self.conn.ping().await.map_err(|error| {
+                StoreError::Failed(anyhow::Error::new(error).context(
+                    "the connection to the primary was lost while waiting for the replicas",
+                ))
+            })?;
+        }
     }
 
     async fn run(&mut self, statement: &str, table: &str, what: &str) -> Result<(), StoreError> {
@@ -513,25 +622,38 @@ const ER_DUP_ENTRY: u16 = 1062;
 /// The SAVEPOINT each erase runs under.
 const SAVEPOINT: &str = "user_purge_erase";
 
+/// How often a lagging replica is asked again.
+const REPLICA_POLL: Duration = Duration::from_secs(1);
+
 impl MySql {
-    /// The map's statements, then the record's, inside the savepoint.
-    async fn erase_under_savepoint(&mut self, removals: &[Removal]) -> Result<Erased, StoreError> {
+    /// The atomic entries' statements, then the record's (unless the record
+    /// waits for the chunked entries), inside the savepoint.
+    async fn erase_under_savepoint(
+        &mut self,
+        removals: &[Removal],
+        deadline: tokio::time::Instant,
+    ) -> Result<Erased, StoreError> {
         let user_ids: Vec<u64> = removals.iter().map(|r| r.user_id).collect();
-        let mut rows = Vec::with_capacity(self.entries.len());
-        for i in 0..self.entries.len() {
-            let (entry, kind) = &self.entries[i];
-            let Some(statement) = sql::entry_statement(entry, *kind, &user_ids) else {
-                // No id can match this entry's column.
-                rows.push(0);
+        let mut rows = vec![0; self.entries.len()];
+        for (i, count) in rows.iter_mut().enumerate() {
+            if self.entries[i].0.chunked {
                 continue;
-            };
-            let table = entry.table.as_str().to_owned();
-            let what = format!("entry {} on {table}", i + 1);
-            self.run(&statement, &table, &what).await?;
-            rows.push(self.conn.affected_rows());
+            }
+            let (erased, heavy) = self.erase_entry(i, &user_ids, deadline).await?;
+            if !heavy.is_empty() {
+                return Err(StoreError::Heavy(heavy));
+            }
+            *count = erased;
         }
-        let recorded = self.record(removals).await?;
-        Ok(Erased { rows, recorded })
+        let recorded = match self.has_chunked() {
+            true => 0,
+            false => self.record(removals).await?,
+        };
+        Ok(Erased {
+            rows,
+            recorded,
+            chunks: 0,
+        })
     }
 }
 
@@ -544,28 +666,65 @@ impl Store for MySql {
         self.users_entry
     }
 
+    fn chunked_tables(&self) -> Vec<&str> {
+        self.entries
+            .iter()
+            .filter(|(entry, _)| entry.chunked)
+            .map(|(entry, _)| entry.table.as_str())
+            .collect()
+    }
+
+    fn replica_wait(&self) -> Duration {
+        self.replica_wait
+    }
+
+    async fn wait_for_replicas(
+        &mut self,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), StoreError> {
+        self.wait_replicas(deadline).await
+    }
+
     async fn begin(&mut self) -> Result<(), StoreError> {
         self.run("START TRANSACTION", "", "START TRANSACTION").await
     }
 
-    /// Runs every statement of the map, then the record, under a savepoint.
-    /// Returns the rows each map entry affected (rows in tables that
-    /// reference them go through their foreign keys) and the rows recorded.
-    async fn erase(&mut self, removals: &[Removal]) -> Result<Erased, StoreError> {
+    /// Runs every atomic statement of the map, then the record, under a
+    /// savepoint. Returns the rows each map entry affected (rows in tables
+    /// that reference them go through their foreign keys) and the rows
+    /// recorded.
+    async fn erase(
+        &mut self,
+        removals: &[Removal],
+        deadline: tokio::time::Instant,
+    ) -> Result<Erased, StoreError> {
         self.run(&format!("SAVEPOINT {SAVEPOINT}"), "", "SAVEPOINT")
             .await?;
-        match self.erase_under_savepoint(removals).await {
-            Err(StoreError::Refused(refusal)) => {
+        match self.erase_under_savepoint(removals, deadline).await {
+            Err(
+                error @ (StoreError::Refused(_)
+                | StoreError::TimedOut(_)
+                | StoreError::Heavy(_)
+                | StoreError::OutOfTime),
+            ) => {
                 self.run(
                     &format!("ROLLBACK TO SAVEPOINT {SAVEPOINT}"),
                     "",
                     "ROLLBACK TO SAVEPOINT",
                 )
                 .await?;
-                Err(StoreError::Refused(refusal))
+                Err(error)
             }
             erased => erased,
         }
+    }
+
+    async fn erase_chunked(
+        &mut self,
+        removals: &[Removal],
+        deadline: tokio::time::Instant,
+    ) -> Result<Chunked, StoreError> {
+        self.chunked(removals, deadline).await
     }
 
     async fn commit(&mut self) -> Result<(), StoreError> {
@@ -589,6 +748,13 @@ fn classify(error: mysql_async::Error, table: &str, what: &str) -> StoreError {
             return StoreError::Deadlock(
                 anyhow::Error::new(error).context(format!("{what} failed")),
             );
+        }
+        // ER_STATEMENT_TIMEOUT: MariaDB's max_statement_time.
+        if server.code == 1969 {
+            return StoreError::TimedOut(Refusal {
+                table: table.to_owned(),
+                reason: format!("{what} ran past --statement-timeout (error 1969)"),
+            });
         }
         if matches!(class, "22" | "23" | "45") {
             return StoreError::Refused(Refusal {

@@ -19,7 +19,10 @@ pub struct Replicas {}
 impl Replicas {
     /// Connects to every replica of `database`.
     pub async fn connect(database: &Database) -> anyhow::Result<Replicas> {
-        anyhow::ensure!(database.replicas.is_empty(), "replicas are not supported yet");
+        anyhow::ensure!(
+            database.replicas.is_empty(),
+            "replicas are not supported yet"
+        );
         Ok(Replicas {})
     }
 
