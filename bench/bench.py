@@ -22,6 +22,7 @@ import platform
 import random
 import re
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
@@ -76,6 +77,31 @@ VIA_ORDERS_PER_USER = 2
 VIA_ITEMS_PER_USER = 5
 # The server's own bound on the single-table subquery form, which scans.
 VIA_SUBQUERY_LIMIT = 600  # seconds
+# The heavy case (issue 18): one user with 2,000,000 rows in an `events` table
+# (user_id indexed, no foreign key), erased three ways, each on a freshly
+# seeded database of its own (dropped after, unless --keep-heavy-database):
+# user-purge with the entry chunked, user-purge with it atomic, and
+# pt-archiver; and, as the floor, the one DELETE by hand. The heavy user's
+# rows are ids 1 .. 2,000,000; users 2 .. 100,000 have one row each after
+# them, which must be left alone.
+HEAVY_DATABASE = "user_purge_bench_heavy"
+HEAVY_MAP_CHUNKED = HERE / "erasure-map-heavy-chunked.toml"
+HEAVY_MAP_ATOMIC = HERE / "erasure-map-heavy.toml"
+HEAVY_USER = 1
+HEAVY_ROWS = 2_000_000
+HEAVY_USERS = 100_000
+# --chunk-rows' largest value, for the atomic run.
+HEAVY_ATOMIC_CHUNK_ROWS = 1_000_000
+# pt-archiver's chunk, as user-purge's default --chunk-rows.
+HEAVY_PT_LIMIT = 10_000
+# The side connection's poll of information_schema.innodb_trx, seconds:
+# InnoDB fills that table from a buffer that it refreshes only when more than
+# 0.1 s has passed since it was last read (the manual's "Persistence and
+# Consistency of InnoDB Transaction and Locking Information"), so a poll every
+# 50 ms reads the first snapshot over and over (seen: one value for a whole
+# run); every 120 ms, each poll sees the transactions as they are.
+HEAVY_POLL = 0.12
+HEAVY_WAYS = ("chunked", "atomic", "floor", "pt-archiver")
 # The cases run when --only is not given.
 DEFAULT_CASES = {"compare", "empty", "growth", "phases"}
 
@@ -612,6 +638,174 @@ class ViaDatabase(Database):
             )
 
 
+class HeavyDatabase(Database):
+    """The heavy case's database (issue 18): ``users`` (100,000 rows) and
+    ``events`` (AUTO_INCREMENT BIGINT id, ``user_id`` indexed, no foreign key):
+    the heavy user's 2,000,000 rows, ids 1 .. 2,000,000, then one row for each
+    other user. Seeded afresh before each way (dropped and made again), from
+    MariaDB's sequence engine when the server has it, else by doubling."""
+
+    TABLES = ("events", "users")
+
+    def __init__(self):
+        super().__init__()
+        self.sequence = None
+
+    def has_sequence(self):
+        if self.sequence is None:
+            self.sequence = bool(self.sql(
+                "SELECT COUNT(*) FROM information_schema.engines WHERE engine = 'SEQUENCE' AND support IN ('YES', 'DEFAULT')"
+            )[0][0])
+        return self.sequence
+
+    def seed(self):
+        """Drops and makes both tables again; returns the seconds it took."""
+        started = time.perf_counter()
+        self.sql(f"CREATE DATABASE IF NOT EXISTS {HEAVY_DATABASE}")
+        self.server.select_db(HEAVY_DATABASE)
+        for table in self.TABLES:
+            self.sql(f"DROP TABLE IF EXISTS {table}")
+        self.sql(
+            """CREATE TABLE users (
+                 id BIGINT UNSIGNED PRIMARY KEY,
+                 email VARCHAR(100) NOT NULL,
+                 created_at DATETIME NOT NULL
+               ) ENGINE=InnoDB"""
+        )
+        self.sql(
+            """CREATE TABLE events (
+                 id BIGINT UNSIGNED AUTO_INCREMENT PRIMARY KEY,
+                 user_id BIGINT UNSIGNED NOT NULL,
+                 kind VARCHAR(32) NOT NULL,
+                 payload VARCHAR(255) NOT NULL,
+                 created_at DATETIME NOT NULL,
+                 KEY (user_id)
+               ) ENGINE=InnoDB"""
+        )
+        payload = "CONCAT('{{\"n\":', {n}, ',\"h\":\"', MD5({n}), '\"}}')"
+        if self.has_sequence():
+            self.sql(
+                f"""INSERT INTO users (id, email, created_at)
+                    SELECT seq, CONCAT('user', seq, '@example.com'), '2024-01-01' FROM seq_1_to_{HEAVY_USERS}"""
+            )
+            self.sql(
+                f"""INSERT INTO events (id, user_id, kind, payload, created_at)
+                    SELECT seq, {HEAVY_USER}, ELT(1 + MOD(seq, 3), 'view', 'click', 'purchase'),
+                           {payload.format(n='seq')}, '2024-01-01' + INTERVAL MOD(seq, 86400 * 300) SECOND
+                    FROM seq_1_to_{HEAVY_ROWS}"""
+            )
+            self.sql(
+                f"""INSERT INTO events (id, user_id, kind, payload, created_at)
+                    SELECT {HEAVY_ROWS} + seq - 1, seq, 'view', {payload.format(n='seq')}, '2024-06-01'
+                    FROM seq_2_to_{HEAVY_USERS}"""
+            )
+        else:
+            # Doubling INSERT ... SELECT: 1, 2, 4, ... rows, the last one cut
+            # to size; then the other users' rows by doubling on users.
+            self.sql("INSERT INTO users (id, email, created_at) VALUES (1, 'user1@example.com', '2024-01-01')")
+            while (have := self.sql("SELECT COUNT(*) FROM users")[0][0]) < HEAVY_USERS:
+                self.sql(
+                    f"""INSERT INTO users (id, email, created_at)
+                        SELECT id + {have}, CONCAT('user', id + {have}, '@example.com'), created_at FROM users
+                        WHERE id + {have} <= {HEAVY_USERS}"""
+                )
+            self.sql(
+                f"INSERT INTO events (id, user_id, kind, payload, created_at) VALUES "
+                f"(1, {HEAVY_USER}, 'click', {payload.format(n='1')}, '2024-01-01')"
+            )
+            while (have := self.sql("SELECT COUNT(*) FROM events")[0][0]) < HEAVY_ROWS:
+                self.sql(
+                    f"""INSERT INTO events (id, user_id, kind, payload, created_at)
+                        SELECT id + {have}, user_id, ELT(1 + MOD(id + {have}, 3), 'view', 'click', 'purchase'),
+                               {payload.format(n=f'(id + {have})')}, created_at + INTERVAL {have} SECOND
+                        FROM events WHERE id + {have} <= {HEAVY_ROWS}"""
+                )
+            self.sql(
+                f"""INSERT INTO events (id, user_id, kind, payload, created_at)
+                    SELECT {HEAVY_ROWS} + id - 1, id, 'view', {payload.format(n='id')}, '2024-06-01'
+                    FROM users WHERE id > 1"""
+            )
+        self.sql("ANALYZE TABLE users, events")
+        return time.perf_counter() - started
+
+    def counts(self):
+        return {
+            "heavy user's events": self.sql("SELECT COUNT(*) FROM events WHERE user_id = %s", (HEAVY_USER,))[0][0],
+            "other events": self.sql("SELECT COUNT(*) FROM events WHERE user_id <> %s", (HEAVY_USER,))[0][0],
+            "heavy user": self.sql("SELECT COUNT(*) FROM users WHERE id = %s", (HEAVY_USER,))[0][0],
+            "other users": self.sql("SELECT COUNT(*) FROM users WHERE id <> %s", (HEAVY_USER,))[0][0],
+        }
+
+    @staticmethod
+    def seeded_counts():
+        return {"heavy user's events": HEAVY_ROWS, "other events": HEAVY_USERS - 1, "heavy user": 1, "other users": HEAVY_USERS - 1}
+
+    def sizes(self):
+        rows = self.sql(
+            """SELECT table_name, (data_length + index_length) / 1e6 FROM information_schema.tables
+               WHERE table_schema = %s""",
+            (HEAVY_DATABASE,),
+        )
+        return {name: float(mb) for name, mb in rows}
+
+    def history(self):
+        return int(self.sql("SHOW GLOBAL STATUS LIKE 'Innodb_history_list_length'")[0][1])
+
+
+class TrxPoller:
+    """The largest transaction of a run, from a side connection: every
+    HEAVY_POLL seconds (not less: see there), ``trx_rows_modified`` of each InnoDB transaction
+    whose connection has ``database`` selected (so not this one, nor the
+    rest of a shared server). A transaction that grows and commits between
+    two polls is seen smaller than it was, or not at all: the figure is the
+    largest seen."""
+
+    QUERY = """SELECT t.trx_id, t.trx_rows_modified FROM information_schema.innodb_trx AS t
+               JOIN information_schema.processlist AS p ON p.id = t.trx_mysql_thread_id
+               WHERE p.db = %s"""
+
+    def __init__(self, database):
+        self.database = database
+        self.conn = pymysql.connect(host="127.0.0.1", port=DB_PORT, user="root", autocommit=True)
+        self.stop = threading.Event()
+        self.largest = 0
+        self.seen = {}  # trx_id: largest trx_rows_modified seen, for those that modified rows
+        self.polls = 0
+        self.thread = threading.Thread(target=self.work)
+
+    def work(self):
+        with self.conn.cursor() as cursor:
+            while not self.stop.is_set():
+                began = time.monotonic()
+                cursor.execute(self.QUERY, (self.database,))
+                for trx_id, rows in cursor.fetchall():
+                    rows = int(rows)
+                    if rows:
+                        self.seen[trx_id] = max(rows, self.seen.get(trx_id, 0))
+                        self.largest = max(self.largest, rows)
+                self.polls += 1
+                self.stop.wait(max(0.0, HEAVY_POLL - (time.monotonic() - began)))
+
+    def __enter__(self):
+        self.started = time.monotonic()
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+        self.conn.close()
+        self.seconds = time.monotonic() - self.started
+
+    def result(self):
+        return {
+            "largest": self.largest,
+            "transactions": len(self.seen),
+            "polls": self.polls,
+            "interval_ms": self.seconds * 1000 / max(1, self.polls),
+        }
+
+
 # --- one timed run -----------------------------------------------------------
 
 
@@ -1005,6 +1199,165 @@ class Bench:
             if not self.args.keep_via_database:
                 db.sql(f"DROP DATABASE IF EXISTS {VIA_DATABASE}")
 
+    def heavy_fresh(self, db, way):
+        """Seeds the heavy case's tables afresh and waits for InnoDB's purge."""
+        seconds = db.seed()
+        db.seeded_sizes = db.sizes()
+        db.settle(limit=self.args.heavy_settle)
+        log(f"  {way}: seeded {HEAVY_ROWS:,} + {HEAVY_USERS - 1:,} events, {HEAVY_USERS:,} users in {seconds:.1f} s"
+            f" (history list {db.history():,} after settling), load {os.getloadavg()[0]:.2f}")
+        return seconds
+
+    def heavy_checked(self, db, way, result, want_users_gone):
+        """Fills in the result's checks of the database: the heavy user's
+        events gone (and its users row when ``want_users_gone``), everyone
+        else's left."""
+        after = db.counts()
+        want = HeavyDatabase.seeded_counts()
+        want["heavy user's events"] = 0
+        if want_users_gone:
+            want["heavy user"] = 0
+        problems = result.setdefault("problems", [])
+        if after != want:
+            problems.append(f"left {after}, not {want}")
+        result["after"] = after
+        result["ok"] = not problems
+        t = result["trx"]
+        log(
+            f"  {way:<11} {result['wall']:.2f} s, {HEAVY_ROWS / result['wall']:,.0f} rows/s, largest transaction "
+            f"{t['largest']:,} rows ({t['transactions']} seen in {t['polls']} polls, every {t['interval_ms']:.0f} ms), "
+            f"load {result['load_before']:.2f} → {result['load']:.2f}"
+            + ("" if result["ok"] else f"  ** {'; '.join(problems)} **")
+        )
+        if not result["ok"] and result.get("stderr"):
+            tail = "\n".join(line for _, line in result["stderr"][-15:])
+            log(f"    stderr tail:\n{tail}")
+        return result
+
+    def heavy_rust(self, db, way, url):
+        """user-purge on one USER_REMOVED event for the heavy user, the map
+        chunked (default --chunk-rows) or atomic (--chunk-rows 1000000)."""
+        seeded = self.heavy_fresh(db, way)
+        map_file, chunk = (HEAVY_MAP_CHUNKED, None) if way == "chunked" else (HEAVY_MAP_ATOMIC, HEAVY_ATOMIC_CHUNK_ROWS)
+        extra = ["--erasure-map", str(map_file), "--statement-timeout", "600", "--max-duration", "3600"]
+        if chunk is not None:
+            extra += ["--chunk-rows", str(chunk)]
+        argv = self.rust_argv(url=url, extra=extra)
+        self.emulator.fresh_subscription()
+        self.emulator.publish_removals([HEAVY_USER])
+        time.sleep(0.5)  # the emulator's fan-out to the subscription
+        load_before = os.getloadavg()[0]
+        with TrxPoller(HEAVY_DATABASE) as poller:
+            result = timed(argv, self.env)
+        result.update(trx=poller.result(), load_before=load_before, argv=argv, seeded=seeded)
+        summary = result["summary"] = last_json(result["stdout"])
+        problems = result["problems"] = []
+        if result["code"] != 0:
+            problems.append(f"exit {result['code']}")
+        if summary is None:
+            problems.append("no summary line")
+        else:
+            for key in ("received", "acked"):
+                if summary.get(key) != 1:
+                    problems.append(f"{key} {summary.get(key)} of 1")
+            want = {"events": HEAVY_ROWS, "users": 1}
+            if summary.get("tables") != want:
+                problems.append(f"tables {summary.get('tables')}, not {want}")
+        return self.heavy_checked(db, way, result, want_users_gone=True)
+
+    def heavy_floor(self, db):
+        """The floor: DELETE FROM events WHERE user_id = 1 and COMMIT, on a
+        connection opened beforehand (READ COMMITTED, as the job's session),
+        timed from the statement to the end of COMMIT."""
+        seeded = self.heavy_fresh(db, "floor")
+        conn = pymysql.connect(host="127.0.0.1", port=DB_PORT, user="root", database=HEAVY_DATABASE, autocommit=False)
+        with conn.cursor() as cursor:
+            cursor.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+            cursor.execute("SET SESSION max_statement_time = 600")
+            time.sleep(1.0)
+            load_before = os.getloadavg()[0]
+            with TrxPoller(HEAVY_DATABASE) as poller:
+                started = time.perf_counter()
+                rows = cursor.execute(f"DELETE FROM events WHERE user_id = {HEAVY_USER}")
+                deleted = time.perf_counter()
+                conn.commit()
+                ended = time.perf_counter()
+        conn.close()
+        result = {
+            "wall": ended - started,
+            "statement": deleted - started,
+            "commit": ended - deleted,
+            "load_before": load_before,
+            "load": os.getloadavg()[0],
+            "trx": poller.result(),
+            "seeded": seeded,
+            "problems": [] if rows == HEAVY_ROWS else [f"deleted {rows} rows"],
+        }
+        return self.heavy_checked(db, "floor", result, want_users_gone=False)
+
+    def heavy_pt_archiver(self, db):
+        """pt-archiver --purge in chunks of 10,000, each committed (the events
+        only: it knows nothing of the users row)."""
+        seeded = self.heavy_fresh(db, "pt-archiver")
+        argv = [
+            self.args.pt_archiver,
+            "--source", f"h=127.0.0.1,P={DB_PORT},u=root,D={HEAVY_DATABASE},t=events",
+            "--purge", "--where", f"user_id = {HEAVY_USER}", "--limit", str(HEAVY_PT_LIMIT),
+            "--commit-each", "--bulk-delete", "--no-check-charset",
+            # Without it pt-archiver never takes the row with the table's
+            # largest id (it keeps AUTO_INCREMENT from going back on a
+            # restart before MySQL 8): a user whose row is the newest would
+            # keep it.
+            "--no-safe-auto-increment",
+            "--statistics",
+        ]
+        time.sleep(1.0)
+        load_before = os.getloadavg()[0]
+        with TrxPoller(HEAVY_DATABASE) as poller:
+            result = timed(argv, self.env)
+        result.update(trx=poller.result(), load_before=load_before, argv=argv, seeded=seeded)
+        result["problems"] = [] if result["code"] == 0 else [f"exit {result['code']}"]
+        m = re.search(r"^DELETE (\d+)$", result["stdout"], re.M)
+        if not m or int(m.group(1)) != HEAVY_ROWS:
+            result["problems"].append(f"its statistics say DELETE {m.group(1) if m else 'n/a'}")
+        return self.heavy_checked(db, "pt-archiver", result, want_users_gone=False)
+
+    def heavy_case(self):
+        """Issue 18: one user's 2,000,000 events rows erased three ways (and
+        the floor), each on a freshly seeded database."""
+        db = HeavyDatabase()
+        ways = [w for w in self.args.heavy_ways.split(",") if w]
+        unknown = set(ways) - set(HEAVY_WAYS)
+        if unknown:
+            raise SystemExit(f"--heavy-ways: no way named {', '.join(sorted(unknown))} (the ways: {', '.join(HEAVY_WAYS)})")
+        if "pt-archiver" in ways and not shutil.which(self.args.pt_archiver):
+            log(f"  no {self.args.pt_archiver} on PATH (apt-get install percona-toolkit): skipping that way")
+            ways.remove("pt-archiver")
+        uptime = lambda: subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()  # noqa: E731
+        url = f"mysql://root:@127.0.0.1:{DB_PORT}/{HEAVY_DATABASE}"
+        out = {w: [] for w in ways}
+        try:
+            up_before = uptime()
+            for rep in range(self.args.heavy_reps):
+                for way in ways:
+                    if way in ("chunked", "atomic"):
+                        out[way].append(self.heavy_rust(db, way, url))
+                    elif way == "floor":
+                        out[way].append(self.heavy_floor(db))
+                    else:
+                        out[way].append(self.heavy_pt_archiver(db))
+            return {
+                "ways": out,
+                "uptime": (up_before, uptime()),
+                "sequence": db.has_sequence(),
+                "pt_version": subprocess.run([self.args.pt_archiver, "--version"], capture_output=True, text=True).stdout.strip()
+                if "pt-archiver" in ways else None,
+                "sizes": getattr(db, "seeded_sizes", {}),
+            }
+        finally:
+            if not self.args.keep_heavy_database:
+                db.sql(f"DROP DATABASE IF EXISTS {HEAVY_DATABASE}")
+
     def drain(self, n, batch):
         """One run of user-purge over a backlog of n removals (distinct users
         in random order: with n = 1,000,000, every user of the table), taken
@@ -1203,7 +1556,7 @@ def main():
         "--only",
         default=None,
         help="comma-separated subset: compare,empty,growth,phases (the default set), "
-        "drain, map, via (only when asked for: they seed databases of their own)",
+        "drain, map, via, heavy (only when asked for: they seed databases of their own)",
     )
     parser.add_argument("--drain-messages", type=int, default=1_000_000, help="the drain's backlog (at most 1,000,000)")
     parser.add_argument("--drain-batch", type=int, default=10_000, help="the drain's --batch-size")
@@ -1222,12 +1575,21 @@ def main():
         action="store_true",
         help="skip the via case's one timing of the single-table subquery form (it scans order_items)",
     )
+    parser.add_argument("--heavy-ways", default=",".join(HEAVY_WAYS), help=f"the heavy case's ways, in order (default {','.join(HEAVY_WAYS)})")
+    parser.add_argument("--heavy-reps", type=int, default=1, help="runs of each of the heavy case's ways (each reseeds 2,000,000 rows)")
+    parser.add_argument("--heavy-settle", type=int, default=60, help="seconds the heavy case waits at most for InnoDB's purge after seeding")
+    parser.add_argument("--pt-archiver", default="pt-archiver", help="the heavy case's pt-archiver (Debian's percona-toolkit)")
+    parser.add_argument(
+        "--keep-heavy-database",
+        action="store_true",
+        help=f"leave the heavy case's database ({HEAVY_DATABASE}, about 0.3 GB) in place after the run",
+    )
     args = parser.parse_args()
     only = set(args.only.split(",")) if args.only else set(DEFAULT_CASES)
     if args.out is None:
         # A drain or a map on its own must not overwrite the default set's figures.
         out = Path(os.environ.get("BENCH_OUT", HERE / "results.md"))
-        alone = {frozenset({"drain"}): "-drain", frozenset({"map"}): "-map", frozenset({"via"}): "-via"}.get(frozenset(only), "")
+        alone = {frozenset({"drain"}): "-drain", frozenset({"map"}): "-map", frozenset({"via"}): "-via", frozenset({"heavy"}): "-heavy"}.get(frozenset(only), "")
         args.out = str(out.with_name(out.stem + alone + ".md"))
 
     bench = Bench(args)
@@ -1293,6 +1655,10 @@ def main():
         log("via: 10,000 removals over an erasure map whose entries reach their rows through other tables")
         results["via"] = bench.via_case()
 
+    if "heavy" in only:
+        log(f"heavy: one user's {HEAVY_ROWS:,} events rows, erased {args.heavy_ways.replace(',', ', ')}")
+        results["heavy"] = bench.heavy_case()
+
     facts["load"] = f"{load_before[0]:.2f} before, {os.getloadavg()[0]:.2f} after (1-minute load average)"
     facts["duration"] = f"{(time.perf_counter() - started) / 60:.1f} min"
     build = json.loads(Path(args.build_facts).read_text()) if args.build_facts else {}
@@ -1304,9 +1670,17 @@ def main():
 
 def report(args, facts, build, results):
     L = []
-    alone = {"drain": ": the drain", "map": ": a three-table erasure map", "via": ": an erasure map with `via` entries"}
+    alone = {"drain": ": the drain", "map": ": a three-table erasure map", "via": ": an erasure map with `via` entries",
+             "heavy": f": one user's {HEAVY_ROWS:,} rows"}
     L.append(f"## {os.environ.get('BENCH_TITLE', 'Benchmark results')}" + (alone.get(next(iter(results)), "") if len(results) == 1 else "") + "\n")
-    if set(results) == {"via"}:
+    if set(results) == {"heavy"}:
+        L.append(
+            f"Measured {facts['date']} with `bench/run --only heavy` ({args.heavy_reps} run of each way, no warm-up; "
+            f"the tables seeded afresh before each). One user's {HEAVY_ROWS:,} rows of an `events` table erased: by "
+            "user-purge on one USER_REMOVED event, the entry chunked and then atomic; by the one `DELETE` by hand (the "
+            "floor); by pt-archiver.\n"
+        )
+    elif set(results) == {"via"}:
         L.append(
             f"Measured {facts['date']} with `bench/run --only via` ({args.reps} timed runs of user-purge and "
             f"{args.reps} of the floor, alternating, "
@@ -1467,6 +1841,8 @@ def report(args, facts, build, results):
         L.extend(map_report(args, facts, results["map"]))
     if "via" in results:
         L.extend(via_report(args, facts, results["via"]))
+    if "heavy" in results:
+        L.extend(heavy_report(args, facts, results["heavy"]))
     if build:
         L.append("### The binary\n")
         L.append("| | |")
@@ -1742,6 +2118,110 @@ def map_report(args, facts, m):
         "\nuser-purge runs the statements under READ COMMITTED; the Python reference under PyMySQL's default "
         "REPEATABLE READ, as the original task did (as in the `compare` case).\n"
     )
+    return L
+
+
+def heavy_report(args, facts, h):
+    L = []
+    ways = h["ways"]
+    med = lambda xs: statistics.median(xs) if xs else None  # noqa: E731
+    L.append(f"### One user's {HEAVY_ROWS:,} rows: chunked, atomic, the single statement, pt-archiver\n")
+    L.append(f"Load (`uptime`) before: `{h['uptime'][0]}`; after: `{h['uptime'][1]}`.\n")
+    sizes = h["sizes"] or {}
+    L.append(
+        f"A database of its own (`{HEAVY_DATABASE}`), both tables dropped and seeded again before each way ("
+        + ("one `INSERT ... SELECT` per table from MariaDB's sequence engine" if h["sequence"] else "doubling `INSERT ... SELECT`s: the server has no sequence engine")
+        + f"; then `ANALYZE TABLE`, and a wait of up to {args.heavy_settle} s for InnoDB's history list to empty), "
+        f"dropped afterwards unless `--keep-heavy-database`; no foreign key; {facts['buffer_pool']} MiB buffer pool:\n"
+    )
+    L.append("| table | rows | shape | data and indexes, as seeded |")
+    L.append("|---|---|---|---|")
+    L.append(
+        f"| `events` | {HEAVY_ROWS + HEAVY_USERS - 1:,} | `id BIGINT UNSIGNED AUTO_INCREMENT` primary key, `user_id` indexed, "
+        f"`kind VARCHAR(32)`, `payload VARCHAR(255)` (about 50 bytes of JSON), `created_at`; user {HEAVY_USER}'s "
+        f"{HEAVY_ROWS:,} rows are ids 1 .. {HEAVY_ROWS:,}, then one row for each other user | {sizes.get('events', 0):.0f} MB |"
+    )
+    L.append(f"| `users` | {HEAVY_USERS:,} | `id` primary key | {sizes.get('users', 0):.0f} MB |")
+    short = lambda argv: shlex.join(  # noqa: E731
+        ["user-purge" if a == args.binary else Path(a).name if a.endswith(".toml") else a for a in argv]
+    )
+    L.append("\nThe ways, in the order they ran:\n")
+    L.append("```")
+    for way, rs in ways.items():
+        if not rs:
+            continue
+        if way == "floor":
+            L.append(f"# floor: on a PyMySQL connection opened beforehand (READ COMMITTED, as the job's session), timed from the statement to the end of COMMIT\nDELETE FROM events WHERE user_id = {HEAVY_USER}; COMMIT;")
+        elif way == "pt-archiver":
+            L.append(f"# pt-archiver ({h['pt_version']})\n" + short(rs[0]["argv"]))
+        else:
+            L.append(f"# user-purge, {way}, on one USER_REMOVED event for user {HEAVY_USER} (a fresh subscription)\n" + short(rs[0]["argv"]))
+    L.append("```\n")
+    L.append(
+        f"The largest transaction: a side connection polled `information_schema.innodb_trx` every {HEAVY_POLL * 1000:.0f} ms "
+        "during the run (joined to `information_schema.processlist` on the connection id, the transactions of connections "
+        f"with `{HEAVY_DATABASE}` selected), and this is the largest `trx_rows_modified` it saw; a transaction that "
+        "commits between two polls is seen smaller or not at all, so it is a lower bound, and `transactions seen` "
+        "counts those that had modified rows when polled. Not every 50 ms: InnoDB serves `innodb_trx` from a buffer "
+        "that it refreshes only when more than 0.1 s has passed since it was last read, so a 50 ms poll read one "
+        "snapshot, the first, for a whole run. (The shared server has no binary log to read instead.)\n"
+    )
+    L.append("| way | wall time | rows per second | largest transaction (rows modified, seen) | transactions seen (polls, ms apart) | peak RSS | load (1-minute), start → end |")
+    L.append("|---|---|---|---|---|---|---|")
+    names = {
+        "chunked": f"user-purge, `chunked = true`, default `--chunk-rows` ({10_000:,}), whole process",
+        "atomic": f"user-purge, atomic, `--chunk-rows {HEAVY_ATOMIC_CHUNK_ROWS}`, whole process",
+        "floor": "the single statement by hand, on an open connection (the floor)",
+        "pt-archiver": f"pt-archiver `--limit {HEAVY_PT_LIMIT} --commit-each --bulk-delete`, whole process",
+    }
+    for way, rs in ways.items():
+        for r in rs:
+            t = r["trx"]
+            L.append(
+                f"| {names[way]}{'' if r['ok'] else ' (**failed a check**: ' + '; '.join(r['problems']) + ')'} | "
+                f"{r['wall']:.2f} s | {HEAVY_ROWS / r['wall']:,.0f} | {t['largest']:,} | {t['transactions']:,} "
+                f"({t['polls']:,}, {t['interval_ms']:.0f}) | {str(round(r['rss_mib'], 1)) + ' MiB' if 'rss_mib' in r else ''} | "
+                f"{r['load_before']:.2f} → {r['load']:.2f} |"
+            )
+    rate = lambda way: med([HEAVY_ROWS / r["wall"] for r in ways.get(way, []) if r["ok"]])  # noqa: E731
+    c, f, pt, a = rate("chunked"), rate("floor"), rate("pt-archiver"), rate("atomic")
+    notes = []
+    if c and f:
+        notes.append(f"chunked against the single statement: **{c / f:.2f}×** its rows per second (target at least 0.8×: {'met' if c / f >= 0.8 else '**missed**'})")
+    if c and pt:
+        notes.append(f"chunked against pt-archiver: **{c / pt:.2f}×** (target at least 1×: {'met' if c / pt >= 1 else '**missed**'})")
+    if a and f:
+        notes.append(f"atomic against the single statement: {a / f:.2f}×")
+    if notes:
+        L.append("\n" + "; ".join(notes) + ".")
+    for way in ("floor",):
+        for r in ways.get(way, []):
+            L.append(
+                f"\nThe floor's `DELETE` took {r['statement']:.2f} s and its `COMMIT` {r['commit'] * 1000:.0f} ms; its "
+                "one transaction is that one statement, so its size is exact: the rows the `DELETE` reported."
+            )
+    for way in ("chunked", "atomic"):
+        for r in ways.get(way, []):
+            lines = [line for _, line in r.get("stderr", []) if line.strip()]
+            if lines:
+                L.append(f"\nuser-purge's log, {way} (the first and last 6 lines when there are more than 12):\n")
+                shown = lines if len(lines) <= 12 else lines[:6] + [f"... {len(lines) - 12} more lines ..."] + lines[-6:]
+                L.append("```\n" + "\n".join(re.sub(r"\x1b\[[0-9;]*m", "", x) for x in shown) + "\n```")
+            if r.get("summary"):
+                L.append(f"\nIts summary line: `{json.dumps(r['summary'])}`")
+    for r in ways.get("pt-archiver", []):
+        stat = r["stdout"].strip()
+        if stat:
+            L.append("\npt-archiver's `--statistics`:\n\n```\n" + stat + "\n```")
+    failed = [r for rs in ways.values() for r in rs if not r["ok"]]
+    L.append(
+        f"\nEvery way was checked: user {HEAVY_USER}'s {HEAVY_ROWS:,} events gone, the other users' {HEAVY_USERS - 1:,} "
+        f"events and {HEAVY_USERS - 1:,} users left, user {HEAVY_USER}'s users row gone after user-purge (the floor and "
+        "pt-archiver erase only the events); user-purge's exit 0, 1 received and acknowledged and its summary's `tables` "
+        f"(events {HEAVY_ROWS:,}, users 1); pt-archiver's exit 0 and its `DELETE {HEAVY_ROWS}`"
+        + (f" — **{len(failed)} failed a check**." if failed else "; every way passed.")
+    )
+    L.append("")
     return L
 
 
