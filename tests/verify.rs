@@ -18,15 +18,17 @@
 //! - ids compare as the erasure compares them: `'01'`, `'1 '` and their kin
 //!   in a VARCHAR column are not user 1;
 //! - `--since` checks only the users erased at or after it;
-//! - `--max-findings` limits the lines printed, not the totals.
+//! - `--max-findings` limits the lines printed, not the totals;
+//! - without `--erasure-record`, or with a `--since` that is no RFC 3339
+//!   time, it is exit 2 before anything is contacted.
 
 mod common;
 
 use std::collections::BTreeMap;
 
 use common::scratch::MapDir;
-use common::stand_ins::listener;
-use common::{Run, TestEnv};
+use common::stand_ins::{StandIns, listener};
+use common::{Run, TestEnv, job_command};
 use mysql_async::prelude::Queryable as _;
 use serde_json::{Value, json};
 
@@ -563,4 +565,42 @@ async fn max_findings_limits_the_lines_not_the_totals() {
     );
     run.assert_logged("3 more findings not printed");
     world.env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_verify_without_a_record_or_with_a_bad_since_is_exit_2_before_any_contact() {
+    let stand_ins = StandIns::new();
+    let maps = MapDir::new();
+    let map = maps.write_arg(MAP);
+    for (args, error) in [
+        (
+            vec!["verify", "--erasure-map", &map],
+            "verify checks the users of the erasure record: give its table",
+        ),
+        (
+            vec![
+                "verify",
+                "--erasure-map",
+                &map,
+                "--erasure-record",
+                "erased",
+                "--since",
+                "yesterday",
+            ],
+            "invalid --since: \"yesterday\" is not an RFC 3339 time",
+        ),
+    ] {
+        let mut command = job_command(&args);
+        command.envs(stand_ins.env());
+        let run = Run::from(command.output().await.unwrap());
+        run.assert_code(2).assert_logged(error);
+        assert!(
+            stand_ins.database.accept().is_err(),
+            "{args:?} contacted the database"
+        );
+        assert!(
+            stand_ins.emulator.accept().is_err(),
+            "{args:?} contacted Pub/Sub"
+        );
+    }
 }
