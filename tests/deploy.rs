@@ -54,13 +54,15 @@ const NON_FLAG_ENV: [&str; 2] = ["RUST_LOG", "GOOGLE_APPLICATION_CREDENTIALS"];
 /// Each secret (a variable whose value `--help` hides) and the setting that
 /// reads it from a file, the only form the deployments use. `DATABASE_URL`'s
 /// secret is its password: the URL is a plain setting when it carries none.
-const SECRET_FILES: [(&str, &str); 2] = [
+const SECRET_FILES: [(&str, &str); 3] = [
     ("DATABASE_URL", "DATABASE_PASSWORD_FILE"),
+    // A replica URL without a password takes the primary's.
+    ("REPLICA_URLS", "DATABASE_PASSWORD_FILE"),
     ("PUBSUB_SERVICE_ACCOUNT", "PUBSUB_SERVICE_ACCOUNT_FILE"),
 ];
 
-/// The secret that may be a setting without its password.
-const PASSWORDLESS_URL: &str = "DATABASE_URL";
+/// The secrets that may be settings without their password.
+const PASSWORDLESS_URLS: [&str; 2] = ["DATABASE_URL", "REPLICA_URLS"];
 
 /// The Secret the CronJob mounts, created by hand (docs/operations.md).
 const SECRET: &str = "user-purge";
@@ -622,9 +624,8 @@ fn assert_no_secret(place: &str, help: &Help, name: &str, value: &str) {
     if !help.secrets().contains(name) {
         return;
     }
-    assert_eq!(
-        name,
-        PASSWORDLESS_URL,
+    assert!(
+        PASSWORDLESS_URLS.contains(&name),
         "{place}: {name} is a secret (--help hides its value): give it as a file, {}",
         file_form(name)
     );

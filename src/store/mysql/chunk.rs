@@ -65,7 +65,9 @@ impl MySql {
                     }
                     match set {
                         [user] if user_ids.len() == 1 => {
-                            rows += self.walk(i, *user, deadline, false).await?.0;
+                            let mut walked = (0, 0);
+                            self.walk(i, *user, deadline, false, &mut walked).await?;
+                            rows += walked.0;
                         }
                         [user] => heavy.push(*user),
                         _ => {
@@ -95,9 +97,20 @@ impl MySql {
             ..Chunked::default()
         };
         let mut pending = vec![removals];
+        // Heavy users, walked alone once every lighter set is done.
+        let mut heavy: Vec<&[Removal]> = Vec::new();
         let mut deadlocks = 0;
-        while let Some(set) = pending.pop() {
-            let outcome = self.chunk_set(set, deadline, &mut result.erased).await;
+        loop {
+            let (set, alone) = match pending.pop() {
+                Some(set) => (set, false),
+                None => match heavy.pop() {
+                    Some(set) => (set, true),
+                    None => break,
+                },
+            };
+            let outcome = self
+                .chunk_set(set, alone, deadline, &mut result.erased)
+                .await;
             let outcome = match outcome {
                 Ok(()) => self.record_alone(set).await,
                 Err(error) => Err(error),
@@ -112,6 +125,7 @@ impl MySql {
             };
             self.rollback_quietly().await;
             match (error, set) {
+                (StoreError::Heavy(_), [_]) => heavy.insert(0, set),
                 (
                     StoreError::Heavy(_) | StoreError::Refused(_) | StoreError::TimedOut(_),
                     [_, _, ..],
@@ -146,7 +160,7 @@ impl MySql {
                         warn!("{line}: the chunks stop here");
                     }
                     result.carried.extend(set.iter().map(|r| r.user_id));
-                    for rest in pending.drain(..) {
+                    for rest in pending.drain(..).chain(heavy.drain(..)) {
                         result.carried.extend(rest.iter().map(|r| r.user_id));
                     }
                 }
@@ -160,6 +174,7 @@ impl MySql {
     async fn chunk_set(
         &mut self,
         set: &[Removal],
+        alone: bool,
         deadline: Instant,
         erased: &mut Erased,
     ) -> Result<(), StoreError> {
@@ -187,9 +202,16 @@ impl MySql {
             let [user] = user_ids[..] else {
                 return Err(StoreError::Heavy(Vec::new()));
             };
-            let (rows, chunks) = self.walk(i, user, deadline, true).await?;
-            erased.rows[i] += rows;
-            erased.chunks += chunks;
+            // A heavy user waits until every lighter set is done.
+            if !alone {
+                return Err(StoreError::Heavy(vec![user]));
+            }
+            // What committed counts, even if the walk stops.
+            let mut walked = (0, 0);
+            let result = self.walk(i, user, deadline, true, &mut walked).await;
+            erased.rows[i] += walked.0;
+            erased.chunks += walked.1;
+            result?;
         }
         Ok(())
     }
@@ -221,9 +243,9 @@ impl MySql {
         user: u64,
         deadline: Instant,
         commit: bool,
-    ) -> Result<(u64, u64), StoreError> {
+        walked: &mut (u64, u64),
+    ) -> Result<(), StoreError> {
         let chunk = self.chunk_rows;
-        let (mut rows, mut chunks) = (0, 0);
         let mut after: Option<String> = None;
         info!(
             "user {user} has more than {chunk} rows in {}: erasing them a chunk at a time",
@@ -241,14 +263,14 @@ impl MySql {
                 .keys(i, &[user], Walk::After(after.as_deref()), chunk)
                 .await?;
             let erased = self.erase_keys(i, &[user], &keys).await?;
-            rows += erased;
             if commit {
                 self.run("COMMIT", "", "COMMIT").await?;
-                chunks += 1;
+                walked.1 += 1;
                 self.committed(i, erased);
             }
+            walked.0 += erased;
             if (keys.len() as u64) < chunk {
-                return Ok((rows, chunks));
+                return Ok(());
             }
             after = keys.last().cloned();
         }
