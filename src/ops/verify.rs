@@ -18,7 +18,7 @@ use crate::outcome::{Outcome, Tables};
 use crate::run::erase;
 use crate::store::mysql::MySql;
 use crate::store::mysql::verify::Found;
-use crate::store::{Removal, Store, StoreError};
+use crate::store::{Removal, Store};
 use crate::timestamp;
 
 /// Users read from the record, and checked, at a time.
@@ -101,13 +101,13 @@ async fn check(
         let (ids, last) = store
             .record_page(since.as_deref(), after.as_deref(), PAGE)
             .await
-            .map_err(failure)?;
+            .map_err(erase::failure)?;
         if last.is_none() {
             break;
         }
         let before = verified.users_checked;
         verified.users_checked += ids.len() as u64;
-        for found in store.found(&ids).await.map_err(failure)? {
+        for found in store.found(&ids).await.map_err(erase::failure)? {
             verified.findings += 1;
             let finding = describe(v, &found);
             verified.tables.add(&finding.table, found.rows);
@@ -175,7 +175,7 @@ async fn repair(
     );
     let mut remaining = 0;
     for batch in users.chunks(REPAIR_BATCH) {
-        for found in store.found(batch).await.map_err(failure)? {
+        for found in store.found(batch).await.map_err(erase::failure)? {
             if !refused.contains(&found.user_id) {
                 remaining += 1;
                 warn!(
@@ -215,8 +215,4 @@ fn describe(v: &Verify, found: &Found) -> Finding {
         user_id: found.user_id,
         rows: found.rows,
     }
-}
-
-fn failure(error: StoreError) -> anyhow::Error {
-    erase::failure(error)
 }

@@ -22,6 +22,7 @@ use crate::store::{Chunked, Erased, Refusal, Removal, Store, StoreError};
 
 mod chunk;
 pub mod replica;
+mod tls;
 pub mod verify;
 
 /// Checks a `mysql://` URL without contacting anything. The problem it returns
@@ -61,17 +62,7 @@ pub fn describe(url: &str) -> String {
 async fn open(database: &Database) -> anyhow::Result<Conn> {
     let opts = Opts::from_url(database.url.expose()).context("invalid database URL")?;
     let lock_wait = database.lock_wait_timeout.as_secs();
-    let tls = match &database.ca_file {
-        // A private CA: TLS on, and the server's certificate must chain to it.
-        Some(ca) => Some(
-            opts.ssl_opts()
-                .cloned()
-                .unwrap_or_default()
-                .with_root_certs(vec![ca.clone().into()]),
-        ),
-        // require_ssl=true (with verify_ca, verify_identity) in the URL, or plaintext.
-        None => opts.ssl_opts().cloned(),
-    };
+    let tls = tls::ssl_opts(&opts, database.ca_file.as_ref());
     let mut opts = OptsBuilder::from_opts(opts).ssl_opts(tls);
     if let Some(password) = &database.password {
         opts = opts.pass(Some(password.expose()));

@@ -103,15 +103,7 @@ impl Replicas {
 /// for the primary (`super::open`): the CA file, if any, verifies it too.
 fn replica_opts(database: &Database, url: &str) -> anyhow::Result<Opts> {
     let opts = Opts::from_url(url)?;
-    let tls = match &database.ca_file {
-        Some(ca) => Some(
-            opts.ssl_opts()
-                .cloned()
-                .unwrap_or_default()
-                .with_root_certs(vec![ca.clone().into()]),
-        ),
-        None => opts.ssl_opts().cloned(),
-    };
+    let tls = super::tls::ssl_opts(&opts, database.ca_file.as_ref());
     let password = match opts.pass() {
         Some(own) => Some(own.to_owned()),
         None => match &database.password {
