@@ -40,8 +40,10 @@ impl PrivateMariaDb {
         let dir =
             std::env::temp_dir().join(format!("user-purge-mariadb-{}-{port}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let status = Command::new("mariadb-install-db")
+        // A tmpdir of its own: bootstraps that share /tmp collide on their
+        // temporary tables' names and fail at random when tests run at once.
+        std::fs::create_dir_all(dir.join("tmp")).unwrap();
+        let output = Command::new("mariadb-install-db")
             .args([
                 "--no-defaults",
                 "--auth-root-authentication-method=normal",
@@ -49,11 +51,16 @@ impl PrivateMariaDb {
                 "--user=root",
             ])
             .arg(format!("--datadir={}", dir.join("data").display()))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
+            .arg(format!("--tmpdir={}", dir.join("tmp").display()))
+            .stdin(Stdio::null())
+            .output()
             .expect("mariadb-install-db must be installed");
-        assert!(status.success(), "mariadb-install-db failed");
+        assert!(
+            output.status.success(),
+            "mariadb-install-db failed: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
         let mut db = PrivateMariaDb {
             port,
             dir,
@@ -72,6 +79,7 @@ impl PrivateMariaDb {
             .arg("--no-defaults")
             .arg(format!("--datadir={}", self.dir.join("data").display()))
             .arg(format!("--socket={}", self.dir.join("sock").display()))
+            .arg(format!("--tmpdir={}", self.dir.join("tmp").display()))
             .arg(format!("--port={}", self.port))
             .args([
                 "--bind-address=127.0.0.1",
