@@ -10,15 +10,17 @@
 //! A larger set is halved until it fits; a user alone with more rows than a
 //! chunk is *heavy*: in a batch it is left to be erased alone, after the
 //! others, so that it never holds them back; alone, its rows are walked in key
-//! order (`key > last ORDER BY key`, along the index (user, key)), each chunk
-//! starting where the last ended.
+//! order along the index (user, key): the chunk's last key is read off the
+//! index (`key > last ORDER BY key LIMIT 1 OFFSET chunk - 1`) and the chunk
+//! erased as the range `key > last AND key <= that`, which the server reads as
+//! one range of the index instead of a list of keys to look up one by one.
 
 use log::{debug, info, warn};
 use tokio::time::Instant;
 
 use super::MySql;
 use crate::store::schema::Bound;
-use crate::store::sql::{self, Walk};
+use crate::store::sql::{self, Keys, Walk};
 use crate::store::{Chunked, Erased, Removal, StoreError};
 
 /// How many deadlocked chunks one run tries again.
@@ -60,7 +62,7 @@ impl MySql {
                 while let Some(set) = pending.pop() {
                     let keys = self.keys(i, set, Walk::Any, chunk + 1).await?;
                     if keys.len() as u64 <= chunk {
-                        rows += self.erase_keys(i, set, &keys).await?;
+                        rows += self.erase_keys(i, set, Keys::Listed(&keys)).await?;
                         continue;
                     }
                     match set {
@@ -189,7 +191,7 @@ impl MySql {
                 .await?;
             let keys = self.keys(i, &user_ids, Walk::Any, chunk + 1).await?;
             if keys.len() as u64 <= chunk {
-                let rows = self.erase_keys(i, &user_ids, &keys).await?;
+                let rows = self.erase_keys(i, &user_ids, Keys::Listed(&keys)).await?;
                 self.run("COMMIT", "", "COMMIT").await?;
                 erased.rows[i] += rows;
                 if rows > 0 {
@@ -259,21 +261,56 @@ impl MySql {
             } else if Instant::now() >= deadline {
                 return Err(StoreError::OutOfTime);
             }
-            let keys = self
-                .keys(i, &[user], Walk::After(after.as_deref()), chunk)
-                .await?;
-            let erased = self.erase_keys(i, &[user], &keys).await?;
+            // A full chunk is erased as the range up to its last key; the
+            // rest, fewer rows than a chunk, by its keys.
+            let through = self.chunk_end(i, user, after.as_deref()).await?;
+            let erased = match &through {
+                Some(through) => {
+                    let range = Keys::Range {
+                        after: after.as_deref(),
+                        through,
+                    };
+                    self.erase_keys(i, &[user], range).await?
+                }
+                None => {
+                    let keys = self
+                        .keys(i, &[user], Walk::After(after.as_deref()), chunk)
+                        .await?;
+                    self.erase_keys(i, &[user], Keys::Listed(&keys)).await?
+                }
+            };
             if commit {
                 self.run("COMMIT", "", "COMMIT").await?;
                 walked.1 += 1;
                 self.committed(i, erased);
             }
             walked.0 += erased;
-            if (keys.len() as u64) < chunk {
-                return Ok(());
+            match through {
+                Some(through) => after = Some(through),
+                None => return Ok(()),
             }
-            after = keys.last().cloned();
         }
+    }
+
+    /// The key that ends one user's next chunk of entry `i` after `after`;
+    /// none when fewer rows than a chunk are left.
+    async fn chunk_end(
+        &mut self,
+        i: usize,
+        user: u64,
+        after: Option<&str>,
+    ) -> Result<Option<String>, StoreError> {
+        let Bound::Key(key, _, index) = &self.bounds[i] else {
+            unreachable!("a walk needs an entry with a key");
+        };
+        let (entry, kind) = &self.entries[i];
+        let chunk = self.chunk_rows;
+        let Some(select) =
+            sql::chunk_end_select(entry, *kind, &[user], key, index.as_deref(), after, chunk)
+        else {
+            return Ok(None);
+        };
+        Ok(self.key_values(i, &select).await?.pop())
     }
 
     /// The keys of entry `i`'s rows of these users that `walk` selects, as
@@ -285,7 +322,7 @@ impl MySql {
         walk: Walk<'_>,
         limit: u64,
     ) -> Result<Vec<String>, StoreError> {
-        let Bound::Key(key, key_kind, index) = &self.bounds[i] else {
+        let Bound::Key(key, _, index) = &self.bounds[i] else {
             unreachable!("keys are selected only for an entry with a key");
         };
         let (entry, kind) = &self.entries[i];
@@ -294,9 +331,17 @@ impl MySql {
         else {
             return Ok(Vec::new());
         };
+        self.key_values(i, &select).await
+    }
+
+    /// Runs a select of entry `i`'s keys; returns them as literals.
+    async fn key_values(&mut self, i: usize, select: &str) -> Result<Vec<String>, StoreError> {
+        let Bound::Key(_, key_kind, _) = &self.bounds[i] else {
+            unreachable!("keys are selected only for an entry with a key");
+        };
         let key_kind = key_kind.clone();
-        let table = entry.table.as_str().to_owned();
-        let values = self.select_column(&select, &table, i).await?;
+        let table = self.entries[i].0.table.as_str().to_owned();
+        let values = self.select_column(select, &table, i).await?;
         values
             .iter()
             .map(|bytes| {
@@ -315,16 +360,18 @@ impl MySql {
         &mut self,
         i: usize,
         user_ids: &[u64],
-        keys: &[String],
+        keys: Keys<'_>,
     ) -> Result<u64, StoreError> {
-        if keys.is_empty() {
+        if keys == Keys::Listed(&[]) {
             return Ok(0);
         }
-        let Bound::Key(key, ..) = &self.bounds[i] else {
+        let Bound::Key(key, _, index) = &self.bounds[i] else {
             unreachable!("keys are erased only for an entry with a key");
         };
         let (entry, kind) = &self.entries[i];
-        let Some(statement) = sql::keyed_statement(entry, *kind, user_ids, key, keys) else {
+        let Some(statement) =
+            sql::keyed_statement(entry, *kind, user_ids, key, index.as_deref(), keys)
+        else {
             return Ok(0);
         };
         self.statement(i, &statement).await
