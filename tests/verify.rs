@@ -13,6 +13,8 @@
 //!   whose id is an erased user's), is never reported nor touched;
 //! - a user the database refuses during the repair (a trigger) is exit 6 and
 //!   keeps every row; the other findings are repaired;
+//! - rows written again while the repair runs (a trigger standing in for a
+//!   writer) are exit 1, named in the log, and found by the next verify;
 //! - a SELECT-only account is enough to verify (exit 1), and is exit 4 with
 //!   `--repair`, nothing changed;
 //! - ids compare as the erasure compares them: `'01'`, `'1 '` and their kin
@@ -417,6 +419,41 @@ async fn a_user_refused_during_the_repair_is_exit_6_and_the_others_are_repaired(
             line("reappeared", "orders", "user_id", 1, 1),
             line("reappeared", "users", "id", 1, 1),
         ])
+    );
+    world.env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rows_written_again_while_the_repair_runs_are_exit_1_and_named() {
+    let world = erased_world().await;
+    let env = &world.env;
+    // A writer that re-creates a cart whenever a user row goes: the map
+    // erases the carts before the users, so the repair leaves it behind.
+    env.sql(
+        "CREATE TRIGGER users_rewrite AFTER DELETE ON users FOR EACH ROW \
+         INSERT INTO carts VALUES (OLD.id + 100, OLD.id)",
+    )
+    .await;
+    env.sql("INSERT INTO users VALUES (2, 'user2@example.com')")
+        .await;
+
+    let run = verify(&world, &["--repair"], &[]).await;
+    run.assert_code(1);
+    assert_eq!(findings(&run), [line("reappeared", "users", "id", 2, 1)]);
+    assert_eq!(
+        closing(&run),
+        json!({"command": "verify", "outcome": "findings", "users_checked": 3,
+               "findings": 1, "tables": {"users": 1},
+               "repaired_rows": 1, "refused": 0, "remaining": 1})
+    );
+    run.assert_logged("user 2: 1 rows are still in carts after the repair");
+
+    // What the writer wrote is what the next verify finds.
+    let run = verify(&world, &[], &[]).await;
+    run.assert_code(1);
+    assert_eq!(
+        findings(&run),
+        [line("reappeared", "carts", "user_ref", 2, 1)]
     );
     world.env.cleanup().await;
 }
