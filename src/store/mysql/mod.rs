@@ -21,8 +21,8 @@ use crate::store::sql::{self, IdKind};
 use crate::store::{Chunked, Erased, Refusal, Removal, Store, StoreError};
 
 mod chunk;
+mod connection;
 pub mod replica;
-mod tls;
 pub mod verify;
 
 /// Checks a `mysql://` URL without contacting anything. The problem it returns
@@ -47,13 +47,7 @@ pub fn check_url(url: &str) -> Result<(), String> {
 /// Where a URL points, without its password: for log lines.
 pub fn describe(url: &str) -> String {
     match Opts::from_url(url) {
-        Ok(opts) => format!(
-            "mysql://{}@{}:{}/{}",
-            opts.user().unwrap_or(""),
-            opts.ip_or_hostname(),
-            opts.tcp_port(),
-            opts.db_name().unwrap_or("")
-        ),
+        Ok(opts) => connection::describe(&opts),
         Err(_) => "an invalid URL".to_owned(),
     }
 }
@@ -62,7 +56,7 @@ pub fn describe(url: &str) -> String {
 async fn open(database: &Database) -> anyhow::Result<Conn> {
     let opts = Opts::from_url(database.url.expose()).context("invalid database URL")?;
     let lock_wait = database.lock_wait_timeout.as_secs();
-    let tls = tls::ssl_opts(&opts, database.ca_file.as_ref());
+    let tls = connection::ssl_opts(&opts, database.ca_file.as_ref());
     let mut opts = OptsBuilder::from_opts(opts).ssl_opts(tls);
     if let Some(password) = &database.password {
         opts = opts.pass(Some(password.expose()));

@@ -47,7 +47,7 @@ impl Replicas {
             // Checked at load (`check_url`): it parses.
             let opts = replica_opts(database, url.expose())
                 .context("a --replica-url is not a valid URL")?;
-            let name = describe(&opts);
+            let name = super::connection::describe(&opts);
             let mut conn = Conn::new(opts)
                 .await
                 .with_context(|| format!("cannot reach replica {name}"))?;
@@ -103,7 +103,7 @@ impl Replicas {
 /// for the primary (`super::open`): the CA file, if any, verifies it too.
 fn replica_opts(database: &Database, url: &str) -> anyhow::Result<Opts> {
     let opts = Opts::from_url(url)?;
-    let tls = super::tls::ssl_opts(&opts, database.ca_file.as_ref());
+    let tls = super::connection::ssl_opts(&opts, database.ca_file.as_ref());
     let password = match opts.pass() {
         Some(own) => Some(own.to_owned()),
         None => match &database.password {
@@ -117,19 +117,6 @@ fn replica_opts(database: &Database, url: &str) -> anyhow::Result<Opts> {
         .ssl_opts(tls)
         .pass(password)
         .into())
-}
-
-/// Where a replica is, without its password: the form of
-/// `store::mysql::describe`, which this module cannot name, because that
-/// module names this one (and the modules' graph has no circles).
-fn describe(opts: &Opts) -> String {
-    format!(
-        "mysql://{}@{}:{}/{}",
-        opts.user().unwrap_or(""),
-        opts.ip_or_hostname(),
-        opts.tcp_port(),
-        opts.db_name().unwrap_or("")
-    )
 }
 
 /// `SHOW REPLICA STATUS` where the server knows it (MariaDB 10.5.1, MySQL
@@ -303,14 +290,6 @@ mod tests {
         ] {
             assert_eq!(status_statement(version), statement, "{version}");
         }
-    }
-
-    #[test]
-    fn a_replica_is_described_as_the_primary_is() {
-        let url = "mysql://app:s3cret@replica.example:3307/app";
-        let described = describe(&Opts::from_url(url).unwrap());
-        assert_eq!(described, super::super::describe(url));
-        assert_eq!(described, "mysql://app@replica.example:3307/app");
     }
 
     #[test]
