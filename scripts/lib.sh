@@ -22,6 +22,30 @@ ensure_mariadb() {
   return 1
 }
 
+# PostgreSQL at 127.0.0.1:5432 (postgres, no password), started when it is
+# down: Debian's cluster, whatever its version.
+ensure_postgres() {
+  if pg_isready -q -h 127.0.0.1 -p 5432 >/dev/null 2>&1; then
+    return 0
+  fi
+  echo "PostgreSQL is not answering; starting it" >&2
+  local version
+  version=$(ls /etc/postgresql 2>/dev/null | sort -V | tail -n 1)
+  if [ -z "$version" ]; then
+    echo "error: no PostgreSQL cluster under /etc/postgresql (install the postgresql package)" >&2
+    return 1
+  fi
+  pg_ctlcluster --skip-systemctl-redirect "$version" main start
+  for _ in $(seq 1 60); do
+    if pg_isready -q -h 127.0.0.1 -p 5432 >/dev/null 2>&1; then
+      return 0
+    fi
+    sleep 1
+  done
+  echo "error: PostgreSQL did not come up at 127.0.0.1:5432 within 60 s" >&2
+  return 1
+}
+
 # Debian packages the tests need that a new machine may lack, installed once.
 ensure_packages() {
   local missing=()
