@@ -52,9 +52,10 @@ async fn a_server_logging_statements_is_erased_under_repeatable_read_and_says_so
 #[tokio::test(flavor = "multi_thread")]
 async fn a_statement_past_its_timeout_carries_its_users_over_and_hands_their_messages_back() {
     let env = TestEnv::new(10).await;
-    // Each deleted row takes a second: any statement over a row takes more
-    // than the limit, so each user alone is split off and carried over.
-    env.sql("CREATE TRIGGER slow BEFORE DELETE ON users FOR EACH ROW DO SLEEP(1)")
+    // Each deleted row takes five seconds, far past the limit of one (a
+    // sleep of one second raced the limit, and sometimes won): so each user
+    // alone is split off and carried over. The timeout cuts each sleep short.
+    env.sql("CREATE TRIGGER slow BEFORE DELETE ON users FOR EACH ROW DO SLEEP(5)")
         .await;
     env.publish_removals(1..=5).await;
 
