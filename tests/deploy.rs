@@ -8,13 +8,20 @@
 //!   against the Kubernetes schemas; the environment names it sets are flags
 //!   of `user-purge --help`; its `podFailurePolicy` keys on the exit codes
 //!   `--help` documents; the overlay docs/operations.md shows renders.
+//! - `k8s/components/verify`: a daily CronJob of `user-purge verify` with the
+//!   job's settings, map, Secret and securityContext, failing at once on the
+//!   codes of `verify --help` that are an answer; before the Cloud SQL
+//!   component, both CronJobs get the proxy, and after it the docs' overlay
+//!   refuses to render.
 //! - Secrets (the variables whose values `--help` hides) are never a setting:
 //!   `DATABASE_URL` is one only without a password; the password and the key
 //!   are files, in the pod from the Secret's read-only volume (whose keys the
 //!   example Secret and the docs' `kubectl create secret` give), on a VM from
 //!   systemd credentials (`LoadCredential=`, `%d`).
 //! - `deploy/systemd/`: `systemd-analyze verify` and `security` pass; its
-//!   environment and exit codes agree with `--help` and with the Job's budget.
+//!   environment and exit codes agree with `--help` and with the Job's budget;
+//!   the verify unit is the job's but for what it runs and its deadline (the
+//!   verify CronJob's), its timer daily at the CronJob's time.
 //! - The erasure map: the CronJob mounts the generated ConfigMap read-only at
 //!   the path ERASURE_MAP names, and the unit reads it from /etc/user-purge/;
 //!   neither sets the single-table settings with it; the example
@@ -844,19 +851,24 @@ fn the_systemd_units_pass_systemd_analyze() {
     let scratch = Scratch::new("deploy-systemd");
     let dir: &Path = &scratch;
     let binary = release_binary(&dockerfile().build_target(), &Crate::read().binary);
-    let service: String = read("deploy/systemd/user-purge.service")
-        .lines()
-        .map(|line| match line.strip_prefix("ExecStart=") {
-            Some(_) => format!("ExecStart={}\n", binary.display()),
-            None => format!("{line}\n"),
-        })
-        .collect();
-    std::fs::write(dir.join("user-purge.service"), service).unwrap();
-    std::fs::copy(
-        root().join("deploy/systemd/user-purge.timer"),
-        dir.join("user-purge.timer"),
-    )
-    .unwrap();
+    let installed = &dockerfile().copy_from_build.1;
+    for (service, timer) in UNITS {
+        // The installed path replaced, the arguments (verify) kept.
+        let text: String = read(&format!("deploy/systemd/{service}"))
+            .lines()
+            .map(|line| match line.strip_prefix("ExecStart=") {
+                Some(command) => {
+                    let args = command.strip_prefix(installed.as_str()).unwrap_or_else(|| {
+                        panic!("{service}: ExecStart={command}: not {installed}")
+                    });
+                    format!("ExecStart={}{args}\n", binary.display())
+                }
+                None => format!("{line}\n"),
+            })
+            .collect();
+        std::fs::write(dir.join(service), text).unwrap();
+        std::fs::copy(root().join("deploy/systemd").join(timer), dir.join(timer)).unwrap();
+    }
     std::fs::create_dir(dir.join("user-purge.service.d")).unwrap();
     std::fs::copy(
         root().join("deploy/systemd/pubsub-key.conf"),
@@ -865,12 +877,8 @@ fn the_systemd_units_pass_systemd_analyze() {
     .unwrap();
 
     let output = run(Command::new("systemd-analyze")
-        .args([
-            "verify",
-            "--man=no",
-            "user-purge.service",
-            "user-purge.timer",
-        ])
+        .args(["verify", "--man=no"])
+        .args(UNITS.iter().flat_map(|(service, timer)| [service, timer]))
         .current_dir(dir));
     assert_success("systemd-analyze verify", &output);
     // An unknown or misspelt setting is only a warning, and still exits 0.
@@ -883,11 +891,105 @@ fn the_systemd_units_pass_systemd_analyze() {
 
     // The hardening stays where it is: an exposure of at most 1.5 of 10
     // (it is 1.1; the rest is network access, which the job needs).
-    let output = run(Command::new("systemd-analyze")
-        .args(["security", "--offline=yes", "--threshold=15", "--no-pager"])
-        .arg("user-purge.service")
-        .current_dir(dir));
-    assert_success("systemd-analyze security --threshold=15", &output);
+    for (service, _) in UNITS {
+        let output = run(Command::new("systemd-analyze")
+            .args(["security", "--offline=yes", "--threshold=15", "--no-pager"])
+            .arg(service)
+            .current_dir(dir));
+        assert_success(
+            &format!("systemd-analyze security --threshold=15 {service}"),
+            &output,
+        );
+    }
+}
+
+/// The services of deploy/systemd/ and their timers: the job's, verify's.
+const UNITS: [(&str, &str); 2] = [
+    ("user-purge.service", "user-purge.timer"),
+    ("user-purge-verify.service", "user-purge-verify.timer"),
+];
+
+/// The [Service] settings in which verify's unit differs from the job's:
+/// what it runs, its budget and its memory. Every other one, the hardening,
+/// the settings file and the credentials, is the job's.
+const VERIFY_UNIT_OWN: [&str; 4] = [
+    "ExecStart",
+    "TimeoutStartSec",
+    "SuccessExitStatus",
+    "MemoryMax",
+];
+
+#[test]
+fn the_verify_unit_runs_verify_as_the_job_runs_with_the_cronjobs_deadline() {
+    let job = unit("user-purge.service");
+    let verify = unit("user-purge-verify.service");
+    assert_eq!(
+        verify.one("Service", "ExecStart"),
+        format!("{} verify", job.one("Service", "ExecStart")),
+        "read-only: no --repair"
+    );
+    // Everything else of [Service] is the job's, setting for setting.
+    let service_keys = |u: &Unit| -> BTreeSet<String> {
+        u.0.keys()
+            .filter(|(section, key)| {
+                section == "Service" && !VERIFY_UNIT_OWN.contains(&key.as_str())
+            })
+            .map(|(_, key)| key.clone())
+            .collect()
+    };
+    assert_eq!(
+        service_keys(&verify),
+        service_keys(&job),
+        "[Service] settings"
+    );
+    for key in service_keys(&job) {
+        assert_eq!(
+            verify.all("Service", &key),
+            job.all("Service", &key),
+            "{key}="
+        );
+    }
+    assert_eq!(verify.one("Service", "Type"), "oneshot");
+    assert!(verify.all("Service", "Restart").iter().all(|v| v == "no"));
+    // A finding fails the unit: no exit code but 0 is a success.
+    assert!(verify.all("Service", "SuccessExitStatus").is_empty());
+    assert!(verify.one("Service", "MemoryMax").ends_with('M'));
+
+    // The same deadline as the verify CronJob.
+    let objects = yaml_documents(&render_with_verify());
+    let cronjob = verify_cronjob(&objects);
+    assert_eq!(
+        verify.one("Service", "TimeoutStartSec"),
+        cronjob["spec"]["jobTemplate"]["spec"]["activeDeadlineSeconds"].to_string()
+    );
+
+    // Daily, at the CronJob's time of day: "M H * * *" is "*-*-* HH:MM:00 UTC".
+    let timer = unit("user-purge-verify.timer");
+    let schedule: Vec<&str> = cronjob["spec"]["schedule"]
+        .as_str()
+        .unwrap()
+        .split(' ')
+        .collect();
+    let (minute, hour): (u8, u8) = (schedule[0].parse().unwrap(), schedule[1].parse().unwrap());
+    assert_eq!(cronjob["spec"]["timeZone"], "Etc/UTC");
+    assert_eq!(
+        timer.one("Timer", "OnCalendar"),
+        format!("*-*-* {hour:02}:{minute:02}:00 UTC")
+    );
+    assert_eq!(timer.one("Timer", "Persistent"), "true");
+    let delay: u64 = timer.one("Timer", "RandomizedDelaySec").parse().unwrap();
+    assert!((1..3600).contains(&delay), "RandomizedDelaySec={delay}");
+    assert_eq!(timer.one("Install", "WantedBy"), "timers.target");
+
+    // The docs install both units.
+    let docs = read("docs/operations.md");
+    assert!(
+        docs.contains(
+            "install -m 0644 deploy/systemd/user-purge-verify.service deploy/systemd/user-purge-verify.timer /etc/systemd/system/"
+        ),
+        "docs/operations.md does not install the verify units"
+    );
+    assert!(docs.contains("systemctl enable --now user-purge-verify.timer"));
 }
 
 #[test]
@@ -957,7 +1059,11 @@ fn the_systemd_environment_sets_only_settings_the_binary_accepts() {
             settings.push((file.to_owned(), name.to_owned(), value.to_owned()));
         }
     }
-    for file in ["user-purge.service", "pubsub-key.conf"] {
+    for file in [
+        "user-purge.service",
+        "user-purge-verify.service",
+        "pubsub-key.conf",
+    ] {
         for value in unit(file).all("Service", "Environment") {
             let (name, value) = value.split_once('=').unwrap();
             settings.push((file.to_owned(), name.to_owned(), value.to_owned()));
@@ -974,10 +1080,18 @@ fn the_systemd_environment_sets_only_settings_the_binary_accepts() {
             "deploy/systemd/ does not set {required}"
         );
     }
-    // The settings file is the only one the unit reads: secrets are
+    // The settings file is the only one the units read: secrets are
     // credentials, not environment files.
-    let files = unit("user-purge.service").all("Service", "EnvironmentFile");
-    assert_eq!(files, [format!("{MAP_DIR}user-purge.env")]);
+    for (service, _) in UNITS {
+        let files = unit(service).all("Service", "EnvironmentFile");
+        assert_eq!(files, [format!("{MAP_DIR}user-purge.env")], "{service}");
+    }
+    // verify reads the record's setting there, shown for the operator to set.
+    let verify = Help::of_verify();
+    for name in ["DATABASE_URL", "ERASURE_MAP", "ERASURE_RECORD"] {
+        assert!(verify.env.contains_key(name), "verify --help lacks {name}");
+        assert!(names.contains(name), "{file} does not show {name}");
+    }
     assert!(
         !root().join("deploy/systemd/secrets.env.example").exists(),
         "secrets are credentials now: no secrets.env"
@@ -990,6 +1104,7 @@ fn the_systemd_units_hand_the_secrets_over_as_credentials() {
     // Each unit file and the secret file setting it must set.
     for (file, required) in [
         ("user-purge.service", "DATABASE_PASSWORD_FILE"),
+        ("user-purge-verify.service", "DATABASE_PASSWORD_FILE"),
         ("pubsub-key.conf", "PUBSUB_SERVICE_ACCOUNT_FILE"),
     ] {
         let unit = unit(file);
@@ -1209,28 +1324,332 @@ fn the_docs_database_url_names_the_proxy() {
 }
 
 // ---------------------------------------------------------------------------
+// The verify component (`k8s/components/verify`): a daily CronJob running
+// `user-purge verify` with the job's settings, map and Secret, as locked down
+// as the job; alone, and with the Cloud SQL component after it.
+
+/// The verify component, as an overlay adds it.
+const VERIFY_COMPONENT: &str = "../../k8s/components/verify";
+
+/// The base with the verify component, as the docs' "Running verify" adds it.
+fn render_with_verify() -> String {
+    let output = kustomize_overlay(&format!(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\n\
+         kind: Kustomization\n\
+         namespace: user-purge\n\
+         resources:\n  - ../../k8s\n\
+         components:\n  - {VERIFY_COMPONENT}\n"
+    ));
+    assert_success("kubectl kustomize (the base with verify)", &output);
+    String::from_utf8(output.stdout).unwrap()
+}
+
+fn verify_cronjob(objects: &[Value]) -> &Value {
+    objects
+        .iter()
+        .find(|o| o["kind"] == "CronJob" && o["metadata"]["name"] == "user-purge-verify")
+        .expect("the verify component renders CronJob user-purge-verify")
+}
+
+/// The pod's only regular container, the one that runs user-purge.
+fn only_container(pod: &Value) -> &Value {
+    match pod["containers"].as_array().unwrap().as_slice() {
+        [container] => container,
+        containers => panic!("one container expected, got {}", containers.len()),
+    }
+}
+
+#[test]
+fn the_verify_component_renders_objects_that_validate() {
+    let rendered = render_with_verify();
+    assert_valid_kubernetes(&rendered, &[]);
+    let objects = yaml_documents(&rendered);
+    let mut kinds: Vec<(String, String)> = objects
+        .iter()
+        .map(|o| {
+            let name = o["metadata"]["name"].as_str().unwrap();
+            // Generated names end in their hash.
+            let name = name
+                .rsplit_once('-')
+                .filter(|(_, h)| h.len() == 10)
+                .map_or(name, |(n, _)| n);
+            (o["kind"].as_str().unwrap().to_owned(), name.to_owned())
+        })
+        .collect();
+    kinds.sort();
+    // One CronJob more, and nothing else: verify shares the job's
+    // ConfigMaps, ServiceAccount and Secret.
+    assert_eq!(
+        kinds,
+        [
+            ("ConfigMap", "user-purge"),
+            ("ConfigMap", "user-purge-erasure-map"),
+            ("CronJob", "user-purge"),
+            ("CronJob", "user-purge-verify"),
+            ("ServiceAccount", "user-purge"),
+        ]
+        .map(|(kind, name)| (kind.to_owned(), name.to_owned()))
+    );
+    for object in &objects {
+        assert_eq!(object["metadata"]["namespace"], "user-purge", "{object}");
+    }
+    // The job's CronJob is the base's, but for the record's setting.
+    let base = yaml_documents(&render_k8s());
+    let mut job = cronjob(&objects).clone();
+    let mut base_job = cronjob(&base).clone();
+    for cronjob in [&mut job, &mut base_job] {
+        let spec = &mut cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+        spec["containers"][0]["envFrom"] = Value::Null;
+        cronjob["metadata"]["namespace"] = Value::Null;
+    }
+    assert_eq!(
+        job, base_job,
+        "the verify component changes the job's CronJob"
+    );
+}
+
+#[test]
+fn the_verify_cronjob_runs_verify_with_the_jobs_settings_and_secret() {
+    let help = Help::of_verify();
+    let objects = yaml_documents(&render_with_verify());
+    let job_pod = &cronjob(&objects)["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+    let job_container = &job_pod["containers"][0];
+    let pod = &verify_cronjob(&objects)["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+    let container = only_container(pod);
+
+    // `user-purge verify`, read-only: no --repair, which erases.
+    assert!(container["command"].is_null(), "the image's ENTRYPOINT");
+    assert_eq!(container["args"], serde_json::json!(["verify"]));
+    assert_eq!(container["image"], job_container["image"]);
+
+    // The job's settings, from the same ConfigMap; nothing from a Secret's key.
+    assert_eq!(container["envFrom"], job_container["envFrom"]);
+    for env in array(&container["env"]) {
+        assert!(env["valueFrom"].is_null(), "{env}: a literal, or a file");
+    }
+    let env = container_environment(&objects, container);
+    for (name, value) in &env {
+        let value = value.as_deref().unwrap();
+        assert_no_secret("the verify CronJob", &help, name, value);
+    }
+    // Verify reads the database settings, the map and the record; the job's
+    // other settings (the subscription...) are not verify's and are ignored.
+    for required in [
+        "DATABASE_URL",
+        "DATABASE_PASSWORD_FILE",
+        "ERASURE_MAP",
+        "ERASURE_RECORD",
+    ] {
+        assert!(
+            help.env.contains_key(required),
+            "verify --help lacks {required}"
+        );
+        assert!(
+            env.get(required)
+                .is_some_and(|v| v.as_deref().is_some_and(|v| !v.is_empty())),
+            "the verify CronJob does not set {required}"
+        );
+    }
+    // The same record as the job's: the component turns it on for both.
+    let job_env = container_environment(&objects, job_container);
+    assert_eq!(env["ERASURE_RECORD"], job_env["ERASURE_RECORD"]);
+    assert_eq!(env["DATABASE_URL"], job_env["DATABASE_URL"]);
+
+    // The password is the job's Secret's file, the map the job's ConfigMap's.
+    let path = env["DATABASE_PASSWORD_FILE"].as_deref().unwrap();
+    assert_eq!(
+        mounted_secret_key(pod, container, "DATABASE_PASSWORD_FILE", path),
+        "database-password"
+    );
+    let path = env["ERASURE_MAP"].as_deref().unwrap();
+    let (map, key) = mounted_config_map_file(&objects, pod, container, path);
+    let job_path = job_env["ERASURE_MAP"].as_deref().unwrap();
+    let (job_map, job_key) = mounted_config_map_file(&objects, job_pod, job_container, job_path);
+    assert_eq!((map, key), (job_map, job_key), "the job's erasure map");
+
+    // As locked down as the job, by the same securityContext.
+    assert_eq!(pod["securityContext"], job_pod["securityContext"]);
+    assert_eq!(
+        container["securityContext"],
+        job_container["securityContext"]
+    );
+    for field in [
+        "serviceAccountName",
+        "automountServiceAccountToken",
+        "enableServiceLinks",
+        "restartPolicy",
+    ] {
+        assert_eq!(pod[field], job_pod[field], "{field}");
+    }
+    assert!(pod["terminationGracePeriodSeconds"].as_u64().unwrap() > SIGTERM_BUDGET_SECS);
+    for field in ["requests", "limits"] {
+        assert!(
+            container["resources"][field]["memory"].is_string(),
+            "{field}.memory"
+        );
+        assert!(
+            container["resources"][field]["cpu"].is_string(),
+            "{field}.cpu"
+        );
+    }
+
+    // The docs say how to add it.
+    let docs = read("docs/operations.md");
+    let section = &docs[docs
+        .find("\n## Running verify")
+        .expect("a \"Running verify\" section")..];
+    assert!(section.contains(&format!("  - {VERIFY_COMPONENT}\n")));
+}
+
+#[test]
+fn the_verify_cronjob_runs_daily_and_fails_at_once_on_an_answer() {
+    let help = Help::of_verify();
+    let objects = yaml_documents(&render_with_verify());
+    let cronjob = verify_cronjob(&objects);
+    let spec = &cronjob["spec"];
+
+    // Once a day (minute and hour fixed, every day), in UTC, one at a time.
+    let schedule: Vec<&str> = spec["schedule"].as_str().unwrap().split(' ').collect();
+    assert!(
+        schedule.len() == 5
+            && schedule[..2].iter().all(|f| f.parse::<u8>().is_ok())
+            && schedule[2..] == ["*", "*", "*"],
+        "not daily: {schedule:?}"
+    );
+    assert_eq!(spec["timeZone"], "Etc/UTC");
+    assert_eq!(spec["concurrencyPolicy"], "Forbid");
+    let job = &spec["jobTemplate"]["spec"];
+    // Three hours: a record of a million users, within the day.
+    let deadline = job["activeDeadlineSeconds"].as_u64().unwrap();
+    assert!(
+        (10_800..86_400).contains(&deadline),
+        "activeDeadlineSeconds {deadline}"
+    );
+    assert_eq!(job["backoffLimit"], 0, "the next day's run is the retry");
+    assert!(job["ttlSecondsAfterFinished"].is_u64());
+
+    // Disruptions first, then FailJob on exactly the codes of verify's that
+    // are an answer: a finding, and those --help says no retry can help.
+    let container = only_container(&job["template"]["spec"])["name"]
+        .as_str()
+        .unwrap();
+    let rules = job["podFailurePolicy"]["rules"].as_array().unwrap();
+    assert_eq!(rules[0]["action"], "Ignore");
+    assert_eq!(rules[0]["onPodConditions"][0]["type"], "DisruptionTarget");
+    let mut by_action: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
+    for rule in &rules[1..] {
+        let on = &rule["onExitCodes"];
+        assert_eq!(on["operator"], "In", "{rule}");
+        assert_eq!(on["containerName"], container, "{rule}");
+        by_action
+            .entry(rule["action"].as_str().unwrap())
+            .or_default()
+            .extend(
+                on["values"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_u64().unwrap()),
+            );
+    }
+    let verify_codes: BTreeSet<u64> = help.exit_codes.keys().copied().collect();
+    let answers: BTreeSet<u64> = help
+        .config_error_codes()
+        .union(&help.codes_described_by("(check, verify)"))
+        .copied()
+        .collect();
+    assert!(
+        answers.is_subset(&verify_codes),
+        "{answers:?} {verify_codes:?}"
+    );
+    let fail: Vec<u64> = answers.into_iter().collect();
+    assert_eq!(fail, [1, 2, 6], "verify --help: {:?}", help.exit_codes);
+    assert_eq!(by_action.get("FailJob"), Some(&fail), "FailJob");
+    // Nothing else is ruled on: with backoffLimit 0 every other failure
+    // fails the Job too.
+    assert_eq!(by_action.len(), 1, "{by_action:?}");
+}
+
+#[test]
+fn the_cloud_sql_component_after_verify_puts_the_proxy_in_both_cronjobs() {
+    // The docs' Cloud SQL overlay with verify listed before the proxy, as
+    // "Running verify" says.
+    let overlay = docs_cloud_sql_overlay();
+    let proxy_line = "  - ../../k8s/components/cloud-sql-proxy\n";
+    assert!(overlay.contains(proxy_line), "{overlay}");
+    let verify_line = format!("  - {VERIFY_COMPONENT}\n");
+    let output =
+        kustomize_overlay(&overlay.replace(proxy_line, &format!("{verify_line}{proxy_line}")));
+    assert_success("kubectl kustomize (Cloud SQL with verify)", &output);
+    let rendered = String::from_utf8(output.stdout).unwrap();
+    assert_valid_kubernetes(&rendered, &[]);
+    let objects = yaml_documents(&rendered);
+    let job = &cronjob(&objects)["spec"]["jobTemplate"]["spec"];
+    let verify = &verify_cronjob(&objects)["spec"]["jobTemplate"]["spec"];
+    let proxy = &job["template"]["spec"]["initContainers"];
+    assert_eq!(proxy[0]["name"], "cloud-sql-proxy");
+    assert_eq!(
+        proxy[0]["args"].as_array().unwrap().last().unwrap(),
+        INSTANCE
+    );
+    assert_eq!(
+        verify["template"]["spec"]["initContainers"], *proxy,
+        "the same proxy"
+    );
+    // verify's own container still decides the Job's failure.
+    let container = only_container(&verify["template"]["spec"])["name"].clone();
+    for rule in array(&verify["podFailurePolicy"]["rules"]) {
+        if rule["onExitCodes"].is_object() {
+            assert_eq!(rule["onExitCodes"]["containerName"], container, "{rule}");
+        }
+    }
+
+    // Listed the other way round, the proxy would reach the job's pod only,
+    // and verify could not connect: the overlay's patch of every CronJob's
+    // proxy refuses to render instead.
+    let output =
+        kustomize_overlay(&overlay.replace(proxy_line, &format!("{proxy_line}{verify_line}")));
+    assert!(!output.status.success(), "verify after the proxy rendered");
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("initContainers"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+// ---------------------------------------------------------------------------
 // Helpers, the few of tests/deploy.rs this file needs
 
 /// The YAML block under [`OVERLAY`] in docs/operations.md, rendered against
 /// this repository's `k8s/` as `../../k8s`.
 fn render_docs_overlay() -> String {
+    let output = kustomize_overlay(&docs_cloud_sql_overlay());
+    assert_success("kubectl kustomize (the docs' Cloud SQL overlay)", &output);
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// The YAML block under [`OVERLAY`] in docs/operations.md.
+fn docs_cloud_sql_overlay() -> String {
     let docs = read("docs/operations.md");
     let start = docs
         .find(OVERLAY)
         .unwrap_or_else(|| panic!("docs/operations.md shows {OVERLAY}"));
-    let block: String = docs[start..]
+    docs[start..]
         .lines()
         .take_while(|line| !line.trim_start().starts_with("```"))
         .map(|line| format!("{line}\n"))
-        .collect();
+        .collect()
+}
+
+/// `kubectl kustomize` of an overlay two levels below a directory where this
+/// repository's `k8s/` is `../../k8s`, as in the docs' overlays.
+fn kustomize_overlay(kustomization: &str) -> Output {
     let scratch = Scratch::new("deploy-overlay");
-    let overlay = scratch.join("overlays/cloud-sql");
+    let overlay = scratch.join("overlays/test");
     std::fs::create_dir_all(&overlay).unwrap();
     std::os::unix::fs::symlink(root().join("k8s"), scratch.join("k8s")).unwrap();
-    std::fs::write(overlay.join("kustomization.yaml"), block).unwrap();
-    let output = run(Command::new("kubectl").arg("kustomize").arg(&overlay));
-    assert_success("kubectl kustomize (the docs' Cloud SQL overlay)", &output);
-    String::from_utf8(output.stdout).unwrap()
+    std::fs::write(overlay.join("kustomization.yaml"), kustomization).unwrap();
+    run(Command::new("kubectl").arg("kustomize").arg(&overlay))
 }
 
 // ---------------------------------------------------------------------------
@@ -1248,11 +1667,20 @@ struct Help {
 
 impl Help {
     fn of_the_binary() -> Help {
+        Help::of(&["--help"])
+    }
+
+    /// `user-purge verify --help`: verify's own flags and exit codes.
+    fn of_verify() -> Help {
+        Help::of(&["verify", "--help"])
+    }
+
+    fn of(args: &[&str]) -> Help {
         // A clean environment: clap prints the values of variables it sees.
         let output = run(Command::new(env!("CARGO_BIN_EXE_user-purge"))
-            .arg("--help")
+            .args(args)
             .env_clear());
-        assert_success("user-purge --help", &output);
+        assert_success(&format!("user-purge {}", args.join(" ")), &output);
         let text = String::from_utf8(output.stdout).unwrap();
 
         let mut env = BTreeMap::new();
