@@ -122,13 +122,19 @@ fn execute(runtime: &tokio::runtime::Runtime, command: Command) -> Outcome {
                 ),
             }
             println!("{}", outcome::json(&verified));
-            if let (Some(metrics), false) = (
-                &verify.metrics,
-                matches!(outcome, Outcome::DatabaseFailed(_)),
-            ) {
-                let found = verified.remaining.unwrap_or(verified.findings);
-                if let Err(e) = metrics::push_verify(&metrics.gateway, &metrics.instance, found) {
-                    warn!("cannot push metrics to {}: {e}", metrics.gateway);
+            match (&verify.metrics, &outcome, verify.since) {
+                (Some(_), Outcome::DatabaseFailed(_), _) | (None, ..) => {}
+                // The gauges speak of the whole record: a look at part of it
+                // would replace the daily run's findings and timestamp.
+                (Some(_), _, Some(_)) => {
+                    info!("--since checks part of the record: its figures are not pushed")
+                }
+                (Some(metrics), _, None) => {
+                    let found = verified.left.unwrap_or(verified.findings);
+                    if let Err(e) = metrics::push_verify(&metrics.gateway, &metrics.instance, found)
+                    {
+                        warn!("cannot push metrics to {}: {e}", metrics.gateway);
+                    }
                 }
             }
             outcome

@@ -138,13 +138,46 @@ impl Exit {
     }
 }
 
+impl Exit {
+    /// What the code tells of `verify`, which receives and acknowledges
+    /// nothing: its own words where the job's would mislead.
+    pub fn verify_meaning(self) -> &'static str {
+        match self {
+            Exit::Success => {
+                "nothing of an erased user was found (with --repair: everything found is gone)"
+            }
+            Exit::Findings => {
+                "(check, verify) data of erased users came back (with --repair: some was \
+                 written again while the repair ran)"
+            }
+            Exit::Database => {
+                "database error: verify could not finish, and pushed nothing; the next run retries"
+            }
+            Exit::PartiallyCompleted => {
+                "(--repair) the database refused to erase some users again; their rows stay \
+                 and are pushed as found; no retry can help"
+            }
+            other => other.meaning(),
+        }
+    }
+}
+
 /// The exit-code table of `--help`, for these codes.
 pub fn exit_codes_help(codes: &[Exit]) -> String {
+    exit_codes_help_in(codes, Exit::meaning)
+}
+
+/// The exit-code table of `verify --help`.
+pub fn verify_exit_codes_help(codes: &[Exit]) -> String {
+    exit_codes_help_in(codes, Exit::verify_meaning)
+}
+
+fn exit_codes_help_in(codes: &[Exit], meaning: fn(Exit) -> &'static str) -> String {
     const WIDTH: usize = 78;
     let mut text = String::from("Exit codes:");
     for exit in codes {
         let mut line = format!("\n  {:<5}", exit.code());
-        for word in exit.meaning().split(' ') {
+        for word in meaning(*exit).split(' ') {
             if line.len() + 1 + word.len() > WIDTH && line.trim().len() > 3 {
                 text.push_str(&line);
                 line = format!("\n{:7}", "");
@@ -457,6 +490,10 @@ mod tests {
         assert_eq!(codes, all);
         let check = exit_codes_help(&[Exit::Success, Exit::Findings]);
         assert_eq!(check.lines().count(), 4, "{check}");
+        // verify acknowledges nothing: its table speaks of rows, not messages.
+        let verify = verify_exit_codes_help(&[Exit::Database, Exit::PartiallyCompleted]);
+        assert!(!verify.contains("message"), "{verify}");
+        assert!(verify.contains("pushed nothing"), "{verify}");
     }
 
     /// The README's exit-code table: one row per code, in the enum's order,

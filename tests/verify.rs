@@ -21,6 +21,8 @@
 //!   in a VARCHAR column are not user 1;
 //! - `--since` checks only the users erased at or after it;
 //! - `--max-findings` limits the lines printed, not the totals;
+//! - a real Pushgateway gets the places still holding data (after a repair,
+//!   the refused users' included) and the time; a `--since` look, nothing;
 //! - without `--erasure-record`, or with a `--since` that is no RFC 3339
 //!   time, it is exit 2 before anything is contacted.
 
@@ -28,6 +30,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
+use common::private::PrivatePushgateway;
 use common::scratch::MapDir;
 use common::stand_ins::{StandIns, listener};
 use common::{Run, TestEnv, job_command};
@@ -454,6 +457,62 @@ async fn rows_written_again_while_the_repair_runs_are_exit_1_and_named() {
     assert_eq!(
         findings(&run),
         [line("reappeared", "carts", "user_ref", 2, 1)]
+    );
+    world.env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_pushes_the_places_still_holding_data_and_a_look_since_pushes_nothing() {
+    let gateway = PrivatePushgateway::start().await;
+    let world = erased_world().await;
+    let env = &world.env;
+    env.sql(
+        "CREATE TRIGGER users_hold BEFORE DELETE ON users FOR EACH ROW \
+         IF OLD.id = 1 THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'legal hold'; END IF",
+    )
+    .await;
+    write_back_five(env).await;
+    let push = ["--pushgateway-url", gateway.url.as_str()];
+    let metric = |name| {
+        gateway
+            .metric_of("user-purge-verify", name)
+            .unwrap_or_else(|| panic!("{name} was not pushed"))
+    };
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+    };
+
+    let before = now();
+    verify(&world, &push, &[]).await.assert_code(1);
+    assert_eq!(metric("user_purge_verify_findings"), 5.0);
+    let ran = metric("user_purge_verify_last_run_timestamp_seconds");
+    assert!((before..=now()).contains(&ran), "ran at {ran}");
+
+    // User 1 is refused: its row and its address stay, and are pushed as
+    // found, though the closing line counts them as refused, not remaining.
+    let run = verify(&world, &[&push[..], &["--repair"]].concat(), &[]).await;
+    run.assert_code(6);
+    assert_eq!(closing(&run)["remaining"], 0);
+    assert_eq!(metric("user_purge_verify_findings"), 2.0);
+    let repaired = metric("user_purge_verify_last_run_timestamp_seconds");
+    assert!(repaired > ran);
+
+    // A look at part of the record replaces neither figure.
+    let run = verify(
+        &world,
+        &[&push[..], &["--since", "2999-01-01T00:00:00Z"]].concat(),
+        &[],
+    )
+    .await;
+    run.assert_code(0);
+    run.assert_logged("its figures are not pushed");
+    assert_eq!(metric("user_purge_verify_findings"), 2.0);
+    assert_eq!(
+        metric("user_purge_verify_last_run_timestamp_seconds"),
+        repaired
     );
     world.env.cleanup().await;
 }

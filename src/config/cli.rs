@@ -78,7 +78,7 @@ pub(super) enum Sub {
     /// Look for data of the users in the erasure record that came back (a
     /// restore, a writer), in every entry of the map; read-only unless
     /// --repair; never contacts Pub/Sub.
-    #[command(after_help = outcome::exit_codes_help(&VERIFY_EXITS))]
+    #[command(after_help = outcome::verify_exit_codes_help(&VERIFY_EXITS))]
     Verify(VerifyArgs),
     /// Publish well-formed UserEventData messages, for drills and demos.
     Publish(PublishArgs),

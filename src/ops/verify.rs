@@ -59,6 +59,10 @@ pub struct Verified {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub remaining: Option<u64>,
     pub elapsed_ms: u64,
+    /// With `--repair`: every place still holding data, the refused users'
+    /// included (the pushed findings: those rows are still there).
+    #[serde(skip)]
+    pub left: Option<u64>,
 }
 
 /// Runs `verify`; `report` gets each finding up to `--max-findings`.
@@ -173,9 +177,10 @@ async fn repair(
         users.len(),
         refused.len()
     );
-    let mut remaining = 0;
+    let (mut remaining, mut left) = (0, 0);
     for batch in users.chunks(REPAIR_BATCH) {
         for found in store.found(batch).await.map_err(erase::failure)? {
+            left += 1;
             if !refused.contains(&found.user_id) {
                 remaining += 1;
                 warn!(
@@ -190,6 +195,7 @@ async fn repair(
     verified.repaired_rows = Some(rows);
     verified.refused = Some(refused.len() as u64);
     verified.remaining = Some(remaining);
+    verified.left = Some(left);
     Ok(if !refused.is_empty() {
         Outcome::PartiallyCompleted(anyhow::anyhow!(
             "the database refused to erase {} users again; their rows stay",

@@ -199,10 +199,15 @@ impl PrivatePushgateway {
 
     /// The value of a metric of the user-purge job, as the gateway serves it.
     pub fn metric(&self, name: &str) -> Option<f64> {
+        self.metric_of("user-purge", name)
+    }
+
+    /// The value of a metric pushed by `job`.
+    pub fn metric_of(&self, job: &str, name: &str) -> Option<f64> {
         self.get("/metrics")
             .lines()
             .filter(|line| {
-                line.starts_with(&format!("{name}{{")) && line.contains("job=\"user-purge\"")
+                line.starts_with(&format!("{name}{{")) && line.contains(&format!("job=\"{job}\""))
             })
             .find_map(|line| line.rsplit(' ').next()?.parse().ok())
     }
