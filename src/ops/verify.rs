@@ -102,16 +102,12 @@ async fn check(
             .record_page(since.as_deref(), after.as_deref(), PAGE)
             .await
             .map_err(erase::failure)?;
-        let Some(through) = last.as_deref() else {
+        if last.is_none() {
             break;
-        };
+        }
         let before = verified.users_checked;
         verified.users_checked += ids.len() as u64;
-        let found = store
-            .found_in_page(&ids, since.as_deref(), after.as_deref(), through)
-            .await
-            .map_err(erase::failure)?;
-        for found in found {
+        for found in store.found(&ids).await.map_err(erase::failure)? {
             verified.findings += 1;
             let finding = describe(v, &found);
             verified.tables.add(&finding.table, found.rows);

@@ -254,49 +254,14 @@ pub fn chunk_end_select(
 /// ids are written as the erasure writes them, so a text column's `'01'` is
 /// never user 1; each hop's value names one row, so a row is counted once.
 pub fn findings_select(entry: &Entry, kind: IdKind, user_ids: &[u64]) -> Option<String> {
-    Some(Parts::new(entry, kind, user_ids)?.findings(entry))
-}
-
-/// A page of an integer erasure record, as the range of it that
-/// [`record_page`] read: the users after `after` (from the first if `None`)
-/// through `through`, erased at or after `since`; all three are literals.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RecordRange<'a> {
-    pub table: &'a Identifier,
-    pub after: Option<&'a str>,
-    pub through: &'a str,
-    pub since: Option<&'a str>,
-}
-
-/// [`findings_select`] over a page of an integer erasure record, the users
-/// read by the server from the record itself: `.. WHERE <user column> IN
-/// (SELECT user_id FROM record WHERE user_id > after AND user_id <= through
-/// [AND erased_at >= since]) ..`. With the record's primary key the server
-/// turns it into a join, and walks whichever side is cheaper; a list of
-/// 10,000 ids is materialized, sorted and looked up one by one instead
-/// (measured: 3 to 7 times the time per page). `None` for a text column: only
-/// a list of exact strings compares its ids as the erasure does, never a
-/// numeric comparison with the record's integers.
-pub fn findings_recorded(entry: &Entry, kind: IdKind, range: RecordRange<'_>) -> Option<String> {
-    let IdKind::Integer { .. } = kind else {
-        return None;
-    };
-    let user = quote(RECORD_COLUMNS[0]);
-    let mut users = format!(
-        "SELECT {user} FROM {} WHERE {user} <= {}",
-        ident(range.table),
-        range.through
-    );
-    if let Some(after) = range.after {
-        let _ = write!(users, " AND {user} > {after}");
-    }
-    if let Some(since) = range.since {
-        let _ = write!(users, " AND {} >= {since}", quote(RECORD_COLUMNS[1]));
-    }
-    let parts = Parts::with(entry, |column| {
-        Some(format!(" WHERE {column} IN ({users})"))
-    })?;
-    Some(parts.findings(entry))
+    let parts = Parts::new(entry, kind, user_ids)?;
+    let user = parts.user_column(entry);
+    Some(format!(
+        "SELECT {user}, COUNT(*) FROM {}{}{} GROUP BY {user}",
+        parts.tables,
+        parts.condition,
+        parts.not_redacted(entry)
+    ))
 }
 
 /// The next page of the erasure record's users, in the column's order:
@@ -385,24 +350,18 @@ struct Parts {
 
 impl Parts {
     fn new(entry: &Entry, kind: IdKind, user_ids: &[u64]) -> Option<Parts> {
-        Parts::with(entry, |column| where_in(column, kind, user_ids))
-    }
-
-    /// The parts with the users' condition that `condition` writes for the
-    /// column compared with the ids, as written; `None` when it gives none.
-    fn with(entry: &Entry, condition: impl FnOnce(&str) -> Option<String>) -> Option<Parts> {
         if entry.via.is_empty() {
             return Some(Parts {
                 tables: ident(&entry.table),
                 target: None,
-                condition: condition(&ident(&entry.column))?,
+                condition: where_in(&ident(&entry.column), kind, user_ids)?,
                 forced: false,
             });
         }
         let alias = |hop: usize| quote(&format!("h{hop}"));
         let target = quote("t0");
         let first = format!("{}.{}", alias(1), ident(&entry.via[0].key));
-        let condition = condition(&first)?;
+        let condition = where_in(&first, kind, user_ids)?;
         // From the rows back to the user: the target meets the last hop's
         // value, each hop's key the value of the hop before it.
         let mut tables = format!("{} AS {target}", ident(&entry.table));
@@ -453,17 +412,6 @@ impl Parts {
                 }))
                 .collect();
         format!(" AND NOT ({})", redacted.join(" AND "))
-    }
-
-    /// [`findings_select`]'s statement over these parts.
-    fn findings(&self, entry: &Entry) -> String {
-        let user = self.user_column(entry);
-        format!(
-            "SELECT {user}, COUNT(*) FROM {}{}{} GROUP BY {user}",
-            self.tables,
-            self.condition,
-            self.not_redacted(entry)
-        )
     }
 
     /// The column compared with the user ids, qualified as the condition has it.
@@ -898,50 +846,6 @@ mod tests {
                  WHERE `h1`.`user_id` IN (4) AND `t0`.`id` > 3 AND `t0`.`id` <= 9 \
                  AND NOT (`t0`.`address` <=> NULL AND `t0`.`name` <=> _utf8mb4 X'78')"
             )
-        );
-    }
-
-    #[test]
-    fn verify_reads_a_page_of_an_integer_record_from_the_record_itself() {
-        let record = id("erased");
-        let first = RecordRange {
-            table: &record,
-            after: None,
-            through: "20",
-            since: None,
-        };
-        assert_eq!(
-            findings_recorded(&delete("orders", "user_id"), UNSIGNED, first).as_deref(),
-            Some(
-                "SELECT `user_id`, COUNT(*) FROM `orders` WHERE `user_id` IN \
-                 (SELECT `user_id` FROM `erased` WHERE `user_id` <= 20) GROUP BY `user_id`"
-            )
-        );
-        let shipping = entry(
-            "[[redact]]\ntable = \"shipping\"\ncolumn = \"order_id\"\nnull = [\"address\"]\n\
-             via = [{ table = \"orders\", key = \"user_id\", value = \"id\" }]\n",
-        );
-        let later = RecordRange {
-            after: Some("20"),
-            through: "77",
-            since: Some("'2026-01-01 00:00:00.000'"),
-            ..first
-        };
-        assert_eq!(
-            findings_recorded(&shipping, SIGNED, later).as_deref(),
-            Some(
-                "SELECT `h1`.`user_id`, COUNT(*) FROM `shipping` AS `t0` JOIN `orders` AS `h1` \
-                 ON `t0`.`order_id` = `h1`.`id` WHERE `h1`.`user_id` IN \
-                 (SELECT `user_id` FROM `erased` WHERE `user_id` <= 77 AND `user_id` > 20 \
-                 AND `erased_at` >= '2026-01-01 00:00:00.000') \
-                 AND NOT (`t0`.`address` <=> NULL) GROUP BY `h1`.`user_id`"
-            )
-        );
-        // A text column is never compared with the record's integers: its
-        // ids go as a list of exact strings (findings_select).
-        assert_eq!(
-            findings_recorded(&delete("accounts", "uid"), TEXT, first),
-            None
         );
     }
 
