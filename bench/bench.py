@@ -1461,6 +1461,8 @@ class Bench:
             listed = ",".join(map(str, ids))
             for form, statements in (
                 ("in", [(t, sql.replace("(...)", f"({listed})")) for t, sql in verify_statements()]),
+                ("recorded", verify_statements((after, last))),
+                ("proposed", verify_proposed(after, last)),
                 ("join", [(t, sql.replace(" GROUP BY", f"{' AND' if ' WHERE ' in sql else ' WHERE'} r.user_id > {after} "
                                                         f"AND r.user_id <= {last} GROUP BY", 1))
                           for t, sql in self.VERIFY_FLOOR]),
@@ -2222,10 +2224,17 @@ def via_statements():
     ]
 
 
-def verify_statements():
+def verify_statements(recorded=None):
     """verify's statements for bench/erasure-map-via.toml, one per entry, as
     src/store/sql.rs's findings_select writes them (for one hop), the page's
-    ids shown as (...)."""
+    ids shown as (...); with ``recorded`` (a page's (after, through), as
+    literals), the page read from the record itself, as 177ebb4 wrote them
+    (reverted in the next commit: see results-verify.md)."""
+    if recorded is not None:
+        after, through = recorded
+        users = f"SELECT `user_id` FROM `{VERIFY_RECORD}` WHERE `user_id` <= {through}" + (
+            f" AND `user_id` > {after}" if after is not None else "")
+        return [(t, sql.replace("IN (...)", f"IN ({users})")) for t, sql in verify_statements()]
     return [
         ("order_items", "SELECT `h1`.`user_id`, COUNT(*) FROM `order_items` AS `t0` JOIN `orders` AS `h1` ON "
          "`t0`.`order_id` = `h1`.`id` WHERE `h1`.`user_id` IN (...) GROUP BY `h1`.`user_id`"),
@@ -2390,6 +2399,28 @@ def via_report(args, facts, v):
     return L
 
 
+def verify_proposed(after, through):
+    """The page's statements proposed in results-verify.md: a via entry joins
+    the record first, then its hops in order, the target last; an entry
+    without hops keeps 177ebb4's subquery on the record (which the server
+    joins first for it)."""
+    page = f"`r`.`user_id` <= {through} AND `r`.`user_id` > {after}"
+    joined = (
+        f"FROM `{VERIFY_RECORD}` AS `r` JOIN `orders` AS `h1` ON `h1`.`user_id` = `r`.`user_id` "
+        "JOIN `{target}` AS `t0` ON `t0`.`order_id` = `h1`.`id`"
+    )
+    recorded = dict(verify_statements((after, through)))
+    return [
+        ("order_items", f"SELECT `h1`.`user_id`, COUNT(*) {joined.format(target='order_items')} WHERE {page} GROUP BY `h1`.`user_id`"),
+        ("shipping", f"SELECT `h1`.`user_id`, COUNT(*) {joined.format(target='shipping')} WHERE {page} "
+         "AND NOT (`t0`.`address` <=> NULL) GROUP BY `h1`.`user_id`"),
+        ("newsletter", f"SELECT `h1`.`id`, COUNT(*) FROM `{VERIFY_RECORD}` AS `r` JOIN `users` AS `h1` ON `h1`.`id` = `r`.`user_id` "
+         f"JOIN `newsletter` AS `t0` ON `t0`.`email` = `h1`.`email` WHERE {page} GROUP BY `h1`.`id`"),
+        ("orders", recorded["orders"]),
+        ("users", recorded["users"]),
+    ]
+
+
 def verify_report(args, facts, v):
     L = []
     rust, floor, db = v["rust"], v["floor"], v["db"]
@@ -2517,24 +2548,35 @@ def verify_report(args, facts, v):
     page = v.get("page")
     if page:
         after, through, n = page["page"]
-        L.append(f"### One page of the record, both ways (once, for information)\n")
+        L.append(f"### One page of the record, four ways (once, for information)\n")
         L.append(
-            f"The record's {n:,} users after {after:,} (through {through:,}): verify's five statements over them as an "
-            "`IN` list, then the floor's five joins limited to that range of the record (`AND r.user_id > "
-            f"{after} AND r.user_id <= {through}`), on one connection; reads are the session's `Handler_read_%` "
-            "counters across each query.\n"
+            f"The record's {n:,} users after {after:,} (through {through:,}), on one connection, four ways: verify's "
+            "five statements over the page's ids as an `IN` list; the same with the page read from the record, `IN "
+            "(SELECT user_id FROM erasure_record WHERE user_id <= ... AND user_id > ...)` (177ebb4, reverted); the "
+            "proposed form, whose via entries join the record first (`FROM erasure_record AS r JOIN orders AS h1 ON "
+            "h1.user_id = r.user_id JOIN order_items AS t0 ON ... WHERE r.user_id <= ... AND r.user_id > ...`), the "
+            "entries without hops as 177ebb4; and the floor's five joins limited to that range of the record (`AND "
+            f"r.user_id > {after} AND r.user_id <= {through}`). Reads are the session's `Handler_read_%` counters "
+            "across each query.\n"
         )
-        L.append("| entry | `IN` list: ms | reads (key / next / rnd_next) | join on the range: ms | reads (key / next / rnd_next) |")
-        L.append("|---|---|---|---|---|")
+        L.append("| entry | verify's `IN` list of the ids: ms | reads (key / next / rnd_next) "
+                 "| `IN (SELECT user_id FROM record ...)` on the range (177ebb4, reverted): ms | reads "
+                 "| proposed: the record joined first: ms | reads "
+                 "| the floor's join on the range: ms | reads |")
+        L.append("|---|---|---|---|---|---|---|---|---|")
         reads = lambda h: f"{h.get('Handler_read_key', 0):,} / {h.get('Handler_read_next', 0):,} / {h.get('Handler_read_rnd_next', 0):,}"  # noqa: E731
-        tin = tjoin = 0
+        total = {"in": 0, "recorded": 0, "proposed": 0, "join": 0}
         for table, _ in verify_statements():
-            a, b = page["in"][table], page["join"][table]
-            tin, tjoin = tin + a["ms"], tjoin + b["ms"]
-            L.append(f"| {table} | {a['ms']:.0f} | {reads(a['handler'])} | {b['ms']:.0f} | {reads(b['handler'])} |")
-        L.append(f"| all five | {tin:.0f} | | {tjoin:.0f} | |")
+            cells = []
+            for form in total:
+                x = page[form][table]
+                total[form] += x["ms"]
+                cells.append(f"{x['ms']:.0f} | {reads(x['handler'])}")
+            L.append(f"| {table} | " + " | ".join(cells) + " |")
+        L.append("| all five | " + " | | ".join(f"{total[f]:.0f}" for f in total) + " | |")
         cols = ["id", "select_type", "table", "type", "key", "ref", "rows", "Extra"]
-        for form, name in (("in", "verify's `IN` list"), ("join", "the join on the range")):
+        for form, name in (("in", "verify's `IN` list of the ids"), ("recorded", "`IN (SELECT user_id FROM record ...)` on the range (177ebb4, reverted)"),
+                           ("proposed", "proposed, the record joined first"), ("join", "the floor's join on the range")):
             L.append(f"\nEXPLAIN, {name}:\n")
             L.append("| entry | " + " | ".join(cols) + " |")
             L.append("|" + "---|" * (len(cols) + 1))
