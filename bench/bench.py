@@ -102,6 +102,27 @@ HEAVY_PT_LIMIT = 10_000
 # run); every 120 ms, each poll sees the transactions as they are.
 HEAVY_POLL = 0.12
 HEAVY_WAYS = ("chunked", "atomic", "floor", "pt-archiver")
+# The verify case (issue 19): `user-purge verify` over a 1,000,000-user
+# erasure record and the via case's five-entry map, on a database of its own
+# (dropped after, unless --keep-verify-database). User ids run from 1 to
+# 1,500,000 with the via case's shapes (user u: orders 2u-1 and 2u, order
+# items 5u-4 .. 5u, a shipping row per order, a newsletter row when u is
+# odd); the ids divisible by 3 are live users with all their rows, every
+# other id is in the record and erased: no rows, but for three small known
+# sets drawn from them (see VerifyDatabase).
+VERIFY_DATABASE = "user_purge_bench_verify"
+VERIFY_MAP_FILE = VIA_MAP_FILE
+VERIFY_RECORD = "erasure_record"
+VERIFY_IDS = 1_500_000
+VERIFY_LIVE_EVERY = 3
+# Erased users whose rows came back: all of them (a restore); only their
+# orders, with the shipping rows redacted (a stale writer); only an odd
+# user's newsletter row, which no entry can reach once the users row is gone.
+VERIFY_REAPPEARED = 20
+VERIFY_ORDERS_BACK = 10
+VERIFY_NEWSLETTER_ONLY = 5
+# verify's page of the record (src/ops/verify.rs, PAGE).
+VERIFY_PAGE = 10_000
 # The cases run when --only is not given.
 DEFAULT_CASES = {"compare", "empty", "growth", "phases"}
 
@@ -468,6 +489,44 @@ class ViaDatabase(Database):
         ),
     }
     ADDRESS = "CONCAT({id}, ' Main Street, Springfield')"
+    # The tables, {charset} for CHARSET.
+    DDL = (
+        """CREATE TABLE users (
+                 id BIGINT UNSIGNED PRIMARY KEY,
+                 email VARCHAR(100) NOT NULL,
+                 name VARCHAR(100) NOT NULL,
+                 created_at DATETIME NOT NULL,
+                 UNIQUE KEY (email)
+               ) ENGINE=InnoDB {charset}""",
+        """CREATE TABLE orders (
+                 id BIGINT UNSIGNED PRIMARY KEY,
+                 user_id BIGINT UNSIGNED NOT NULL,
+                 placed_at DATETIME NOT NULL,
+                 status VARCHAR(16) NOT NULL,
+                 total_cents INT UNSIGNED NOT NULL,
+                 KEY (user_id)
+               ) ENGINE=InnoDB {charset}""",
+        """CREATE TABLE order_items (
+                 id BIGINT UNSIGNED PRIMARY KEY,
+                 order_id BIGINT UNSIGNED NOT NULL,
+                 product_id INT UNSIGNED NOT NULL,
+                 quantity SMALLINT UNSIGNED NOT NULL,
+                 price_cents INT UNSIGNED NOT NULL,
+                 KEY (order_id)
+               ) ENGINE=InnoDB {charset}""",
+        """CREATE TABLE shipping (
+                 id BIGINT UNSIGNED PRIMARY KEY,
+                 order_id BIGINT UNSIGNED NOT NULL,
+                 address VARCHAR(200) NULL,
+                 postcode VARCHAR(10) NOT NULL,
+                 carrier VARCHAR(20) NOT NULL,
+                 KEY (order_id)
+               ) ENGINE=InnoDB {charset}""",
+        """CREATE TABLE newsletter (
+                 email VARCHAR(100) PRIMARY KEY,
+                 subscribed_at DATETIME NOT NULL
+               ) ENGINE=InnoDB {charset}""",
+    )
 
     def __init__(self):
         super().__init__()
@@ -522,51 +581,8 @@ class ViaDatabase(Database):
         started = time.perf_counter()
         for table in self.TABLES:
             self.sql(f"DROP TABLE IF EXISTS {table}")
-        self.sql(
-            f"""CREATE TABLE users (
-                 id BIGINT UNSIGNED PRIMARY KEY,
-                 email VARCHAR(100) NOT NULL,
-                 name VARCHAR(100) NOT NULL,
-                 created_at DATETIME NOT NULL,
-                 UNIQUE KEY (email)
-               ) ENGINE=InnoDB {self.CHARSET}"""
-        )
-        self.sql(
-            f"""CREATE TABLE orders (
-                 id BIGINT UNSIGNED PRIMARY KEY,
-                 user_id BIGINT UNSIGNED NOT NULL,
-                 placed_at DATETIME NOT NULL,
-                 status VARCHAR(16) NOT NULL,
-                 total_cents INT UNSIGNED NOT NULL,
-                 KEY (user_id)
-               ) ENGINE=InnoDB {self.CHARSET}"""
-        )
-        self.sql(
-            f"""CREATE TABLE order_items (
-                 id BIGINT UNSIGNED PRIMARY KEY,
-                 order_id BIGINT UNSIGNED NOT NULL,
-                 product_id INT UNSIGNED NOT NULL,
-                 quantity SMALLINT UNSIGNED NOT NULL,
-                 price_cents INT UNSIGNED NOT NULL,
-                 KEY (order_id)
-               ) ENGINE=InnoDB {self.CHARSET}"""
-        )
-        self.sql(
-            f"""CREATE TABLE shipping (
-                 id BIGINT UNSIGNED PRIMARY KEY,
-                 order_id BIGINT UNSIGNED NOT NULL,
-                 address VARCHAR(200) NULL,
-                 postcode VARCHAR(10) NOT NULL,
-                 carrier VARCHAR(20) NOT NULL,
-                 KEY (order_id)
-               ) ENGINE=InnoDB {self.CHARSET}"""
-        )
-        self.sql(
-            f"""CREATE TABLE newsletter (
-                 email VARCHAR(100) PRIMARY KEY,
-                 subscribed_at DATETIME NOT NULL
-               ) ENGINE=InnoDB {self.CHARSET}"""
-        )
+        for statement in self.DDL:
+            self.sql(statement.format(charset=self.CHARSET))
         for table in ("users", "orders", "order_items", "shipping", "newsletter"):
             began = time.perf_counter()
             columns, select, rows = self.SEED[table]
@@ -750,6 +766,135 @@ class HeavyDatabase(Database):
 
     def history(self):
         return int(self.sql("SHOW GLOBAL STATUS LIKE 'Innodb_history_list_length'")[0][1])
+
+
+class VerifyDatabase(Database):
+    """The verify case's database (issue 19): the via case's five tables and
+    an erasure record, no foreign keys, utf8mb4_general_ci throughout. Ids 1
+    to VERIFY_IDS; those divisible by VERIFY_LIVE_EVERY are live users with
+    every row of the via case's shapes, the others are in the record
+    (1,000,000 users) and have no rows, but for three sets drawn from them:
+    ``reappeared`` users have every row back, the shipping addresses too;
+    ``orders_back`` users have their orders and shipping rows back, the
+    addresses redacted (NULL), nothing else; ``newsletter_only`` users (odd)
+    have their newsletter row back and nothing else. Each table is one
+    ``INSERT ... SELECT`` from the sequence engine, filtered on the row's user."""
+
+    TABLES = ViaDatabase.TABLES + (VERIFY_RECORD,)
+    # (table, the row's user as an expression over seq, rows before the filter).
+    OWNER = {
+        "users": ("seq", VERIFY_IDS),
+        "orders": (f"(seq + {VIA_ORDERS_PER_USER - 1}) DIV {VIA_ORDERS_PER_USER}", VERIFY_IDS * VIA_ORDERS_PER_USER),
+        "order_items": (f"(seq + {VIA_ITEMS_PER_USER - 1}) DIV {VIA_ITEMS_PER_USER}", VERIFY_IDS * VIA_ITEMS_PER_USER),
+        "shipping": (f"(seq + {VIA_ORDERS_PER_USER - 1}) DIV {VIA_ORDERS_PER_USER}", VERIFY_IDS * VIA_ORDERS_PER_USER),
+        "newsletter": ("seq", VERIFY_IDS),
+    }
+
+    def __init__(self, rng):
+        super().__init__()
+        self.seeded_in = None
+        erased = [u for u in range(1, VERIFY_IDS + 1) if u % VERIFY_LIVE_EVERY]
+        drawn = rng.sample(erased, VERIFY_REAPPEARED + VERIFY_ORDERS_BACK + 4 * VERIFY_NEWSLETTER_ONLY)
+        self.reappeared = sorted(drawn[:VERIFY_REAPPEARED])
+        self.orders_back = sorted(drawn[VERIFY_REAPPEARED : VERIFY_REAPPEARED + VERIFY_ORDERS_BACK])
+        odd = [u for u in drawn[VERIFY_REAPPEARED + VERIFY_ORDERS_BACK :] if u % 2]
+        self.newsletter_only = sorted(odd[:VERIFY_NEWSLETTER_ONLY])
+        self.record_users = len(erased)
+        live = VERIFY_IDS // VERIFY_LIVE_EVERY
+        self.live = live
+        # Who has rows in each table, besides the live users.
+        self.back = {
+            "users": self.reappeared,
+            "orders": self.reappeared + self.orders_back,
+            "order_items": self.reappeared,
+            "shipping": self.reappeared + self.orders_back,
+            "newsletter": [u for u in self.reappeared + self.newsletter_only if u % 2],
+        }
+
+    def expected(self):
+        """What verify must find, per entry of the map: {table: {user: rows}}
+        (the redacted shipping rows of ``orders_back`` and the unreachable
+        newsletter rows of ``newsletter_only`` are no finding)."""
+        return {
+            "order_items": {u: VIA_ITEMS_PER_USER for u in self.reappeared},
+            "shipping": {u: VIA_ORDERS_PER_USER for u in self.reappeared},
+            "newsletter": {u: 1 for u in self.reappeared if u % 2},
+            "orders": {u: VIA_ORDERS_PER_USER for u in self.reappeared + self.orders_back},
+            "users": {u: 1 for u in self.reappeared},
+        }
+
+    def expected_counts(self):
+        live, every = self.live, VERIFY_LIVE_EVERY
+        live_odd = len([u for u in range(every, VERIFY_IDS + 1, every) if u % 2])
+        return {
+            "users": live + len(self.back["users"]),
+            "orders": VIA_ORDERS_PER_USER * (live + len(self.back["orders"])),
+            "order_items": VIA_ITEMS_PER_USER * (live + len(self.back["order_items"])),
+            "shipping": VIA_ORDERS_PER_USER * (live + len(self.back["shipping"])),
+            "newsletter": live_odd + len(self.back["newsletter"]),
+            VERIFY_RECORD: self.record_users,
+            "redacted shipping": VIA_ORDERS_PER_USER * len(self.orders_back),
+        }
+
+    def counts(self):
+        out = {t: self.sql(f"SELECT COUNT(*) FROM {t}")[0][0] for t in self.TABLES}
+        out["redacted shipping"] = self.sql("SELECT COUNT(*) FROM shipping WHERE address IS NULL")[0][0]
+        return out
+
+    def ensure_verify_seeded(self, fresh=False):
+        self.sql(f"CREATE DATABASE IF NOT EXISTS {VERIFY_DATABASE}")
+        self.server.select_db(VERIFY_DATABASE)
+        tables = {row[0] for row in self.sql("SHOW TABLES")}
+        want = self.expected_counts()
+        if set(self.TABLES) <= tables and not fresh and self.counts() == want:
+            log(f"database {VERIFY_DATABASE}: {want} (kept)")
+            return
+        log(f"database {VERIFY_DATABASE}: creating " + ", ".join(f"{want[t]:,} {t}" for t in self.TABLES))
+        started = time.perf_counter()
+        for table in self.TABLES:
+            self.sql(f"DROP TABLE IF EXISTS {table}")
+        for statement in ViaDatabase.DDL:
+            self.sql(statement.format(charset=ViaDatabase.CHARSET))
+        self.sql(
+            f"""CREATE TABLE {VERIFY_RECORD} (
+                 user_id BIGINT UNSIGNED NOT NULL PRIMARY KEY,
+                 erased_at DATETIME(3) NOT NULL,
+                 message_id VARCHAR(128) NOT NULL
+               ) ENGINE=InnoDB {ViaDatabase.CHARSET}"""
+        )
+        live = f"MOD({{u}}, {VERIFY_LIVE_EVERY}) = 0"
+        for table in ("users", "orders", "order_items", "shipping", "newsletter"):
+            began = time.perf_counter()
+            columns, select, _ = ViaDatabase.SEED[table]
+            owner, rows = self.OWNER[table]
+            back = self.back[table]
+            where = live.format(u=owner) + (f" OR {owner} IN ({','.join(map(str, back))})" if back else "")
+            if table == "newsletter":
+                where = f"MOD(seq, 2) = 1 AND ({where})"
+            self.sql(f"INSERT INTO {table} ({columns}) SELECT {select} FROM seq_1_to_{rows} WHERE {where} ORDER BY seq")
+            log(f"  {table}: {time.perf_counter() - began:.1f} s")
+        self.sql(
+            "UPDATE shipping SET address = NULL WHERE order_id IN %s",
+            (ViaDatabase.orders_of(self.orders_back),),
+        )
+        began = time.perf_counter()
+        self.sql(
+            f"""INSERT INTO {VERIFY_RECORD} (user_id, erased_at, message_id)
+                SELECT seq, '2025-01-01' + INTERVAL MOD(seq * 7919, 86400 * 365) SECOND, CONCAT(10000000000 + seq)
+                FROM seq_1_to_{VERIFY_IDS} WHERE MOD(seq, {VERIFY_LIVE_EVERY}) <> 0"""
+        )
+        log(f"  {VERIFY_RECORD}: {time.perf_counter() - began:.1f} s")
+        self.sql("ANALYZE TABLE " + ", ".join(self.TABLES))
+        self.seeded_in = time.perf_counter() - started
+        log(f"  seeded in {self.seeded_in:.1f} s")
+
+    def sizes(self):
+        rows = self.sql(
+            """SELECT table_name, (data_length + index_length) / 1e6 FROM information_schema.tables
+               WHERE table_schema = %s""",
+            (VERIFY_DATABASE,),
+        )
+        return {name: float(mb) for name, mb in rows}
 
 
 class TrxPoller:
@@ -1199,6 +1344,196 @@ class Bench:
             if not self.args.keep_via_database:
                 db.sql(f"DROP DATABASE IF EXISTS {VIA_DATABASE}")
 
+    # The verify case's floor (issue 19): the same checks written by hand,
+    # one query per entry of the map, each joining the whole record and
+    # grouping by user.
+    VERIFY_FLOOR = [
+        ("order_items", f"SELECT o.user_id, COUNT(*) FROM {VERIFY_RECORD} AS r JOIN orders AS o ON o.user_id = r.user_id "
+         "JOIN order_items AS oi ON oi.order_id = o.id GROUP BY o.user_id"),
+        ("shipping", f"SELECT o.user_id, COUNT(*) FROM {VERIFY_RECORD} AS r JOIN orders AS o ON o.user_id = r.user_id "
+         "JOIN shipping AS s ON s.order_id = o.id WHERE s.address IS NOT NULL GROUP BY o.user_id"),
+        ("newsletter", f"SELECT u.id, COUNT(*) FROM {VERIFY_RECORD} AS r JOIN users AS u ON u.id = r.user_id "
+         "JOIN newsletter AS n ON n.email = u.email GROUP BY u.id"),
+        ("orders", f"SELECT o.user_id, COUNT(*) FROM {VERIFY_RECORD} AS r JOIN orders AS o ON o.user_id = r.user_id GROUP BY o.user_id"),
+        ("users", f"SELECT u.id, COUNT(*) FROM {VERIFY_RECORD} AS r JOIN users AS u ON u.id = r.user_id GROUP BY u.id"),
+    ]
+
+    def verify_env(self):
+        """The benchmark's environment without the job's own settings, so
+        that only the flags given count."""
+        env = dict(self.env)
+        for k in ("ERASURE_MAP", "ERASURE_RECORD", "CHUNK_ROWS", "REPLICA_URLS", "PUSHGATEWAY_URL", "METRICS_INSTANCE"):
+            env.pop(k, None)
+        return env
+
+    def verify_rust(self, db, argv):
+        """One whole-process run of user-purge verify, checked: exit 1, the
+        whole record checked, and exactly the expected findings."""
+        time.sleep(1.0)
+        load_before = os.getloadavg()[0]
+        result = timed(argv, self.verify_env())
+        result["load_before"] = load_before
+        lines = [json.loads(x) for x in result["stdout"].splitlines() if x.startswith("{")]
+        findings = [x for x in lines if "finding" in x]
+        closing = next((x for x in reversed(lines) if x.get("command") == "verify"), None)
+        result["summary"] = closing
+        want = db.expected()
+        problems = []
+        if result["code"] != 1:
+            problems.append(f"exit {result['code']}, not 1")
+        if closing is None:
+            problems.append("no closing line")
+        else:
+            n = sum(len(users) for users in want.values())
+            if closing.get("users_checked") != db.record_users:
+                problems.append(f"users_checked {closing.get('users_checked')} of {db.record_users:,}")
+            if closing.get("findings") != n:
+                problems.append(f"findings {closing.get('findings')}, not {n}")
+            rows = {t: sum(users.values()) for t, users in want.items() if users}
+            if closing.get("tables") != rows:
+                problems.append(f"tables {closing.get('tables')}, not {rows}")
+        got = {}
+        for f in findings:
+            got.setdefault(f["table"], {})[f["user_id"]] = f["rows"]
+        if got != {t: users for t, users in want.items() if users}:
+            problems.append("the finding lines are not the expected users and rows")
+        result["ok"] = not problems
+        log(
+            f"  verify {db.record_users:,} users: {result['wall']:.3f} s, {result['rss_mib']:.1f} MiB, "
+            f"{(closing or {}).get('findings')} findings, load {load_before:.2f} → {result['load']:.2f}"
+            + ("" if result["ok"] else f"  ** {'; '.join(problems)} **")
+        )
+        if not result["ok"]:
+            tail = "\n".join(line for _, line in result["stderr"][-15:])
+            log(f"    stderr tail:\n{tail}")
+        return result
+
+    def verify_connect(self):
+        conn = pymysql.connect(host="127.0.0.1", port=DB_PORT, user="root", database=VERIFY_DATABASE, autocommit=True)
+        with conn.cursor() as cursor:
+            # As verify's session.
+            cursor.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        return conn
+
+    def verify_floor(self, db):
+        """The floor: VERIFY_FLOOR's five queries, each read to the end, on a
+        connection opened beforehand; timed from the first to the last row
+        of the last, each query too; checked against the expected findings."""
+        conn = self.verify_connect()
+        time.sleep(1.0)
+        load_before = os.getloadavg()[0]
+        each, got = {}, {}
+        with conn.cursor() as cursor:
+            started = time.perf_counter()
+            for table, sql in self.VERIFY_FLOOR:
+                began = time.perf_counter()
+                cursor.execute(sql)
+                got[table] = {int(u): int(n) for u, n in cursor.fetchall()}
+                each[table] = (time.perf_counter() - began) * 1000
+            seconds = time.perf_counter() - started
+        conn.close()
+        load = os.getloadavg()[0]
+        ok = got == db.expected()
+        log(
+            f"  floor  {db.record_users:,} users: {seconds:.3f} s ("
+            + ", ".join(f"{t} {ms:.0f} ms" for t, ms in each.items())
+            + f"), {sum(len(u) for u in got.values())} findings, load {load_before:.2f} → {load:.2f}"
+            + ("" if ok else " ** not the expected findings **")
+        )
+        return {"wall": seconds, "ok": ok, "statement_ms": each, "load_before": load_before, "load": load,
+                "findings": sum(len(u) for u in got.values())}
+
+    def verify_page(self, db):
+        """Once, for information: one page of the record (VERIFY_PAGE users
+        from its middle) checked both ways, each query timed with its
+        session's Handler_read_% counters and its EXPLAIN: verify's
+        statements over the page's ids in an IN list, and the floor's joins
+        limited to the page's range of the record."""
+        conn = self.verify_connect()
+        out = {}
+        with conn.cursor() as cursor:
+            cursor.execute(
+                f"SELECT user_id FROM {VERIFY_RECORD} WHERE user_id > %s ORDER BY user_id LIMIT {VERIFY_PAGE}",
+                (VERIFY_IDS // 2,),
+            )
+            ids = [r[0] for r in cursor.fetchall()]
+            after, last = VERIFY_IDS // 2, ids[-1]
+            listed = ",".join(map(str, ids))
+            for form, statements in (
+                ("in", [(t, sql.replace("(...)", f"({listed})")) for t, sql in verify_statements()]),
+                ("recorded", verify_statements((after, last))),
+                ("proposed", verify_proposed(after, last)),
+                ("join", [(t, sql.replace(" GROUP BY", f"{' AND' if ' WHERE ' in sql else ' WHERE'} r.user_id > {after} "
+                                                        f"AND r.user_id <= {last} GROUP BY", 1))
+                          for t, sql in self.VERIFY_FLOOR]),
+            ):
+                rows = out[form] = {}
+                for table, sql in statements:
+                    cursor.execute("EXPLAIN " + sql)
+                    names = [d[0] for d in cursor.description]
+                    explain = [dict(zip(names, r)) for r in cursor.fetchall()]
+                    cursor.execute("SHOW SESSION STATUS LIKE 'Handler_read%'")
+                    before = {k: int(v) for k, v in cursor.fetchall()}
+                    began = time.perf_counter()
+                    cursor.execute(sql)
+                    found = len(cursor.fetchall())
+                    ms = (time.perf_counter() - began) * 1000
+                    cursor.execute("SHOW SESSION STATUS LIKE 'Handler_read%'")
+                    handler = {k: int(v) - before.get(k, 0) for k, v in cursor.fetchall()}
+                    rows[table] = {"ms": ms, "found": found, "handler": handler, "explain": explain,
+                                   "sql": sql if form == "join" else None}
+                log(f"  one page ({len(ids):,} users), {form}: " + ", ".join(f"{t} {r['ms']:.0f} ms" for t, r in rows.items())
+                    + f", load {os.getloadavg()[0]:.2f}")
+            out["page"] = (after, last, len(ids))
+        conn.close()
+        return out
+
+    def verify_case(self):
+        """Issue 19: user-purge verify over a 1,000,000-user erasure record
+        and the via case's five-entry map, whole process, against the floor,
+        the same checks as five joins with the record by hand; alternating,
+        on a database of its own (seeded first; dropped after, unless
+        --keep-verify-database)."""
+        db = VerifyDatabase(random.Random(self.args.seed))
+        uptime = lambda: subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()  # noqa: E731
+        try:
+            up_before = uptime()
+            db.ensure_verify_seeded()
+            counts = db.counts()
+            if counts != db.expected_counts():
+                log(f"  ** seeded {counts}, not {db.expected_counts()} **")
+            db.settle(limit=120)
+            url = f"mysql://root:@127.0.0.1:{DB_PORT}/{VERIFY_DATABASE}"
+            argv = [self.args.binary, "verify", "--database-url", url, "--erasure-map", str(VERIFY_MAP_FILE),
+                    "--erasure-record", VERIFY_RECORD]
+            if not self.args.no_warmup:
+                log("verify warm-up (not counted): one run of each")
+                self.verify_rust(db, argv)
+                self.verify_floor(db)
+            log(f"verify: {db.record_users:,} recorded users, alternating, {self.args.reps} runs each")
+            rust, floor, loads = [], [], []
+            for i in range(self.args.reps):
+                order = ["rust", "floor"] if i % 2 == 0 else ["floor", "rust"]
+                for who in order:
+                    if who == "rust":
+                        rust.append(self.verify_rust(db, argv))
+                    else:
+                        floor.append(self.verify_floor(db))
+            page = self.verify_page(db)
+            return {
+                "rust": rust,
+                "floor": floor,
+                "page": page,
+                "db": db,
+                "counts": db.counts(),
+                "sizes": db.sizes(),
+                "argv": argv,
+                "uptime": (up_before, uptime()),
+            }
+        finally:
+            if not self.args.keep_verify_database:
+                db.sql(f"DROP DATABASE IF EXISTS {VERIFY_DATABASE}")
+
     def heavy_fresh(self, db, way):
         """Seeds the heavy case's tables afresh and waits for InnoDB's purge."""
         seconds = db.seed()
@@ -1556,7 +1891,7 @@ def main():
         "--only",
         default=None,
         help="comma-separated subset: compare,empty,growth,phases (the default set), "
-        "drain, map, via, heavy (only when asked for: they seed databases of their own)",
+        "drain, map, via, heavy, verify (only when asked for: they seed databases of their own)",
     )
     parser.add_argument("--drain-messages", type=int, default=1_000_000, help="the drain's backlog (at most 1,000,000)")
     parser.add_argument("--drain-batch", type=int, default=10_000, help="the drain's --batch-size")
@@ -1580,6 +1915,11 @@ def main():
     parser.add_argument("--heavy-settle", type=int, default=60, help="seconds the heavy case waits at most for InnoDB's purge after seeding")
     parser.add_argument("--pt-archiver", default="pt-archiver", help="the heavy case's pt-archiver (Debian's percona-toolkit)")
     parser.add_argument(
+        "--keep-verify-database",
+        action="store_true",
+        help=f"leave the verify case's database ({VERIFY_DATABASE}, about 0.6 GB) in place for the next run",
+    )
+    parser.add_argument(
         "--keep-heavy-database",
         action="store_true",
         help=f"leave the heavy case's database ({HEAVY_DATABASE}, about 0.3 GB) in place after the run",
@@ -1589,7 +1929,8 @@ def main():
     if args.out is None:
         # A drain or a map on its own must not overwrite the default set's figures.
         out = Path(os.environ.get("BENCH_OUT", HERE / "results.md"))
-        alone = {frozenset({"drain"}): "-drain", frozenset({"map"}): "-map", frozenset({"via"}): "-via", frozenset({"heavy"}): "-heavy"}.get(frozenset(only), "")
+        alone = {frozenset({"drain"}): "-drain", frozenset({"map"}): "-map", frozenset({"via"}): "-via", frozenset({"heavy"}): "-heavy",
+                 frozenset({"verify"}): "-verify"}.get(frozenset(only), "")
         args.out = str(out.with_name(out.stem + alone + ".md"))
 
     bench = Bench(args)
@@ -1659,6 +2000,10 @@ def main():
         log(f"heavy: one user's {HEAVY_ROWS:,} events rows, erased {args.heavy_ways.replace(',', ', ')}")
         results["heavy"] = bench.heavy_case()
 
+    if "verify" in only:
+        log("verify: user-purge verify over a 1,000,000-user erasure record and a five-entry map, against the floor")
+        results["verify"] = bench.verify_case()
+
     facts["load"] = f"{load_before[0]:.2f} before, {os.getloadavg()[0]:.2f} after (1-minute load average)"
     facts["duration"] = f"{(time.perf_counter() - started) / 60:.1f} min"
     build = json.loads(Path(args.build_facts).read_text()) if args.build_facts else {}
@@ -1671,7 +2016,7 @@ def main():
 def report(args, facts, build, results):
     L = []
     alone = {"drain": ": the drain", "map": ": a three-table erasure map", "via": ": an erasure map with `via` entries",
-             "heavy": f": one user's {HEAVY_ROWS:,} rows"}
+             "heavy": f": one user's {HEAVY_ROWS:,} rows", "verify": ": `user-purge verify` over a 1,000,000-user erasure record"}
     L.append(f"## {os.environ.get('BENCH_TITLE', 'Benchmark results')}" + (alone.get(next(iter(results)), "") if len(results) == 1 else "") + "\n")
     if set(results) == {"heavy"}:
         L.append(
@@ -1679,6 +2024,13 @@ def report(args, facts, build, results):
             f"the tables seeded afresh before each). One user's {HEAVY_ROWS:,} rows of an `events` table erased: by "
             "user-purge on one USER_REMOVED event, the entry chunked and then atomic; by the one `DELETE` by hand (the "
             "floor); by pt-archiver.\n"
+        )
+    elif set(results) == {"verify"}:
+        L.append(
+            f"Measured {facts['date']} with `bench/run --only verify` ({args.reps} timed runs of `user-purge verify` and "
+            f"{args.reps} of the floor, alternating, "
+            + ("without warm-up runs" if args.no_warmup else "after one untimed warm-up run of each")
+            + "; median, with min–max in parentheses). Neither writes anything, so every run reads the same database.\n"
         )
     elif set(results) == {"via"}:
         L.append(
@@ -1843,6 +2195,8 @@ def report(args, facts, build, results):
         L.extend(via_report(args, facts, results["via"]))
     if "heavy" in results:
         L.extend(heavy_report(args, facts, results["heavy"]))
+    if "verify" in results:
+        L.extend(verify_report(args, facts, results["verify"]))
     if build:
         L.append("### The binary\n")
         L.append("| | |")
@@ -1867,6 +2221,29 @@ def via_statements():
          "WHERE `h1`.`id` IN (...)"),
         ("orders", f"DELETE FROM {q('orders')} WHERE {q('user_id')} IN (...)"),
         ("users", f"DELETE FROM {q('users')} WHERE {q('id')} IN (...)"),
+    ]
+
+
+def verify_statements(recorded=None):
+    """verify's statements for bench/erasure-map-via.toml, one per entry, as
+    src/store/sql.rs's findings_select writes them (for one hop), the page's
+    ids shown as (...); with ``recorded`` (a page's (after, through), as
+    literals), the page read from the record itself, as 177ebb4 wrote them
+    (reverted in the next commit: see results-verify.md)."""
+    if recorded is not None:
+        after, through = recorded
+        users = f"SELECT `user_id` FROM `{VERIFY_RECORD}` WHERE `user_id` <= {through}" + (
+            f" AND `user_id` > {after}" if after is not None else "")
+        return [(t, sql.replace("IN (...)", f"IN ({users})")) for t, sql in verify_statements()]
+    return [
+        ("order_items", "SELECT `h1`.`user_id`, COUNT(*) FROM `order_items` AS `t0` JOIN `orders` AS `h1` ON "
+         "`t0`.`order_id` = `h1`.`id` WHERE `h1`.`user_id` IN (...) GROUP BY `h1`.`user_id`"),
+        ("shipping", "SELECT `h1`.`user_id`, COUNT(*) FROM `shipping` AS `t0` JOIN `orders` AS `h1` ON "
+         "`t0`.`order_id` = `h1`.`id` WHERE `h1`.`user_id` IN (...) AND NOT (`t0`.`address` <=> NULL) GROUP BY `h1`.`user_id`"),
+        ("newsletter", "SELECT `h1`.`id`, COUNT(*) FROM `newsletter` AS `t0` JOIN `users` AS `h1` ON "
+         "`t0`.`email` = `h1`.`email` WHERE `h1`.`id` IN (...) GROUP BY `h1`.`id`"),
+        ("orders", "SELECT `user_id`, COUNT(*) FROM `orders` WHERE `user_id` IN (...) GROUP BY `user_id`"),
+        ("users", "SELECT `id`, COUNT(*) FROM `users` WHERE `id` IN (...) GROUP BY `id`"),
     ]
 
 
@@ -2019,6 +2396,201 @@ def via_report(args, facts, v):
         + (" (as seeded)." if after == v["expected"] else f" (**not as seeded: {v['expected']}**).")
     )
     L.append("")
+    return L
+
+
+def verify_proposed(after, through):
+    """The page's statements proposed in results-verify.md: a via entry joins
+    the record first, then its hops in order, the target last; an entry
+    without hops keeps 177ebb4's subquery on the record (which the server
+    joins first for it)."""
+    page = f"`r`.`user_id` <= {through} AND `r`.`user_id` > {after}"
+    joined = (
+        f"FROM `{VERIFY_RECORD}` AS `r` JOIN `orders` AS `h1` ON `h1`.`user_id` = `r`.`user_id` "
+        "JOIN `{target}` AS `t0` ON `t0`.`order_id` = `h1`.`id`"
+    )
+    recorded = dict(verify_statements((after, through)))
+    return [
+        ("order_items", f"SELECT `h1`.`user_id`, COUNT(*) {joined.format(target='order_items')} WHERE {page} GROUP BY `h1`.`user_id`"),
+        ("shipping", f"SELECT `h1`.`user_id`, COUNT(*) {joined.format(target='shipping')} WHERE {page} "
+         "AND NOT (`t0`.`address` <=> NULL) GROUP BY `h1`.`user_id`"),
+        ("newsletter", f"SELECT `h1`.`id`, COUNT(*) FROM `{VERIFY_RECORD}` AS `r` JOIN `users` AS `h1` ON `h1`.`id` = `r`.`user_id` "
+         f"JOIN `newsletter` AS `t0` ON `t0`.`email` = `h1`.`email` WHERE {page} GROUP BY `h1`.`id`"),
+        ("orders", recorded["orders"]),
+        ("users", recorded["users"]),
+    ]
+
+
+def verify_report(args, facts, v):
+    L = []
+    rust, floor, db = v["rust"], v["floor"], v["db"]
+    sizes, counts, want = v["sizes"], v["counts"], db.expected_counts()
+    med = lambda xs: statistics.median(xs) if xs else float("nan")  # noqa: E731
+    expected = db.expected()
+    n_findings = sum(len(u) for u in expected.values())
+    L.append(f"### user-purge verify over a {db.record_users:,}-user erasure record: against the floor (alternating)\n")
+    L.append(f"Load (`uptime`) before: `{v['uptime'][0]}`; after: `{v['uptime'][1]}`.\n")
+    L.append(
+        f"A database of its own (`{VERIFY_DATABASE}`"
+        + (f", seeded in {db.seeded_in:.0f} s with one `INSERT ... SELECT` from MariaDB's sequence engine per table"
+           if db.seeded_in else ", kept from an earlier run")
+        + f", dropped afterwards unless `--keep-verify-database`), the via case's tables and shapes over user ids 1 "
+        f"to {VERIFY_IDS:,}: the ids divisible by {VERIFY_LIVE_EVERY} are live users with all their rows, every other "
+        f"id is in the erasure record; no foreign keys, utf8mb4_general_ci throughout, on a {facts['buffer_pool']} MiB "
+        "buffer pool:\n"
+    )
+    L.append("| table | rows | shape | data and indexes |")
+    L.append("|---|---|---|---|")
+    for table, shape in [
+        ("users", "`id` primary key, `email` unique"),
+        ("orders", f"{VIA_ORDERS_PER_USER} per user (ids 2u-1, 2u), `user_id` indexed"),
+        ("order_items", "5 per user (3 on its first order, 2 on its second), `order_id` indexed"),
+        ("shipping", "1 per order, `order_id` indexed, `address` nullable"),
+        ("newsletter", "the odd users' emails, `email` primary key"),
+        (VERIFY_RECORD, "`user_id BIGINT UNSIGNED` primary key, `erased_at DATETIME(3)`, `message_id VARCHAR(128)`, as docs/operations.md creates it"),
+    ]:
+        L.append(f"| `{table}` | {counts.get(table, 0):,} | {shape} | {sizes.get(table, 0):.0f} MB |")
+    L.append(f"| all | {sum(counts.get(t, 0) for t in VerifyDatabase.TABLES):,} | | {sum(sizes.values()):.0f} MB |")
+    odd = [u for u in db.reappeared if u % 2]
+    L.append(
+        f"\nOf the {db.record_users:,} recorded users, {db.record_users - len(db.reappeared) - len(db.orders_back) - len(db.newsletter_only):,} "
+        f"have no rows at all; three small sets, drawn at random (seed {args.seed}), have rows back, as a restore or a "
+        "stale writer would leave them:\n"
+    )
+    L.append(f"- {len(db.reappeared)} users with every row back (users, orders, order items, shipping with its address, "
+             f"and a newsletter row for the {len(odd)} odd ones): {len(db.reappeared)} findings in each of order_items, "
+             f"shipping, orders and users, {len(odd)} in newsletter;")
+    L.append(f"- {len(db.orders_back)} users with only their orders back and their shipping rows redacted (address NULL): "
+             f"{len(db.orders_back)} findings in orders, none in shipping;")
+    L.append(f"- {len(db.newsletter_only)} odd users with only their newsletter row back: no finding, by design of the map: "
+             "the newsletter entry reaches its rows through `users.email`, and their users rows are gone (the floor's "
+             "join cannot see them either).")
+    L.append(
+        f"\nSo exactly **{n_findings} findings** ({', '.join(f'{t} {len(u)}' for t, u in expected.items())}), "
+        f"{sum(sum(u.values()) for u in expected.values())} rows; counted as seeded: "
+        + ", ".join(f"{k} {n:,}" for k, n in counts.items())
+        + (" (as intended)." if counts == want else f" (**not as intended: {want}**).")
+    )
+    L.append(
+        f"\nThe map, [`bench/erasure-map-via.toml`](erasure-map-via.toml) (the via case's). verify reads the record "
+        f"{VERIFY_PAGE:,} users at a time and, for each page, sends one query per entry (as `src/store/sql.rs`'s "
+        "`record_page` and `findings_select` write them), the page's ids in one `IN` list:\n"
+    )
+    L.append("```sql")
+    L.append(f"SELECT `user_id` FROM `{VERIFY_RECORD}` WHERE `user_id` > ... ORDER BY `user_id` LIMIT {VERIFY_PAGE};")
+    for table, sql in verify_statements():
+        L.append(f"{sql};")
+    L.append("```\n")
+    L.append(
+        "The floor: the same five checks written by hand, each joining the whole record and grouping by user, on a "
+        "PyMySQL connection opened beforehand (READ COMMITTED, autocommit), every row read, timed from the first "
+        "query to the last row of the last:\n"
+    )
+    L.append("```sql")
+    for _, sql in Bench.VERIFY_FLOOR:
+        L.append(sql + ";")
+    L.append("```\n")
+    short = lambda argv: shlex.join(  # noqa: E731
+        ["user-purge" if a == args.binary else "bench/erasure-map-via.toml" if a == str(VERIFY_MAP_FILE) else a for a in argv]
+    )
+    L.append("```\n" + short(v["argv"]) + "\n```\n")
+    L.append("Run by run (verify: the whole process, wall time around it, peak RSS from `/usr/bin/time -v`; each pair "
+             "ran back to back, in alternating order):\n")
+    L.append("| pair | verify: whole process | floor: five joins | ratio | verify: peak RSS | load (1-minute) before → after, verify / floor |")
+    L.append("|---|---|---|---|---|---|")
+    ratios = []
+    for i, (r, f) in enumerate(zip(rust, floor), 1):
+        ok = r["ok"] and f["ok"]
+        ratio = r["wall"] / f["wall"] if ok else None
+        if ratio is not None:
+            ratios.append(ratio)
+        L.append(
+            f"| {i} | {r['wall']:.3f} s{'' if r['ok'] else ' (failed a check)'} | "
+            f"{f['wall']:.3f} s{'' if f['ok'] else ' (failed a check)'} | "
+            f"{f'{ratio:.2f}×' if ratio is not None else 'n/a'} | {r['rss_mib']:.1f} MiB | "
+            f"{r['load_before']:.2f} → {r['load']:.2f} / {f['load_before']:.2f} → {f['load']:.2f} |"
+        )
+    ws, fs, ms = stats(rust), stats(floor), stats(rust, lambda r: r["rss_mib"])
+    es = stats([r for r in rust if r.get("summary")], lambda r: r["summary"]["elapsed_ms"] / 1000)
+    L.append("\n| | runs | median (min–max) |")
+    L.append("|---|---|---|")
+    L.append(f"| verify: whole process (wall time around it) | {runs(ws)} | {fmt_s(ws)} |")
+    L.append(f"| verify: its own `elapsed_ms` (connect and schema check to the closing line) | {runs(es)} | {fmt_s(es)} |")
+    L.append(f"| the floor: the five joins by hand, on an open connection | {runs(fs)} | {fmt_s(fs)} |")
+    L.append(f"| verify: peak RSS | {runs(ms)} | {fmt_mib(ms)} |")
+    if ws and fs:
+        ratio = ws["median"] / fs["median"]
+        L.append(
+            f"\n**verify against the floor, ratio of medians: {ratio:.2f}×** (target at most 1.3×: "
+            f"{'met' if ratio <= 1.3 else '**missed**'}); median of the paired ratios {med(ratios):.2f}× "
+            f"({min(ratios):.2f}–{max(ratios):.2f})."
+            if ratios else f"\n**verify against the floor, ratio of medians: {ratio:.2f}×**."
+        )
+    if ms:
+        mb = ms["max"] * 1.048576
+        L.append(f"**Peak RSS: {ms['max']:.1f} MiB at most ({mb:.1f} MB)** (target under 50 MB: {'met' if mb < 50 else '**missed**'}).")
+    fp = [f["statement_ms"] for f in floor if f["ok"]]
+    if fp:
+        L.append("\nThe floor, query by query (ms, median with min–max, over its timed runs):\n")
+        L.append("| query | findings | ms |")
+        L.append("|---|---|---|")
+        for key, _ in Bench.VERIFY_FLOOR:
+            xs = sorted(f[key] for f in fp)
+            L.append(f"| {key} | {len(expected[key])} | {med(xs):.0f} ({xs[0]:.0f}–{xs[-1]:.0f}) |")
+    last = next((r for r in reversed(rust) if r.get("summary")), None)
+    if last:
+        L.append("\nverify's closing line (the last timed run):\n")
+        L.append("```json\n" + json.dumps(last["summary"]) + "\n```\n")
+        log_lines = [line for _, line in last["stderr"]]
+        shown = log_lines if len(log_lines) <= 12 else log_lines[:6] + ["..."] + log_lines[-6:]
+        L.append("Its log (the first and last 6 lines when there are more than 12):\n")
+        L.append("```\n" + "\n".join(shown) + "\n```\n")
+    page = v.get("page")
+    if page:
+        after, through, n = page["page"]
+        L.append(f"### One page of the record, four ways (once, for information)\n")
+        L.append(
+            f"The record's {n:,} users after {after:,} (through {through:,}), on one connection, four ways: verify's "
+            "five statements over the page's ids as an `IN` list; the same with the page read from the record, `IN "
+            "(SELECT user_id FROM erasure_record WHERE user_id <= ... AND user_id > ...)` (177ebb4, reverted); the "
+            "proposed form, whose via entries join the record first (`FROM erasure_record AS r JOIN orders AS h1 ON "
+            "h1.user_id = r.user_id JOIN order_items AS t0 ON ... WHERE r.user_id <= ... AND r.user_id > ...`), the "
+            "entries without hops as 177ebb4; and the floor's five joins limited to that range of the record (`AND "
+            f"r.user_id > {after} AND r.user_id <= {through}`). Reads are the session's `Handler_read_%` counters "
+            "across each query.\n"
+        )
+        L.append("| entry | verify's `IN` list of the ids: ms | reads (key / next / rnd_next) "
+                 "| `IN (SELECT user_id FROM record ...)` on the range (177ebb4, reverted): ms | reads "
+                 "| proposed: the record joined first: ms | reads "
+                 "| the floor's join on the range: ms | reads |")
+        L.append("|---|---|---|---|---|---|---|---|---|")
+        reads = lambda h: f"{h.get('Handler_read_key', 0):,} / {h.get('Handler_read_next', 0):,} / {h.get('Handler_read_rnd_next', 0):,}"  # noqa: E731
+        total = {"in": 0, "recorded": 0, "proposed": 0, "join": 0}
+        for table, _ in verify_statements():
+            cells = []
+            for form in total:
+                x = page[form][table]
+                total[form] += x["ms"]
+                cells.append(f"{x['ms']:.0f} | {reads(x['handler'])}")
+            L.append(f"| {table} | " + " | ".join(cells) + " |")
+        L.append("| all five | " + " | | ".join(f"{total[f]:.0f}" for f in total) + " | |")
+        cols = ["id", "select_type", "table", "type", "key", "ref", "rows", "Extra"]
+        for form, name in (("in", "verify's `IN` list of the ids"), ("recorded", "`IN (SELECT user_id FROM record ...)` on the range (177ebb4, reverted)"),
+                           ("proposed", "proposed, the record joined first"), ("join", "the floor's join on the range")):
+            L.append(f"\nEXPLAIN, {name}:\n")
+            L.append("| entry | " + " | ".join(cols) + " |")
+            L.append("|" + "---|" * (len(cols) + 1))
+            for table, _ in verify_statements():
+                for row in page[form][table]["explain"]:
+                    L.append(f"| {table} | " + " | ".join("" if row.get(c) is None else str(row.get(c)) for c in cols) + " |")
+    failed = [r for r in rust + floor if not r["ok"]]
+    L.append(
+        f"\nEvery run was checked: verify's exit 1 (findings), its closing line's `users_checked` {db.record_users:,}, "
+        f"`findings` {n_findings} and `tables` (rows per table), and its finding lines exactly the expected users "
+        "and rows; the floor's five results exactly the same users and rows"
+        + (f" — **{len(failed)} runs failed a check and are left out of the figures**." if failed else "; every run passed.")
+        + " Neither changes anything, so every run read the same database.\n"
+    )
     return L
 
 
