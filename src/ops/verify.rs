@@ -106,12 +106,16 @@ async fn check(
             .record_page(since.as_deref(), after.as_deref(), PAGE)
             .await
             .map_err(erase::failure)?;
-        if last.is_none() {
+        let Some(through) = last.as_deref() else {
             break;
-        }
+        };
         let before = verified.users_checked;
         verified.users_checked += ids.len() as u64;
-        for found in store.found(&ids).await.map_err(erase::failure)? {
+        let found = store
+            .found_in_page(&ids, since.as_deref(), after.as_deref(), through)
+            .await
+            .map_err(erase::failure)?;
+        for found in found {
             verified.findings += 1;
             let finding = describe(v, &found);
             verified.tables.add(&finding.table, found.rows);

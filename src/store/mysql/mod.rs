@@ -389,8 +389,10 @@ pub struct MySql {
     tables: Vec<String>,
     /// The users table's entry.
     users_entry: usize,
-    /// The erasure record, with how its user_id column holds ids.
+    /// The erasure record, with how its user_id column holds ids, and
+    /// whether a unique key holds that column alone (one row per user).
     record: Option<(Identifier, IdKind)>,
+    record_unique: bool,
     /// The server's limit on one statement's size, read at connect so that an
     /// oversized statement fails with a clear message instead of a dropped connection.
     max_allowed_packet: usize,
@@ -440,6 +442,10 @@ impl MySql {
             .check(&database.map, database.record.as_ref())
             .map_err(|problem| anyhow::anyhow!("{problem}; nothing was received"))?;
         let record = database.record.clone().zip(checked.record);
+        let record_unique = record.as_ref().is_some_and(|(table, _)| {
+            let key = (table.as_str().to_owned(), sql::RECORD_COLUMNS[0].to_owned());
+            schema.unique.contains(&key)
+        });
         for (i, bound) in checked.bounds.iter().enumerate() {
             if *bound == Bound::Unbounded {
                 warn!(
@@ -483,6 +489,7 @@ impl MySql {
                 .zip(checked.entries)
                 .collect(),
             record,
+            record_unique,
             max_allowed_packet: max_allowed_packet
                 .unwrap_or(u64::MAX)
                 .try_into()

@@ -67,10 +67,50 @@ impl MySql {
     /// (a delete's rows, a redaction's rows not redacted), read by the
     /// entry's index, as the erasure compares ids.
     pub async fn found(&mut self, user_ids: &[u64]) -> Result<Vec<Found>, StoreError> {
+        self.found_with(user_ids, None).await
+    }
+
+    /// [`found`](Self::found) for the users of one page of the record, as
+    /// [`record_page`](Self::record_page) read it: `user_ids` after `after`
+    /// through `through` (the literals it returned), erased at or after
+    /// `since`. An integer record whose `user_id` is unique is joined to
+    /// each integer column's entry ([`sql::findings_recorded`]); a text
+    /// column, a text record or one that may hold a user twice gets the ids
+    /// as a list. A user recorded into the range since the page was read is
+    /// checked too: its record row commits with its erasure.
+    pub async fn found_in_page(
+        &mut self,
+        user_ids: &[u64],
+        since: Option<&str>,
+        after: Option<&str>,
+        through: &str,
+    ) -> Result<Vec<Found>, StoreError> {
+        let (Some((table, IdKind::Integer { .. })), true) =
+            (self.record.clone(), self.record_unique)
+        else {
+            return self.found_with(user_ids, None).await;
+        };
+        let since = since.and_then(sql::datetime_literal);
+        let range = sql::RecordRange {
+            table: &table,
+            after,
+            through,
+            since: since.as_deref(),
+        };
+        self.found_with(user_ids, Some(range)).await
+    }
+
+    async fn found_with(
+        &mut self,
+        user_ids: &[u64],
+        range: Option<sql::RecordRange<'_>>,
+    ) -> Result<Vec<Found>, StoreError> {
         let mut found = Vec::new();
         for i in 0..self.entries.len() {
             let (entry, kind) = &self.entries[i];
-            let Some(select) = sql::findings_select(entry, *kind, user_ids) else {
+            let recorded = range.and_then(|range| sql::findings_recorded(entry, *kind, range));
+            let Some(select) = recorded.or_else(|| sql::findings_select(entry, *kind, user_ids))
+            else {
                 continue;
             };
             let table = entry.table.as_str().to_owned();
