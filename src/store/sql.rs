@@ -271,9 +271,9 @@ pub struct RecordRange<'a> {
 /// [`findings_select`] over a page of an integer erasure record whose
 /// `user_id` is unique, joined from the record itself, which comes first:
 /// `SELECT STRAIGHT_JOIN r.user_id, COUNT(*) FROM record AS r JOIN h1 ON
-/// h1.key = r.user_id .. JOIN t AS t0 ON t0.column = hN.value WHERE r.user_id
-/// > after AND r.user_id <= through [AND r.erased_at >= since] [AND NOT
-/// <redacted>] GROUP BY r.user_id`. Each record row then meets its user's
+/// h1.key = r.user_id .. JOIN t AS t0 ON t0.column = hN.value WHERE
+/// r.user_id <= through [AND r.user_id > after] [AND r.erased_at >= since]
+/// [AND NOT <redacted>] GROUP BY r.user_id`. Each record row then meets its user's
 /// rows by each table's index, as a join written by hand does; given a list
 /// of 10,000 ids, MariaDB materializes, sorts and looks them up one by one,
 /// and given the record as a subquery it reads it last, after every live
