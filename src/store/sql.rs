@@ -150,22 +150,23 @@ pub enum Keys<'a> {
 /// The chunk's statement: [`entry_statement`] limited to the rows whose
 /// key is in `keys`. The users' condition stays, so a row whose user changed
 /// since it was selected is left alone; a range of a redaction takes, as
-/// [`key_select`] counted them, only the rows not yet redacted. A range
-/// forces `index` as a walk does.
+/// [`key_select`] counted them, only the rows not yet redacted. A range is
+/// not forced onto the walk's index: the server picks the primary key's
+/// range where the user's rows are dense in it and the index where they are
+/// sparse (seen with 1 row in 4 and 1 in 100), and the multi-table form an
+/// index hint needs deleted a third slower.
 pub fn keyed_statement(
     entry: &Entry,
     kind: IdKind,
     user_ids: &[u64],
     key: &Identifier,
-    index: Option<&str>,
     keys: Keys<'_>,
 ) -> Option<String> {
-    let mut parts = Parts::new(entry, kind, user_ids)?;
+    let parts = Parts::new(entry, kind, user_ids)?;
     let key = parts.qualified(key);
     let restriction = match keys {
         Keys::Listed(keys) => format!(" AND {key} IN ({})", keys.join(",")),
         Keys::Range { after, through } => {
-            parts.force(index);
             let after = after.map_or(String::new(), |after| format!(" AND {key} > {after}"));
             format!(
                 "{after} AND {key} <= {through}{}",
@@ -402,9 +403,6 @@ struct Parts {
     target: Option<String>,
     /// ` WHERE <the users>`.
     condition: String,
-    /// An index forced on the table: a `DELETE` then takes the multi-table
-    /// form, the only one with index hints.
-    forced: bool,
 }
 
 impl Parts {
@@ -420,7 +418,6 @@ impl Parts {
                 tables: ident(&entry.table),
                 target: None,
                 condition: condition(&ident(&entry.column))?,
-                forced: false,
             });
         }
         let alias = |hop: usize| quote(&format!("h{hop}"));
@@ -445,20 +442,17 @@ impl Parts {
             tables,
             target: Some(target),
             condition,
-            forced: false,
         })
     }
 
     /// Forces `index`, the index of the entry's column alone, on a table
-    /// without hops: MariaDB reads `user_id = 1 AND id > 77` as a `ref` on
-    /// user_id and filters every earlier row of the user again (measured:
-    /// 2,000,000 rows read for a chunk of 10,000), and `user_id = 1 AND id
-    /// BETWEEN ..` as a range of the primary key, reading every other user's
-    /// rows in it; forced, each is a range on (user_id, id).
+    /// without hops: MariaDB reads `user_id = 1 AND id > 77 ORDER BY id` as a
+    /// `ref` on user_id and filters every earlier row of the user again
+    /// (measured: 2,000,000 rows read for a chunk of 10,000); forced, it is a
+    /// range on (user_id, id).
     fn force(&mut self, index: Option<&str>) {
         if let (Some(index), None) = (index, &self.target) {
             let _ = write!(self.tables, " FORCE INDEX ({})", quote(index));
-            self.forced = true;
         }
     }
 
@@ -500,10 +494,6 @@ impl Parts {
     fn statement(&self, entry: &Entry, restriction: &str) -> String {
         let (tables, condition) = (&self.tables, &self.condition);
         match (&entry.action, &self.target) {
-            (Action::Delete, None) if self.forced => format!(
-                "DELETE {} FROM {tables}{condition}{restriction}",
-                ident(&entry.table)
-            ),
             (Action::Delete, None) => format!("DELETE FROM {tables}{condition}{restriction}"),
             (Action::Delete, Some(target)) => {
                 format!("DELETE {target} FROM {tables}{condition}{restriction}")
@@ -822,15 +812,7 @@ mod tests {
         );
         let listed = ["5".to_owned(), "9".to_owned()];
         assert_eq!(
-            keyed_statement(
-                &events,
-                SIGNED,
-                &[1],
-                &key,
-                Some("by_user"),
-                Keys::Listed(&listed)
-            )
-            .as_deref(),
+            keyed_statement(&events, SIGNED, &[1], &key, Keys::Listed(&listed)).as_deref(),
             Some("DELETE FROM `events` WHERE `user_id` IN (1) AND `id` IN (5,9)")
         );
         assert_eq!(
@@ -854,22 +836,11 @@ mod tests {
             through: "177",
         };
         assert_eq!(
-            keyed_statement(
-                &events,
-                SIGNED,
-                &[1],
-                &key,
-                Some("by_user"),
-                range(Some("77"))
-            )
-            .as_deref(),
-            Some(
-                "DELETE `events` FROM `events` FORCE INDEX (`by_user`) WHERE `user_id` IN (1) \
-                 AND `id` > 77 AND `id` <= 177"
-            )
+            keyed_statement(&events, SIGNED, &[1], &key, range(Some("77"))).as_deref(),
+            Some("DELETE FROM `events` WHERE `user_id` IN (1) AND `id` > 77 AND `id` <= 177")
         );
         assert_eq!(
-            keyed_statement(&events, SIGNED, &[1], &key, None, range(None)).as_deref(),
+            keyed_statement(&events, SIGNED, &[1], &key, range(None)).as_deref(),
             Some("DELETE FROM `events` WHERE `user_id` IN (1) AND `id` <= 177")
         );
         let big = i64::MAX as u64 + 1;
@@ -906,15 +877,7 @@ mod tests {
         );
         let listed = ["3".to_owned()];
         assert_eq!(
-            keyed_statement(
-                &shipping,
-                UNSIGNED,
-                &[4],
-                &id("id"),
-                Some("x"),
-                Keys::Listed(&listed)
-            )
-            .as_deref(),
+            keyed_statement(&shipping, UNSIGNED, &[4], &id("id"), Keys::Listed(&listed)).as_deref(),
             Some(
                 "UPDATE `shipping` AS `t0` JOIN `orders` AS `h1` ON `t0`.`order_id` = `h1`.`id` \
                  SET `t0`.`address` = NULL, `t0`.`name` = _utf8mb4 X'78' \
@@ -927,7 +890,7 @@ mod tests {
             through: "9",
         };
         assert_eq!(
-            keyed_statement(&shipping, UNSIGNED, &[4], &id("id"), Some("x"), range).as_deref(),
+            keyed_statement(&shipping, UNSIGNED, &[4], &id("id"), range).as_deref(),
             Some(
                 "UPDATE `shipping` AS `t0` JOIN `orders` AS `h1` ON `t0`.`order_id` = `h1`.`id` \
                  SET `t0`.`address` = NULL, `t0`.`name` = _utf8mb4 X'78' \

@@ -13,7 +13,7 @@
 //! order along the index (user, key): the chunk's last key is read off the
 //! index (`key > last ORDER BY key LIMIT 1 OFFSET chunk - 1`) and the chunk
 //! erased as the range `key > last AND key <= that`, which the server reads as
-//! one range of the index instead of a list of keys to look up one by one.
+//! one range instead of a list of keys to look up one by one.
 
 use log::{debug, info, warn};
 use tokio::time::Instant;
@@ -365,13 +365,11 @@ impl MySql {
         if keys == Keys::Listed(&[]) {
             return Ok(0);
         }
-        let Bound::Key(key, _, index) = &self.bounds[i] else {
+        let Bound::Key(key, ..) = &self.bounds[i] else {
             unreachable!("keys are erased only for an entry with a key");
         };
         let (entry, kind) = &self.entries[i];
-        let Some(statement) =
-            sql::keyed_statement(entry, *kind, user_ids, key, index.as_deref(), keys)
-        else {
+        let Some(statement) = sql::keyed_statement(entry, *kind, user_ids, key, keys) else {
             return Ok(0);
         };
         self.statement(i, &statement).await
