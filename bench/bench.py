@@ -1782,6 +1782,20 @@ def runs(s):
     return f"{s['n']}" + (f" (+{s['failed']} failed)" if s["failed"] else "")
 
 
+def shown(args, argv):
+    """A command line as the results show it: the binary and the interpreter
+    by name, the benchmark's own files by their path in the repository."""
+    def one(a):
+        if a == args.binary:
+            return "user-purge"
+        if a == args.python:
+            return "python"
+        if a.startswith(str(HERE) + "/"):
+            return "bench/" + a[len(str(HERE)) + 1:]
+        return a
+    return shlex.join(one(a) for a in argv)
+
+
 def log(message):
     print(message, file=sys.stderr, flush=True)
 
@@ -2296,10 +2310,7 @@ def via_report(args, facts, v):
     for _, sql in Bench.VIA_FLOOR:
         L.append(sql.format(ids="...") + ";")
     L.append("COMMIT;\n```\n")
-    short = lambda argv: shlex.join(  # noqa: E731
-        ["user-purge" if a == args.binary else "bench/erasure-map-via.toml" if a == str(VIA_MAP_FILE) else a for a in argv]
-    )
-    L.append("```\n" + short(v["argv"]) + "\n```\n")
+    L.append("```\n" + shown(args, v["argv"]) + "\n```\n")
 
     L.append("Run by run (user-purge's erase transaction from its own log line, `deleted N rows for M users and "
              "committed in X ms`: `START TRANSACTION` to `COMMIT`; each pair ran back to back, in alternating order):\n")
@@ -2490,10 +2501,7 @@ def verify_report(args, facts, v):
     for _, sql in Bench.VERIFY_FLOOR:
         L.append(sql + ";")
     L.append("```\n")
-    short = lambda argv: shlex.join(  # noqa: E731
-        ["user-purge" if a == args.binary else "bench/erasure-map-via.toml" if a == str(VERIFY_MAP_FILE) else a for a in argv]
-    )
-    L.append("```\n" + short(v["argv"]) + "\n```\n")
+    L.append("```\n" + shown(args, v["argv"]) + "\n```\n")
     L.append("Run by run (verify: the whole process, wall time around it, peak RSS from `/usr/bin/time -v`; each pair "
              "ran back to back, in alternating order):\n")
     L.append("| pair | verify: whole process | floor: five joins | ratio | verify: peak RSS | load (1-minute) before → after, verify / floor |")
@@ -2626,11 +2634,7 @@ def map_report(args, facts, m):
         L.append(sql.replace("%s", "(...)") + f";  -- {MAP_ROWS[table] * 10_000:,} rows")
     L.append("COMMIT;\n```\n")
     rust_argv, python_argv = m["argv"]
-    short = lambda argv: shlex.join(  # noqa: E731
-        ["user-purge" if a == args.binary else "bench/reference.py" if a.endswith("reference.py") else
-         "bench/erasure-map.toml" if a == str(MAP_FILE) else "python" if a == args.python else a for a in argv]
-    )
-    L.append("```\n" + short(rust_argv) + "\n" + short(python_argv) + "\n```\n")
+    L.append("```\n" + shown(args, rust_argv) + "\n" + shown(args, python_argv) + "\n```\n")
     rs, ps, fs = stats(rust), stats(python), stats(floor)
     rm, pm = stats(rust, lambda r: r["rss_mib"]), stats(python, lambda r: r["rss_mib"])
     pt = stats(python, lambda r: r["summary"]["task_ms"] / 1000)
@@ -2714,9 +2718,6 @@ def heavy_report(args, facts, h):
         f"{HEAVY_ROWS:,} rows are ids 1 .. {HEAVY_ROWS:,}, then one row for each other user | {sizes.get('events', 0):.0f} MB |"
     )
     L.append(f"| `users` | {HEAVY_USERS:,} | `id` primary key | {sizes.get('users', 0):.0f} MB |")
-    short = lambda argv: shlex.join(  # noqa: E731
-        ["user-purge" if a == args.binary else Path(a).name if a.endswith(".toml") else a for a in argv]
-    )
     L.append("\nThe ways, in the order they ran:\n")
     L.append("```")
     for way, rs in ways.items():
@@ -2725,9 +2726,9 @@ def heavy_report(args, facts, h):
         if way == "floor":
             L.append(f"# floor: on a PyMySQL connection opened beforehand (READ COMMITTED, as the job's session), timed from the statement to the end of COMMIT\nDELETE FROM events WHERE user_id = {HEAVY_USER}; COMMIT;")
         elif way == "pt-archiver":
-            L.append(f"# pt-archiver ({h['pt_version']})\n" + short(rs[0]["argv"]))
+            L.append(f"# pt-archiver ({h['pt_version']})\n" + shown(args, rs[0]["argv"]))
         else:
-            L.append(f"# user-purge, {way}, on one USER_REMOVED event for user {HEAVY_USER} (a fresh subscription)\n" + short(rs[0]["argv"]))
+            L.append(f"# user-purge, {way}, on one USER_REMOVED event for user {HEAVY_USER} (a fresh subscription)\n" + shown(args, rs[0]["argv"]))
     L.append("```\n")
     L.append(
         f"The largest transaction: a side connection polled `information_schema.innodb_trx` every {HEAVY_POLL * 1000:.0f} ms "

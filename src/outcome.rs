@@ -136,9 +136,7 @@ impl Exit {
             Exit::Terminated => "terminated by SIGTERM; held messages were handed back or finished",
         }
     }
-}
 
-impl Exit {
     /// What the code tells of `verify`, which receives and acknowledges
     /// nothing: its own words where the job's would mislead.
     pub fn verify_meaning(self) -> &'static str {

@@ -199,6 +199,15 @@ async fn write_back_five(env: &TestEnv) {
         .await;
 }
 
+/// A legal hold on user 1: a trigger refuses to delete its users row.
+async fn hold_user_1(env: &TestEnv) {
+    env.sql(
+        "CREATE TRIGGER users_hold BEFORE DELETE ON users FOR EACH ROW \
+         IF OLD.id = 1 THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'legal hold'; END IF",
+    )
+    .await;
+}
+
 /// The findings [`write_back_five`] leaves, as `verify` prints them.
 fn five_findings() -> Vec<String> {
     sorted(vec![
@@ -368,11 +377,7 @@ async fn a_user_never_erased_is_never_reported_nor_repaired() {
 async fn a_user_refused_during_the_repair_is_exit_6_and_the_others_are_repaired() {
     let world = erased_world().await;
     let env = &world.env;
-    env.sql(
-        "CREATE TRIGGER users_hold BEFORE DELETE ON users FOR EACH ROW \
-         IF OLD.id = 1 THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'legal hold'; END IF",
-    )
-    .await;
+    hold_user_1(env).await;
     let after_job = dump(env).await;
     // User 1 back with an order, user 2 back, an order of user 3.
     env.sql("INSERT INTO users VALUES (1, 'user1@example.com'), (2, 'user2@example.com')")
@@ -466,11 +471,7 @@ async fn verify_pushes_the_places_still_holding_data_and_a_look_since_pushes_not
     let gateway = PrivatePushgateway::start().await;
     let world = erased_world().await;
     let env = &world.env;
-    env.sql(
-        "CREATE TRIGGER users_hold BEFORE DELETE ON users FOR EACH ROW \
-         IF OLD.id = 1 THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'legal hold'; END IF",
-    )
-    .await;
+    hold_user_1(env).await;
     write_back_five(env).await;
     let push = ["--pushgateway-url", gateway.url.as_str()];
     let metric = |name| {

@@ -407,23 +407,17 @@ struct Parts {
 
 impl Parts {
     fn new(entry: &Entry, kind: IdKind, user_ids: &[u64]) -> Option<Parts> {
-        Parts::with(entry, |column| where_in(column, kind, user_ids))
-    }
-
-    /// The parts with the users' condition that `condition` writes for the
-    /// column compared with the ids, as written; `None` when it gives none.
-    fn with(entry: &Entry, condition: impl FnOnce(&str) -> Option<String>) -> Option<Parts> {
         if entry.via.is_empty() {
             return Some(Parts {
                 tables: ident(&entry.table),
                 target: None,
-                condition: condition(&ident(&entry.column))?,
+                condition: where_in(&ident(&entry.column), kind, user_ids)?,
             });
         }
         let alias = |hop: usize| quote(&format!("h{hop}"));
         let target = quote("t0");
         let first = format!("{}.{}", alias(1), ident(&entry.via[0].key));
-        let condition = condition(&first)?;
+        let condition = where_in(&first, kind, user_ids)?;
         // From the rows back to the user: the target meets the last hop's
         // value, each hop's key the value of the hop before it.
         let mut tables = format!("{} AS {target}", ident(&entry.table));
@@ -484,10 +478,7 @@ impl Parts {
 
     /// A column of the entry's own table, qualified when there are joins.
     fn qualified(&self, name: &Identifier) -> String {
-        match &self.target {
-            Some(target) => format!("{target}.{}", ident(name)),
-            None => ident(name),
-        }
+        qualify(self.target.as_deref(), name)
     }
 
     /// The `DELETE` or `UPDATE`, its condition followed by `restriction`.
@@ -512,10 +503,7 @@ fn not_redacted(entry: &Entry, alias: Option<&str>) -> String {
     let Action::Redact { null, replace } = &entry.action else {
         return String::new();
     };
-    let column = |name: &Identifier| match alias {
-        Some(alias) => format!("{alias}.{}", ident(name)),
-        None => ident(name),
-    };
+    let column = |name| qualify(alias, name);
     let redacted: Vec<String> = null
         .iter()
         .map(|name| format!("{} <=> NULL", column(name)))
@@ -528,12 +516,17 @@ fn not_redacted(entry: &Entry, alias: Option<&str>) -> String {
     format!(" AND NOT ({})", redacted.join(" AND "))
 }
 
-/// A redaction's `SET` list, each column qualified by `alias` when given.
-fn sets(alias: Option<&str>, null: &[Identifier], replace: &[(Identifier, String)]) -> String {
-    let column = |name: &Identifier| match alias {
+/// A column, qualified by `alias` when given.
+fn qualify(alias: Option<&str>, name: &Identifier) -> String {
+    match alias {
         Some(alias) => format!("{alias}.{}", ident(name)),
         None => ident(name),
-    };
+    }
+}
+
+/// A redaction's `SET` list, each column qualified by `alias` when given.
+fn sets(alias: Option<&str>, null: &[Identifier], replace: &[(Identifier, String)]) -> String {
+    let column = |name| qualify(alias, name);
     null.iter()
         .map(|name| format!("{} = NULL", column(name)))
         .chain(
