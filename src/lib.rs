@@ -1,7 +1,8 @@
 //! user-purge erases removed users: one run pulls the user service's events
 //! from a Pub/Sub subscription, erases the users named by valid USER_REMOVED
-//! events from MySQL (one table, or every table of an erasure map) in one
-//! transaction per round, and only after the commit acknowledges the messages.
+//! events from MySQL or PostgreSQL (one table, or every table of an erasure
+//! map) in one transaction per round, and only after the commit acknowledges
+//! the messages.
 //!
 //! This is the module map, kept here only. The folders are the run, the two
 //! seams with what is behind them, the configuration, and the operator's
@@ -18,8 +19,12 @@
 //! - [`store`]: the `Store` seam (begin, erase under a savepoint, commit).
 //!   - [`store::sql`]: the statements' text, quoting and literals (pure).
 //!   - [`store::schema`]: the database's facts, checked against the map (pure).
-//!   - [`store::mysql`]: it on MySQL / MariaDB (mysql_async): the session,
+//!   - [`store::engine`]: the store over any engine's `Session`: the rounds'
+//!     statements, chunks, replica waits and what `verify` reads.
+//!   - [`store::mysql`]: the session on MySQL / MariaDB (mysql_async):
 //!     errors sorted by what happens next, the schema read, the URL.
+//!   - [`store::postgres`]: the session on PostgreSQL (tokio-postgres, rustls,
+//!     webpki-roots): the same, by SQLSTATE and from `pg_catalog`.
 //! - [`config`]: the typed configuration.
 //!   - [`config::cli`]: the flags and their environment variables (clap).
 //!   - [`config::command`]: the command line validated once into a command.
@@ -41,7 +46,8 @@
 //!
 //! Each crate that touches the world or parses input lives in one module: clap
 //! in `config::cli`, prost in `event`, gcloud-* in `pubsub::google`,
-//! mysql_async in `store::mysql`, serde_json in `outcome`, toml in
+//! mysql_async in `store::mysql`, tokio-postgres (with its rustls) in
+//! `store::postgres`, serde_json in `outcome`, toml in
 //! `config::map`, ureq in `ops::metrics`, jiff in `timestamp`, env_logger in
 //! `logging`. Three are vocabulary shared by all: tokio (the runtime; `run`
 //! orchestrates with it), anyhow (the error the seams return) and log (the

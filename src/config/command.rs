@@ -20,7 +20,7 @@ use super::{
 use crate::event::event_type;
 use crate::logging::LogFormat;
 use crate::outcome::Outcome;
-use crate::store::mysql;
+use crate::store;
 
 /// What the command line asks for.
 pub enum Command {
@@ -142,7 +142,13 @@ fn run_config(args: RunArgs) -> Result<Config, ConfigError> {
     )?;
     database.chunk_rows = chunk_rows(args.chunk_rows)?;
     for url in args.replica_url.into_iter().filter(|u| !u.is_empty()) {
-        mysql::check_url(&url).map_err(|problem| invalid("replica_url", problem))?;
+        let engine = store::check_url(&url).map_err(|problem| invalid("replica_url", problem))?;
+        if engine != database.engine {
+            return Err(invalid(
+                "replica_url",
+                "a replica must be of the primary's engine: both mysql:// or both postgres://",
+            ));
+        }
         database.replicas.push(Secret::new(url));
     }
     if args.max_replica_lag > 3600 {
@@ -274,7 +280,7 @@ fn database(
     statement_timeout: Duration,
 ) -> Result<Database, ConfigError> {
     let url = required("database_url", args.database_url)?;
-    mysql::check_url(&url).map_err(|problem| invalid("database_url", problem))?;
+    let engine = store::check_url(&url).map_err(|problem| invalid("database_url", problem))?;
     let identifier = |setting, value: &str| {
         Identifier::parse(value).map_err(|problem| invalid(setting, problem))
     };
@@ -315,6 +321,7 @@ fn database(
         None => None,
     };
     Ok(Database {
+        engine,
         url: Secret::new(url),
         password,
         map,

@@ -28,6 +28,27 @@ pub struct Check {
     pub grants: Option<String>,
 }
 
+/// Which database a `--database-url` names, by its scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// `mysql://`: MySQL or MariaDB.
+    MySql,
+    /// `postgres://` or `postgresql://`.
+    Postgres,
+}
+
+impl Engine {
+    /// The engine of a URL; anything not PostgreSQL's goes to MySQL's
+    /// check, which names the schemes it takes.
+    pub fn of(url: &str) -> Engine {
+        let scheme = url.split_once("://").map_or("", |(scheme, _)| scheme);
+        match scheme.to_ascii_lowercase().as_str() {
+            "postgres" | "postgresql" => Engine::Postgres,
+            _ => Engine::MySql,
+        }
+    }
+}
+
 /// What `user-purge verify` works on.
 #[derive(Debug)]
 pub struct Verify {
@@ -43,7 +64,9 @@ pub struct Verify {
 /// Where the erasure goes, validated.
 #[derive(Debug, Clone)]
 pub struct Database {
-    /// A URL that `store::mysql::check_url` accepted; it may hold the password.
+    /// The URL's engine.
+    pub engine: Engine,
+    /// A URL that `store::check_url` accepted; it may hold the password.
     pub url: Secret,
     /// A password read from a file, which replaces the URL's: the URL can
     /// then live in a ConfigMap and the password in a mounted Secret.
@@ -63,7 +86,7 @@ pub struct Database {
     /// of a `chunked` entry.
     pub chunk_rows: u64,
     /// Replicas whose lag the erasure waits for: URLs that
-    /// `store::mysql::check_url` accepted, each with a password (its own, or
+    /// `store::check_url` accepted, of the primary's engine, each with a password (its own, or
     /// the primary's).
     pub replicas: Vec<Secret>,
     /// The most lag a replica may have before the erasure waits.

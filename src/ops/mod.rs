@@ -13,7 +13,8 @@ use check::Finding;
 use crate::config::{Admin, Check, Credentials, ReplayTo};
 use crate::outcome::Outcome;
 use crate::pubsub::google::{self as pubsub, Unsuitable};
-use crate::store::mysql::{self, SchemaError};
+use crate::store::schema::SchemaError;
+use crate::store::{self, Engine, mysql, postgres};
 use crate::{event, timestamp};
 
 /// Seeks the subscription back (`replay`).
@@ -92,7 +93,7 @@ pub enum Checked {
 pub async fn check(check: &Check) -> Result<Checked, Outcome> {
     let database = &check.database;
     if let Some(grantee) = &check.grants {
-        let name = mysql::database_name(database.url.expose());
+        let name = store::database_name(database.url.expose());
         return Ok(Checked::Grants(check::grants(
             &name,
             &database.map,
@@ -104,15 +105,16 @@ pub async fn check(check: &Check) -> Result<Checked, Outcome> {
         ("--user-columns", check.user_columns.as_deref()),
         ("--personal-columns", check.personal_columns.as_deref()),
     ];
-    let (schema, [users, personal], hidden) =
-        mysql::schema(database, patterns)
-            .await
-            .map_err(|error| match error {
-                SchemaError::BadPattern(setting, why) => {
-                    Outcome::Misconfigured(anyhow::anyhow!("invalid {setting}: {why}"))
-                }
-                SchemaError::Unreadable(error) => Outcome::DatabaseFailed(error),
-            })?;
+    let read = match database.engine {
+        Engine::MySql => mysql::schema(database, patterns).await,
+        Engine::Postgres => postgres::schema(database, patterns).await,
+    };
+    let (schema, [users, personal], hidden) = read.map_err(|error| match error {
+        SchemaError::BadPattern(setting, why) => {
+            Outcome::Misconfigured(anyhow::anyhow!("invalid {setting}: {why}"))
+        }
+        SchemaError::Unreadable(error) => Outcome::DatabaseFailed(error),
+    })?;
     let seen = check::Seen {
         schema,
         user_named: users,

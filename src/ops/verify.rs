@@ -16,9 +16,9 @@ use crate::config::Verify;
 use crate::config::map::Action;
 use crate::outcome::{Outcome, Tables};
 use crate::run::erase;
-use crate::store::mysql::MySql;
-use crate::store::mysql::verify::Found;
-use crate::store::{Removal, Store};
+use crate::store::engine::verify::Found;
+use crate::store::engine::{Session, SqlStore};
+use crate::store::{Engine, Removal, Store, mysql, postgres};
 use crate::timestamp;
 
 /// Users read from the record, and checked, at a time.
@@ -87,8 +87,19 @@ async fn check(
     verified: &mut Verified,
     report: &mut impl FnMut(&Finding),
 ) -> anyhow::Result<Outcome> {
+    match v.database.engine {
+        Engine::MySql => check_on::<mysql::MySql>(v, verified, report).await,
+        Engine::Postgres => check_on::<postgres::Postgres>(v, verified, report).await,
+    }
+}
+
+async fn check_on<S: Session>(
+    v: &Verify,
+    verified: &mut Verified,
+    report: &mut impl FnMut(&Finding),
+) -> anyhow::Result<Outcome> {
     let database = &v.database;
-    let mut store = MySql::connect_verify(database).await?;
+    let mut store = SqlStore::<S>::connect_verify(database).await?;
     let since = v.since.map(timestamp::format_datetime);
     info!(
         "verifying the users of {} {}against {} entries of the map",
@@ -151,8 +162,8 @@ async fn check(
 
 /// Erases the users found again, with the job's statements and isolation,
 /// writing nothing to the record; then looks at them once more.
-async fn repair(
-    store: &mut MySql,
+async fn repair<S: Session>(
+    store: &mut SqlStore<S>,
     users: &BTreeSet<u64>,
     verified: &mut Verified,
 ) -> anyhow::Result<Outcome> {

@@ -103,16 +103,7 @@ pub async fn erase<D: Store>(
 
 /// A store error that ends the erasure, as one error.
 pub fn failure(error: StoreError) -> anyhow::Error {
-    match error {
-        StoreError::Failed(error) | StoreError::Deadlock(error) => error,
-        StoreError::Refused(refusal) | StoreError::TimedOut(refusal) => {
-            anyhow::anyhow!("{} refused: {}", refusal.table, refusal.reason)
-        }
-        StoreError::Lagging(line) => anyhow::anyhow!("{line}"),
-        StoreError::Heavy(_) | StoreError::OutOfTime => {
-            anyhow::anyhow!("the chunks stopped outside a savepoint")
-        }
-    }
+    error.into_error()
 }
 
 /// The atomic part, tried again after a deadlock.

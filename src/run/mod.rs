@@ -24,7 +24,8 @@ use log::{debug, info, warn};
 use crate::config::{Config, PassSettings};
 use crate::outcome::{self, ExitBy, Outcome, Report, Signal, Summary};
 use crate::pubsub::{Subscription, google::PubSub};
-use crate::store::{Store, StoreError, mysql};
+use crate::store::engine::SqlStore;
+use crate::store::{self, Engine, Store, StoreError, mysql, postgres};
 
 pub mod erase;
 mod lease;
@@ -64,7 +65,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = Signal>) -> Repo
     info!(
         "purging users named by {} from {}: {}{}{}",
         config.subscription,
-        mysql::describe(database.url.expose()),
+        store::describe(database.url.expose()),
         entries.join(", "),
         match &database.record {
             Some(record) => format!("; recording each erasure in {record}"),
@@ -80,16 +81,16 @@ pub async fn run(config: Config, shutdown: impl Future<Output = Signal>) -> Repo
         signal = shutdown.as_mut() => Err(Outcome::Interrupted(signal)),
     };
     match connected {
-        Ok(subscription) => {
-            pass(
-                subscription,
-                mysql::MySql::connect(database),
-                &config.pass,
-                started,
-                shutdown,
-            )
-            .await
-        }
+        Ok(subscription) => match database.engine {
+            Engine::MySql => {
+                let connect = SqlStore::<mysql::MySql>::connect(database);
+                pass(subscription, connect, &config.pass, started, shutdown).await
+            }
+            Engine::Postgres => {
+                let connect = SqlStore::<postgres::Postgres>::connect(database);
+                pass(subscription, connect, &config.pass, started, shutdown).await
+            }
+        },
         Err(outcome) => Report {
             exit_by: matches!(outcome, Outcome::Interrupted(_)).then(ExitBy::now),
             outcome,

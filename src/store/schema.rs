@@ -110,12 +110,10 @@ fn id_kind(column: &Column) -> Result<IdKind, String> {
         "mediumint" => ((1 << 23) - 1, (1 << 24) - 1),
         "int" | "integer" => (i32::MAX as u64, u32::MAX as u64),
         "bigint" => (i64::MAX as u64, u64::MAX),
+        // PostgreSQL's `text` (and a `varchar` without a length) holds any digits.
         "char" | "varchar" => {
-            let length = column
-                .max_chars
-                .ok_or("INFORMATION_SCHEMA gives it no length")?;
             return Ok(IdKind::Text {
-                max: largest_of_digits(length),
+                max: column.max_chars.map_or(u64::MAX, largest_of_digits),
             });
         }
         other => {
@@ -197,6 +195,16 @@ fn in_latin1(c: char) -> bool {
         || WINDOWS_1252.contains(&c)
 }
 
+/// Why the check could not read the schema.
+#[derive(Debug)]
+pub enum SchemaError {
+    /// A pattern (its setting, the server's reason) is not a REGEXP the
+    /// server accepts.
+    BadPattern(&'static str, String),
+    /// The database cannot be reached or read.
+    Unreadable(anyhow::Error),
+}
+
 /// What the checks found usable: each entry's id kind and bound, and the
 /// record's id kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -243,8 +251,9 @@ impl Schema {
                 "tinyint" | "smallint" | "mediumint" | "int" | "integer" | "bigint" => {
                     KeyKind::Integer
                 }
+                // PostgreSQL's texts have no character set of their own.
                 "char" | "varchar" => KeyKind::Text {
-                    charset: info.charset.clone()?,
+                    charset: info.charset.clone().unwrap_or_default(),
                 },
                 "binary" | "varbinary" => KeyKind::Binary,
                 _ => return None,

@@ -1,15 +1,70 @@
-//! The text of every statement the job sends to MySQL / MariaDB: pure
-//! functions over the map's identifiers and the users' ids, unit-tested
-//! without a server. The one place that quotes names and writes literals.
+//! The text of every statement the job sends to MySQL / MariaDB or
+//! PostgreSQL: pure functions over the map's identifiers and the users' ids,
+//! unit-tested without a server. The one place that quotes names and writes
+//! literals; where the two engines' SQL differs, the [`Dialect`] says how.
 //!
 //! Ids are written as literals of the id column's type, so 100,000 of them
-//! need no placeholders (MySQL allows 65,535); texts go as hex literals, so no
-//! string from a message or the map is ever parsed as SQL.
+//! need no placeholders (MySQL allows 65,535); texts go as hex literals on
+//! MySQL and as standard strings with their quotes doubled on PostgreSQL
+//! (whose session has `standard_conforming_strings` on), so no string from a
+//! message or the map is ever parsed as SQL.
 
 use std::fmt::Write as _;
 
 use crate::config::map::{Action, Entry, Identifier};
 use crate::store::Removal;
+
+/// Whose SQL a statement is written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// MySQL and MariaDB: backticks, hex literals, multi-table `DELETE`.
+    MySql,
+    /// PostgreSQL: double quotes, standard strings, `DELETE .. USING` and
+    /// `UPDATE .. FROM`, `ON CONFLICT DO NOTHING`.
+    Postgres,
+}
+
+impl Dialect {
+    /// A name quoted so that it is read exactly as written: in backticks, or
+    /// in double quotes (which also keep PostgreSQL from folding it to
+    /// lowercase), the quote character doubled.
+    pub fn quote(self, name: &str) -> String {
+        match self {
+            Dialect::MySql => format!("`{}`", name.replace('`', "``")),
+            Dialect::Postgres => format!("\"{}\"", name.replace('"', "\"\"")),
+        }
+    }
+
+    fn ident(self, name: &Identifier) -> String {
+        self.quote(name.as_str())
+    }
+
+    /// A text as a literal: a hex literal in utf8mb4 on MySQL, whatever the
+    /// server's `sql_mode`; a standard string on PostgreSQL. No character
+    /// of it is parsed as SQL.
+    fn text(self, text: &str) -> String {
+        match self {
+            Dialect::MySql => {
+                let mut literal = String::with_capacity(12 + text.len() * 2);
+                literal.push_str("_utf8mb4 X'");
+                for byte in text.as_bytes() {
+                    let _ = write!(literal, "{byte:02X}");
+                }
+                literal.push('\'');
+                literal
+            }
+            Dialect::Postgres => format!("'{}'", text.replace('\'', "''")),
+        }
+    }
+
+    /// The null-safe equality a redaction's "already redacted" test uses.
+    fn null_safe_eq(self) -> &'static str {
+        match self {
+            Dialect::MySql => "<=>",
+            Dialect::Postgres => "IS NOT DISTINCT FROM",
+        }
+    }
+}
 
 /// How an id column holds its values: it decides how ids are written, so
 /// that no look-alike value matches (a string column compared with an integer
@@ -18,13 +73,15 @@ use crate::store::Removal;
 /// `max` is the largest user id the column can hold (its type's range, or
 /// the digits its length allows): a larger id matches no row, and is left
 /// out of the statements rather than written as a value the column would
-/// have to change.
+/// have to change (on PostgreSQL, a literal above 2^63 would be `numeric`
+/// and lose the index).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IdKind {
     /// An integer column: integer literals.
     Integer { max: u64 },
-    /// `CHAR` or `VARCHAR`: exact string literals, and only values made of
-    /// ASCII digits (a PAD SPACE collation would also match `'1 '`).
+    /// `CHAR`, `VARCHAR` (or PostgreSQL's `text`): exact string literals, and
+    /// only values made of ASCII digits (a PAD SPACE collation would also
+    /// match `'1 '`).
     Text { max: u64 },
 }
 
@@ -40,34 +97,34 @@ impl IdKind {
 /// The erasure record's columns, in the order the job writes them.
 pub const RECORD_COLUMNS: [&str; 3] = ["user_id", "erased_at", "message_id"];
 
-/// A name in backticks, ready for SQL text. Identifiers are plain already
-/// ([`Identifier::parse`]); a database name from a URL may hold a backtick,
-/// which is doubled.
+/// A name in backticks, for messages (and MySQL's statements). Identifiers
+/// are plain already ([`Identifier::parse`]); a database name from a URL may
+/// hold a backtick, which is doubled.
 pub fn quote(name: &str) -> String {
-    format!("`{}`", name.replace('`', "``"))
+    Dialect::MySql.quote(name)
 }
 
-/// An identifier of the map, quoted.
+/// An identifier of the map, quoted for a message.
 pub fn ident(name: &Identifier) -> String {
     quote(name.as_str())
 }
 
-/// `` `table`.`column` ``, for statements and messages alike.
+/// `` `table`.`column` ``, for messages.
 pub fn column(table: &Identifier, column: &Identifier) -> String {
     format!("{}.{}", ident(table), ident(column))
 }
 
 /// The record's columns as a statement lists them.
-fn record_columns() -> String {
-    RECORD_COLUMNS.map(quote).join(", ")
+fn record_columns(d: Dialect) -> String {
+    RECORD_COLUMNS.map(|c| d.quote(c)).join(", ")
 }
 
-/// `WHERE c IN (1,2,3)` for the column `c` as written, the ids written as the
+/// `c IN (1,2,3)` for the column `c` as written, the ids written as the
 /// column holds them; `None` when no id can match (every id is above
 /// the column's range).
-fn where_in(column: &str, kind: IdKind, user_ids: &[u64]) -> Option<String> {
+fn users_in(d: Dialect, column: &str, kind: IdKind, user_ids: &[u64]) -> Option<String> {
     let mut sql = String::with_capacity(32 + user_ids.len() * 14);
-    let _ = write!(sql, " WHERE {column} IN (");
+    let _ = write!(sql, "{column} IN (");
     let mut listed = 0;
     for id in user_ids {
         if !id_literal(&mut sql, listed, kind, *id) {
@@ -82,7 +139,11 @@ fn where_in(column: &str, kind: IdKind, user_ids: &[u64]) -> Option<String> {
     if matches!(kind, IdKind::Text { .. }) {
         // Under a PAD SPACE or accent-blind collation '1' also equals '1 ' or
         // a full-width '１': only plain ASCII digits are the user's id.
-        let _ = write!(sql, " AND {column} REGEXP '^[0-9]+$'");
+        let matches = match d {
+            Dialect::MySql => "REGEXP",
+            Dialect::Postgres => "~",
+        };
+        let _ = write!(sql, " AND {column} {matches} '^[0-9]+$'");
     }
     Some(sql)
 }
@@ -104,32 +165,26 @@ fn id_literal(sql: &mut String, index: usize, kind: IdKind, id: u64) -> bool {
     true
 }
 
-/// A text as a hex literal in utf8mb4: whatever it holds (quotes,
-/// backslashes, `;`), no character of it is parsed as SQL, whatever the
-/// server's `sql_mode`.
-fn text_literal(text: &str) -> String {
-    let mut literal = String::with_capacity(12 + text.len() * 2);
-    literal.push_str("_utf8mb4 X'");
-    for byte in text.as_bytes() {
-        let _ = write!(literal, "{byte:02X}");
-    }
-    literal.push('\'');
-    literal
-}
-
 /// One map entry's statement over the users: `DELETE FROM t WHERE c IN (..)`
 /// or `UPDATE t SET a = NULL, b = '..' WHERE c IN (..)`; `None` when no id
 /// can match. `kind` is how the column compared with the ids holds them
 /// ([`Entry::user_column`]).
 ///
-/// An entry with a `via` joins its hops: `DELETE t0 FROM t AS t0 JOIN h AS h1
-/// ON t0.c = h1.value WHERE h1.key IN (..)`. The multi-table form lets the
-/// server use each hop's index; a single-table `DELETE .. WHERE c IN (SELECT
-/// ..)` gets no semi-join before MariaDB 11.1 or MySQL 8.0.21 and scans, and
-/// locks, the whole table. Every table has an alias, so a table that happens
-/// to be named like one of them cannot be mistaken for it.
-pub fn entry_statement(entry: &Entry, kind: IdKind, user_ids: &[u64]) -> Option<String> {
-    let parts = Parts::new(entry, kind, user_ids)?;
+/// An entry with a `via` joins its hops: on MySQL `DELETE t0 FROM t AS t0
+/// JOIN h AS h1 ON t0.c = h1.value WHERE h1.key IN (..)`, on PostgreSQL
+/// `DELETE FROM t AS t0 USING h AS h1 WHERE t0.c = h1.value AND h1.key IN
+/// (..)`. The join lets the server use each hop's index; a single-table
+/// `DELETE .. WHERE c IN (SELECT ..)` gets no semi-join before MariaDB 11.1
+/// or MySQL 8.0.21 and scans, and locks, the whole table. Every table has an
+/// alias, so a table that happens to be named like one of them cannot be
+/// mistaken for it.
+pub fn entry_statement(
+    d: Dialect,
+    entry: &Entry,
+    kind: IdKind,
+    user_ids: &[u64],
+) -> Option<String> {
+    let parts = Parts::new(d, entry, kind, user_ids)?;
     Some(parts.statement(entry, ""))
 }
 
@@ -156,13 +211,14 @@ pub enum Keys<'a> {
 /// sparse (seen with 1 row in 4 and 1 in 100), and the multi-table form an
 /// index hint needs deleted a third slower.
 pub fn keyed_statement(
+    d: Dialect,
     entry: &Entry,
     kind: IdKind,
     user_ids: &[u64],
     key: &Identifier,
     keys: Keys<'_>,
 ) -> Option<String> {
-    let parts = Parts::new(entry, kind, user_ids)?;
+    let parts = Parts::new(d, entry, kind, user_ids)?;
     let key = parts.qualified(key);
     let restriction = match keys {
         Keys::Listed(keys) => format!(" AND {key} IN ({})", keys.join(",")),
@@ -189,12 +245,14 @@ pub enum Walk<'a> {
 
 /// The next chunk's keys: `SELECT key FROM .. WHERE <the users> [AND NOT
 /// <redacted>] [AND key > after ORDER BY key] LIMIT n`. A redaction selects
-/// only the rows not yet redacted, compared null-safely (`<=>`, or NULL
-/// columns would never match), so that a loop over chunks ends when every
-/// row is, whatever the server reports as rows changed.
+/// only the rows not yet redacted, compared null-safely (`<=>`, `IS NOT
+/// DISTINCT FROM`, or NULL columns would never match), so that a loop over
+/// chunks ends when every row is, whatever the server reports as rows changed.
 ///
-/// A walk forces `index` ([`Parts::force`]).
+/// A walk forces `index` on MySQL ([`Parts::force`]).
+#[allow(clippy::too_many_arguments)]
 pub fn key_select(
+    d: Dialect,
     entry: &Entry,
     kind: IdKind,
     user_ids: &[u64],
@@ -203,7 +261,7 @@ pub fn key_select(
     walk: Walk<'_>,
     limit: u64,
 ) -> Option<String> {
-    let mut parts = Parts::new(entry, kind, user_ids)?;
+    let mut parts = Parts::new(d, entry, kind, user_ids)?;
     if let Walk::After(_) = walk {
         parts.force(index);
     }
@@ -215,8 +273,9 @@ pub fn key_select(
         "DISTINCT "
     };
     let mut sql = format!(
-        "SELECT {distinct}{key} FROM {}{}",
-        parts.tables, parts.condition
+        "SELECT {distinct}{key} FROM {} WHERE {}",
+        parts.tables(),
+        parts.users
     );
     sql.push_str(&parts.not_redacted(entry));
     match walk {
@@ -235,7 +294,9 @@ pub fn key_select(
 /// The key that ends a walk's next chunk of `chunk` rows: [`key_select`]'s
 /// `chunk`-th key after `after`, read off the index without sending the
 /// others; none when fewer rows are left.
+#[allow(clippy::too_many_arguments)]
 pub fn chunk_end_select(
+    d: Dialect,
     entry: &Entry,
     kind: IdKind,
     user_ids: &[u64],
@@ -244,7 +305,7 @@ pub fn chunk_end_select(
     after: Option<&str>,
     chunk: u64,
 ) -> Option<String> {
-    let mut sql = key_select(entry, kind, user_ids, key, index, Walk::After(after), 1)?;
+    let mut sql = key_select(d, entry, kind, user_ids, key, index, Walk::After(after), 1)?;
     let _ = write!(sql, " OFFSET {}", chunk.saturating_sub(1));
     Some(sql)
 }
@@ -254,8 +315,13 @@ pub fn chunk_end_select(
 /// column>`: the rows a delete left, or a redaction's rows not redacted. The
 /// ids are written as the erasure writes them, so a text column's `'01'` is
 /// never user 1; each hop's value names one row, so a row is counted once.
-pub fn findings_select(entry: &Entry, kind: IdKind, user_ids: &[u64]) -> Option<String> {
-    Some(Parts::new(entry, kind, user_ids)?.findings(entry))
+pub fn findings_select(
+    d: Dialect,
+    entry: &Entry,
+    kind: IdKind,
+    user_ids: &[u64],
+) -> Option<String> {
+    Some(Parts::new(d, entry, kind, user_ids)?.findings(entry))
 }
 
 /// A page of an integer erasure record, as the range of it that
@@ -274,52 +340,66 @@ pub struct RecordRange<'a> {
 /// `SELECT STRAIGHT_JOIN r.user_id, COUNT(*) FROM record AS r JOIN h1 ON
 /// h1.key = r.user_id .. JOIN t AS t0 ON t0.column = hN.value WHERE
 /// r.user_id <= through [AND r.user_id > after] [AND r.erased_at >= since]
-/// [AND NOT <redacted>] GROUP BY r.user_id`. Each record row then meets its user's
-/// rows by each table's index, as a join written by hand does; given a list
-/// of 10,000 ids, MariaDB materializes, sorts and looks them up one by one,
-/// and given the record as a subquery it reads it last, after every live
-/// user's rows of a `via` (bench/results-verify.md: 127 and 98 ms a page,
-/// against 38 joined). Each hop's value is unique (checked at load), so a
-/// row meets one chain of hops and is counted once. `None` for a text
-/// column: only a list of exact strings compares its ids as the erasure
-/// does, never a numeric comparison with the record's integers.
-pub fn findings_recorded(entry: &Entry, kind: IdKind, range: RecordRange<'_>) -> Option<String> {
+/// [AND NOT <redacted>] GROUP BY r.user_id` (PostgreSQL has no
+/// `STRAIGHT_JOIN`, and plans the join by itself). Each record row then
+/// meets its user's rows by each table's index, as a join written by hand
+/// does; given a list of 10,000 ids, MariaDB materializes, sorts and looks
+/// them up one by one, and given the record as a subquery it reads it last,
+/// after every live user's rows of a `via` (bench/results-verify.md: 127
+/// and 98 ms a page, against 38 joined). Each hop's value is unique
+/// (checked at load), so a row meets one chain of hops and is counted once.
+/// `None` for a text column: only a list of exact strings compares its ids
+/// as the erasure does, never a numeric comparison with the record's integers.
+pub fn findings_recorded(
+    d: Dialect,
+    entry: &Entry,
+    kind: IdKind,
+    range: RecordRange<'_>,
+) -> Option<String> {
     let IdKind::Integer { .. } = kind else {
         return None;
     };
-    let record = quote("r");
-    let target = quote("t0");
-    let user = format!("{record}.{}", quote(RECORD_COLUMNS[0]));
+    let record = d.quote("r");
+    let target = d.quote("t0");
+    let user = format!("{record}.{}", d.quote(RECORD_COLUMNS[0]));
     // From the user to the rows: each hop's key meets the value before it.
-    let mut tables = format!("{} AS {record}", ident(range.table));
+    let mut tables = format!("{} AS {record}", d.ident(range.table));
     let mut matched = user.clone();
     for (i, hop) in entry.via.iter().enumerate() {
-        let alias = quote(&format!("h{}", i + 1));
+        let alias = d.quote(&format!("h{}", i + 1));
         let _ = write!(
             tables,
             " JOIN {} AS {alias} ON {alias}.{} = {matched}",
-            ident(&hop.table),
-            ident(&hop.key)
+            d.ident(&hop.table),
+            d.ident(&hop.key)
         );
-        matched = format!("{alias}.{}", ident(&hop.value));
+        matched = format!("{alias}.{}", d.ident(&hop.value));
     }
     let _ = write!(
         tables,
         " JOIN {} AS {target} ON {target}.{} = {matched}",
-        ident(&entry.table),
-        ident(&entry.column)
+        d.ident(&entry.table),
+        d.ident(&entry.column)
     );
+    let straight = match d {
+        Dialect::MySql => "STRAIGHT_JOIN ",
+        Dialect::Postgres => "",
+    };
     let mut sql = format!(
-        "SELECT STRAIGHT_JOIN {user}, COUNT(*) FROM {tables} WHERE {user} <= {}",
+        "SELECT {straight}{user}, COUNT(*) FROM {tables} WHERE {user} <= {}",
         range.through
     );
     if let Some(after) = range.after {
         let _ = write!(sql, " AND {user} > {after}");
     }
     if let Some(since) = range.since {
-        let _ = write!(sql, " AND {record}.{} >= {since}", quote(RECORD_COLUMNS[1]));
+        let _ = write!(
+            sql,
+            " AND {record}.{} >= {since}",
+            d.quote(RECORD_COLUMNS[1])
+        );
     }
-    sql.push_str(&not_redacted(entry, Some(&target)));
+    sql.push_str(&not_redacted(d, entry, Some(&target)));
     let _ = write!(sql, " GROUP BY {user}");
     Some(sql)
 }
@@ -328,15 +408,16 @@ pub fn findings_recorded(entry: &Entry, kind: IdKind, range: RecordRange<'_>) ->
 /// `SELECT user_id FROM record WHERE [erased_at >= since AND] user_id > after
 /// ORDER BY user_id LIMIT n`; `after` and `since` are literals.
 pub fn record_page(
+    d: Dialect,
     table: &Identifier,
     since: Option<&str>,
     after: Option<&str>,
     limit: u64,
 ) -> String {
-    let user = quote(RECORD_COLUMNS[0]);
+    let user = d.quote(RECORD_COLUMNS[0]);
     let mut conditions = Vec::new();
     if let Some(since) = since {
-        conditions.push(format!("{} >= {since}", quote(RECORD_COLUMNS[1])));
+        conditions.push(format!("{} >= {since}", d.quote(RECORD_COLUMNS[1])));
     }
     if let Some(after) = after {
         conditions.push(format!("{user} > {after}"));
@@ -347,12 +428,12 @@ pub fn record_page(
     };
     format!(
         "SELECT {user} FROM {}{condition} ORDER BY {user} LIMIT {limit}",
-        ident(table)
+        d.ident(table)
     )
 }
 
 /// A UTC time (`YYYY-MM-DD hh:mm:ss.fff`, digits and separators only) as a
-/// `DATETIME` literal.
+/// `DATETIME` (or `timestamp`) literal.
 pub fn datetime_literal(utc: &str) -> Option<String> {
     utc.bytes()
         .all(|b| b.is_ascii_digit() || b" -:.".contains(&b))
@@ -364,16 +445,18 @@ pub fn datetime_literal(utc: &str) -> Option<String> {
 pub enum KeyKind {
     /// An integer column: its digits.
     Integer,
-    /// A text column of this character set: a hex literal with its
-    /// introducer, compared in the column's own collation (and index).
+    /// A text column of this character set: on MySQL a hex literal with its
+    /// introducer, compared in the column's own collation (and index); on
+    /// PostgreSQL a standard string.
     Text { charset: String },
-    /// A binary column: a plain hex literal.
+    /// A binary column: a plain hex literal (`bytea`'s `\x..` on PostgreSQL).
     Binary,
 }
 
 /// A key value as the server sent it (text protocol: its bytes), as a
-/// literal; `None` when an integer key is not digits (never, from a server).
-pub fn key_literal(kind: &KeyKind, bytes: &[u8]) -> Option<String> {
+/// literal; `None` when an integer key is not digits, or a PostgreSQL text
+/// or `bytea` key is not what its text form can be (never, from a server).
+pub fn key_literal(d: Dialect, kind: &KeyKind, bytes: &[u8]) -> Option<String> {
     let hex = |prefix: &str| {
         let mut literal = String::with_capacity(prefix.len() + 3 + bytes.len() * 2);
         literal.push_str(prefix);
@@ -384,69 +467,101 @@ pub fn key_literal(kind: &KeyKind, bytes: &[u8]) -> Option<String> {
         literal.push('\'');
         literal
     };
-    match kind {
-        KeyKind::Integer => {
+    match (kind, d) {
+        (KeyKind::Integer, _) => {
             let digits = bytes.strip_prefix(b"-").unwrap_or(bytes);
             (!digits.is_empty() && digits.iter().all(u8::is_ascii_digit))
                 .then(|| String::from_utf8_lossy(bytes).into_owned())
         }
-        KeyKind::Text { charset } => Some(hex(&format!("_{charset} "))),
-        KeyKind::Binary => Some(hex("")),
+        (KeyKind::Text { charset }, Dialect::MySql) => Some(hex(&format!("_{charset} "))),
+        (KeyKind::Binary, Dialect::MySql) => Some(hex("")),
+        (KeyKind::Text { .. }, Dialect::Postgres) => {
+            let text = std::str::from_utf8(bytes).ok()?;
+            (!text.contains('\0')).then(|| d.text(text))
+        }
+        // bytea's text form: \x and hex digits.
+        (KeyKind::Binary, Dialect::Postgres) => {
+            let digits = bytes.strip_prefix(b"\\x")?;
+            digits
+                .iter()
+                .all(u8::is_ascii_hexdigit)
+                .then(|| format!("'\\x{}'::bytea", String::from_utf8_lossy(digits)))
+        }
     }
 }
 
 /// The tables, alias and users' condition of one entry's statements.
 struct Parts {
-    /// `` `t` `` alone, or `` `t` AS `t0` JOIN .. `` through the hops.
-    tables: String,
+    d: Dialect,
+    /// `` `t` `` alone, or `` `t` AS `t0` `` when the entry goes via hops.
+    table: String,
     /// `` `t0` `` when the entry goes via other tables.
     target: Option<String>,
-    /// ` WHERE <the users>`.
-    condition: String,
+    /// The hops, when there are: the first joined to the target (`` `h2` AS
+    /// `h2` ``), the condition that joins it (`` `t0`.`c` = `h2`.`v` ``),
+    /// and the others joined to it (`` JOIN `h1` AS `h1` ON .. ``).
+    hops: Option<(String, String, String)>,
+    /// The users' condition.
+    users: String,
 }
 
 impl Parts {
-    fn new(entry: &Entry, kind: IdKind, user_ids: &[u64]) -> Option<Parts> {
+    fn new(d: Dialect, entry: &Entry, kind: IdKind, user_ids: &[u64]) -> Option<Parts> {
         if entry.via.is_empty() {
             return Some(Parts {
-                tables: ident(&entry.table),
+                d,
+                table: d.ident(&entry.table),
                 target: None,
-                condition: where_in(&ident(&entry.column), kind, user_ids)?,
+                hops: None,
+                users: users_in(d, &d.ident(&entry.column), kind, user_ids)?,
             });
         }
-        let alias = |hop: usize| quote(&format!("h{hop}"));
-        let target = quote("t0");
-        let first = format!("{}.{}", alias(1), ident(&entry.via[0].key));
-        let condition = where_in(&first, kind, user_ids)?;
+        let alias = |hop: usize| d.quote(&format!("h{hop}"));
+        let target = d.quote("t0");
+        let first = format!("{}.{}", alias(1), d.ident(&entry.via[0].key));
+        let users = users_in(d, &first, kind, user_ids)?;
         // From the rows back to the user: the target meets the last hop's
         // value, each hop's key the value of the hop before it.
-        let mut tables = format!("{} AS {target}", ident(&entry.table));
-        let mut matched = format!("{target}.{}", ident(&entry.column));
+        let mut hops = None::<(String, String, String)>;
+        let mut matched = format!("{target}.{}", d.ident(&entry.column));
         for (i, hop) in entry.via.iter().enumerate().rev() {
-            let _ = write!(
-                tables,
-                " JOIN {} AS {a} ON {matched} = {a}.{}",
-                ident(&hop.table),
-                ident(&hop.value),
-                a = alias(i + 1)
-            );
-            matched = format!("{}.{}", alias(i + 1), ident(&hop.key));
+            let a = alias(i + 1);
+            let table = format!("{} AS {a}", d.ident(&hop.table));
+            let on = format!("{matched} = {a}.{}", d.ident(&hop.value));
+            match &mut hops {
+                None => hops = Some((table, on, String::new())),
+                Some((_, _, rest)) => {
+                    let _ = write!(rest, " JOIN {table} ON {on}");
+                }
+            }
+            matched = format!("{a}.{}", d.ident(&hop.key));
         }
         Some(Parts {
-            tables,
+            d,
+            table: format!("{} AS {target}", d.ident(&entry.table)),
             target: Some(target),
-            condition,
+            hops,
+            users,
         })
     }
 
+    /// The tables a `SELECT` (or MySQL's multi-table statement) reads:
+    /// the target joined to each hop.
+    fn tables(&self) -> String {
+        match &self.hops {
+            None => self.table.clone(),
+            Some((first, on, rest)) => format!("{} JOIN {first} ON {on}{rest}", self.table),
+        }
+    }
+
     /// Forces `index`, the index of the entry's column alone, on a table
-    /// without hops: MariaDB reads `user_id = 1 AND id > 77 ORDER BY id` as a
-    /// `ref` on user_id and filters every earlier row of the user again
-    /// (measured: 2,000,000 rows read for a chunk of 10,000); forced, it is a
-    /// range on (user_id, id).
+    /// without hops, on MySQL: MariaDB reads `user_id = 1 AND id > 77 ORDER
+    /// BY id` as a `ref` on user_id and filters every earlier row of the user
+    /// again (measured: 2,000,000 rows read for a chunk of 10,000); forced,
+    /// it is a range on (user_id, id). PostgreSQL takes no hints.
     fn force(&mut self, index: Option<&str>) {
-        if let (Some(index), None) = (index, &self.target) {
-            let _ = write!(self.tables, " FORCE INDEX ({})", quote(index));
+        if let (Some(index), None, Dialect::MySql) = (index, &self.target, self.d) {
+            let _ = write!(self.table, " FORCE INDEX ({})", self.d.quote(index));
         }
     }
 
@@ -454,16 +569,16 @@ impl Parts {
     /// not yet redacted, compared null-safely (a NULL column never matches
     /// `=`); empty for a delete.
     fn not_redacted(&self, entry: &Entry) -> String {
-        not_redacted(entry, self.target.as_deref())
+        not_redacted(self.d, entry, self.target.as_deref())
     }
 
     /// [`findings_select`]'s statement over these parts.
     fn findings(&self, entry: &Entry) -> String {
         let user = self.user_column(entry);
         format!(
-            "SELECT {user}, COUNT(*) FROM {}{}{} GROUP BY {user}",
-            self.tables,
-            self.condition,
+            "SELECT {user}, COUNT(*) FROM {} WHERE {}{} GROUP BY {user}",
+            self.tables(),
+            self.users,
             self.not_redacted(entry)
         )
     }
@@ -471,68 +586,93 @@ impl Parts {
     /// The column compared with the user ids, qualified as the condition has it.
     fn user_column(&self, entry: &Entry) -> String {
         match entry.via.first() {
-            Some(first) => format!("{}.{}", quote("h1"), ident(&first.key)),
-            None => ident(&entry.column),
+            Some(first) => format!("{}.{}", self.d.quote("h1"), self.d.ident(&first.key)),
+            None => self.d.ident(&entry.column),
         }
     }
 
     /// A column of the entry's own table, qualified when there are joins.
     fn qualified(&self, name: &Identifier) -> String {
-        qualify(self.target.as_deref(), name)
+        qualify(self.d, self.target.as_deref(), name)
     }
 
     /// The `DELETE` or `UPDATE`, its condition followed by `restriction`.
     fn statement(&self, entry: &Entry, restriction: &str) -> String {
-        let (tables, condition) = (&self.tables, &self.condition);
-        match (&entry.action, &self.target) {
-            (Action::Delete, None) => format!("DELETE FROM {tables}{condition}{restriction}"),
-            (Action::Delete, Some(target)) => {
-                format!("DELETE {target} FROM {tables}{condition}{restriction}")
+        let (d, table, users) = (self.d, &self.table, &self.users);
+        match (d, &self.target, &self.hops) {
+            (Dialect::Postgres, Some(_), Some((first, on, rest))) => {
+                // The hops go after USING (or FROM): the target's own
+                // join condition moves to WHERE.
+                let from = format!("{first}{rest}");
+                let condition = format!(" WHERE {on} AND {users}{restriction}");
+                match &entry.action {
+                    Action::Delete => format!("DELETE FROM {table} USING {from}{condition}"),
+                    // PostgreSQL's SET names the target's columns unqualified.
+                    Action::Redact { null, replace } => format!(
+                        "UPDATE {table} SET {} FROM {from}{condition}",
+                        sets(d, None, null, replace)
+                    ),
+                }
             }
-            (Action::Redact { null, replace }, target) => format!(
-                "UPDATE {tables} SET {}{condition}{restriction}",
-                sets(target.as_deref(), null, replace)
-            ),
+            (_, target, _) => {
+                let (tables, condition) = (self.tables(), format!(" WHERE {users}{restriction}"));
+                match (&entry.action, target) {
+                    (Action::Delete, None) => format!("DELETE FROM {tables}{condition}"),
+                    (Action::Delete, Some(target)) => {
+                        format!("DELETE {target} FROM {tables}{condition}")
+                    }
+                    (Action::Redact { null, replace }, target) => format!(
+                        "UPDATE {tables} SET {}{condition}",
+                        sets(d, target.as_deref(), null, replace)
+                    ),
+                }
+            }
         }
     }
 }
 
 /// ` AND NOT (a <=> NULL AND b <=> 'text')` for a redaction, each column
 /// qualified by `alias` when given; empty for a delete.
-fn not_redacted(entry: &Entry, alias: Option<&str>) -> String {
+fn not_redacted(d: Dialect, entry: &Entry, alias: Option<&str>) -> String {
     let Action::Redact { null, replace } = &entry.action else {
         return String::new();
     };
-    let column = |name| qualify(alias, name);
+    let column = |name| qualify(d, alias, name);
+    let eq = d.null_safe_eq();
     let redacted: Vec<String> = null
         .iter()
-        .map(|name| format!("{} <=> NULL", column(name)))
+        .map(|name| format!("{} {eq} NULL", column(name)))
         .chain(
             replace
                 .iter()
-                .map(|(name, text)| format!("{} <=> {}", column(name), text_literal(text))),
+                .map(|(name, text)| format!("{} {eq} {}", column(name), d.text(text))),
         )
         .collect();
     format!(" AND NOT ({})", redacted.join(" AND "))
 }
 
 /// A column, qualified by `alias` when given.
-fn qualify(alias: Option<&str>, name: &Identifier) -> String {
+fn qualify(d: Dialect, alias: Option<&str>, name: &Identifier) -> String {
     match alias {
-        Some(alias) => format!("{alias}.{}", ident(name)),
-        None => ident(name),
+        Some(alias) => format!("{alias}.{}", d.ident(name)),
+        None => d.ident(name),
     }
 }
 
 /// A redaction's `SET` list, each column qualified by `alias` when given.
-fn sets(alias: Option<&str>, null: &[Identifier], replace: &[(Identifier, String)]) -> String {
-    let column = |name| qualify(alias, name);
+fn sets(
+    d: Dialect,
+    alias: Option<&str>,
+    null: &[Identifier],
+    replace: &[(Identifier, String)],
+) -> String {
+    let column = |name| qualify(d, alias, name);
     null.iter()
         .map(|name| format!("{} = NULL", column(name)))
         .chain(
             replace
                 .iter()
-                .map(|(name, text)| format!("{} = {}", column(name), text_literal(text))),
+                .map(|(name, text)| format!("{} = {}", column(name), d.text(text))),
         )
         .collect::<Vec<_>>()
         .join(", ")
@@ -540,21 +680,29 @@ fn sets(alias: Option<&str>, null: &[Identifier], replace: &[(Identifier, String
 
 /// The erasure record's rows, one per user that its column can hold, and how
 /// many it lists; `None` when it lists none. (The connect check makes sure it
-/// holds every id an entry can match: an id it leaves out was in no table.) The first erasure is kept:
-/// `INSERT IGNORE` leaves an existing row as it is and needs no `UPDATE`
-/// privilege, and a concurrent run recording the same user is no error. The
-/// store checks its warnings: IGNORE would also turn a value the column cannot
-/// hold into a warning, and that must never pass.
+/// holds every id an entry can match: an id it leaves out was in no table.)
+/// The first erasure is kept: MySQL's `INSERT IGNORE` leaves an existing row
+/// as it is and needs no `UPDATE` privilege, and a concurrent run recording
+/// the same user is no error (the store checks its warnings: IGNORE would
+/// also turn a value the column cannot hold into a warning, and that must
+/// never pass). PostgreSQL's `ON CONFLICT DO NOTHING` skips only the rows a
+/// unique key already holds, and refuses any value its column cannot hold.
+/// The time is UTC: the PostgreSQL session's time zone is UTC.
 pub fn record_statement(
+    d: Dialect,
     table: &Identifier,
     kind: IdKind,
     removals: &[Removal],
 ) -> Option<(String, u64)> {
-    let mut sql = format!(
-        "INSERT IGNORE INTO {} ({}) VALUES ",
-        ident(table),
-        record_columns()
-    );
+    let (verb, now, tail) = match d {
+        Dialect::MySql => ("INSERT IGNORE INTO", "UTC_TIMESTAMP(3)", ""),
+        Dialect::Postgres => (
+            "INSERT INTO",
+            "LOCALTIMESTAMP(3)",
+            " ON CONFLICT DO NOTHING",
+        ),
+    };
+    let mut sql = format!("{verb} {} ({}) VALUES ", d.ident(table), record_columns(d));
     let mut listed = 0;
     for removal in removals {
         let mut id = String::new();
@@ -564,24 +712,21 @@ pub fn record_statement(
         if listed > 0 {
             sql.push(',');
         }
-        let _ = write!(
-            sql,
-            "({id}, UTC_TIMESTAMP(3), {})",
-            text_literal(&removal.message_id)
-        );
+        let _ = write!(sql, "({id}, {now}, {})", d.text(&removal.message_id));
         listed += 1;
     }
+    sql.push_str(tail);
     (listed > 0).then_some((sql, listed))
 }
 
 /// A statement that writes no row but needs the same privileges as
 /// [`record_statement`]: the server checks them, and a read-only server
 /// refuses, when a statement starts.
-pub fn record_probe(table: &Identifier) -> String {
+pub fn record_probe(d: Dialect, table: &Identifier) -> String {
     format!(
         "INSERT INTO {t} ({c}) SELECT {c} FROM {t} WHERE FALSE",
-        t = ident(table),
-        c = record_columns()
+        t = d.ident(table),
+        c = record_columns(d)
     )
 }
 
@@ -611,6 +756,8 @@ mod tests {
     use super::*;
     use crate::config::map::Map;
 
+    const MY: Dialect = Dialect::MySql;
+
     fn id(s: &str) -> Identifier {
         Identifier::parse(s).unwrap()
     }
@@ -628,7 +775,7 @@ mod tests {
 
     #[test]
     fn the_statement_quotes_identifiers_and_lists_ids() {
-        let sql = entry_statement(&delete("users", "id"), UNSIGNED, &[3, 9, u64::MAX]);
+        let sql = entry_statement(MY, &delete("users", "id"), UNSIGNED, &[3, 9, u64::MAX]);
         assert_eq!(
             sql.as_deref(),
             Some("DELETE FROM `users` WHERE `id` IN (3,9,18446744073709551615)")
@@ -639,14 +786,14 @@ mod tests {
     fn a_signed_column_is_not_asked_for_ids_beyond_its_range() {
         let big = i64::MAX as u64 + 1;
         let users = delete("users", "id");
-        let sql = entry_statement(&users, SIGNED, &[3, big, u64::MAX]);
+        let sql = entry_statement(MY, &users, SIGNED, &[3, big, u64::MAX]);
         assert_eq!(
             sql.as_deref(),
             Some("DELETE FROM `users` WHERE `id` IN (3)")
         );
-        assert_eq!(entry_statement(&users, SIGNED, &[big]), None);
+        assert_eq!(entry_statement(MY, &users, SIGNED, &[big]), None);
         let max = i64::MAX as u64;
-        let sql = entry_statement(&users, SIGNED, &[max]).unwrap();
+        let sql = entry_statement(MY, &users, SIGNED, &[max]).unwrap();
         assert!(sql.ends_with("IN (9223372036854775807)"), "{sql}");
     }
 
@@ -656,20 +803,20 @@ mod tests {
             max: i32::MAX as u64,
         };
         let users = delete("users", "id");
-        let sql = entry_statement(&users, int, &[5, 3_000_000_001]);
+        let sql = entry_statement(MY, &users, int, &[5, 3_000_000_001]);
         assert_eq!(
             sql.as_deref(),
             Some("DELETE FROM `users` WHERE `id` IN (5)")
         );
         let varchar3 = IdKind::Text { max: 999 };
-        let sql = entry_statement(&users, varchar3, &[999, 1_000]).unwrap();
+        let sql = entry_statement(MY, &users, varchar3, &[999, 1_000]).unwrap();
         assert!(sql.contains("IN ('999') AND"), "{sql}");
-        assert_eq!(entry_statement(&users, varchar3, &[1_000]), None);
+        assert_eq!(entry_statement(MY, &users, varchar3, &[1_000]), None);
     }
 
     #[test]
     fn a_text_column_gets_exact_string_literals_of_digits_only() {
-        let sql = entry_statement(&delete("accounts", "uid"), TEXT, &[1, 20]);
+        let sql = entry_statement(MY, &delete("accounts", "uid"), TEXT, &[1, 20]);
         assert_eq!(
             sql.as_deref(),
             Some("DELETE FROM `accounts` WHERE `uid` IN ('1','20') AND `uid` REGEXP '^[0-9]+$'")
@@ -683,7 +830,7 @@ mod tests {
             "[[redact]]\ntable = \"invoices\"\ncolumn = \"customer_id\"\nnull = [\"email\"]\nreplace = { name = \"O'Brien \\\\ ;\" }\n",
         )
         .unwrap();
-        let sql = entry_statement(&map.entries()[0], UNSIGNED, &[7]).unwrap();
+        let sql = entry_statement(MY, &map.entries()[0], UNSIGNED, &[7]).unwrap();
         assert_eq!(
             sql,
             "UPDATE `invoices` SET `email` = NULL, `name` = _utf8mb4 X'4F27427269656E205C203B' \
@@ -703,7 +850,7 @@ mod tests {
              via = [{ table = \"orders\", key = \"user_id\", value = \"id\" }]\n",
         );
         assert_eq!(
-            entry_statement(&items, UNSIGNED, &[3, 9]).as_deref(),
+            entry_statement(MY, &items, UNSIGNED, &[3, 9]).as_deref(),
             Some(
                 "DELETE `t0` FROM `order_items` AS `t0` JOIN `orders` AS `h1` ON `t0`.`order_id` = `h1`.`id` \
                  WHERE `h1`.`user_id` IN (3,9)"
@@ -715,7 +862,7 @@ mod tests {
              { table = \"order_items\", key = \"order_id\", value = \"id\" }]\n",
         );
         assert_eq!(
-            entry_statement(&notes, UNSIGNED, &[3]).as_deref(),
+            entry_statement(MY, &notes, UNSIGNED, &[3]).as_deref(),
             Some(
                 "DELETE `t0` FROM `order_item_notes` AS `t0` \
                  JOIN `order_items` AS `h2` ON `t0`.`order_item_id` = `h2`.`id` \
@@ -734,7 +881,7 @@ mod tests {
             hop("h1", "x_id", "id"),
         ));
         assert_eq!(
-            entry_statement(&four, SIGNED, &[7]).as_deref(),
+            entry_statement(MY, &four, SIGNED, &[7]).as_deref(),
             Some(
                 "DELETE `t0` FROM `d` AS `t0` \
                  JOIN `h1` AS `h4` ON `t0`.`c_id` = `h4`.`id` \
@@ -754,7 +901,7 @@ mod tests {
              via = [{ table = \"orders\", key = \"user_ref\", value = \"id\" }]\n",
         );
         assert_eq!(
-            entry_statement(&shipping, TEXT, &[1, 20]).as_deref(),
+            entry_statement(MY, &shipping, TEXT, &[1, 20]).as_deref(),
             Some(
                 "UPDATE `shipping` AS `t0` JOIN `orders` AS `h1` ON `t0`.`order_id` = `h1`.`id` \
                  SET `t0`.`address` = NULL, `t0`.`name` = _utf8mb4 X'78' \
@@ -763,7 +910,7 @@ mod tests {
         );
         // No id fits a signed first key: no statement.
         let big = i64::MAX as u64 + 1;
-        assert_eq!(entry_statement(&shipping, SIGNED, &[big]), None);
+        assert_eq!(entry_statement(MY, &shipping, SIGNED, &[big]), None);
     }
 
     #[test]
@@ -772,6 +919,7 @@ mod tests {
         let key = id("id");
         assert_eq!(
             key_select(
+                MY,
                 &events,
                 SIGNED,
                 &[1, 2],
@@ -784,11 +932,22 @@ mod tests {
             Some("SELECT `id` FROM `events` WHERE `user_id` IN (1,2) LIMIT 10001")
         );
         assert_eq!(
-            key_select(&events, SIGNED, &[1], &key, None, Walk::After(None), 100).as_deref(),
+            key_select(
+                MY,
+                &events,
+                SIGNED,
+                &[1],
+                &key,
+                None,
+                Walk::After(None),
+                100
+            )
+            .as_deref(),
             Some("SELECT `id` FROM `events` WHERE `user_id` IN (1) ORDER BY `id` LIMIT 100")
         );
         assert_eq!(
             key_select(
+                MY,
                 &events,
                 SIGNED,
                 &[1],
@@ -805,11 +964,12 @@ mod tests {
         );
         let listed = ["5".to_owned(), "9".to_owned()];
         assert_eq!(
-            keyed_statement(&events, SIGNED, &[1], &key, Keys::Listed(&listed)).as_deref(),
+            keyed_statement(MY, &events, SIGNED, &[1], &key, Keys::Listed(&listed)).as_deref(),
             Some("DELETE FROM `events` WHERE `user_id` IN (1) AND `id` IN (5,9)")
         );
         assert_eq!(
             chunk_end_select(
+                MY,
                 &events,
                 SIGNED,
                 &[1],
@@ -829,16 +989,16 @@ mod tests {
             through: "177",
         };
         assert_eq!(
-            keyed_statement(&events, SIGNED, &[1], &key, range(Some("77"))).as_deref(),
+            keyed_statement(MY, &events, SIGNED, &[1], &key, range(Some("77"))).as_deref(),
             Some("DELETE FROM `events` WHERE `user_id` IN (1) AND `id` > 77 AND `id` <= 177")
         );
         assert_eq!(
-            keyed_statement(&events, SIGNED, &[1], &key, range(None)).as_deref(),
+            keyed_statement(MY, &events, SIGNED, &[1], &key, range(None)).as_deref(),
             Some("DELETE FROM `events` WHERE `user_id` IN (1) AND `id` <= 177")
         );
         let big = i64::MAX as u64 + 1;
         assert_eq!(
-            key_select(&events, SIGNED, &[big], &key, None, Walk::Any, 5),
+            key_select(MY, &events, SIGNED, &[big], &key, None, Walk::Any, 5),
             None
         );
     }
@@ -852,6 +1012,7 @@ mod tests {
         );
         assert_eq!(
             key_select(
+                MY,
                 &shipping,
                 UNSIGNED,
                 &[4],
@@ -870,7 +1031,15 @@ mod tests {
         );
         let listed = ["3".to_owned()];
         assert_eq!(
-            keyed_statement(&shipping, UNSIGNED, &[4], &id("id"), Keys::Listed(&listed)).as_deref(),
+            keyed_statement(
+                MY,
+                &shipping,
+                UNSIGNED,
+                &[4],
+                &id("id"),
+                Keys::Listed(&listed)
+            )
+            .as_deref(),
             Some(
                 "UPDATE `shipping` AS `t0` JOIN `orders` AS `h1` ON `t0`.`order_id` = `h1`.`id` \
                  SET `t0`.`address` = NULL, `t0`.`name` = _utf8mb4 X'78' \
@@ -883,7 +1052,7 @@ mod tests {
             through: "9",
         };
         assert_eq!(
-            keyed_statement(&shipping, UNSIGNED, &[4], &id("id"), range).as_deref(),
+            keyed_statement(MY, &shipping, UNSIGNED, &[4], &id("id"), range).as_deref(),
             Some(
                 "UPDATE `shipping` AS `t0` JOIN `orders` AS `h1` ON `t0`.`order_id` = `h1`.`id` \
                  SET `t0`.`address` = NULL, `t0`.`name` = _utf8mb4 X'78' \
@@ -903,7 +1072,7 @@ mod tests {
             since: None,
         };
         assert_eq!(
-            findings_recorded(&delete("orders", "user_id"), UNSIGNED, first).as_deref(),
+            findings_recorded(MY, &delete("orders", "user_id"), UNSIGNED, first).as_deref(),
             Some(
                 "SELECT STRAIGHT_JOIN `r`.`user_id`, COUNT(*) FROM `erased` AS `r` \
                  JOIN `orders` AS `t0` ON `t0`.`user_id` = `r`.`user_id` \
@@ -923,7 +1092,7 @@ mod tests {
             ..first
         };
         assert_eq!(
-            findings_recorded(&notes, SIGNED, later).as_deref(),
+            findings_recorded(MY, &notes, SIGNED, later).as_deref(),
             Some(
                 "SELECT STRAIGHT_JOIN `r`.`user_id`, COUNT(*) FROM `erased` AS `r` \
                  JOIN `orders` AS `h1` ON `h1`.`user_id` = `r`.`user_id` \
@@ -937,7 +1106,7 @@ mod tests {
         // A text column is never compared with the record's integers: its
         // ids go as a list of exact strings (findings_select).
         assert_eq!(
-            findings_recorded(&delete("accounts", "uid"), TEXT, first),
+            findings_recorded(MY, &delete("accounts", "uid"), TEXT, first),
             None
         );
     }
@@ -945,7 +1114,7 @@ mod tests {
     #[test]
     fn verify_counts_each_users_rows_as_the_erasure_would_find_them() {
         assert_eq!(
-            findings_select(&delete("accounts", "uid"), TEXT, &[1, 20]).as_deref(),
+            findings_select(MY, &delete("accounts", "uid"), TEXT, &[1, 20]).as_deref(),
             Some(
                 "SELECT `uid`, COUNT(*) FROM `accounts` WHERE `uid` IN ('1','20') \
                  AND `uid` REGEXP '^[0-9]+$' GROUP BY `uid`"
@@ -956,7 +1125,7 @@ mod tests {
              via = [{ table = \"orders\", key = \"user_id\", value = \"id\" }]\n",
         );
         assert_eq!(
-            findings_select(&shipping, UNSIGNED, &[4]).as_deref(),
+            findings_select(MY, &shipping, UNSIGNED, &[4]).as_deref(),
             Some(
                 "SELECT `h1`.`user_id`, COUNT(*) FROM `shipping` AS `t0` JOIN `orders` AS `h1` \
                  ON `t0`.`order_id` = `h1`.`id` WHERE `h1`.`user_id` IN (4) \
@@ -965,6 +1134,7 @@ mod tests {
         );
         assert_eq!(
             record_page(
+                MY,
                 &id("erased"),
                 Some("'2026-01-01 00:00:00.000'"),
                 Some("77"),
@@ -974,7 +1144,7 @@ mod tests {
              AND `user_id` > 77 ORDER BY `user_id` LIMIT 10"
         );
         assert_eq!(
-            record_page(&id("erased"), None, None, 10),
+            record_page(MY, &id("erased"), None, None, 10),
             "SELECT `user_id` FROM `erased` ORDER BY `user_id` LIMIT 10"
         );
         assert_eq!(
@@ -987,20 +1157,20 @@ mod tests {
     #[test]
     fn keys_are_written_back_exactly() {
         assert_eq!(
-            key_literal(&KeyKind::Integer, b"-42").as_deref(),
+            key_literal(MY, &KeyKind::Integer, b"-42").as_deref(),
             Some("-42")
         );
-        assert_eq!(key_literal(&KeyKind::Integer, b"4 OR 1"), None);
-        assert_eq!(key_literal(&KeyKind::Integer, b""), None);
+        assert_eq!(key_literal(MY, &KeyKind::Integer, b"4 OR 1"), None);
+        assert_eq!(key_literal(MY, &KeyKind::Integer, b""), None);
         let latin1 = KeyKind::Text {
             charset: "latin1".into(),
         };
         assert_eq!(
-            key_literal(&latin1, b"a'b").as_deref(),
+            key_literal(MY, &latin1, b"a'b").as_deref(),
             Some("_latin1 X'612762'")
         );
         assert_eq!(
-            key_literal(&KeyKind::Binary, &[0, 255]).as_deref(),
+            key_literal(MY, &KeyKind::Binary, &[0, 255]).as_deref(),
             Some("X'00FF'")
         );
     }
@@ -1017,21 +1187,21 @@ mod tests {
                 message_id: "x'y".into(),
             },
         ];
-        let (sql, listed) = record_statement(&id("erased"), SIGNED, &removals).unwrap();
+        let (sql, listed) = record_statement(MY, &id("erased"), SIGNED, &removals).unwrap();
         assert_eq!(
             sql,
             "INSERT IGNORE INTO `erased` (`user_id`, `erased_at`, `message_id`) VALUES \
              (4, UTC_TIMESTAMP(3), _utf8mb4 X'3137')"
         );
         assert_eq!(listed, 1, "a signed column cannot hold the second id");
-        let (sql, listed) = record_statement(&id("erased"), TEXT, &removals).unwrap();
+        let (sql, listed) = record_statement(MY, &id("erased"), TEXT, &removals).unwrap();
         assert!(
             sql.contains("('18446744073709551615', UTC_TIMESTAMP(3), _utf8mb4 X'782779')"),
             "{sql}"
         );
         assert_eq!(listed, 2);
         assert_eq!(
-            record_statement(&id("erased"), SIGNED, &removals[1..]),
+            record_statement(MY, &id("erased"), SIGNED, &removals[1..]),
             None
         );
     }
@@ -1039,7 +1209,7 @@ mod tests {
     #[test]
     fn the_record_probe_writes_nothing_with_the_same_columns() {
         assert_eq!(
-            record_probe(&id("erased")),
+            record_probe(MY, &id("erased")),
             "INSERT INTO `erased` (`user_id`, `erased_at`, `message_id`) \
              SELECT `user_id`, `erased_at`, `message_id` FROM `erased` WHERE FALSE"
         );
@@ -1067,9 +1237,105 @@ mod tests {
     #[test]
     fn a_hundred_thousand_ids_make_one_statement_of_modest_size() {
         let ids: Vec<u64> = (1..=100_000).collect();
-        let sql = entry_statement(&delete("users", "id"), UNSIGNED, &ids).unwrap();
+        let sql = entry_statement(MY, &delete("users", "id"), UNSIGNED, &ids).unwrap();
         assert_eq!(sql.matches(',').count(), 99_999);
         // Well inside MySQL's smallest default max_allowed_packet (4 MiB).
         assert!(sql.len() < 1 << 20, "{}", sql.len());
+    }
+
+    const PG: Dialect = Dialect::Postgres;
+
+    #[test]
+    fn postgres_quotes_names_in_double_quotes_and_matches_digits_with_tilde() {
+        assert_eq!(PG.quote("we\"ird"), "\"we\"\"ird\"");
+        assert_eq!(
+            entry_statement(PG, &delete("accounts", "uid"), TEXT, &[1, 20]).as_deref(),
+            Some("DELETE FROM \"accounts\" WHERE \"uid\" IN ('1','20') AND \"uid\" ~ '^[0-9]+$'")
+        );
+    }
+
+    #[test]
+    fn postgres_joins_the_hops_with_using_and_from_and_sets_columns_unqualified() {
+        let notes = entry(
+            "[[delete]]\ntable = \"notes\"\ncolumn = \"item_id\"\nvia = [\
+             { table = \"orders\", key = \"user_id\", value = \"id\" }, \
+             { table = \"items\", key = \"order_id\", value = \"id\" }]\n",
+        );
+        assert_eq!(
+            entry_statement(PG, &notes, SIGNED, &[3]).as_deref(),
+            Some(
+                "DELETE FROM \"notes\" AS \"t0\" USING \"items\" AS \"h2\" \
+                 JOIN \"orders\" AS \"h1\" ON \"h2\".\"order_id\" = \"h1\".\"id\" \
+                 WHERE \"t0\".\"item_id\" = \"h2\".\"id\" AND \"h1\".\"user_id\" IN (3)"
+            )
+        );
+        let shipping = entry(
+            "[[redact]]\ntable = \"shipping\"\ncolumn = \"order_id\"\nnull = [\"address\"]\n\
+             replace = { name = \"O'x\" }\n\
+             via = [{ table = \"orders\", key = \"user_id\", value = \"id\" }]\n",
+        );
+        assert_eq!(
+            entry_statement(PG, &shipping, SIGNED, &[3]).as_deref(),
+            Some(
+                "UPDATE \"shipping\" AS \"t0\" SET \"address\" = NULL, \"name\" = 'O''x' \
+                 FROM \"orders\" AS \"h1\" WHERE \"t0\".\"order_id\" = \"h1\".\"id\" \
+                 AND \"h1\".\"user_id\" IN (3)"
+            )
+        );
+        // A chunk's range keeps the not-yet-redacted test, null-safely.
+        let range = Keys::Range {
+            after: Some("5"),
+            through: "9",
+        };
+        let sql = keyed_statement(PG, &shipping, SIGNED, &[3], &id("id"), range).unwrap();
+        assert!(
+            sql.ends_with(
+                "AND \"t0\".\"id\" > 5 AND \"t0\".\"id\" <= 9 AND NOT (\"t0\".\"address\" \
+                 IS NOT DISTINCT FROM NULL AND \"t0\".\"name\" IS NOT DISTINCT FROM 'O''x')"
+            ),
+            "{sql}"
+        );
+        // No index hints: PostgreSQL has none.
+        let walk = key_select(
+            PG,
+            &delete("events", "user_id"),
+            SIGNED,
+            &[1],
+            &id("id"),
+            Some("by_user"),
+            Walk::After(Some("77")),
+            100,
+        );
+        assert_eq!(
+            walk.as_deref(),
+            Some(
+                "SELECT \"id\" FROM \"events\" WHERE \"user_id\" IN (1) AND \"id\" > 77 \
+                 ORDER BY \"id\" LIMIT 100"
+            )
+        );
+    }
+
+    #[test]
+    fn postgres_records_with_on_conflict_and_writes_keys_back_as_strings() {
+        let removals = [Removal {
+            user_id: 4,
+            message_id: "x'y".into(),
+        }];
+        let (sql, listed) = record_statement(PG, &id("erased"), SIGNED, &removals).unwrap();
+        assert_eq!(
+            sql,
+            "INSERT INTO \"erased\" (\"user_id\", \"erased_at\", \"message_id\") VALUES \
+             (4, LOCALTIMESTAMP(3), 'x''y') ON CONFLICT DO NOTHING"
+        );
+        assert_eq!(listed, 1);
+        let text = KeyKind::Text {
+            charset: String::new(),
+        };
+        assert_eq!(key_literal(PG, &text, b"a'b").as_deref(), Some("'a''b'"));
+        assert_eq!(
+            key_literal(PG, &KeyKind::Binary, b"\\x00ff").as_deref(),
+            Some("'\\x00ff'::bytea")
+        );
+        assert_eq!(key_literal(PG, &KeyKind::Binary, b"\\x0g"), None);
     }
 }

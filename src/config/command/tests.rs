@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::config::cli::{help_text, label, settings};
-use crate::config::{Config, Credentials};
+use crate::config::{Config, Credentials, Engine};
 use crate::outcome::Exit;
 
 fn run(args: &[&str]) -> Result<Command, Print> {
@@ -260,7 +260,9 @@ fn refusals() -> Vec<(Vec<String>, &'static str)> {
     ];
     for url in [
         "not a url Pw-Never-Shown",
-        "postgres://purger:Pw-Never-Shown@db:3306/app",
+        "postgres://purger:Pw-Never-Shown@db:5432",
+        "postgresql://purger:Pw-Never-Shown@db:5432/app?sslmode=sometimes",
+        "postgres://purger:Pw-Never-Shown@db:notaport/app",
         "http://purger:Pw-Never-Shown@db:3306/app",
         "mysql://purger:Pw-Never-Shown@db:3306",
         "mysql://purger:Pw-Never-Shown@db:3306/",
@@ -407,4 +409,18 @@ fn help_keeps_its_example_url() {
         panic!("--help failed");
     };
     assert!(text.contains("mysql://user:password@host"), "{text}");
+}
+
+#[test]
+fn the_url_s_scheme_chooses_the_engine_and_a_replica_must_match_it() {
+    let pg = "--database-url=postgres://purger:Pw-Never-Shown@db:5432/app?sslmode=verify-full";
+    assert_eq!(config(&[pg]).database.engine, Engine::Postgres);
+    let pg = "--database-url=postgresql://purger@db/app";
+    assert_eq!(config(&[pg]).database.engine, Engine::Postgres);
+    assert_eq!(config(&[]).database.engine, Engine::MySql);
+    let replica = "--replica-url=postgres://purger@replica:5432/app";
+    assert_eq!(config(&[pg, replica]).database.replicas.len(), 1);
+    let (text, code) = refused(&[replica]);
+    assert_eq!(code, 2, "{text}");
+    assert!(error_line(&text).contains("the primary's engine"), "{text}");
 }

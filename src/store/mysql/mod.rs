@@ -1,29 +1,25 @@
-//! The [`Store`] on MySQL / MariaDB (mysql_async): the only module that imports it.
-//!
-//! One connection; for each round one transaction, and in it, under a
-//! savepoint, one statement per entry of the erasure map (`DELETE` or a
-//! redacting `UPDATE`) over all the round's users, then the erasure record;
-//! the statements' text comes from [`sql`]. It also reads the schema
-//! (`INFORMATION_SCHEMA`) for the checks, and knows the `mysql://` URL.
+//! The [`Session`] on MySQL / MariaDB (mysql_async): the only module that
+//! imports it. It connects with the job's session settings, reads the schema
+//! (`INFORMATION_SCHEMA`) for the checks, sorts the server's errors, asks the
+//! replicas their lag, and knows the `mysql://` URL; what it runs comes from
+//! the [engine](crate::store::engine).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use log::{info, warn};
+use log::warn;
 use mysql_async::prelude::Queryable as _;
 use mysql_async::{Conn, Opts, OptsBuilder};
 
 use crate::config::Database;
-use crate::config::map::{Entry, Identifier};
-use crate::store::schema::{Bound, Column, ForeignKey, Schema};
-use crate::store::sql::{self, IdKind};
-use crate::store::{Chunked, Erased, Refusal, Removal, Store, StoreError};
+use crate::store::engine::{Lag, Session};
+use crate::store::schema::{Column, ForeignKey, Schema, SchemaError};
+use crate::store::sql::{self, Dialect};
+use crate::store::{Refusal, StoreError};
 
-mod chunk;
 mod connection;
 pub mod replica;
-pub mod verify;
 
 /// Checks a `mysql://` URL without contacting anything. The problem it returns
 /// never repeats the URL, which holds the password.
@@ -264,16 +260,6 @@ async fn read_schema(conn: &mut Conn) -> anyhow::Result<Schema> {
     })
 }
 
-/// Why the check could not read the schema.
-#[derive(Debug)]
-pub enum SchemaError {
-    /// A pattern (its setting, the server's reason) is not a REGEXP the
-    /// server accepts.
-    BadPattern(&'static str, String),
-    /// The database cannot be reached or read.
-    Unreadable(anyhow::Error),
-}
-
 /// Connects and reads the schema, for `user-purge check`: the schema, the
 /// columns whose names match each pattern (a MySQL REGEXP, evaluated by the
 /// server so that it means what MySQL means), and, when the account may not
@@ -380,209 +366,46 @@ pub fn database_name(url: &str) -> String {
         .unwrap_or_default()
 }
 
-/// A connection ready to erase with the map.
+/// The connection to a MySQL or MariaDB primary, and to its replicas.
 pub struct MySql {
     conn: Conn,
-    /// Each entry of the map, with how its id column holds ids.
-    entries: Vec<(Entry, IdKind)>,
-    /// The entries' tables, for the summary.
-    tables: Vec<String>,
-    /// The users table's entry.
-    users_entry: usize,
-    /// The erasure record, with how its user_id column holds ids, and
-    /// whether a unique key holds that column alone (one row per user).
-    record: Option<(Identifier, IdKind)>,
-    record_unique: bool,
     /// The server's limit on one statement's size, read at connect so that an
     /// oversized statement fails with a clear message instead of a dropped connection.
     max_allowed_packet: usize,
-    /// How each entry's statements stay within a chunk.
-    bounds: Vec<Bound>,
-    /// `--chunk-rows`.
-    chunk_rows: u64,
-    /// The replicas waited for, the lag allowed, and the time spent waiting.
     replicas: replica::Replicas,
-    max_replica_lag: Duration,
-    replica_wait: Duration,
-    /// Chunks committed so far, for the log.
-    chunks_committed: u64,
-    /// Whether erasures are recorded: `verify --repair` writes nothing new
-    /// to the record.
-    writes_record: bool,
 }
 
-/// What a connection is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Purpose {
-    Run,
-    Verify,
-}
+impl Session for MySql {
+    const DIALECT: Dialect = Dialect::MySql;
 
-impl MySql {
-    /// Connects, then checks the map and the record against the schema, so
-    /// that a wrong setting fails here, before any message is received.
-    pub async fn connect(database: &Database) -> anyhow::Result<MySql> {
-        MySql::connect_for(database, Purpose::Run).await
-    }
-
-    /// Connects for `verify`: the record is read, never written; its
-    /// privileges are not probed, so a read-only account can check.
-    pub async fn connect_verify(database: &Database) -> anyhow::Result<MySql> {
-        MySql::connect_for(database, Purpose::Verify).await
-    }
-
-    async fn connect_for(database: &Database, purpose: Purpose) -> anyhow::Result<MySql> {
+    async fn open(database: &Database) -> anyhow::Result<(MySql, Schema)> {
         let mut conn = open(database).await?;
         let max_allowed_packet: Option<u64> = conn
             .query_first("SELECT @@max_allowed_packet")
             .await
             .context("cannot read max_allowed_packet")?;
         let schema = read_schema(&mut conn).await?;
-        let checked = schema
-            .check(&database.map, database.record.as_ref())
-            .map_err(|problem| anyhow::anyhow!("{problem}; nothing was received"))?;
-        let record = database.record.clone().zip(checked.record);
-        let record_unique = record.as_ref().is_some_and(|(table, _)| {
-            let key = (table.as_str().to_owned(), sql::RECORD_COLUMNS[0].to_owned());
-            schema.unique.contains(&key)
-        });
-        for (i, bound) in checked.bounds.iter().enumerate() {
-            if *bound == Bound::Unbounded {
-                warn!(
-                    "entry {} ({}): {} has no single-column primary key to take chunks by; its \
-                     statements are not bounded by --chunk-rows",
-                    i + 1,
-                    database.map.entries()[i].describe(),
-                    database.map.entries()[i].table
-                );
-            }
-        }
         let replicas = replica::Replicas::connect(database)
             .await
             .map_err(|error| error.context("nothing was received"))?;
-        if let (Some((table, _)), Purpose::Run) = (&record, purpose) {
-            // Privileges and a read-only server are checked when a statement
-            // starts, even one that writes no row.
-            conn.query_drop(sql::record_probe(table))
-                .await
-                .with_context(|| {
-                    format!(
-                        "the erasure record {} is not writable; nothing was received",
-                        sql::ident(table)
-                    )
-                })?;
-        }
-        Ok(MySql {
+        let max_allowed_packet = max_allowed_packet
+            .unwrap_or(u64::MAX)
+            .try_into()
+            .unwrap_or(usize::MAX);
+        let session = MySql {
             conn,
-            users_entry: database.map.users_entry(),
-            tables: database
-                .map
-                .entries()
-                .iter()
-                .map(|entry| entry.table.as_str().to_owned())
-                .collect(),
-            entries: database
-                .map
-                .entries()
-                .iter()
-                .cloned()
-                .zip(checked.entries)
-                .collect(),
-            record,
-            record_unique,
-            max_allowed_packet: max_allowed_packet
-                .unwrap_or(u64::MAX)
-                .try_into()
-                .unwrap_or(usize::MAX),
-            bounds: checked.bounds,
-            chunk_rows: database.chunk_rows,
+            max_allowed_packet,
             replicas,
-            max_replica_lag: database.max_replica_lag,
-            replica_wait: Duration::ZERO,
-            chunks_committed: 0,
-            writes_record: purpose == Purpose::Run,
-        })
+        };
+        Ok((session, schema))
     }
 
-    /// Runs entry `i`'s statement; returns the rows it matched.
-    async fn statement(&mut self, i: usize, statement: &str) -> Result<u64, StoreError> {
-        let table = self.entries[i].0.table.as_str().to_owned();
-        let what = format!("entry {} on {table}", i + 1);
-        self.run(statement, &table, &what).await?;
-        Ok(self.conn.affected_rows())
-    }
-
-    /// Runs entry `i`'s select of one column; returns its values' bytes.
-    async fn select_column(
+    async fn execute(
         &mut self,
-        select: &str,
+        statement: &str,
         table: &str,
-        i: usize,
-    ) -> Result<Vec<Vec<u8>>, StoreError> {
-        let what = format!("entry {} on {table} (selecting a chunk)", i + 1);
-        self.conn
-            .query::<Vec<u8>, _>(select)
-            .await
-            .map_err(|error| classify(error, table, &what))
-    }
-
-    /// Ends the open transaction, if any; a failure ends the connection,
-    /// which rolls it back too.
-    async fn rollback_quietly(&mut self) {
-        let _ = self.conn.query_drop("ROLLBACK").await;
-    }
-
-    /// Waits until every replica is within `--max-replica-lag`, polling each
-    /// second and keeping the primary's connection alive; the wait is logged
-    /// once, and counted.
-    async fn wait_replicas(&mut self, deadline: tokio::time::Instant) -> Result<(), StoreError> {
-        if self.replicas.is_empty() {
-            return Ok(());
-        }
-        let started = tokio::time::Instant::now();
-        let limit = self.max_replica_lag.as_secs();
-        let mut logged = false;
-        loop {
-            let lags = self.replicas.lags().await.map_err(StoreError::Failed)?;
-            let over = lags
-                .into_iter()
-                .find(|lag| lag.seconds.is_none_or(|seconds| seconds > limit));
-            let Some(lag) = over else {
-                let waited = started.elapsed();
-                if logged {
-                    info!("the replicas caught up after {} ms", waited.as_millis());
-                }
-                self.replica_wait += waited;
-                return Ok(());
-            };
-            let behind = match lag.seconds {
-                Some(seconds) => format!("{seconds} s behind"),
-                None => "replication stopped".to_owned(),
-            };
-            if !logged {
-                info!(
-                    "waiting for replica {}: {behind} (limit {limit} s)",
-                    lag.replica
-                );
-                logged = true;
-            }
-            if tokio::time::Instant::now() + REPLICA_POLL >= deadline {
-                self.replica_wait += started.elapsed();
-                return Err(StoreError::Lagging(format!(
-                    "replica {} lagged until --max-duration: {behind} (limit {limit} s)",
-                    lag.replica
-                )));
-            }
-            tokio::time::sleep(REPLICA_POLL).await;
-            self.conn.ping().await.map_err(|error| {
-                StoreError::Failed(anyhow::Error::new(error).context(
-                    "the connection to the primary was lost while waiting for the replicas",
-                ))
-            })?;
-        }
-    }
-
-    async fn run(&mut self, statement: &str, table: &str, what: &str) -> Result<(), StoreError> {
+        what: &str,
+    ) -> Result<u64, StoreError> {
         if statement.len() >= self.max_allowed_packet {
             return Err(StoreError::Failed(anyhow::anyhow!(
                 "{what} is {} bytes, above the server's max_allowed_packet ({}); \
@@ -594,32 +417,54 @@ impl MySql {
         self.conn
             .query_drop(statement)
             .await
-            .map_err(|error| classify(error, table, what))
+            .map_err(|error| classify(error, table, what))?;
+        Ok(self.conn.affected_rows())
     }
 
-    /// Runs the erasure record's statement, and makes sure the database
-    /// changed no value on the way: `INSERT IGNORE` turns what strict mode
-    /// refuses (an id out of the column's range, a text too long) into
-    /// warnings. Duplicates (the user is recorded already) are the only
-    /// warnings it may give. Returns the rows written.
-    async fn record(&mut self, removals: &[Removal]) -> Result<u64, StoreError> {
-        let Some((table, kind)) = self.record.as_ref().filter(|_| self.writes_record) else {
-            return Ok(0);
-        };
-        let Some((statement, listed)) = sql::record_statement(table, *kind, removals) else {
-            return Ok(0);
-        };
-        let what = format!("the erasure record {table}");
-        let table = table.as_str().to_owned();
-        self.run(&statement, &table, &what).await?;
-        let written = self.conn.affected_rows();
+    async fn select(
+        &mut self,
+        select: &str,
+        table: &str,
+        what: &str,
+    ) -> Result<Vec<Vec<Vec<u8>>>, StoreError> {
+        let rows: Vec<mysql_async::Row> = self
+            .conn
+            .query(select)
+            .await
+            .map_err(|error| classify(error, table, what))?;
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                row.unwrap()
+                    .into_iter()
+                    .map(|value| match value {
+                        mysql_async::Value::Bytes(bytes) => bytes,
+                        mysql_async::Value::NULL => Vec::new(),
+                        other => other.as_sql(true).into_bytes(),
+                    })
+                    .collect()
+            })
+            .collect())
+    }
+
+    /// `INSERT IGNORE` turns what strict mode refuses (an id out of the
+    /// column's range, a text too long) into warnings. Duplicates (the user
+    /// is recorded already) are the only warnings it may give.
+    async fn record(
+        &mut self,
+        statement: &str,
+        listed: u64,
+        table: &str,
+        what: &str,
+    ) -> Result<u64, StoreError> {
+        let written = self.execute(statement, table, what).await?;
         let duplicates = listed.saturating_sub(written);
         if u64::from(self.conn.get_warnings()) > duplicates {
             let warnings: Vec<(String, u16, String)> = self
                 .conn
                 .query("SHOW WARNINGS")
                 .await
-                .map_err(|error| classify(error, &table, "SHOW WARNINGS"))?;
+                .map_err(|error| classify(error, table, "SHOW WARNINGS"))?;
             let changed = warnings
                 .into_iter()
                 .find(|(_, code, _)| *code != ER_DUP_ENTRY)
@@ -633,129 +478,22 @@ impl MySql {
         }
         Ok(written)
     }
+
+    async fn ping(&mut self) -> anyhow::Result<()> {
+        Ok(self.conn.ping().await?)
+    }
+
+    fn has_replicas(&self) -> bool {
+        !self.replicas.is_empty()
+    }
+
+    async fn lags(&mut self) -> anyhow::Result<Vec<Lag>> {
+        self.replicas.lags().await
+    }
 }
 
 /// ER_DUP_ENTRY: the one warning `INSERT IGNORE` into the record may give.
 const ER_DUP_ENTRY: u16 = 1062;
-
-/// The SAVEPOINT each erase runs under.
-const SAVEPOINT: &str = "user_purge_erase";
-
-/// How often a lagging replica is asked again.
-const REPLICA_POLL: Duration = Duration::from_secs(1);
-
-impl MySql {
-    /// The atomic entries' statements, then the record's (unless the record
-    /// waits for the chunked entries), inside the savepoint.
-    async fn erase_under_savepoint(
-        &mut self,
-        removals: &[Removal],
-        deadline: tokio::time::Instant,
-    ) -> Result<Erased, StoreError> {
-        let user_ids: Vec<u64> = removals.iter().map(|r| r.user_id).collect();
-        let mut rows = vec![0; self.entries.len()];
-        for (i, count) in rows.iter_mut().enumerate() {
-            if self.entries[i].0.chunked {
-                continue;
-            }
-            let (erased, heavy) = self.erase_entry(i, &user_ids, deadline).await?;
-            if !heavy.is_empty() {
-                return Err(StoreError::Heavy(heavy));
-            }
-            *count = erased;
-        }
-        let recorded = match self.has_chunked() {
-            true => 0,
-            false => self.record(removals).await?,
-        };
-        Ok(Erased {
-            rows,
-            recorded,
-            chunks: 0,
-        })
-    }
-}
-
-impl Store for MySql {
-    fn tables(&self) -> &[String] {
-        &self.tables
-    }
-
-    fn users_entry(&self) -> usize {
-        self.users_entry
-    }
-
-    fn chunked_tables(&self) -> Vec<&str> {
-        self.entries
-            .iter()
-            .filter(|(entry, _)| entry.chunked)
-            .map(|(entry, _)| entry.table.as_str())
-            .collect()
-    }
-
-    fn replica_wait(&self) -> Duration {
-        self.replica_wait
-    }
-
-    async fn wait_for_replicas(
-        &mut self,
-        deadline: tokio::time::Instant,
-    ) -> Result<(), StoreError> {
-        self.wait_replicas(deadline).await
-    }
-
-    async fn begin(&mut self) -> Result<(), StoreError> {
-        self.run("START TRANSACTION", "", "START TRANSACTION").await
-    }
-
-    /// Runs every atomic statement of the map, then the record, under a
-    /// savepoint. Returns the rows each map entry affected (rows in tables
-    /// that reference them go through their foreign keys) and the rows
-    /// recorded.
-    async fn erase(
-        &mut self,
-        removals: &[Removal],
-        deadline: tokio::time::Instant,
-    ) -> Result<Erased, StoreError> {
-        self.run(&format!("SAVEPOINT {SAVEPOINT}"), "", "SAVEPOINT")
-            .await?;
-        match self.erase_under_savepoint(removals, deadline).await {
-            Err(
-                error @ (StoreError::Refused(_)
-                | StoreError::TimedOut(_)
-                | StoreError::Heavy(_)
-                | StoreError::OutOfTime),
-            ) => {
-                self.run(
-                    &format!("ROLLBACK TO SAVEPOINT {SAVEPOINT}"),
-                    "",
-                    "ROLLBACK TO SAVEPOINT",
-                )
-                .await?;
-                Err(error)
-            }
-            erased => erased,
-        }
-    }
-
-    async fn erase_chunked(
-        &mut self,
-        removals: &[Removal],
-        deadline: tokio::time::Instant,
-    ) -> Result<Chunked, StoreError> {
-        self.chunked(removals, deadline).await
-    }
-
-    async fn commit(&mut self) -> Result<(), StoreError> {
-        self.run("COMMIT", "", "COMMIT").await
-    }
-
-    async fn rollback(&mut self) {
-        // A failed rollback leaves the transaction to the connection's end,
-        // which rolls it back too.
-        let _ = self.conn.query_drop("ROLLBACK").await;
-    }
-}
 
 /// Sorts a server error by what happens next: SQLSTATE classes 22 (data),
 /// 23 (integrity: a foreign key refusing) and 45 (a trigger's SIGNAL) belong

@@ -11,16 +11,7 @@ use mysql_async::prelude::Queryable as _;
 use mysql_async::{Conn, Opts, OptsBuilder, Row, Value};
 
 use crate::config::Database;
-
-/// One replica's lag, as it reported it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Lag {
-    /// The replica, as `describe` shows a URL: never its password.
-    pub replica: String,
-    /// Seconds behind the primary; `None` when replication is stopped or the
-    /// lag is NULL, which counts as over any limit.
-    pub seconds: Option<u64>,
-}
+use crate::store::engine::Lag;
 
 /// One replica's connection.
 struct Replica {
@@ -299,6 +290,7 @@ mod tests {
         use std::time::Duration;
         let id = |name| Identifier::parse(name).unwrap();
         let mut database = Database {
+            engine: crate::config::Engine::MySql,
             url: Secret::new("mysql://app:primary-pw@db:3306/app"),
             password: None,
             map: Map::single(id("users"), id("id")),

@@ -18,7 +18,7 @@
 use log::{debug, info, warn};
 use tokio::time::Instant;
 
-use super::MySql;
+use super::{Session, SqlStore};
 use crate::store::schema::Bound;
 use crate::store::sql::{self, Keys, Walk};
 use crate::store::{Chunked, Erased, Removal, StoreError};
@@ -26,7 +26,7 @@ use crate::store::{Chunked, Erased, Removal, StoreError};
 /// How many deadlocked chunks one run tries again.
 const CHUNK_DEADLOCK_RETRIES: u32 = 3;
 
-impl MySql {
+impl<S: Session> SqlStore<S> {
     /// Erases entry `i`'s rows of these users in the open transaction, in
     /// statements of at most a chunk each. With more than one user, the heavy
     /// users are not erased but returned, for the caller to erase alone.
@@ -41,7 +41,7 @@ impl MySql {
         match self.bounds[i].clone() {
             Bound::Unbounded => {
                 let (entry, kind) = &self.entries[i];
-                if let Some(statement) = sql::entry_statement(entry, *kind, user_ids) {
+                if let Some(statement) = sql::entry_statement(S::DIALECT, entry, *kind, user_ids) {
                     rows += self.statement(i, &statement).await?;
                 }
                 Ok((rows, Vec::new()))
@@ -49,7 +49,7 @@ impl MySql {
             Bound::PerUser => {
                 for group in user_ids.chunks(chunk as usize) {
                     let (entry, kind) = &self.entries[i];
-                    if let Some(statement) = sql::entry_statement(entry, *kind, group) {
+                    if let Some(statement) = sql::entry_statement(S::DIALECT, entry, *kind, group) {
                         rows += self.statement(i, &statement).await?;
                     }
                 }
@@ -187,8 +187,7 @@ impl MySql {
             .collect();
         for i in chunked {
             self.before_chunk(deadline).await?;
-            self.run("START TRANSACTION", "", "START TRANSACTION")
-                .await?;
+            self.run(S::BEGIN, "", "START TRANSACTION").await?;
             let keys = self.keys(i, &user_ids, Walk::Any, chunk + 1).await?;
             if keys.len() as u64 <= chunk {
                 let rows = self.erase_keys(i, &user_ids, Keys::Listed(&keys)).await?;
@@ -256,8 +255,7 @@ impl MySql {
         loop {
             if commit {
                 self.before_chunk(deadline).await?;
-                self.run("START TRANSACTION", "", "START TRANSACTION")
-                    .await?;
+                self.run(S::BEGIN, "", "START TRANSACTION").await?;
             } else if Instant::now() >= deadline {
                 return Err(StoreError::OutOfTime);
             }
@@ -305,9 +303,16 @@ impl MySql {
         };
         let (entry, kind) = &self.entries[i];
         let chunk = self.chunk_rows;
-        let Some(select) =
-            sql::chunk_end_select(entry, *kind, &[user], key, index.as_deref(), after, chunk)
-        else {
+        let Some(select) = sql::chunk_end_select(
+            S::DIALECT,
+            entry,
+            *kind,
+            &[user],
+            key,
+            index.as_deref(),
+            after,
+            chunk,
+        ) else {
             return Ok(None);
         };
         Ok(self.key_values(i, &select).await?.pop())
@@ -326,9 +331,16 @@ impl MySql {
             unreachable!("keys are selected only for an entry with a key");
         };
         let (entry, kind) = &self.entries[i];
-        let Some(select) =
-            sql::key_select(entry, *kind, user_ids, key, index.as_deref(), walk, limit)
-        else {
+        let Some(select) = sql::key_select(
+            S::DIALECT,
+            entry,
+            *kind,
+            user_ids,
+            key,
+            index.as_deref(),
+            walk,
+            limit,
+        ) else {
             return Ok(Vec::new());
         };
         self.key_values(i, &select).await
@@ -345,7 +357,7 @@ impl MySql {
         values
             .iter()
             .map(|bytes| {
-                sql::key_literal(&key_kind, bytes).ok_or_else(|| {
+                sql::key_literal(S::DIALECT, &key_kind, bytes).ok_or_else(|| {
                     StoreError::Failed(anyhow::anyhow!(
                         "entry {} on {table}: the server sent a key that is not an integer",
                         i + 1
@@ -369,7 +381,8 @@ impl MySql {
             unreachable!("keys are erased only for an entry with a key");
         };
         let (entry, kind) = &self.entries[i];
-        let Some(statement) = sql::keyed_statement(entry, *kind, user_ids, key, keys) else {
+        let Some(statement) = sql::keyed_statement(S::DIALECT, entry, *kind, user_ids, key, keys)
+        else {
             return Ok(0);
         };
         self.statement(i, &statement).await
@@ -381,8 +394,7 @@ impl MySql {
         if self.record.is_none() || !self.writes_record {
             return Ok(0);
         }
-        self.run("START TRANSACTION", "", "START TRANSACTION")
-            .await?;
+        self.run(S::BEGIN, "", "START TRANSACTION").await?;
         let recorded = self.record(set).await?;
         self.run("COMMIT", "", "COMMIT").await?;
         Ok(recorded)

@@ -1,9 +1,7 @@
 //! What `user-purge verify` reads: the erasure record's users, page by page,
 //! and each map entry's rows of those users that should not be there.
 
-use mysql_async::prelude::Queryable as _;
-
-use super::{MySql, classify};
+use super::{Session, SqlStore};
 use crate::store::StoreError;
 use crate::store::sql::{self, IdKind};
 
@@ -16,7 +14,7 @@ pub struct Found {
     pub rows: u64,
 }
 
-impl MySql {
+impl<S: Session> SqlStore<S> {
     /// The next `limit` users of the erasure record after `after` (in the
     /// column's order), erased at or after `since` (a UTC `DATETIME`), and
     /// the last value read, to go on from. Values that are not a user id the
@@ -31,12 +29,11 @@ impl MySql {
             return Ok((Vec::new(), None));
         };
         let since = since.and_then(sql::datetime_literal);
-        let select = sql::record_page(&table, since.as_deref(), after, limit);
-        let values: Vec<Vec<u8>> = self
-            .conn
-            .query(select)
-            .await
-            .map_err(|error| classify(error, table.as_str(), "reading the erasure record"))?;
+        let select = sql::record_page(S::DIALECT, &table, since.as_deref(), after, limit);
+        let values = self
+            .session
+            .select_column(&select, table.as_str(), "reading the erasure record")
+            .await?;
         let last = values.last().map(|value| {
             let digits = !value.is_empty() && value.iter().all(u8::is_ascii_digit);
             match (kind, digits) {
@@ -44,6 +41,7 @@ impl MySql {
                 (IdKind::Text { .. }, true) => format!("'{}'", String::from_utf8_lossy(value)),
                 // Never written by the job; compared in the column's own order.
                 (IdKind::Text { .. }, false) => sql::key_literal(
+                    S::DIALECT,
                     &sql::KeyKind::Text {
                         charset: "utf8mb4".into(),
                     },
@@ -108,23 +106,22 @@ impl MySql {
         let mut found = Vec::new();
         for i in 0..self.entries.len() {
             let (entry, kind) = &self.entries[i];
-            let recorded = range.and_then(|range| sql::findings_recorded(entry, *kind, range));
-            let Some(select) = recorded.or_else(|| sql::findings_select(entry, *kind, user_ids))
+            let recorded =
+                range.and_then(|range| sql::findings_recorded(S::DIALECT, entry, *kind, range));
+            let Some(select) =
+                recorded.or_else(|| sql::findings_select(S::DIALECT, entry, *kind, user_ids))
             else {
                 continue;
             };
             let table = entry.table.as_str().to_owned();
-            let rows: Vec<(Vec<u8>, u64)> = self.conn.query(select).await.map_err(|error| {
-                classify(
-                    error,
-                    &table,
-                    &format!("verifying entry {} on {table}", i + 1),
-                )
-            })?;
-            for (user, count) in rows {
+            let what = format!("verifying entry {} on {table}", i + 1);
+            let rows = self.session.select(&select, &table, &what).await?;
+            for row in rows {
                 // Digits only, by the condition (a text column's REGEXP).
-                let Some(user_id) = std::str::from_utf8(&user).ok().and_then(|u| u.parse().ok())
-                else {
+                let number = |value: Option<&Vec<u8>>| -> Option<u64> {
+                    std::str::from_utf8(value?).ok()?.trim_end().parse().ok()
+                };
+                let (Some(user_id), Some(count)) = (number(row.first()), number(row.get(1))) else {
                     continue;
                 };
                 found.push(Found {

@@ -1,0 +1,601 @@
+//! The [`Session`] on PostgreSQL (tokio-postgres, TLS through rustls): the
+//! only module that imports them. It connects with the job's session
+//! settings, reads the schema from `pg_catalog` (whose tables every account
+//! may read, unlike `information_schema`'s constraint views, which show only
+//! tables the account owns or may change), sorts the server's errors by
+//! SQLSTATE, asks the replicas their lag, and knows the `postgres://` URL.
+//!
+//! Everything goes over the simple query protocol, as on MySQL over the text
+//! protocol: one round trip a statement, ids written as literals.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::str::FromStr as _;
+
+use anyhow::Context as _;
+use tokio_postgres::{Client, Config, SimpleQueryMessage};
+
+use crate::config::Database;
+use crate::config::map::{Action, Identifier};
+use crate::store::engine::{Lag, Session};
+use crate::store::schema::{Column, ForeignKey, Schema, SchemaError};
+use crate::store::sql::Dialect;
+use crate::store::{Refusal, StoreError};
+
+mod tls;
+
+/// A URL split into what tokio-postgres parses and the `sslmode` the job
+/// applies itself (tokio-postgres would refuse `verify-ca` and `verify-full`).
+struct Url {
+    config: Config,
+    mode: Option<tls::Mode>,
+}
+
+/// Parses a `postgres://` URL. The problem never repeats the URL.
+fn parse_url(url: &str) -> Result<Url, String> {
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let mut mode = None;
+    let mut kept = Vec::new();
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        match pair.split_once('=') {
+            Some(("sslmode", value)) => mode = Some(tls::Mode::parse(value)?),
+            _ => kept.push(pair),
+        }
+    }
+    let url = match kept.is_empty() {
+        true => base.to_owned(),
+        false => format!("{base}?{}", kept.join("&")),
+    };
+    let config = Config::from_str(&url).map_err(|_| {
+        "it is not a URL of the form postgres://user:password@host:port/database".to_owned()
+    })?;
+    Ok(Url { config, mode })
+}
+
+/// Checks a `postgres://` URL without contacting anything.
+pub fn check_url(url: &str) -> Result<(), String> {
+    let url = parse_url(url)?;
+    if url.config.get_dbname().is_none_or(str::is_empty) {
+        return Err("it names no database; add /database after the host".to_owned());
+    }
+    if url.config.get_user().is_none_or(str::is_empty) {
+        return Err("it names no user; write postgres://user@host/database".to_owned());
+    }
+    Ok(())
+}
+
+/// Where a URL points, without its password: `postgres://user@host:port/db`.
+pub fn describe(url: &str) -> String {
+    let Ok(url) = parse_url(url) else {
+        return "an invalid URL".to_owned();
+    };
+    let config = &url.config;
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
+        Some(tokio_postgres::config::Host::Unix(path)) => path.display().to_string(),
+        None => "localhost".to_owned(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    format!(
+        "postgres://{}@{host}:{port}/{}",
+        config.get_user().unwrap_or(""),
+        config.get_dbname().unwrap_or("")
+    )
+}
+
+/// The database a URL names (checked by [`check_url`]).
+pub fn database_name(url: &str) -> String {
+    parse_url(url)
+        .ok()
+        .and_then(|url| url.config.get_dbname().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// PostgreSQL's longest name, in bytes: a longer one is cut, silently.
+const NAME_BYTES: usize = 63;
+
+/// Connects to one server (the primary or a replica) with `password`
+/// replacing the URL's, if given.
+async fn connect(database: &Database, url: &str, password: Option<&str>) -> anyhow::Result<Client> {
+    let described = describe(url);
+    let Url { mut config, mode } =
+        parse_url(url).map_err(|problem| anyhow::anyhow!("{described}: {problem}"))?;
+    if let Some(password) = password {
+        config.password(password);
+    }
+    let mode = tls::Mode::with_ca(mode, database.ca_file.is_some());
+    config.ssl_mode(mode.ssl_mode());
+    config.application_name("user-purge");
+    config.connect_timeout(std::time::Duration::from_secs(30));
+    let connector = tls::connector(mode, database.ca_file.as_deref())?;
+    let (client, connection) = config
+        .connect(connector)
+        .await
+        .with_context(|| format!("cannot connect to {described}"))?;
+    // The connection's own task: it ends when the client is dropped, or
+    // the server goes; the client's calls then fail.
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            log::debug!("the connection to {described} ended: {error}");
+        }
+    });
+    Ok(client)
+}
+
+/// The statements that set up the job's session: READ COMMITTED, UTC (the
+/// record's `LOCALTIMESTAMP`), standard strings (the dialect's literals),
+/// and the lock and statement timeouts.
+fn session_settings(database: &Database) -> String {
+    format!(
+        "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL READ COMMITTED; \
+         SET TIME ZONE 'UTC'; SET standard_conforming_strings = on; \
+         SET lock_timeout = {}; SET statement_timeout = {}",
+        database.lock_wait_timeout.as_millis(),
+        database.statement_timeout.as_millis()
+    )
+}
+
+/// Every name of the map and the record, refused if PostgreSQL would cut it.
+fn check_names(database: &Database) -> anyhow::Result<()> {
+    let mut names: Vec<&Identifier> = Vec::new();
+    for entry in database.map.entries() {
+        names.push(&entry.table);
+        names.push(&entry.column);
+        for hop in &entry.via {
+            names.extend([&hop.table, &hop.key, &hop.value]);
+        }
+        if let Action::Redact { null, replace } = &entry.action {
+            names.extend(null);
+            names.extend(replace.iter().map(|(name, _)| name));
+        }
+    }
+    names.extend(&database.record);
+    match names
+        .into_iter()
+        .find(|name| name.as_str().len() > NAME_BYTES)
+    {
+        Some(name) => anyhow::bail!(
+            "the name {name} is {} bytes, and PostgreSQL cuts names to {NAME_BYTES}; nothing \
+             was received",
+            name.as_str().len()
+        ),
+        None => Ok(()),
+    }
+}
+
+/// Runs a simple query, its messages.
+async fn simple(
+    client: &Client,
+    sql: &str,
+) -> Result<Vec<SimpleQueryMessage>, tokio_postgres::Error> {
+    client.simple_query(sql).await
+}
+
+/// The rows of simple query messages, each value's text (empty for NULL).
+fn rows(messages: Vec<SimpleQueryMessage>) -> Vec<Vec<Vec<u8>>> {
+    messages
+        .into_iter()
+        .filter_map(|message| match message {
+            SimpleQueryMessage::Row(row) => Some(
+                (0..row.len())
+                    .map(|i| row.get(i).map_or_else(Vec::new, |v| v.as_bytes().to_vec()))
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A row's value as text.
+fn text(row: &[Vec<u8>], i: usize) -> String {
+    row.get(i)
+        .map(|value| String::from_utf8_lossy(value).into_owned())
+        .unwrap_or_default()
+}
+
+/// `pg_catalog`'s tables and columns visible on the `search_path` (the
+/// first of a name only, as an unqualified name finds it).
+const COLUMNS: &str = "SELECT c.relname, a.attname, t.typname, \
+     pg_catalog.format_type(a.atttypid, a.atttypmod), NOT a.attnotnull, \
+     CASE WHEN t.typname IN ('varchar', 'bpchar') AND a.atttypmod >= 4 THEN a.atttypmod - 4 END, \
+     co.collname \
+     FROM pg_catalog.pg_class c \
+     JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+     JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
+     LEFT JOIN pg_catalog.pg_collation co ON co.oid = a.attcollation \
+     WHERE c.relkind IN ('r', 'p') AND pg_catalog.pg_table_is_visible(c.oid)";
+
+/// Each foreign key's column pairs, with its `ON DELETE` action.
+const FOREIGN_KEYS: &str = "SELECT cc.relname, ca.attname, pc.relname, pa.attname, con.confdeltype \
+     FROM pg_catalog.pg_constraint con \
+     JOIN pg_catalog.pg_class cc ON cc.oid = con.conrelid \
+     JOIN pg_catalog.pg_class pc ON pc.oid = con.confrelid \
+     CROSS JOIN LATERAL unnest(con.conkey, con.confkey) AS k(child, parent) \
+     JOIN pg_catalog.pg_attribute ca ON ca.attrelid = con.conrelid AND ca.attnum = k.child \
+     JOIN pg_catalog.pg_attribute pa ON pa.attrelid = con.confrelid AND pa.attnum = k.parent \
+     WHERE con.contype = 'f' AND pg_catalog.pg_table_is_visible(cc.oid) \
+       AND pg_catalog.pg_table_is_visible(pc.oid)";
+
+/// Each index's first column (not an expression), whether it is unique,
+/// primary, and how many key columns it has; partial indexes do not count.
+const INDEXES: &str = "SELECT c.relname, i.relname, a.attname, x.indisunique, x.indisprimary, \
+     x.indnkeyatts \
+     FROM pg_catalog.pg_index x \
+     JOIN pg_catalog.pg_class c ON c.oid = x.indrelid \
+     JOIN pg_catalog.pg_class i ON i.oid = x.indexrelid \
+     JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = x.indkey[0] \
+     WHERE x.indpred IS NULL AND x.indisvalid AND pg_catalog.pg_table_is_visible(c.oid)";
+
+/// PostgreSQL's type names in the words the checks use (`int4` is
+/// `integer`; `text` a `varchar` without a length).
+fn data_type(typname: &str) -> &str {
+    match typname {
+        "int2" => "smallint",
+        "int4" => "integer",
+        "int8" => "bigint",
+        "bpchar" => "char",
+        "text" => "varchar",
+        "bytea" => "varbinary",
+        other => other,
+    }
+}
+
+/// Reads what `pg_catalog` says of the tables on the `search_path`.
+async fn read_schema(client: &Client) -> anyhow::Result<Schema> {
+    let columns = rows(
+        simple(client, COLUMNS)
+            .await
+            .context("cannot read the columns from pg_catalog")?,
+    );
+    let foreign_keys = rows(
+        simple(client, FOREIGN_KEYS)
+            .await
+            .context("cannot read the foreign keys from pg_catalog")?,
+    );
+    let indexes = rows(
+        simple(client, INDEXES)
+            .await
+            .context("cannot read the indexes from pg_catalog")?,
+    );
+    let truth = |row: &[Vec<u8>], i| row.get(i).is_some_and(|value| value == b"t");
+    let mut schema = Schema {
+        columns: columns
+            .iter()
+            .map(|row| {
+                let column = Column {
+                    data_type: data_type(&text(row, 2)).to_owned(),
+                    column_type: text(row, 3),
+                    nullable: truth(row, 4),
+                    max_chars: text(row, 5).parse().ok(),
+                    max_bytes: None,
+                    charset: None,
+                    collation: Some(text(row, 6)).filter(|c| !c.is_empty()),
+                };
+                ((text(row, 0), text(row, 1)), column)
+            })
+            .collect::<BTreeMap<_, _>>(),
+        foreign_keys: foreign_keys
+            .iter()
+            .map(|row| ForeignKey {
+                child: text(row, 0),
+                column: text(row, 1),
+                parent: text(row, 2),
+                parent_column: text(row, 3),
+                on_delete: match text(row, 4).as_str() {
+                    "c" => "CASCADE",
+                    "n" => "SET NULL",
+                    "d" => "SET DEFAULT",
+                    "r" => "RESTRICT",
+                    _ => "NO ACTION",
+                }
+                .to_owned(),
+            })
+            .collect(),
+        ..Schema::default()
+    };
+    let mut indexed = BTreeSet::new();
+    for row in &indexes {
+        let (table, name, column) = (text(row, 0), text(row, 1), text(row, 2));
+        let alone = text(row, 5) == "1";
+        if alone && truth(row, 3) {
+            schema.unique.insert((table.clone(), column.clone()));
+        }
+        if alone && truth(row, 4) {
+            schema.primary.insert(table.clone(), column.clone());
+        } else if alone {
+            schema
+                .lone_indexes
+                .insert((table.clone(), column.clone()), name);
+        }
+        indexed.insert((table, column));
+    }
+    schema.indexed = indexed;
+    Ok(schema)
+}
+
+/// Connects and reads the schema, for `user-purge check`: the schema, the
+/// columns whose names match each pattern (a POSIX regular expression, as
+/// PostgreSQL's `~` reads it), and no hidden tables: `pg_catalog` shows
+/// every table to every account. Read-only.
+pub async fn schema(
+    database: &Database,
+    patterns: [(&'static str, Option<&str>); 2],
+) -> Result<(Schema, [BTreeSet<(String, String)>; 2], Option<String>), SchemaError> {
+    let client = connect(
+        database,
+        database.url.expose(),
+        database.password.as_ref().map(|p| p.expose()),
+    )
+    .await
+    .map_err(SchemaError::Unreadable)?;
+    let schema = read_schema(&client)
+        .await
+        .map_err(SchemaError::Unreadable)?;
+    let mut named = [BTreeSet::new(), BTreeSet::new()];
+    for ((setting, pattern), named) in patterns.into_iter().zip(&mut named) {
+        let Some(pattern) = pattern else { continue };
+        let select = "SELECT c.relname::text, a.attname::text FROM pg_catalog.pg_class c \
+             JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 \
+               AND NOT a.attisdropped \
+             WHERE c.relkind IN ('r', 'p') AND pg_catalog.pg_table_is_visible(c.oid) \
+               AND a.attname ~ $1";
+        *named = client
+            .query(select, &[&pattern])
+            .await
+            .map(|rows| {
+                rows.into_iter()
+                    .map(|row| (row.get::<_, String>(0), row.get::<_, String>(1)))
+                    .collect()
+            })
+            .map_err(|error| match error.as_db_error() {
+                // invalid_regular_expression
+                Some(db) if db.code().code() == "2201B" => {
+                    SchemaError::BadPattern(setting, db.message().to_owned())
+                }
+                _ => SchemaError::Unreadable(
+                    anyhow::Error::new(error).context(format!("cannot match {setting}")),
+                ),
+            })?;
+    }
+    Ok((schema, named, None))
+}
+
+/// One replica's connection.
+struct Replica {
+    name: String,
+    client: Client,
+}
+
+/// How far a streaming replica is behind: 0 when it has replayed all it
+/// received (an idle primary sends nothing, and is no lag), else the time
+/// since the last transaction it replayed was committed (none replayed yet:
+/// 0). Not in recovery: no replica. NULL: it receives no WAL by streaming.
+const LAG: &str = "SELECT pg_catalog.pg_is_in_recovery(), \
+     CASE WHEN pg_catalog.pg_last_wal_receive_lsn() IS NULL THEN NULL \
+          WHEN pg_catalog.pg_last_wal_receive_lsn() = pg_catalog.pg_last_wal_replay_lsn() THEN 0 \
+          ELSE COALESCE(floor(EXTRACT(EPOCH FROM now() - \
+               pg_catalog.pg_last_xact_replay_timestamp()))::bigint, 0) END";
+
+/// The connection to a PostgreSQL primary, and to its replicas.
+pub struct Postgres {
+    client: Client,
+    replicas: Vec<Replica>,
+}
+
+impl Session for Postgres {
+    const DIALECT: Dialect = Dialect::Postgres;
+    /// A `DEFERRABLE INITIALLY DEFERRED` foreign key would refuse only at
+    /// `COMMIT`, outside every savepoint: immediate, it refuses at its
+    /// statement, whose users are then isolated.
+    const BEGIN: &'static str = "START TRANSACTION; SET CONSTRAINTS ALL IMMEDIATE";
+
+    async fn open(database: &Database) -> anyhow::Result<(Postgres, Schema)> {
+        check_names(database)?;
+        let password = database.password.as_ref().map(|p| p.expose());
+        let client = connect(database, database.url.expose(), password).await?;
+        client
+            .batch_execute(&session_settings(database))
+            .await
+            .context("cannot set up the session")?;
+        let schema = read_schema(&client).await?;
+        let mut replicas = Vec::with_capacity(database.replicas.len());
+        for url in &database.replicas {
+            let name = describe(url.expose());
+            // A replica's URL without a password takes the primary's.
+            let own = parse_url(url.expose())
+                .ok()
+                .and_then(|url| url.config.get_password().map(<[u8]>::to_vec));
+            let primary = database
+                .password
+                .as_ref()
+                .map(|p| p.expose().to_owned())
+                .or_else(|| {
+                    parse_url(database.url.expose()).ok().and_then(|url| {
+                        url.config
+                            .get_password()
+                            .map(|p| String::from_utf8_lossy(p).into_owned())
+                    })
+                });
+            let password = match own {
+                Some(_) => None,
+                None => primary,
+            };
+            let client = connect(database, url.expose(), password.as_deref())
+                .await
+                .with_context(|| format!("cannot reach replica {name}; nothing was received"))?;
+            replicas.push(Replica { name, client });
+        }
+        Ok((Postgres { client, replicas }, schema))
+    }
+
+    async fn execute(
+        &mut self,
+        statement: &str,
+        table: &str,
+        what: &str,
+    ) -> Result<u64, StoreError> {
+        let messages = simple(&self.client, statement)
+            .await
+            .map_err(|error| classify(error, table, what))?;
+        Ok(messages
+            .iter()
+            .rev()
+            .find_map(|message| match message {
+                SimpleQueryMessage::CommandComplete(rows) => Some(*rows),
+                _ => None,
+            })
+            .unwrap_or(0))
+    }
+
+    async fn select(
+        &mut self,
+        select: &str,
+        table: &str,
+        what: &str,
+    ) -> Result<Vec<Vec<Vec<u8>>>, StoreError> {
+        let messages = simple(&self.client, select)
+            .await
+            .map_err(|error| classify(error, table, what))?;
+        Ok(rows(messages))
+    }
+
+    /// `ON CONFLICT DO NOTHING` skips the users recorded already, and
+    /// PostgreSQL changes no value it cannot hold: it refuses it, which
+    /// fails the round (it is no user's refusal).
+    async fn record(
+        &mut self,
+        statement: &str,
+        _listed: u64,
+        table: &str,
+        what: &str,
+    ) -> Result<u64, StoreError> {
+        self.execute(statement, table, what)
+            .await
+            .map_err(|error| match error {
+                StoreError::Refused(refusal) => StoreError::Failed(anyhow::anyhow!(
+                    "{what} would not hold what was written ({}); the round was rolled back",
+                    refusal.reason
+                )),
+                other => other,
+            })
+    }
+
+    async fn ping(&mut self) -> anyhow::Result<()> {
+        self.client.simple_query("").await?;
+        Ok(())
+    }
+
+    fn has_replicas(&self) -> bool {
+        !self.replicas.is_empty()
+    }
+
+    async fn lags(&mut self) -> anyhow::Result<Vec<Lag>> {
+        let mut lags = Vec::with_capacity(self.replicas.len());
+        for replica in &self.replicas {
+            let rows = rows(
+                simple(&replica.client, LAG)
+                    .await
+                    .with_context(|| format!("cannot read the lag of replica {}", replica.name))?,
+            );
+            let row = rows.first().cloned().unwrap_or_default();
+            if text(&row, 0) != "t" {
+                anyhow::bail!(
+                    "{} is not a replica (pg_is_in_recovery() is false): check --replica-url",
+                    replica.name
+                );
+            }
+            lags.push(Lag {
+                replica: replica.name.clone(),
+                seconds: text(&row, 1).parse().ok(),
+            });
+        }
+        Ok(lags)
+    }
+}
+
+/// Sorts a server error by what happens next, by SQLSTATE: class 23
+/// (integrity: a foreign key), 22 (data: a value too long) and P0 (PL/pgSQL),
+/// and any code a trigger `RAISE`s, belong to rows; 40P01 (deadlock) and
+/// 40001 (serialization) are tried again; 57014 is `statement_timeout`;
+/// anything else (55P03 `lock_timeout`, connection, resources, permissions,
+/// a read-only server) fails the transaction.
+fn classify(error: tokio_postgres::Error, table: &str, what: &str) -> StoreError {
+    if let Some(db) = error.as_db_error() {
+        let code = db.code().code();
+        let raised = db.routine() == Some("exec_stmt_raise");
+        match code {
+            "40P01" | "40001" => {
+                return StoreError::Deadlock(
+                    anyhow::Error::new(error).context(format!("{what} failed")),
+                );
+            }
+            "57014" => {
+                return StoreError::TimedOut(Refusal {
+                    table: table.to_owned(),
+                    reason: format!("{what} ran past --statement-timeout (SQLSTATE 57014)"),
+                });
+            }
+            _ => {}
+        }
+        if raised || matches!(code.get(..2), Some("22" | "23" | "P0")) {
+            return StoreError::Refused(Refusal {
+                table: table.to_owned(),
+                reason: refusal_reason(code, raised, db.message()),
+            });
+        }
+    }
+    StoreError::Failed(anyhow::Error::new(error).context(format!("{what} failed")))
+}
+
+/// The server's reason, when its message names only tables, columns and
+/// constraints (a foreign key, NOT NULL, a length) or is the schema's own
+/// text (a trigger's RAISE); otherwise the code alone, because messages
+/// such as invalid input's quote row contents. The details never go out.
+fn refusal_reason(code: &str, raised: bool, message: &str) -> String {
+    match raised || matches!(code, "23503" | "23502" | "22001") {
+        true => format!("{message} (SQLSTATE {code})"),
+        false => format!("SQLSTATE {code}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_checked_without_being_echoed() {
+        assert!(check_url("postgres://u:pw@localhost:5432/app").is_ok());
+        assert!(check_url("postgresql://u@db/app?sslmode=verify-full").is_ok());
+        assert!(check_url("postgres://u@/app?host=/cloudsql/p:r:i").is_ok());
+        for bad in [
+            "postgres://u:s3cret@localhost:5432",
+            "postgres://u:s3cret@h/db?sslmode=sometimes",
+            "postgres://u:s3cret@h:notaport/db",
+        ] {
+            let problem = check_url(bad).unwrap_err();
+            assert!(!problem.contains("s3cret"), "{problem}");
+        }
+        assert_eq!(
+            describe("postgres://u:s3cret@db.example:5433/app?sslmode=require"),
+            "postgres://u@db.example:5433/app"
+        );
+        assert_eq!(database_name("postgres://u@h/app"), "app");
+    }
+
+    #[test]
+    fn refusal_reasons_never_quote_row_contents() {
+        let syntax = refusal_reason(
+            "22P02",
+            false,
+            "invalid input syntax for type integer: \"alice\"",
+        );
+        assert!(!syntax.contains("alice"), "{syntax}");
+        assert_eq!(
+            refusal_reason("P0001", true, "legal hold"),
+            "legal hold (SQLSTATE P0001)"
+        );
+        assert_eq!(
+            refusal_reason("45000", true, "held"),
+            "held (SQLSTATE 45000)"
+        );
+    }
+}
