@@ -139,11 +139,11 @@ fn users_in(d: Dialect, column: &str, kind: IdKind, user_ids: &[u64]) -> Option<
     if matches!(kind, IdKind::Text { .. }) {
         // Under a PAD SPACE or accent-blind collation '1' also equals '1 ' or
         // a full-width '１': only plain ASCII digits are the user's id.
-        let matches = match d {
-            Dialect::MySql => "REGEXP",
-            Dialect::Postgres => "~",
+        // PostgreSQL matches a char(n) with its padding: as text, it has none.
+        let _ = match d {
+            Dialect::MySql => write!(sql, " AND {column} REGEXP '^[0-9]+$'"),
+            Dialect::Postgres => write!(sql, " AND {column}::text ~ '^[0-9]+$'"),
         };
-        let _ = write!(sql, " AND {column} {matches} '^[0-9]+$'");
     }
     Some(sql)
 }
@@ -1250,7 +1250,9 @@ mod tests {
         assert_eq!(PG.quote("we\"ird"), "\"we\"\"ird\"");
         assert_eq!(
             entry_statement(PG, &delete("accounts", "uid"), TEXT, &[1, 20]).as_deref(),
-            Some("DELETE FROM \"accounts\" WHERE \"uid\" IN ('1','20') AND \"uid\" ~ '^[0-9]+$'")
+            Some(
+                "DELETE FROM \"accounts\" WHERE \"uid\" IN ('1','20') AND \"uid\"::text ~ '^[0-9]+$'"
+            )
         );
     }
 
