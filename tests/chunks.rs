@@ -89,7 +89,7 @@ async fn add_rows_each(env: &TestEnv, table: &str, users: (u64, u64), rows: u64)
 
 /// How many rows of `table` each user has (users without any are absent).
 async fn per_user(env: &TestEnv, table: &str) -> BTreeMap<u64, u64> {
-    let mut conn = env.pool.get_conn().await.unwrap();
+    let mut conn = env.pool().get_conn().await.unwrap();
     conn.query(format!(
         "SELECT user_id, COUNT(*) FROM {table} GROUP BY user_id ORDER BY user_id"
     ))
@@ -101,7 +101,7 @@ async fn per_user(env: &TestEnv, table: &str) -> BTreeMap<u64, u64> {
 
 /// The users the erasure record names.
 async fn recorded(env: &TestEnv) -> BTreeSet<u64> {
-    let mut conn = env.pool.get_conn().await.unwrap();
+    let mut conn = env.pool().get_conn().await.unwrap();
     conn.query(format!("SELECT user_id FROM {RECORD}"))
         .await
         .unwrap()
@@ -749,7 +749,7 @@ async fn a_chunked_redaction_terminates_and_redacts_every_row() {
     .await;
     let kept_query = "SELECT user_id, name, address FROM addresses WHERE user_id > 2 ORDER BY id";
     let kept_before: Vec<(u64, String, Option<String>)> = {
-        let mut conn = env.pool.get_conn().await.unwrap();
+        let mut conn = env.pool().get_conn().await.unwrap();
         conn.query(kept_query).await.unwrap()
     };
     env.publish_removals([1, 2]).await;
@@ -776,7 +776,7 @@ async fn a_chunked_redaction_terminates_and_redacts_every_row() {
         "every row of users 1 and 2 is redacted once (the NULL addresses still get the name)"
     );
     assert!(run.count("chunks") >= 6, "{}", run.stdout);
-    let mut conn = env.pool.get_conn().await.unwrap();
+    let mut conn = env.pool().get_conn().await.unwrap();
     let redacted: Vec<(u64, u64, u64)> = conn
         .query(
             "SELECT user_id, COUNT(*), SUM(name = 'erased user' AND address IS NULL) \

@@ -101,7 +101,7 @@ async fn invoice(env: &TestEnv, users: &BTreeSet<u64>) {
 
 /// Strings of one column.
 async fn strings(env: &TestEnv, query: &str) -> Vec<String> {
-    let mut conn = env.pool.get_conn().await.unwrap();
+    let mut conn = env.pool().get_conn().await.unwrap();
     conn.query(query).await.unwrap()
 }
 
@@ -705,7 +705,7 @@ async fn a_signed_bigint_column_matches_no_id_beyond_its_range() {
     run.assert_code(0);
     assert_eq!(run.count("deleted_rows"), 1);
     assert_eq!(run.count("acked"), 4);
-    let mut conn = env.pool.get_conn().await.unwrap();
+    let mut conn = env.pool().get_conn().await.unwrap();
     let left: Vec<i64> = conn
         .query("SELECT id FROM members ORDER BY id")
         .await
@@ -730,7 +730,7 @@ async fn a_narrow_unsigned_column_matches_no_id_beyond_its_range() {
     run.assert_code(0);
     assert_eq!(run.count("deleted_rows"), 1);
     assert_eq!(run.count("acked"), 2);
-    let mut conn = env.pool.get_conn().await.unwrap();
+    let mut conn = env.pool().get_conn().await.unwrap();
     let left: Vec<u64> = conn
         .query("SELECT id FROM members ORDER BY id")
         .await

@@ -24,7 +24,7 @@ async fn a_server_logging_statements_is_erased_under_repeatable_read_and_says_so
         .await;
 
     // The setting is real: such a server refuses a READ COMMITTED delete.
-    let mut conn = env.pool.get_conn().await.unwrap();
+    let mut conn = env.pool().get_conn().await.unwrap();
     conn.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
         .await
         .unwrap();

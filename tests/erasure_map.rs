@@ -318,7 +318,7 @@ async fn snapshot(env: &TestEnv) -> Snapshot {
 /// A snapshot, with `invoices` left empty when `invoices` is false (the
 /// table was dropped).
 async fn snapshot_with(env: &TestEnv, invoices: bool) -> Snapshot {
-    let mut conn = env.pool.get_conn().await.unwrap();
+    let mut conn = env.pool().get_conn().await.unwrap();
     Snapshot {
         users: conn
             .query("SELECT id, email FROM users ORDER BY id")
@@ -458,7 +458,7 @@ impl Snapshot {
 /// The erasure record: user id → (message id, `erased_at` in milliseconds
 /// since the epoch, the column read as UTC).
 async fn record(env: &TestEnv) -> BTreeMap<u64, (String, i64)> {
-    let mut conn = env.pool.get_conn().await.unwrap();
+    let mut conn = env.pool().get_conn().await.unwrap();
     let rows: Vec<(u64, String, i64)> = conn
         .query(
             "SELECT user_id, message_id, \
@@ -620,7 +620,7 @@ async fn log_statements(env: &TestEnv) {
 /// The tables the job changed, in the order it changed them, each run of
 /// rows of one table once.
 async fn statement_order(env: &TestEnv) -> Vec<String> {
-    let mut conn = env.pool.get_conn().await.unwrap();
+    let mut conn = env.pool().get_conn().await.unwrap();
     let mut tables: Vec<String> = conn
         .query("SELECT tbl FROM statement_log ORDER BY seq")
         .await
@@ -846,7 +846,7 @@ async fn replacement_texts_land_byte_for_byte() {
     let run = run(&env, &["--erasure-map", path_str(&map)], &[]).await;
     run.assert_code(0);
     assert_eq!(tables(&run), counts(&[("contacts", 1), ("users", 1)]));
-    let mut conn = env.pool.get_conn().await.unwrap();
+    let mut conn = env.pool().get_conn().await.unwrap();
     // user id, a, b, c, d: as bytes.
     type Contact = (u64, Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>);
     let rows: Vec<Contact> = conn

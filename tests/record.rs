@@ -59,7 +59,7 @@ async fn publish(env: &TestEnv, ids: &[u64]) -> Vec<String> {
 
 /// The record's rows: user id (as the column holds it, in text) → message id.
 async fn recorded(env: &TestEnv) -> BTreeMap<String, String> {
-    let mut conn = env.pool.get_conn().await.unwrap();
+    let mut conn = env.pool().get_conn().await.unwrap();
     conn.query("SELECT CAST(user_id AS CHAR), message_id FROM erased")
         .await
         .unwrap()
@@ -69,7 +69,7 @@ async fn recorded(env: &TestEnv) -> BTreeMap<String, String> {
 
 /// One column of a table, in the order of `user_id`.
 async fn column(env: &TestEnv, table: &str, column: &str) -> Vec<(u64, String)> {
-    let mut conn = env.pool.get_conn().await.unwrap();
+    let mut conn = env.pool().get_conn().await.unwrap();
     conn.query(format!(
         "SELECT user_id, {column} FROM {table} ORDER BY user_id"
     ))
@@ -291,7 +291,7 @@ async fn on_a_server_that_is_not_strict_the_session_is() {
         .create()
         .await;
     let global: String = {
-        let mut conn = env.pool.get_conn().await.unwrap();
+        let mut conn = env.pool().get_conn().await.unwrap();
         conn.query_first("SELECT @@GLOBAL.sql_mode")
             .await
             .unwrap()
@@ -321,7 +321,7 @@ async fn on_a_server_that_is_not_strict_the_session_is() {
     profiles(&env, "VARCHAR(20) CHARACTER SET greek", &[1, 2]).await;
     let text = "gelöscht →";
     {
-        let mut conn = env.pool.get_conn().await.unwrap();
+        let mut conn = env.pool().get_conn().await.unwrap();
         conn.query_drop("CREATE TABLE scratch LIKE profiles")
             .await
             .unwrap();

@@ -259,7 +259,7 @@ async fn a_server_that_is_no_replica_is_exit_4_saying_so() {
     env.publish_removals([1]).await;
     // The shared server, which replicates from nothing, as the replica.
     env.sql(&replica_grant(&env).await).await;
-    let server = mysql_async::Opts::from_url(&env.mysql_root).unwrap();
+    let server = mysql_async::Opts::from_url(&env.root_url).unwrap();
     let url = format!(
         "mysql://{}@{}:{}/{}",
         env.user,

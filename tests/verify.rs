@@ -162,7 +162,7 @@ async fn erased_world() -> World {
 
 /// The users in the erasure record.
 async fn recorded(env: &TestEnv) -> Vec<u64> {
-    let mut conn = env.pool.get_conn().await.unwrap();
+    let mut conn = env.pool().get_conn().await.unwrap();
     conn.query("SELECT user_id FROM erased ORDER BY user_id")
         .await
         .unwrap()
@@ -171,7 +171,7 @@ async fn recorded(env: &TestEnv) -> Vec<u64> {
 /// Every row of every table (the record's erased_at to the millisecond),
 /// each as its values in SQL, in the order of the first column.
 async fn dump(env: &TestEnv) -> BTreeMap<&'static str, Vec<Vec<String>>> {
-    let mut conn = env.pool.get_conn().await.unwrap();
+    let mut conn = env.pool().get_conn().await.unwrap();
     let mut tables = BTreeMap::new();
     for table in TABLES {
         let rows: Vec<mysql_async::Row> = conn

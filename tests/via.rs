@@ -343,7 +343,7 @@ struct Shop {
 }
 
 async fn snapshot(env: &TestEnv) -> Shop {
-    let mut conn = env.pool.get_conn().await.unwrap();
+    let mut conn = env.pool().get_conn().await.unwrap();
     let present: BTreeSet<String> = conn
         .query(format!(
             "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{}'",
@@ -592,7 +592,7 @@ const RECORD_DDL: &str = "CREATE TABLE erasure_record ( \
     message_id VARCHAR(128) NOT NULL) ENGINE=InnoDB";
 
 async fn recorded(env: &TestEnv) -> BTreeSet<u64> {
-    let mut conn = env.pool.get_conn().await.unwrap();
+    let mut conn = env.pool().get_conn().await.unwrap();
     conn.query("SELECT user_id FROM erasure_record")
         .await
         .unwrap()
@@ -1542,7 +1542,7 @@ async fn a_via_the_database_cannot_carry_out_is_exit_4_before_anything_is_receiv
 
 /// `user-purge check` as `url`, or as root, who sees everything.
 async fn check(env: &TestEnv, args: &[&str], url: Option<&str>) -> Run {
-    let root = url_on(&env.mysql_root, "root", "", &env.database);
+    let root = url_on(&env.root_url, "root", "", &env.database);
     env.check(args, &[("DATABASE_URL", url.unwrap_or(&root))])
         .await
 }

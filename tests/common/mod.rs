@@ -1,6 +1,7 @@
 //! Shared helpers of the integration tests: each test gets its own database,
 //! topic and subscription on the real MariaDB and the real Pub/Sub emulator,
-//! runs the real binary, and reads back what it did.
+//! runs the real binary, and reads back what it did. The database is MariaDB
+//! unless the test asks for PostgreSQL ([`Setup::engine`]).
 //!
 //! The emulator is `PUBSUB_EMULATOR_HOST` when that is set (`scripts/test` starts
 //! one for the whole suite); otherwise this process starts its own on a free port,
@@ -8,6 +9,7 @@
 //!
 //! Beside this file:
 //! - `backlog`: a mixed backlog, the invariant after it, and recovery runs;
+//! - `engine`: MariaDB or PostgreSQL, and what differs between them;
 //! - `private`: MariaDB, emulator and Pushgateway instances of a test's own;
 //! - `proxy`: a slow link in front of the emulator;
 //! - `replication`: a private MariaDB primary and its replica, made to lag;
@@ -36,9 +38,11 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use user_purge::event;
 
+pub use engine::{Db, Engine};
 pub use user_purge::event::event_type;
 
 pub mod backlog;
+pub mod engine;
 pub mod erasure;
 pub mod private;
 pub mod proxy;
@@ -142,6 +146,8 @@ fn unique(prefix: &str) -> String {
 /// One test's world: its database with a `users` table (and `orders` that
 /// reference it with ON DELETE CASCADE), its topic and its subscription.
 pub struct TestEnv {
+    /// The engine holding the database.
+    pub engine: Engine,
     /// How many users the table started with: ids 1..=initial_users.
     pub initial_users: u64,
     pub database: String,
@@ -150,9 +156,11 @@ pub struct TestEnv {
     /// The dead-letter topic's own subscription, when the test asked for one.
     pub dead_letter_subscription: Option<String>,
     pub client: Client,
-    pub pool: mysql_async::Pool,
-    /// `mysql://root@host:port/...` of the server holding the database.
-    pub mysql_root: String,
+    /// Root's connection to the database ([`TestEnv::pool`] on MariaDB).
+    db: Db,
+    /// Root's URL (`mysql://root@host:port/...`, or `postgres://postgres@...`)
+    /// on the server holding the database.
+    pub root_url: String,
     pub emulator: String,
     /// The database user the job runs as, and its recognisable password: every
     /// run is checked for it in stdout and stderr.
@@ -200,7 +208,9 @@ enum Settle {
 pub struct Setup {
     users: u64,
     ack_deadline_seconds: i32,
+    engine: Engine,
     mysql_root: String,
+    postgres_root: String,
     /// The shared one ([`emulator_host`]) unless the test names another.
     emulator: Option<String>,
     dead_letter_attempts: Option<i32>,
@@ -213,13 +223,22 @@ impl Setup {
         Setup {
             users,
             ack_deadline_seconds: 10,
+            engine: Engine::MariaDb,
             mysql_root: mysql_root_url(),
+            postgres_root: engine::postgres_root_url(),
             emulator: None,
             dead_letter_attempts: None,
             retain_acked: false,
         }
     }
 
+    /// The database on this engine (MariaDB unless told).
+    pub fn engine(mut self, engine: Engine) -> Setup {
+        self.engine = engine;
+        self
+    }
+
+    /// Another MariaDB server than the shared one.
     pub fn mysql_root(mut self, url: String) -> Setup {
         self.mysql_root = url;
         self
@@ -249,50 +268,27 @@ impl Setup {
             None => emulator_host().await,
         };
         let database = unique("up_");
-        let root = mysql_async::Pool::new(self.mysql_root.as_str());
-        let mut conn = root.get_conn().await.expect("MariaDB must be running");
-        conn.query_drop(format!("CREATE DATABASE `{database}`"))
-            .await
-            .unwrap();
-        drop(conn);
-        root.disconnect().await.unwrap();
-        let pool = mysql_async::Pool::new(url_on(&self.mysql_root, "root", "", &database).as_str());
-        let mut conn = pool.get_conn().await.unwrap();
-        conn.query_drop(
-            "CREATE TABLE users (id BIGINT UNSIGNED PRIMARY KEY, email VARCHAR(100) NOT NULL) ENGINE=InnoDB",
-        )
-        .await
-        .unwrap();
-        conn.query_drop(
-            "CREATE TABLE orders (id BIGINT UNSIGNED AUTO_INCREMENT PRIMARY KEY, \
-             user_id BIGINT UNSIGNED NOT NULL, \
-             FOREIGN KEY (user_id) REFERENCES users(id) ON DELETE CASCADE) ENGINE=InnoDB",
-        )
-        .await
-        .unwrap();
-        for start in (1..=self.users).step_by(5_000) {
-            let end = (start + 4_999).min(self.users);
-            let rows: Vec<String> = (start..=end)
-                .map(|id| format!("({id},'user{id}@example.com')"))
-                .collect();
-            conn.query_drop(format!("INSERT INTO users VALUES {}", rows.join(",")))
-                .await
-                .unwrap();
-            conn.query_drop(format!("INSERT INTO orders (user_id) SELECT id FROM users WHERE id BETWEEN {start} AND {end}"))
-                .await
-                .unwrap();
-        }
         let user = format!("u{}", &database[3..]);
         let password = format!("Pw-{database}-secret");
-        conn.query_drop(format!(
-            "CREATE USER '{user}'@'%' IDENTIFIED BY '{password}'"
-        ))
-        .await
-        .unwrap();
-        conn.query_drop(format!("GRANT ALL ON `{database}`.* TO '{user}'@'%'"))
-            .await
-            .unwrap();
-        drop(conn);
+        let (db, root_url) = match self.engine {
+            Engine::MariaDb => {
+                let pool =
+                    create_mariadb_world(&self.mysql_root, &database, &user, &password, self.users)
+                        .await;
+                (Db::MariaDb(pool), self.mysql_root)
+            }
+            Engine::Postgres => {
+                let client = engine::create_postgres_world(
+                    &self.postgres_root,
+                    &database,
+                    &user,
+                    &password,
+                    self.users,
+                )
+                .await;
+                (Db::Postgres(client), self.postgres_root)
+            }
+        };
 
         let client = pubsub_client_on(&emulator).await;
         let topic = unique("topic-");
@@ -328,14 +324,15 @@ impl Setup {
             .await
             .unwrap();
         TestEnv {
+            engine: self.engine,
             initial_users: self.users,
             database,
             topic,
             subscription,
             dead_letter_subscription,
             client,
-            pool,
-            mysql_root: self.mysql_root,
+            db,
+            root_url,
             emulator,
             user,
             password,
@@ -344,10 +341,72 @@ impl Setup {
     }
 }
 
+/// Makes a test's MariaDB database `database` on the server of `root_url`,
+/// with `users` 1..=users (each with one order) and `user` granted all on
+/// it, and returns root's pool on it.
+async fn create_mariadb_world(
+    root_url: &str,
+    database: &str,
+    user: &str,
+    password: &str,
+    users: u64,
+) -> mysql_async::Pool {
+    let root = mysql_async::Pool::new(root_url);
+    let mut conn = root.get_conn().await.expect("MariaDB must be running");
+    conn.query_drop(format!("CREATE DATABASE `{database}`"))
+        .await
+        .unwrap();
+    drop(conn);
+    root.disconnect().await.unwrap();
+    let pool = mysql_async::Pool::new(url_on(root_url, "root", "", database).as_str());
+    let mut conn = pool.get_conn().await.unwrap();
+    conn.query_drop(
+        "CREATE TABLE users (id BIGINT UNSIGNED PRIMARY KEY, email VARCHAR(100) NOT NULL) ENGINE=InnoDB",
+    )
+    .await
+    .unwrap();
+    conn.query_drop(
+        "CREATE TABLE orders (id BIGINT UNSIGNED AUTO_INCREMENT PRIMARY KEY, \
+         user_id BIGINT UNSIGNED NOT NULL, \
+         FOREIGN KEY (user_id) REFERENCES users(id) ON DELETE CASCADE) ENGINE=InnoDB",
+    )
+    .await
+    .unwrap();
+    for start in (1..=users).step_by(5_000) {
+        let end = (start + 4_999).min(users);
+        let rows: Vec<String> = (start..=end)
+            .map(|id| format!("({id},'user{id}@example.com')"))
+            .collect();
+        conn.query_drop(format!("INSERT INTO users VALUES {}", rows.join(",")))
+            .await
+            .unwrap();
+        conn.query_drop(format!(
+            "INSERT INTO orders (user_id) SELECT id FROM users WHERE id BETWEEN {start} AND {end}"
+        ))
+        .await
+        .unwrap();
+    }
+    conn.query_drop(format!(
+        "CREATE USER '{user}'@'%' IDENTIFIED BY '{password}'"
+    ))
+    .await
+    .unwrap();
+    conn.query_drop(format!("GRANT ALL ON `{database}`.* TO '{user}'@'%'"))
+        .await
+        .unwrap();
+    drop(conn);
+    pool
+}
+
 impl TestEnv {
     /// Users 1..=users, on the shared services.
     pub async fn new(users: u64) -> TestEnv {
         Setup::new(users).create().await
+    }
+
+    /// Users 1..=users on `engine`, on the shared services.
+    pub async fn on(engine: Engine, users: u64) -> TestEnv {
+        Setup::new(users).engine(engine).create().await
     }
 
     /// The DATABASE_URL the job gets.
@@ -357,7 +416,20 @@ impl TestEnv {
 
     /// The URL of this test's database for another user.
     pub fn database_url_as(&self, user: &str, password: &str) -> String {
-        url_on(&self.mysql_root, user, password, &self.database)
+        match self.engine {
+            Engine::MariaDb => url_on(&self.root_url, user, password, &self.database),
+            Engine::Postgres => {
+                engine::postgres_url_on(&self.root_url, user, password, &self.database)
+            }
+        }
+    }
+
+    /// Root's pool on this test's MariaDB database; MariaDB only.
+    pub fn pool(&self) -> &mysql_async::Pool {
+        match &self.db {
+            Db::MariaDb(pool) => pool,
+            Db::Postgres(_) => panic!("a MariaDB-only helper was used on PostgreSQL"),
+        }
     }
 
     /// Publishes each payload as one message, and waits until all are stored.
@@ -397,18 +469,14 @@ impl TestEnv {
 
     /// The user ids left in the table, ascending.
     pub async fn users(&self) -> Vec<u64> {
-        let mut conn = self.pool.get_conn().await.unwrap();
-        conn.query("SELECT id FROM users ORDER BY id")
-            .await
-            .unwrap()
+        self.db.numbers("SELECT id FROM users ORDER BY id").await
     }
 
     /// The user ids that still have orders, ascending and distinct.
     pub async fn users_with_orders(&self) -> Vec<u64> {
-        let mut conn = self.pool.get_conn().await.unwrap();
-        conn.query("SELECT DISTINCT user_id FROM orders ORDER BY user_id")
+        self.db
+            .numbers("SELECT DISTINCT user_id FROM orders ORDER BY user_id")
             .await
-            .unwrap()
     }
 
     /// Takes every message left in the subscription (acknowledging them) and
@@ -600,28 +668,39 @@ impl TestEnv {
             .delete(None)
             .await;
         let _ = self.client.topic(&self.topic).delete(None).await;
-        let mut conn = self.pool.get_conn().await.unwrap();
-        conn.query_drop(format!("DROP DATABASE `{}`", self.database))
-            .await
-            .unwrap();
         let extra_users = std::mem::take(&mut *self.extra_users.lock().unwrap());
-        for user in extra_users {
-            conn.query_drop(format!("DROP USER '{user}'@'%'"))
-                .await
-                .unwrap();
+        match self.db {
+            Db::MariaDb(pool) => {
+                let mut conn = pool.get_conn().await.unwrap();
+                conn.query_drop(format!("DROP DATABASE `{}`", self.database))
+                    .await
+                    .unwrap();
+                for user in extra_users {
+                    conn.query_drop(format!("DROP USER '{user}'@'%'"))
+                        .await
+                        .unwrap();
+                }
+                conn.query_drop(format!("DROP USER '{}'@'%'", self.user))
+                    .await
+                    .unwrap();
+                drop(conn);
+                pool.disconnect().await.unwrap();
+            }
+            Db::Postgres(client) => {
+                drop(client);
+                let mut roles = extra_users;
+                roles.push(self.user);
+                engine::drop_postgres_world(&self.root_url, &self.database, &roles).await;
+            }
         }
-        conn.query_drop(format!("DROP USER '{}'@'%'", self.user))
-            .await
-            .unwrap();
-        drop(conn);
-        self.pool.disconnect().await.unwrap();
     }
 
     /// A root connection to this test's database of its own, not the pool's:
     /// dropping it closes it, so the server rolls back whatever transaction
     /// it held, and no pooled connection keeps it.
     pub async fn own_connection(&self) -> mysql_async::Conn {
-        let url = url_on(&self.mysql_root, "root", "", &self.database);
+        assert_eq!(self.engine, Engine::MariaDb, "own_connection is MariaDB's");
+        let url = url_on(&self.root_url, "root", "", &self.database);
         mysql_async::Conn::new(mysql_async::Opts::from_url(&url).unwrap())
             .await
             .unwrap()
@@ -630,24 +709,49 @@ impl TestEnv {
     /// Holds a lock on a user's row (every user's with `None`) in another
     /// transaction (an [own connection](TestEnv::own_connection)) until the
     /// returned connection is dropped.
-    pub async fn lock_rows(&self, id: Option<u64>) -> mysql_async::Conn {
-        let mut conn = self.own_connection().await;
-        conn.query_drop("START TRANSACTION").await.unwrap();
+    pub async fn lock_rows(&self, id: Option<u64>) -> Held {
         let filter = id.map_or(String::new(), |id| format!(" WHERE id = {id}"));
-        conn.query_drop(format!("SELECT id FROM users{filter} FOR UPDATE"))
-            .await
-            .unwrap();
-        conn
+        let lock = format!("SELECT id FROM users{filter} FOR UPDATE");
+        match self.engine {
+            Engine::MariaDb => {
+                let mut conn = self.own_connection().await;
+                conn.query_drop("START TRANSACTION").await.unwrap();
+                conn.query_drop(lock).await.unwrap();
+                Held::MariaDb(conn)
+            }
+            Engine::Postgres => {
+                let client = self.postgres_connection().await;
+                client.batch_execute("BEGIN").await.unwrap();
+                client.batch_execute(&lock).await.unwrap();
+                Held::Postgres(client)
+            }
+        }
+    }
+
+    /// A root connection to this test's PostgreSQL database of its own:
+    /// dropping it closes it, and the server rolls back what it held.
+    pub async fn postgres_connection(&self) -> tokio_postgres::Client {
+        assert_eq!(self.engine, Engine::Postgres);
+        let url = engine::postgres_url_on(&self.root_url, "postgres", "", &self.database);
+        engine::postgres_connect(&url).await
     }
 
     /// Waits until the job's DELETE runs in this test's database (blocked on
     /// a lock, in the tests that use this).
     pub async fn wait_for_delete(&self) {
-        let query = format!(
-            "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
-             WHERE DB = '{}' AND INFO LIKE 'DELETE FROM%'",
-            self.database
-        );
+        let query = match self.engine {
+            Engine::MariaDb => format!(
+                "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
+                 WHERE DB = '{}' AND INFO LIKE 'DELETE FROM%'",
+                self.database
+            ),
+            Engine::Postgres => format!(
+                "SELECT COUNT(*) FROM pg_stat_activity \
+                 WHERE datname = '{}' AND state = 'active' \
+                 AND pid <> pg_backend_pid() AND query ILIKE '%DELETE FROM%'",
+                self.database
+            ),
+        };
         let every = Duration::from_millis(20);
         self.wait_for_number("the job's DELETE to start", &query, every, |n| n > 0)
             .await;
@@ -663,15 +767,30 @@ impl TestEnv {
         table: &str,
     ) -> String {
         let user = format!("{name}{}", &self.user[1..]);
-        self.sql(&format!(
-            "CREATE USER '{user}'@'%' IDENTIFIED BY '{password}'"
-        ))
-        .await;
-        self.sql(&format!(
-            "GRANT {privileges} ON `{}`.{table} TO '{user}'@'%'",
-            self.database
-        ))
-        .await;
+        match self.engine {
+            Engine::MariaDb => {
+                self.sql(&format!(
+                    "CREATE USER '{user}'@'%' IDENTIFIED BY '{password}'"
+                ))
+                .await;
+                self.sql(&format!(
+                    "GRANT {privileges} ON `{}`.{table} TO '{user}'@'%'",
+                    self.database
+                ))
+                .await;
+            }
+            Engine::Postgres => {
+                let on = match table {
+                    "*" => "ALL TABLES IN SCHEMA public".to_owned(),
+                    table => format!("TABLE {table}"),
+                };
+                self.sql(&format!(
+                    "CREATE ROLE \"{user}\" LOGIN PASSWORD '{password}'; \
+                     GRANT {privileges} ON {on} TO \"{user}\""
+                ))
+                .await;
+            }
+        }
         let url = self.database_url_as(&user, password);
         self.extra_users.lock().unwrap().push(user);
         url
@@ -679,14 +798,24 @@ impl TestEnv {
 
     /// Runs SQL in this test's database.
     pub async fn sql(&self, statement: &str) {
-        let mut conn = self.pool.get_conn().await.unwrap();
-        conn.query_drop(statement).await.unwrap();
+        self.db.sql(statement).await;
+    }
+
+    /// Runs each statement in turn (a trigger and its function, say).
+    pub async fn sql_all(&self, statements: &[String]) {
+        for statement in statements {
+            self.sql(statement).await;
+        }
     }
 
     /// A number from this test's database (0 for no row).
     pub async fn number(&self, query: &str) -> u64 {
-        let mut conn = self.pool.get_conn().await.unwrap();
-        conn.query_first(query).await.unwrap().unwrap_or(0)
+        self.db.number(query).await
+    }
+
+    /// The first column of every row of `query`, as text.
+    pub async fn texts(&self, query: &str) -> Vec<String> {
+        self.db.texts(query).await
     }
 
     /// Waits (30 s at most) until `query`'s [number](TestEnv::number) is one
@@ -708,11 +837,19 @@ impl TestEnv {
     /// Waits until the job (connected as the test's user) runs a `verb`
     /// statement on `table` (blocked on a lock, in the tests that use this).
     pub async fn wait_for_statement(&self, verb: &str, table: &str) {
-        let query = format!(
-            "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
-             WHERE DB = '{}' AND USER = '{}' AND INFO LIKE '%{verb}%{table}%'",
-            self.database, self.user
-        );
+        let query = match self.engine {
+            Engine::MariaDb => format!(
+                "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
+                 WHERE DB = '{}' AND USER = '{}' AND INFO LIKE '%{verb}%{table}%'",
+                self.database, self.user
+            ),
+            Engine::Postgres => format!(
+                "SELECT COUNT(*) FROM pg_stat_activity \
+                 WHERE datname = '{}' AND usename = '{}' AND state = 'active' \
+                 AND query ILIKE '%{verb}%{table}%'",
+                self.database, self.user
+            ),
+        };
         let what = format!("the job to run {verb} on {table}");
         self.wait_for_number(&what, &query, Duration::from_millis(20), |n| n > 0)
             .await;
@@ -721,10 +858,16 @@ impl TestEnv {
     /// Waits until the server has closed every connection of the job, so that
     /// its transaction is over.
     pub async fn wait_until_disconnected(&self) {
-        let query = format!(
-            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = '{}' AND USER = '{}'",
-            self.database, self.user
-        );
+        let query = match self.engine {
+            Engine::MariaDb => format!(
+                "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = '{}' AND USER = '{}'",
+                self.database, self.user
+            ),
+            Engine::Postgres => format!(
+                "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = '{}' AND usename = '{}'",
+                self.database, self.user
+            ),
+        };
         let what = "the server to close the killed job's connections";
         self.wait_for_number(what, &query, Duration::from_millis(20), |n| n == 0)
             .await;
@@ -774,6 +917,13 @@ pub async fn pubsub_client_on(host: &str) -> Client {
     Client::new(config)
         .await
         .expect("cannot reach the Pub/Sub emulator")
+}
+
+/// A transaction of the test's own holding locks, rolled back when dropped
+/// (the connection closes).
+pub enum Held {
+    MariaDb(mysql_async::Conn),
+    Postgres(tokio_postgres::Client),
 }
 
 /// What one run of the binary did.
