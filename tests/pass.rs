@@ -1,17 +1,26 @@
 //! End-to-end runs of the binary against the real Pub/Sub emulator and the real
-//! MariaDB: exit codes, the summary line, and what is left in the table and in
-//! the subscription afterwards.
+//! MariaDB (and, for the tests of [`on_both_engines!`], PostgreSQL too): exit
+//! codes, the summary line, and what is left in the table and in the
+//! subscription afterwards.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{TestEnv, decoded, event_type, free_port, job_command};
+use common::{Engine, TestEnv, decoded, event_type, free_port, job_command};
 use user_purge::event::encode;
 
-#[tokio::test(flavor = "multi_thread")]
-async fn one_run_stops_at_max_messages_and_the_next_takes_the_rest() {
-    let env = TestEnv::new(10_100).await;
+on_both_engines!(
+    one_run_stops_at_max_messages_and_the_next_takes_the_rest,
+    only_valid_removals_are_deleted_and_malformed_messages_stay,
+    a_dry_run_deletes_nothing_and_hands_everything_back,
+    an_unreachable_database_exits_4_and_leaves_every_message,
+    a_failed_run_is_finished_by_the_next_one,
+    sigterm_during_the_delete_hands_everything_back_within_10_s,
+);
+
+async fn one_run_stops_at_max_messages_and_the_next_takes_the_rest(engine: Engine) {
+    let env = TestEnv::on(engine, 10_100).await;
     env.publish_removals(1..=10_050).await;
 
     let first = env.run(&[]).await;
@@ -38,9 +47,8 @@ async fn one_run_stops_at_max_messages_and_the_next_takes_the_rest() {
     env.cleanup().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn only_valid_removals_are_deleted_and_malformed_messages_stay() {
-    let env = TestEnv::new(20).await;
+async fn only_valid_removals_are_deleted_and_malformed_messages_stay(engine: Engine) {
+    let env = TestEnv::on(engine, 20).await;
     let malformed = vec![
         encode(event_type::REMOVED, 0),
         encode(event_type::UNSPECIFIED, 6),
@@ -110,9 +118,8 @@ async fn an_empty_subscription_ends_the_run_quickly() {
     env.cleanup().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_dry_run_deletes_nothing_and_hands_everything_back() {
-    let env = TestEnv::new(10).await;
+async fn a_dry_run_deletes_nothing_and_hands_everything_back(engine: Engine) {
+    let env = TestEnv::on(engine, 10).await;
     env.publish(vec![
         encode(event_type::REMOVED, 1),
         encode(event_type::REMOVED, 2),
@@ -135,11 +142,10 @@ async fn a_dry_run_deletes_nothing_and_hands_everything_back() {
     env.cleanup().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn an_unreachable_database_exits_4_and_leaves_every_message() {
-    let env = TestEnv::new(5).await;
+async fn an_unreachable_database_exits_4_and_leaves_every_message(engine: Engine) {
+    let env = TestEnv::on(engine, 5).await;
     env.publish_removals(1..=5).await;
-    let url = format!("mysql://root:@127.0.0.1:{}/{}", free_port(), env.database);
+    let url = engine.unreachable_url(free_port(), &env.database);
 
     let run = env.run(&["--database-url", &url]).await;
     run.assert_code(4);
@@ -211,15 +217,14 @@ async fn a_missing_table_is_a_database_error_before_anything_is_received() {
     env.cleanup().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_failed_run_is_finished_by_the_next_one() {
-    let env = TestEnv::new(10).await;
+async fn a_failed_run_is_finished_by_the_next_one(engine: Engine) {
+    let env = TestEnv::on(engine, 10).await;
     env.publish_removals([2, 4, 6]).await;
     let lock = env.lock_rows(Some(4)).await;
 
     let failed = env.run(&["--lock-wait-timeout", "1"]).await;
     failed.assert_code(4);
-    failed.assert_logged("Lock wait timeout");
+    failed.assert_logged(engine.lock_timeout_words());
     assert_eq!(failed.count("acked"), 0);
     assert_eq!(
         env.users().await.len(),
@@ -237,9 +242,8 @@ async fn a_failed_run_is_finished_by_the_next_one() {
     env.cleanup().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn sigterm_during_the_delete_hands_everything_back_within_10_s() {
-    let env = TestEnv::new(10).await;
+async fn sigterm_during_the_delete_hands_everything_back_within_10_s(engine: Engine) {
+    let env = TestEnv::on(engine, 10).await;
     env.publish_removals(1..=5).await;
     let lock = env.lock_rows(Some(3)).await;
 
