@@ -1,8 +1,9 @@
 //! Issue #10, keeping the promise under real conditions, on the real emulator
-//! and the real MariaDB:
+//! and the real MariaDB (the refusals, the look-alike ids and the lock wait
+//! on PostgreSQL too, through [`on_both_engines!`]):
 //!
 //! - rows the database refuses (a RESTRICT foreign key, a trigger that
-//!   SIGNALs) are isolated: every other user is erased and acknowledged, only
+//!   SIGNALs, or RAISEs on PostgreSQL) are isolated: every other user is erased and acknowledged, only
 //!   the refused users' messages are handed back, and the run exits 6;
 //! - a slow link (a latency proxy in front of the emulator) never passes for
 //!   an empty subscription: every run erases everything or exits 3;
@@ -25,11 +26,22 @@ use common::backlog::{
 };
 use common::proxy::LatencyProxy;
 use common::wait::poll_until;
-use common::{Run, Setup, TestEnv, decoded, event_type, removals, users_refused_in_log};
+use common::{Engine, Run, Setup, TestEnv, decoded, event_type, removals, users_refused_in_log};
 use gcloud_googleapis::pubsub::v1::PubsubMessage;
 use gcloud_pubsub::subscription::SubscriptionConfig;
 use mysql_async::prelude::Queryable as _;
 use user_purge::event::encode;
+
+on_both_engines!(
+    a_user_held_by_a_restrict_foreign_key_is_refused_alone,
+    a_user_held_by_a_trigger_is_refused_alone_with_the_servers_reason,
+    five_refused_users_among_two_hundred_are_isolated,
+    a_lock_wait_timeout_on_one_row_is_exit_4_not_a_refusal,
+    a_varchar_id_column_matches_only_the_exact_string,
+    a_char_id_column_matches_only_the_exact_string,
+    a_signed_bigint_column_matches_no_id_beyond_its_range,
+    an_id_column_of_another_type_is_refused_at_connect,
+);
 
 // ---------------------------------------------------------------------------
 // Helpers
@@ -54,24 +66,29 @@ fn assert_refusal_lines(run: &Run, table: &str, reason: &str, refused: &BTreeSet
 }
 
 /// Makes the database refuse to delete these users: a `legal_holds` table
-/// and a BEFORE DELETE trigger that SIGNALs SQLSTATE '45000' 'legal hold'.
-/// Each refusal first records the attempt in `hold_attempts` (MyISAM, so it
-/// survives the rollback), then sleeps `pause`: tests wait on the attempts.
+/// and a BEFORE DELETE trigger that raises 'legal hold' (SQLSTATE '45000' on
+/// MariaDB, 'P0001' on PostgreSQL). On MariaDB each refusal first records
+/// the attempt in `hold_attempts` (MyISAM, so it survives the rollback;
+/// PostgreSQL has no such table, and records none), then sleeps `pause`:
+/// tests wait on the attempts.
 async fn hold(env: &TestEnv, users: &BTreeSet<u64>, pause: Duration) {
-    env.sql("CREATE TABLE legal_holds (user_id BIGINT UNSIGNED PRIMARY KEY) ENGINE=InnoDB")
+    let engine = env.engine;
+    let id = engine.id_type();
+    env.sql(&engine.create_table("legal_holds", &format!("user_id {id} PRIMARY KEY")))
         .await;
-    env.sql("CREATE TABLE hold_attempts (user_id BIGINT UNSIGNED NOT NULL) ENGINE=MyISAM")
-        .await;
-    env.sql(&format!(
-        "CREATE TRIGGER users_legal_hold BEFORE DELETE ON users FOR EACH ROW \
-         BEGIN \
-           IF EXISTS (SELECT 1 FROM legal_holds WHERE user_id = OLD.id) THEN \
-             INSERT INTO hold_attempts VALUES (OLD.id); \
-             DO SLEEP({}); \
-             SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'legal hold'; \
-           END IF; \
-         END",
-        pause.as_secs_f64()
+    let mut before = String::new();
+    if engine == Engine::MariaDb {
+        env.sql("CREATE TABLE hold_attempts (user_id BIGINT UNSIGNED NOT NULL) ENGINE=MyISAM")
+            .await;
+        before.push_str("INSERT INTO hold_attempts VALUES (OLD.id); ");
+    }
+    before.push_str(&engine.sleep_statement(pause.as_secs_f64()));
+    env.sql_all(&engine.refusing_trigger(
+        "users_legal_hold",
+        "users",
+        "EXISTS (SELECT 1 FROM legal_holds WHERE user_id = OLD.id)",
+        "legal hold",
+        &before,
     ))
     .await;
     if !users.is_empty() {
@@ -87,22 +104,21 @@ async fn hold(env: &TestEnv, users: &BTreeSet<u64>, pause: Duration) {
 /// Gives each of these users an invoice under ON DELETE RESTRICT, so that
 /// the database refuses to delete them.
 async fn invoice(env: &TestEnv, users: &BTreeSet<u64>) {
-    env.sql(
-        "CREATE TABLE invoices (id BIGINT UNSIGNED AUTO_INCREMENT PRIMARY KEY, \
-         user_id BIGINT UNSIGNED NOT NULL, \
-         FOREIGN KEY (user_id) REFERENCES users(id) ON DELETE RESTRICT) ENGINE=InnoDB",
-    )
+    let engine = env.engine;
+    env.sql(&engine.create_table(
+        "invoices",
+        &format!(
+            "id {}, user_id {} NOT NULL, \
+             FOREIGN KEY (user_id) REFERENCES users(id) ON DELETE RESTRICT",
+            engine.serial_key(),
+            engine.id_type()
+        ),
+    ))
     .await;
     for id in users {
         env.sql(&format!("INSERT INTO invoices (user_id) VALUES ({id})"))
             .await;
     }
-}
-
-/// Strings of one column.
-async fn strings(env: &TestEnv, query: &str) -> Vec<String> {
-    let mut conn = env.pool().get_conn().await.unwrap();
-    conn.query(query).await.unwrap()
 }
 
 /// The log level of the jobs a test follows line by line.
@@ -348,9 +364,8 @@ async fn an_empty_subscription_on_a_healthy_link_ends_in_one_round_within_2_s() 
 // Rows the database refuses
 // ---------------------------------------------------------------------------
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_user_held_by_a_restrict_foreign_key_is_refused_alone() {
-    let env = TestEnv::new(120).await;
+async fn a_user_held_by_a_restrict_foreign_key_is_refused_alone(engine: Engine) {
+    let env = TestEnv::on(engine, 120).await;
     let refused = BTreeSet::from([7]);
     invoice(&env, &refused).await;
     env.publish_removals(1..=100).await;
@@ -372,7 +387,7 @@ async fn a_user_held_by_a_restrict_foreign_key_is_refused_alone() {
         run.stdout
     );
     assert!(run.count("rounds") >= 1, "{}", run.stdout);
-    assert_refusal_lines(&run, "users", "foreign key constraint fails", &refused);
+    assert_refusal_lines(&run, "users", engine.foreign_key_refusal(), &refused);
 
     let mut kept = vec![7];
     kept.extend(101..=120);
@@ -391,9 +406,8 @@ async fn a_user_held_by_a_restrict_foreign_key_is_refused_alone() {
     env.cleanup().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_user_held_by_a_trigger_is_refused_alone_with_the_servers_reason() {
-    let env = TestEnv::new(120).await;
+async fn a_user_held_by_a_trigger_is_refused_alone_with_the_servers_reason(engine: Engine) {
+    let env = TestEnv::on(engine, 120).await;
     let refused = BTreeSet::from([13]);
     hold(&env, &refused, Duration::ZERO).await;
     env.publish_removals(1..=100).await;
@@ -418,9 +432,8 @@ async fn a_user_held_by_a_trigger_is_refused_alone_with_the_servers_reason() {
     env.cleanup().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn five_refused_users_among_two_hundred_are_isolated() {
-    let env = TestEnv::new(250).await;
+async fn five_refused_users_among_two_hundred_are_isolated(engine: Engine) {
+    let env = TestEnv::on(engine, 250).await;
     let mut rng = Rng::seeded();
     let mut candidates: Vec<u64> = (1..=200).collect();
     rng.shuffle(&mut candidates);
@@ -441,7 +454,7 @@ async fn five_refused_users_among_two_hundred_are_isolated() {
     assert_eq!(run.count("deleted_rows"), 195);
     assert_eq!(run.count("acked"), 195);
     assert_eq!((run.count("received"), run.count("nacked")), (200, 5));
-    assert_refusal_lines(&run, "users", "foreign key constraint fails", &invoiced);
+    assert_refusal_lines(&run, "users", engine.foreign_key_refusal(), &invoiced);
     assert_refusal_lines(&run, "users", "legal hold", &held);
 
     let mut kept: Vec<u64> = refused.iter().copied().collect();
@@ -530,11 +543,10 @@ async fn a_missing_id_column_is_exit_4_and_hands_everything_back() {
     a_missing_name_is_exit_4_and_hands_everything_back("--id-column").await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_lock_wait_timeout_on_one_row_is_exit_4_not_a_refusal() {
+async fn a_lock_wait_timeout_on_one_row_is_exit_4_not_a_refusal(engine: Engine) {
     // Large enough that the DELETE uses the primary key and waits for the one
     // locked row only.
-    let env = TestEnv::new(20_000).await;
+    let env = TestEnv::on(engine, 20_000).await;
     env.publish_removals(1..=100).await;
     let lock = env.lock_rows(Some(50)).await;
 
@@ -542,7 +554,7 @@ async fn a_lock_wait_timeout_on_one_row_is_exit_4_not_a_refusal() {
     drop(lock);
     run.assert_code(4);
     assert_eq!(run.outcome(), "database_error");
-    assert!(run.stderr.contains("Lock wait timeout"), "{}", run.stderr);
+    run.assert_logged(engine.lock_timeout_words());
     assert_eq!(run.count("received"), 100);
     assert_eq!(run.count("acked"), 0);
     assert_eq!(run.count("deleted_rows"), 0);
@@ -636,14 +648,22 @@ const LOOKALIKES: [&str; 10] = [
 ];
 
 /// A string id column: removals of 1 and 2 delete the rows '1' and '2' only.
-async fn only_exact_strings_match(column_type: &str) {
-    let env = TestEnv::new(5).await;
-    env.sql(&format!(
-        "CREATE TABLE accounts (uid {column_type} NOT NULL PRIMARY KEY, note VARCHAR(20) NOT NULL) ENGINE=InnoDB"
+/// Where the column keeps trailing spaces apart (a PostgreSQL `VARCHAR`;
+/// MariaDB's collations and `CHAR` compare them away), '1 ' and '2 ' are
+/// look-alikes too.
+async fn only_exact_strings_match(engine: Engine, column_type: &str) {
+    let env = TestEnv::on(engine, 5).await;
+    env.sql(&engine.create_table(
+        "accounts",
+        &format!("uid {column_type} NOT NULL PRIMARY KEY, note VARCHAR(20) NOT NULL"),
     ))
     .await;
+    let mut lookalikes = LOOKALIKES.to_vec();
+    if engine == Engine::Postgres && !column_type.starts_with("CHAR") {
+        lookalikes.extend(["1 ", "2 "]);
+    }
     let mut ids = vec!["1", "2"];
-    ids.extend(LOOKALIKES);
+    ids.extend(&lookalikes);
     let rows: Vec<String> = ids.iter().map(|id| format!("('{id}','row')")).collect();
     env.sql(&format!("INSERT INTO accounts VALUES {}", rows.join(",")))
         .await;
@@ -655,9 +675,9 @@ async fn only_exact_strings_match(column_type: &str) {
     run.assert_code(0);
     assert_eq!(run.count("deleted_rows"), 2, "{}", run.stdout);
     assert_eq!(run.count("acked"), 2);
-    let mut expected: Vec<String> = LOOKALIKES.iter().map(|s| s.to_string()).collect();
+    let mut expected: Vec<String> = lookalikes.iter().map(|s| s.to_string()).collect();
     expected.sort();
-    let mut left = strings(&env, "SELECT uid FROM accounts").await;
+    let mut left = env.texts("SELECT uid FROM accounts").await;
     left.sort();
     assert_eq!(
         left, expected,
@@ -671,20 +691,17 @@ async fn only_exact_strings_match(column_type: &str) {
     env.cleanup().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_varchar_id_column_matches_only_the_exact_string() {
-    only_exact_strings_match("VARCHAR(20)").await;
+async fn a_varchar_id_column_matches_only_the_exact_string(engine: Engine) {
+    only_exact_strings_match(engine, "VARCHAR(20)").await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_char_id_column_matches_only_the_exact_string() {
-    only_exact_strings_match("CHAR(8)").await;
+async fn a_char_id_column_matches_only_the_exact_string(engine: Engine) {
+    only_exact_strings_match(engine, "CHAR(8)").await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_signed_bigint_column_matches_no_id_beyond_its_range() {
-    let env = TestEnv::new(3).await;
-    env.sql("CREATE TABLE members (id BIGINT NOT NULL PRIMARY KEY) ENGINE=InnoDB")
+async fn a_signed_bigint_column_matches_no_id_beyond_its_range(engine: Engine) {
+    let env = TestEnv::on(engine, 3).await;
+    env.sql(&engine.create_table("members", "id BIGINT NOT NULL PRIMARY KEY"))
         .await;
     // Every value an id above i64::MAX could wrap or clamp to.
     let rows = [
@@ -705,12 +722,12 @@ async fn a_signed_bigint_column_matches_no_id_beyond_its_range() {
     run.assert_code(0);
     assert_eq!(run.count("deleted_rows"), 1);
     assert_eq!(run.count("acked"), 4);
-    let mut conn = env.pool().get_conn().await.unwrap();
-    let left: Vec<i64> = conn
-        .query("SELECT id FROM members ORDER BY id")
+    let left: Vec<i64> = env
+        .texts("SELECT id FROM members ORDER BY id")
         .await
-        .unwrap();
-    drop(conn);
+        .iter()
+        .map(|id| id.parse().unwrap())
+        .collect();
     let expected: Vec<i64> = rows.into_iter().filter(|&id| id != 2).collect();
     assert_eq!(left, expected);
     env.cleanup().await;
@@ -740,20 +757,12 @@ async fn a_narrow_unsigned_column_matches_no_id_beyond_its_range() {
     env.cleanup().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn an_id_column_of_another_type_is_refused_at_connect() {
-    let env = TestEnv::new(3).await;
+async fn an_id_column_of_another_type_is_refused_at_connect(engine: Engine) {
+    let env = TestEnv::on(engine, 3).await;
     env.publish_removals([1, 2]).await;
-    for (table, column_type, row) in [
-        ("by_decimal", "DECIMAL(20,0)", "1"),
-        ("by_date", "DATE", "'2001-01-01'"),
-        ("by_blob", "BLOB", "'1'"),
-        ("by_double", "DOUBLE", "1"),
-    ] {
-        env.sql(&format!(
-            "CREATE TABLE {table} (uid {column_type} NOT NULL) ENGINE=InnoDB"
-        ))
-        .await;
+    for (table, column_type, row) in engine.other_id_types() {
+        env.sql(&engine.create_table(table, &format!("uid {column_type} NOT NULL")))
+            .await;
         env.sql(&format!("INSERT INTO {table} VALUES ({row}),({row})"))
             .await;
         let run = env.run(&["--table", table, "--id-column", "uid"]).await;

@@ -119,6 +119,25 @@ impl Engine {
         }
     }
 
+    /// Column types an id column may not have, each with a value of its own
+    /// for a row: (table, type, value).
+    pub fn other_id_types(self) -> [(&'static str, &'static str, &'static str); 4] {
+        match self {
+            Engine::MariaDb => [
+                ("by_decimal", "DECIMAL(20,0)", "1"),
+                ("by_date", "DATE", "'2001-01-01'"),
+                ("by_blob", "BLOB", "'1'"),
+                ("by_double", "DOUBLE", "1"),
+            ],
+            Engine::Postgres => [
+                ("by_numeric", "NUMERIC(20,0)", "1"),
+                ("by_date", "DATE", "'2001-01-01'"),
+                ("by_bytea", "BYTEA", "'1'"),
+                ("by_double", "DOUBLE PRECISION", "1"),
+            ],
+        }
+    }
+
     /// A URL of the job's scheme for a server nobody listens on.
     pub fn unreachable_url(self, port: u16, database: &str) -> String {
         match self {
