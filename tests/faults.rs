@@ -5,6 +5,9 @@
 //! exactly the users named by valid USER_REMOVED events are gone (with their
 //! orders), every other row is intact, every malformed message is still in the
 //! subscription or in its dead-letter topic, and nothing else is left.
+//!
+//! The kills at every phase run on MariaDB and on PostgreSQL
+//! ([`on_both_engines!`]).
 
 mod common;
 
@@ -15,8 +18,10 @@ use common::backlog::{
     Backlog, Recovery, Rng, assert_invariant, publish_backlog, quiet_after, recover,
 };
 use common::private::{PrivateEmulator, PrivateMariaDb};
-use common::{Job, Run, Setup, TestEnv};
+use common::{Engine, Job, Run, Setup, TestEnv};
 use user_purge::event::{self, Event};
+
+on_both_engines!(sixty_kills_at_every_phase_lose_nothing);
 
 /// A test's world as `setup` builds it, with a backlog of `removals`
 /// published, and the generator that shuffled it.
@@ -29,11 +34,14 @@ async fn with_backlog(setup: Setup, removals: usize) -> (TestEnv, Backlog, Rng) 
 
 /// The same on a Pub/Sub emulator of the test's own, which it may freeze.
 async fn on_private_emulator(
+    engine: Engine,
     users: u64,
     removals: usize,
 ) -> (PrivateEmulator, TestEnv, Backlog, Rng) {
     let emulator = PrivateEmulator::start().await;
-    let setup = Setup::new(users).emulator(emulator.host.clone());
+    let setup = Setup::new(users)
+        .engine(engine)
+        .emulator(emulator.host.clone());
     let (env, backlog, rng) = with_backlog(setup, removals).await;
     (emulator, env, backlog, rng)
 }
@@ -154,9 +162,8 @@ impl Kills {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn sixty_kills_at_every_phase_lose_nothing() {
-    let (emulator, env, backlog, mut rng) = on_private_emulator(60_000, 40_000).await;
+async fn sixty_kills_at_every_phase_lose_nothing(engine: Engine) {
+    let (emulator, env, backlog, mut rng) = on_private_emulator(engine, 60_000, 40_000).await;
 
     let mut kills = Kills::default();
     for i in 0..65 {
@@ -299,7 +306,7 @@ fn is_within(part: &[Vec<u8>], whole: &[Vec<u8>]) -> bool {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn pubsub_freezing_after_the_commit_is_exit_5_and_the_deletes_repeat_harmlessly() {
-    let (emulator, env, backlog, _) = on_private_emulator(100, 40).await;
+    let (emulator, env, backlog, _) = on_private_emulator(Engine::MariaDb, 100, 40).await;
     let lock = env.lock_rows(None).await;
 
     let job = env.spawn(&[], &[]);
@@ -390,7 +397,7 @@ fn pulled(line: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_in_each_phase_exits_within_10_s_with_its_code() {
-    let (emulator, env, backlog, _) = on_private_emulator(30_000, 20_000).await;
+    let (emulator, env, backlog, _) = on_private_emulator(Engine::MariaDb, 30_000, 20_000).await;
     let debug = [("RUST_LOG", "debug")];
 
     // While receiving, once a Pull has brought messages: everything received
