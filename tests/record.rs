@@ -4,7 +4,8 @@
 //!
 //! - a record whose `user_id` cannot hold every id of the users table is
 //!   exit 4 at connect, naming both columns and their types, before anything
-//!   is received; a record that can, records the ids exactly;
+//!   is received; a record that can, records the ids exactly (both on
+//!   MariaDB and on PostgreSQL, through [`on_both_engines!`]);
 //! - a value `INSERT IGNORE` would change in the record (a message id too
 //!   long for its column) rolls the round back: exit 4, the warning named,
 //!   nothing erased, recorded or acknowledged;
@@ -21,20 +22,29 @@ use std::time::Duration;
 
 use common::private::PrivateMariaDb;
 use common::scratch::MapDir;
-use common::{Run, Setup, TestEnv, decoded, event_type, removals};
+use common::{Engine, Run, Setup, TestEnv, decoded, event_type, removals};
 use gcloud_googleapis::pubsub::v1::PubsubMessage;
 use mysql_async::prelude::Queryable as _;
 use serde_json::Value;
 use user_purge::event::encode;
 
+on_both_engines!(
+    a_record_too_narrow_for_the_user_ids_is_exit_4_before_anything_is_received,
+    a_record_that_holds_every_id_records_each_exactly,
+);
+
 /// A user beyond a signed 32-bit column's range (the issue's).
 const BIG: u64 = 3_000_000_001;
 
-/// The erasure record, with this `user_id` and `message_id` type.
-fn record_ddl(user_id: &str, message_id: &str) -> String {
-    format!(
-        "CREATE TABLE erased (user_id {user_id} NOT NULL PRIMARY KEY, \
-         erased_at DATETIME(3) NOT NULL, message_id {message_id} NOT NULL) ENGINE=InnoDB"
+/// The erasure record on `engine`, with this `user_id` and `message_id` type.
+fn record_ddl(engine: Engine, user_id: &str, message_id: &str) -> String {
+    engine.create_table(
+        "erased",
+        &format!(
+            "user_id {user_id} NOT NULL PRIMARY KEY, \
+             erased_at {} NOT NULL, message_id {message_id} NOT NULL",
+            engine.timestamp_type()
+        ),
     )
 }
 
@@ -59,11 +69,9 @@ async fn publish(env: &TestEnv, ids: &[u64]) -> Vec<String> {
 
 /// The record's rows: user id (as the column holds it, in text) → message id.
 async fn recorded(env: &TestEnv) -> BTreeMap<String, String> {
-    let mut conn = env.pool().get_conn().await.unwrap();
-    conn.query("SELECT CAST(user_id AS CHAR), message_id FROM erased")
-        .await
-        .unwrap()
-        .into_iter()
+    let rows = env.rows("SELECT user_id, message_id FROM erased").await;
+    rows.into_iter()
+        .map(|row| (row[0].clone(), row[1].clone()))
         .collect()
 }
 
@@ -128,29 +136,44 @@ fn names(users: &[u64]) -> Vec<(u64, String)> {
     users.iter().map(|&u| (u, format!("n-{u}"))).collect()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_record_too_narrow_for_the_user_ids_is_exit_4_before_anything_is_received() {
-    let env = TestEnv::new(10).await;
+async fn a_record_too_narrow_for_the_user_ids_is_exit_4_before_anything_is_received(
+    engine: Engine,
+) {
+    let env = TestEnv::on(engine, 10).await;
     env.sql(&format!(
         "INSERT INTO users VALUES ({BIG}, 'big@example.com')"
     ))
     .await;
-    // The issue's mistake: a signed 32-bit user_id for BIGINT UNSIGNED users.
-    env.sql(&record_ddl("INT", "VARCHAR(128)")).await;
+    // The issue's mistake: a signed 32-bit user_id for BIGINT users.
+    env.sql(&record_ddl(engine, "INT", "VARCHAR(128)")).await;
     publish(&env, &[5, BIG]).await;
 
     let run = purge(&env, &["--erasure-record", "erased"]).await;
     assert_nothing_received(&run);
-    assert_eq!(
-        errors(&run),
-        [
-            "no message was received; every one stays in the subscription: \
-             the erasure record's `erased`.`user_id` (int(11)) cannot hold every id of \
-             `users`.`id` (bigint(20) unsigned): it holds ids up to 2147483647, that column up \
-             to 18446744073709551615; give user_id a type as wide as `users`.`id`'s; nothing \
-             was received"
-        ]
-    );
+    let errors = errors(&run);
+    match engine {
+        Engine::MariaDb => assert_eq!(
+            errors,
+            [
+                "no message was received; every one stays in the subscription: \
+                 the erasure record's `erased`.`user_id` (int(11)) cannot hold every id of \
+                 `users`.`id` (bigint(20) unsigned): it holds ids up to 2147483647, that column \
+                 up to 18446744073709551615; give user_id a type as wide as `users`.`id`'s; \
+                 nothing was received"
+            ]
+        ),
+        // The same sentence; PostgreSQL's names of the types, and no unsigned.
+        Engine::Postgres => {
+            assert_eq!(errors.len(), 1, "{errors:?}");
+            for words in [
+                "cannot hold every id of",
+                "it holds ids up to 2147483647, that column up to 9223372036854775807",
+                "nothing was received",
+            ] {
+                assert!(errors[0].contains(words), "no {words:?} in {errors:?}");
+            }
+        }
+    }
     let mut everyone: Vec<u64> = (1..=10).collect();
     everyone.push(BIG);
     assert_eq!(env.users().await, everyone);
@@ -163,14 +186,13 @@ async fn a_record_too_narrow_for_the_user_ids_is_exit_4_before_anything_is_recei
     env.cleanup().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_record_that_holds_every_id_records_each_exactly() {
-    let env = TestEnv::new(10).await;
+async fn a_record_that_holds_every_id_records_each_exactly(engine: Engine) {
+    let env = TestEnv::on(engine, 10).await;
     env.sql(&format!(
         "INSERT INTO users VALUES ({BIG}, 'big@example.com')"
     ))
     .await;
-    env.sql(&record_ddl("BIGINT UNSIGNED", "VARCHAR(128)"))
+    env.sql(&record_ddl(engine, engine.id_type(), "VARCHAR(128)"))
         .await;
     let message_ids = publish(&env, &[5, BIG]).await;
 
@@ -194,7 +216,12 @@ async fn a_record_that_holds_every_id_records_each_exactly() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_message_id_the_record_would_truncate_rolls_the_round_back() {
     let env = TestEnv::new(10).await;
-    env.sql(&record_ddl("BIGINT UNSIGNED", "VARCHAR(3)")).await;
+    env.sql(&record_ddl(
+        Engine::MariaDb,
+        "BIGINT UNSIGNED",
+        "VARCHAR(3)",
+    ))
+    .await;
     let message_ids = publish(&env, &[2, 3]).await;
     assert!(
         message_ids.iter().all(|id| id.len() > 3),

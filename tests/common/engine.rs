@@ -93,6 +93,14 @@ impl Engine {
         }
     }
 
+    /// A column type for a point in time, to the millisecond.
+    pub fn timestamp_type(self) -> &'static str {
+        match self {
+            Engine::MariaDb => "DATETIME(3)",
+            Engine::Postgres => "TIMESTAMP(3)",
+        }
+    }
+
     /// A statement that waits `seconds` inside a trigger body.
     pub fn sleep_statement(self, seconds: f64) -> String {
         match self {
@@ -221,15 +229,22 @@ impl Db {
         }
     }
 
-    /// The first column of every row of `query`, as text (NULL as "NULL").
-    pub async fn texts(&self, query: &str) -> Vec<String> {
+    /// Every row of `query`, each value as text (NULL as "NULL").
+    pub async fn rows(&self, query: &str) -> Vec<Vec<String>> {
+        let text = |value: Option<&str>| value.unwrap_or("NULL").to_owned();
         match self {
             Db::MariaDb(pool) => {
                 let mut conn = pool.get_conn().await.unwrap();
-                let values: Vec<Option<String>> = conn.query(query).await.unwrap();
-                values
-                    .into_iter()
-                    .map(|v| v.unwrap_or_else(|| "NULL".into()))
+                let rows: Vec<mysql_async::Row> = conn.query(query).await.unwrap();
+                rows.into_iter()
+                    .map(|row| {
+                        (0..row.len())
+                            .map(|i| {
+                                let value: Option<String> = row.get(i).unwrap();
+                                text(value.as_deref())
+                            })
+                            .collect()
+                    })
                     .collect()
             }
             Db::Postgres(client) => client
@@ -239,12 +254,18 @@ impl Db {
                 .into_iter()
                 .filter_map(|message| match message {
                     tokio_postgres::SimpleQueryMessage::Row(row) => {
-                        Some(row.get(0).unwrap_or("NULL").to_owned())
+                        Some((0..row.len()).map(|i| text(row.get(i))).collect())
                     }
                     _ => None,
                 })
                 .collect(),
         }
+    }
+
+    /// The first column of every row of `query`, as text (NULL as "NULL").
+    pub async fn texts(&self, query: &str) -> Vec<String> {
+        let rows = self.rows(query).await;
+        rows.into_iter().map(|row| row[0].clone()).collect()
     }
 
     /// The first column of every row of `query`, as numbers.

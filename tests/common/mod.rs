@@ -818,6 +818,11 @@ impl TestEnv {
         self.db.texts(query).await
     }
 
+    /// Every row of `query`, each value as text.
+    pub async fn rows(&self, query: &str) -> Vec<Vec<String>> {
+        self.db.rows(query).await
+    }
+
     /// Waits (30 s at most) until `query`'s [number](TestEnv::number) is one
     /// that `wanted` accepts, reading it every `every`: `what` has happened.
     pub async fn wait_for_number(
