@@ -69,7 +69,18 @@ async fn a_malformed_database_url_is_named_without_its_password() {
             "no scheme",
             format!("purger:{PASSWORD}@{}/app", services.emulator_host()),
         ),
-        ("postgres://", services.url_with("postgres", "/app")),
+        (
+            "postgres:// with no database",
+            services.url_with("postgres", ""),
+        ),
+        (
+            "postgres:// with a bad sslmode",
+            services.url_with("postgres", "/app?sslmode=maybe"),
+        ),
+        (
+            "postgres:// with an unknown parameter",
+            services.url_with("postgresql", "/app?bogus=1"),
+        ),
         ("http://", services.url_with("http", "/app")),
         ("mariadb://", services.url_with("mariadb", "/app")),
         ("no database", services.url_with("mysql", "")),

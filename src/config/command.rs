@@ -142,7 +142,8 @@ fn run_config(args: RunArgs) -> Result<Config, ConfigError> {
     )?;
     database.chunk_rows = chunk_rows(args.chunk_rows)?;
     for url in args.replica_url.into_iter().filter(|u| !u.is_empty()) {
-        let engine = store::check_url(&url).map_err(|problem| invalid("replica_url", problem))?;
+        let engine =
+            store::url::check_url(&url).map_err(|problem| invalid("replica_url", problem))?;
         if engine != database.engine {
             return Err(invalid(
                 "replica_url",
@@ -280,7 +281,7 @@ fn database(
     statement_timeout: Duration,
 ) -> Result<Database, ConfigError> {
     let url = required("database_url", args.database_url)?;
-    let engine = store::check_url(&url).map_err(|problem| invalid("database_url", problem))?;
+    let engine = store::url::check_url(&url).map_err(|problem| invalid("database_url", problem))?;
     let identifier = |setting, value: &str| {
         Identifier::parse(value).map_err(|problem| invalid(setting, problem))
     };

@@ -66,7 +66,7 @@ pub struct Verify {
 pub struct Database {
     /// The URL's engine.
     pub engine: Engine,
-    /// A URL that `store::check_url` accepted; it may hold the password.
+    /// A URL that `store::url::check_url` accepted; it may hold the password.
     pub url: Secret,
     /// A password read from a file, which replaces the URL's: the URL can
     /// then live in a ConfigMap and the password in a mounted Secret.
@@ -86,7 +86,7 @@ pub struct Database {
     /// of a `chunked` entry.
     pub chunk_rows: u64,
     /// Replicas whose lag the erasure waits for: URLs that
-    /// `store::check_url` accepted, of the primary's engine, each with a password (its own, or
+    /// `store::url::check_url` accepted, of the primary's engine, each with a password (its own, or
     /// the primary's).
     pub replicas: Vec<Secret>,
     /// The most lag a replica may have before the erasure waits.

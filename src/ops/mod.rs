@@ -10,11 +10,12 @@ pub mod verify;
 
 use check::Finding;
 
+use crate::config::Engine;
 use crate::config::{Admin, Check, Credentials, ReplayTo};
 use crate::outcome::Outcome;
 use crate::pubsub::google::{self as pubsub, Unsuitable};
 use crate::store::schema::SchemaError;
-use crate::store::{self, Engine, mysql, postgres};
+use crate::store::{self, mysql, postgres};
 use crate::{event, timestamp};
 
 /// Seeks the subscription back (`replay`).
@@ -93,7 +94,7 @@ pub enum Checked {
 pub async fn check(check: &Check) -> Result<Checked, Outcome> {
     let database = &check.database;
     if let Some(grantee) = &check.grants {
-        let name = store::database_name(database.url.expose());
+        let name = store::url::database_name(database.url.expose());
         return Ok(Checked::Grants(check::grants(
             &name,
             &database.map,

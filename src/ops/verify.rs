@@ -12,13 +12,14 @@ use std::time::Instant;
 use log::{info, warn};
 use serde::Serialize;
 
+use crate::config::Engine;
 use crate::config::Verify;
 use crate::config::map::Action;
 use crate::outcome::{Outcome, Tables};
 use crate::run::erase;
 use crate::store::engine::verify::Found;
 use crate::store::engine::{Session, SqlStore};
-use crate::store::{Engine, Removal, Store, mysql, postgres};
+use crate::store::{Removal, Store, mysql, postgres};
 use crate::timestamp;
 
 /// Users read from the record, and checked, at a time.

@@ -21,11 +21,12 @@ use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
 
+use crate::config::Engine;
 use crate::config::{Config, PassSettings};
 use crate::outcome::{self, ExitBy, Outcome, Report, Signal, Summary};
 use crate::pubsub::{Subscription, google::PubSub};
 use crate::store::engine::SqlStore;
-use crate::store::{self, Engine, Store, StoreError, mysql, postgres};
+use crate::store::{self, Store, StoreError, mysql, postgres};
 
 pub mod erase;
 mod lease;
@@ -65,7 +66,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = Signal>) -> Repo
     info!(
         "purging users named by {} from {}: {}{}{}",
         config.subscription,
-        store::describe(database.url.expose()),
+        store::url::describe(database.url.expose()),
         entries.join(", "),
         match &database.record {
             Some(record) => format!("; recording each erasure in {record}"),

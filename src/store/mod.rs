@@ -4,53 +4,22 @@
 //!
 //! Behind it: [`sql`], the statements' text (pure); [`schema`], the database's
 //! facts and the checks made against them at connect (pure); [`engine`], the
-//! store over any SQL engine's [`Session`](engine::Session); and [`mysql`]
+//! store over any SQL engine's [`Session`](engine::Session); [`mysql`]
 //! and [`postgres`], the sessions on MySQL / MariaDB and on PostgreSQL, the
-//! only modules that talk to a server.
+//! only modules that talk to a server; and [`url`], which picks one of the
+//! two by a URL's scheme. This module names none of them, so that they can
+//! all name it.
 
 use std::time::Duration;
 
 use tokio::time::Instant;
-
-pub use crate::config::Engine;
 
 pub mod engine;
 pub mod mysql;
 pub mod postgres;
 pub mod schema;
 pub mod sql;
-
-/// Checks a database URL without contacting anything. The problem it
-/// returns never repeats the URL, which holds the password.
-pub fn check_url(url: &str) -> Result<Engine, String> {
-    let engine = Engine::of(url);
-    match engine {
-        Engine::MySql => mysql::check_url(url).map_err(|problem| {
-            problem.replace(
-                "it must be mysql://",
-                "it must be postgres://user:password@host:port/database or mysql://",
-            )
-        })?,
-        Engine::Postgres => postgres::check_url(url)?,
-    }
-    Ok(engine)
-}
-
-/// Where a URL points, without its password: for log lines.
-pub fn describe(url: &str) -> String {
-    match Engine::of(url) {
-        Engine::MySql => mysql::describe(url),
-        Engine::Postgres => postgres::describe(url),
-    }
-}
-
-/// The database a URL names (checked by [`check_url`]).
-pub fn database_name(url: &str) -> String {
-    match Engine::of(url) {
-        Engine::MySql => mysql::database_name(url),
-        Engine::Postgres => postgres::database_name(url),
-    }
-}
+pub mod url;
 
 /// The users' rows refused the erasure: the statement was rolled back to its
 /// savepoint and the transaction is still open.

@@ -32,7 +32,12 @@ struct Url {
 
 /// Parses a `postgres://` URL. The problem never repeats the URL.
 fn parse_url(url: &str) -> Result<Url, String> {
-    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    // A scheme is case-insensitive (RFC 3986); tokio-postgres takes it lowercase.
+    let url = match url.split_once("://") {
+        Some((scheme, rest)) => format!("{}://{rest}", scheme.to_ascii_lowercase()),
+        None => url.to_owned(),
+    };
+    let (base, query) = url.split_once('?').unwrap_or((&url, ""));
     let mut mode = None;
     let mut kept = Vec::new();
     for pair in query.split('&').filter(|pair| !pair.is_empty()) {
