@@ -264,9 +264,10 @@ pub(super) struct CheckArgs {
     #[arg(long)]
     pub(super) grants: bool,
 
-    /// The account the GRANT statements are for.
-    #[arg(long, default_value = "'user_purge'@'%'", requires = "grants")]
-    pub(super) grantee: String,
+    /// The account the GRANT statements are for [default: 'user_purge'@'%'
+    /// on MySQL, user_purge on PostgreSQL].
+    #[arg(long, requires = "grants")]
+    pub(super) grantee: Option<String>,
 }
 
 #[derive(Args, Debug)]

@@ -13,7 +13,7 @@ use super::cli::{
 use super::map::{Identifier, Map};
 use super::secret::{self, Secret};
 use super::{
-    Admin, BATCH_SIZE_LIMIT, CHUNK_ROWS, Check, Config, ConfigError, Credentials, Database,
+    Admin, BATCH_SIZE_LIMIT, CHUNK_ROWS, Check, Config, ConfigError, Credentials, Database, Engine,
     MAX_MESSAGES_LIMIT, MAX_REPLICA_LAG, Metrics, PassSettings, ReplayTo, SubscriptionName, Verify,
     credentials, invalid, parse_snapshot, parse_time, read_secret_file, topic_name,
 };
@@ -118,11 +118,18 @@ fn command(cli: Cli) -> Result<Command, ConfigError> {
             let lock_wait = Duration::from_secs(cli::LOCK_WAIT_TIMEOUT);
             let statement = Duration::from_secs(cli::STATEMENT_TIMEOUT);
             database(args.database, lock_wait, statement).map(|database| {
+                let grantee = args.grantee.unwrap_or_else(|| {
+                    match database.engine {
+                        Engine::MySql => "'user_purge'@'%'",
+                        Engine::Postgres => "user_purge",
+                    }
+                    .to_owned()
+                });
                 Command::Check(Box::new(Check {
                     database,
                     user_columns: args.user_columns.filter(|r| !r.is_empty()),
                     personal_columns: args.personal_columns.filter(|r| !r.is_empty()),
-                    grants: args.grants.then_some(args.grantee),
+                    grants: args.grants.then_some(grantee),
                 }))
             })
         }

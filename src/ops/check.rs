@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::config::map::{Action, Entry, Identifier, Map};
 use crate::store::schema::Schema;
-use crate::store::sql;
+use crate::store::sql::{self, Dialect};
 
 /// What a finding says of a column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -319,10 +319,16 @@ fn suggest_via(entry: &Entry, key: &str) -> String {
 /// it deletes from, `SELECT, UPDATE` on those it redacts, `SELECT, INSERT` on
 /// the erasure record (`SELECT` because the statements read the id column,
 /// and the job reads the columns' types at connect); then, as comments, what
-/// the job's account needs on each replica to read its lag, and the read-only
-/// grant for the check's own account. The replicas' lines are comments: the
-/// check knows neither whether there are any nor which server they run.
-pub fn grants(database: &str, map: &Map, record: Option<&Identifier>, grantee: &str) -> String {
+/// the job's account needs on each replica to read its lag, and what the
+/// check's and verify's own accounts need. The replicas' lines are comments:
+/// the check knows neither whether there are any nor which server they run.
+pub fn grants(
+    dialect: Dialect,
+    database: &str,
+    map: &Map,
+    record: Option<&Identifier>,
+    grantee: &str,
+) -> String {
     let mut privileges: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
     let mut order: Vec<&str> = Vec::new();
     for entry in map.entries() {
@@ -355,39 +361,61 @@ pub fn grants(database: &str, map: &Map, record: Option<&Identifier>, grantee: &
         set.insert("INSERT");
     }
     let mut text = String::from("-- user-purge (the job): least privilege for the erasure map\n");
-    let verify_order = order.clone();
-    for table in order {
+    for table in &order {
         // SELECT first, then the rest in alphabetical order.
         let mut list: Vec<&str> = privileges[table].iter().copied().collect();
         list.sort_by_key(|p| (*p != "SELECT", *p));
-        text.push_str(&sql::grant(&list, database, table, grantee));
+        text.push_str(&sql::grant(dialect, &list, database, table, grantee));
         text.push('\n');
     }
-    // MariaDB split the old REPLICATION CLIENT in 10.5; SHOW REPLICA STATUS
-    // moved to REPLICATION SLAVE ADMIN, then, from 10.5.9, to REPLICA MONITOR.
-    text.push_str(&format!(
-        "-- on each --replica-url, for its lag (SHOW REPLICA STATUS):\n\
-         -- {} -- MariaDB 10.5.9 and later (SLAVE MONITOR is the same; \
-         REPLICATION SLAVE ADMIN on 10.5.0 to 10.5.8)\n\
-         -- {} -- MySQL, and MariaDB before 10.5\n",
-        sql::grant_global("REPLICA MONITOR", grantee),
-        sql::grant_global("REPLICATION CLIENT", grantee)
-    ));
-    text.push_str(&format!(
-        "-- user-purge check reads the whole schema; give it an account of its own:\n\
-         -- {}\n",
-        sql::grant_schema_read(database, "'user_purge_check'@'%'")
-    ));
+    let (check_account, verify_account) = match dialect {
+        Dialect::MySql => ("'user_purge_check'@'%'", "'user_purge_verify'@'%'"),
+        Dialect::Postgres => ("user_purge_check", "user_purge_verify"),
+    };
+    match dialect {
+        // MariaDB split the old REPLICATION CLIENT in 10.5; SHOW REPLICA
+        // STATUS moved to REPLICATION SLAVE ADMIN, then, from 10.5.9, to
+        // REPLICA MONITOR.
+        Dialect::MySql => {
+            text.push_str(&format!(
+                "-- on each --replica-url, for its lag (SHOW REPLICA STATUS):\n\
+                 -- {} -- MariaDB 10.5.9 and later (SLAVE MONITOR is the same; \
+                 REPLICATION SLAVE ADMIN on 10.5.0 to 10.5.8)\n\
+                 -- {} -- MySQL, and MariaDB before 10.5\n",
+                sql::grant_global("REPLICA MONITOR", grantee),
+                sql::grant_global("REPLICATION CLIENT", grantee)
+            ));
+            text.push_str(&format!(
+                "-- user-purge check reads the whole schema; give it an account of its own:\n\
+                 -- {}\n",
+                sql::grant_schema_read(database, check_account)
+            ));
+        }
+        // PUBLIC may connect, use the public schema and call the recovery
+        // functions by default; a hardened database may have revoked the first two.
+        Dialect::Postgres => {
+            let database = dialect.quote(database);
+            text.push_str(&format!(
+                "-- where PUBLIC's defaults were revoked, also:\n\
+                 -- GRANT CONNECT ON DATABASE {database} TO {grantee};\n\
+                 -- GRANT USAGE ON SCHEMA \"public\" TO {grantee}; -- and each schema of the map's tables\n\
+                 -- on each --replica-url, for its lag: nothing more (pg_last_wal_replay_lsn() and\n\
+                 -- pg_last_xact_replay_timestamp() are PUBLIC's)\n\
+                 -- user-purge check reads pg_catalog only, which every role may read: CONNECT is enough\n\
+                 -- for {check_account}\n"
+            ));
+        }
+    }
     // verify reads what the job erases and the record; --repair erases with
     // the job's own statements and writes nothing to the record.
     if record.is_some() {
         text.push_str(
             "-- user-purge verify reads the same tables and the record: SELECT only, e.g.\n",
         );
-        for table in &verify_order {
+        for table in &order {
             text.push_str(&format!(
                 "-- {}\n",
-                sql::grant(&["SELECT"], database, table, "'user_purge_verify'@'%'")
+                sql::grant(dialect, &["SELECT"], database, table, verify_account)
             ));
         }
         text.push_str(
@@ -560,7 +588,7 @@ mod tests {
     #[test]
     fn grants_are_the_least_the_map_needs() {
         let erased = Identifier::parse("erased").unwrap();
-        let text = grants("app", &map(), Some(&erased), "'purger'@'%'");
+        let text = grants(Dialect::MySql, "app", &map(), Some(&erased), "'purger'@'%'");
         let statements: Vec<&str> = text.lines().filter(|l| !l.starts_with("--")).collect();
         assert_eq!(
             statements,
@@ -755,9 +783,35 @@ column = "id"
     }
 
     #[test]
+    fn grants_on_postgres_are_per_table_and_need_nothing_on_the_replicas() {
+        let erased = Identifier::parse("erased").unwrap();
+        let text = grants(Dialect::Postgres, "app", &map(), Some(&erased), "purger");
+        let statements: Vec<&str> = text.lines().filter(|l| !l.starts_with("--")).collect();
+        assert_eq!(
+            statements,
+            [
+                "GRANT SELECT, DELETE ON TABLE \"sessions\" TO purger;",
+                "GRANT SELECT, UPDATE ON TABLE \"invoices\" TO purger;",
+                "GRANT SELECT, DELETE ON TABLE \"users\" TO purger;",
+                "GRANT SELECT, INSERT ON TABLE \"erased\" TO purger;",
+            ]
+        );
+        assert!(
+            text.contains("-- GRANT CONNECT ON DATABASE \"app\" TO purger;"),
+            "{text}"
+        );
+        assert!(
+            text.contains("-- GRANT SELECT ON TABLE \"erased\" TO user_purge_verify;"),
+            "{text}"
+        );
+        // No MySQL statement slips in.
+        assert!(!text.contains('`') && !text.contains("*.*"), "{text}");
+    }
+
+    #[test]
     fn grants_add_select_on_the_hop_tables() {
         let map = Map::parse("map.toml", SHOP_MAP).unwrap();
-        let text = grants("app", &map, None, "'purger'@'%'");
+        let text = grants(Dialect::MySql, "app", &map, None, "'purger'@'%'");
         let statements: Vec<&str> = text.lines().filter(|l| !l.starts_with("--")).collect();
         assert_eq!(
             statements,

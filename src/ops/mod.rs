@@ -15,6 +15,7 @@ use crate::config::{Admin, Check, Credentials, ReplayTo};
 use crate::outcome::Outcome;
 use crate::pubsub::google::{self as pubsub, Unsuitable};
 use crate::store::schema::SchemaError;
+use crate::store::sql::Dialect;
 use crate::store::{self, mysql, postgres};
 use crate::{event, timestamp};
 
@@ -95,7 +96,12 @@ pub async fn check(check: &Check) -> Result<Checked, Outcome> {
     let database = &check.database;
     if let Some(grantee) = &check.grants {
         let name = store::url::database_name(database.url.expose());
+        let dialect = match database.engine {
+            Engine::MySql => Dialect::MySql,
+            Engine::Postgres => Dialect::Postgres,
+        };
         return Ok(Checked::Grants(check::grants(
+            dialect,
             &name,
             &database.map,
             database.record.as_ref(),

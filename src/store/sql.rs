@@ -730,14 +730,28 @@ pub fn record_probe(d: Dialect, table: &Identifier) -> String {
     )
 }
 
-/// `GRANT SELECT, DELETE ON `db`.`t` TO grantee;`.
-pub fn grant(privileges: &[&str], database: &str, table: &str, grantee: &str) -> String {
-    format!(
-        "GRANT {} ON {}.{} TO {grantee};",
-        privileges.join(", "),
-        quote(database),
-        quote(table)
-    )
+/// `GRANT SELECT, DELETE ON `db`.`t` TO grantee;` on MySQL;
+/// `GRANT SELECT, DELETE ON TABLE "t" TO grantee;` on PostgreSQL, whose
+/// grants hold in the database they are run in.
+pub fn grant(
+    dialect: Dialect,
+    privileges: &[&str],
+    database: &str,
+    table: &str,
+    grantee: &str,
+) -> String {
+    let privileges = privileges.join(", ");
+    match dialect {
+        Dialect::MySql => format!(
+            "GRANT {privileges} ON {}.{} TO {grantee};",
+            quote(database),
+            quote(table)
+        ),
+        Dialect::Postgres => format!(
+            "GRANT {privileges} ON TABLE {} TO {grantee};",
+            dialect.quote(table)
+        ),
+    }
 }
 
 /// `GRANT REPLICA MONITOR ON *.* TO grantee;`: a server-wide privilege,
@@ -1221,8 +1235,13 @@ mod tests {
         assert_eq!(quote("we`ird"), "`we``ird`");
         assert_eq!(column(&id("users"), &id("id")), "`users`.`id`");
         assert_eq!(
-            grant(&["SELECT", "DELETE"], "a`b", "users", "'u'@'%'"),
+            grant(MY, &["SELECT", "DELETE"], "a`b", "users", "'u'@'%'"),
             "GRANT SELECT, DELETE ON `a``b`.`users` TO 'u'@'%';"
+        );
+        // PostgreSQL's grants hold in the database they are run in.
+        assert_eq!(
+            grant(Dialect::Postgres, &["SELECT"], "app", "Us\"ers", "purger"),
+            "GRANT SELECT ON TABLE \"Us\"\"ers\" TO purger;"
         );
         assert_eq!(
             grant_schema_read("app", "'c'@'%'"),
