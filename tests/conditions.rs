@@ -84,6 +84,7 @@ async fn hold(env: &TestEnv, users: &BTreeSet<u64>, pause: Duration) {
     before.push_str(&engine.sleep_statement(pause.as_secs_f64()));
     env.sql_all(&engine.refusing_trigger(
         "users_legal_hold",
+        "DELETE",
         "users",
         "EXISTS (SELECT 1 FROM legal_holds WHERE user_id = OLD.id)",
         "legal hold",

@@ -52,21 +52,23 @@ impl Engine {
         }
     }
 
-    /// The statements that make a BEFORE DELETE trigger `name` on `table`
-    /// refuse every row for which `condition` (over `OLD`) holds, with
-    /// `message`: MariaDB SIGNALs SQLSTATE 45000, PostgreSQL RAISEs P0001.
-    /// `before` runs first in the trigger, when the row is refused.
+    /// The statements that make a BEFORE `event` (DELETE or UPDATE) trigger
+    /// `name` on `table` refuse every row for which `condition` (over `OLD`)
+    /// holds, with `message`: MariaDB SIGNALs SQLSTATE 45000, PostgreSQL
+    /// RAISEs P0001. `before` runs first in the trigger, when the row is refused.
     pub fn refusing_trigger(
         self,
         name: &str,
+        event: &str,
         table: &str,
         condition: &str,
         message: &str,
         before: &str,
     ) -> Vec<String> {
+        let row = if event == "UPDATE" { "NEW" } else { "OLD" };
         match self {
             Engine::MariaDb => vec![format!(
-                "CREATE TRIGGER {name} BEFORE DELETE ON {table} FOR EACH ROW \
+                "CREATE TRIGGER {name} BEFORE {event} ON {table} FOR EACH ROW \
                  BEGIN \
                    IF {condition} THEN \
                      {before} \
@@ -74,6 +76,8 @@ impl Engine {
                    END IF; \
                  END"
             )],
+            // The row a BEFORE trigger returns is the one written: OLD lets
+            // a DELETE go on, NEW an UPDATE.
             Engine::Postgres => vec![
                 format!(
                     "CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ \
@@ -82,11 +86,11 @@ impl Engine {
                          {before} \
                          RAISE EXCEPTION '{message}' USING ERRCODE = 'P0001'; \
                        END IF; \
-                       RETURN OLD; \
+                       RETURN {row}; \
                      END $$"
                 ),
                 format!(
-                    "CREATE TRIGGER {name} BEFORE DELETE ON {table} \
+                    "CREATE TRIGGER {name} BEFORE {event} ON {table} \
                      FOR EACH ROW EXECUTE FUNCTION {name}()"
                 ),
             ],

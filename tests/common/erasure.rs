@@ -140,7 +140,8 @@ pub fn finding(table: &str, column: &str, what: &str) -> (String, String, String
 }
 
 /// The GRANT statements `check --grants` printed, normalised: (privileges,
-/// sorted; the object without backticks; the grantee without spaces). Every
+/// sorted; the object without backticks or double quotes; the grantee
+/// without spaces). Every
 /// line must be a GRANT, a `--` comment or blank.
 pub fn grants(run: &Run) -> BTreeSet<(Vec<String>, String, String)> {
     let mut grants = BTreeSet::new();
@@ -160,7 +161,9 @@ pub fn grants(run: &Run) -> BTreeSet<(Vec<String>, String, String)> {
             .map(|p| p.trim().to_owned())
             .collect();
         privileges.sort();
-        let object = statement[on + " ON ".len()..to].trim().replace('`', "");
+        let object = statement[on + " ON ".len()..to]
+            .trim()
+            .replace(['`', '"'], "");
         let grantee = statement[to + " TO ".len()..].replace(' ', "");
         assert!(
             grants.insert((privileges, object, grantee)),
