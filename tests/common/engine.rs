@@ -105,6 +105,37 @@ impl Engine {
         }
     }
 
+    /// `CREATE TABLE name` for an erasure record, as the README creates it.
+    pub fn record_table(self, name: &str) -> String {
+        self.create_table(
+            name,
+            &format!(
+                "user_id {} NOT NULL PRIMARY KEY, erased_at {} NOT NULL, \
+                 message_id VARCHAR(128) NOT NULL",
+                self.id_type(),
+                self.timestamp_type()
+            ),
+        )
+    }
+
+    /// `INSERT INTO table (user_id, payload)` of `rows` rows for each user
+    /// of `first..=last`, in one statement, in the order of (user, row):
+    /// MariaDB's sequence engine, PostgreSQL's generate_series.
+    pub fn insert_rows_each(self, table: &str, (first, last): (u64, u64), rows: u64) -> String {
+        match self {
+            Engine::MariaDb => format!(
+                "INSERT INTO {table} (user_id, payload) \
+                 SELECT u.seq, CONCAT('r', r.seq) FROM seq_{first}_to_{last} u \
+                 JOIN seq_1_to_{rows} r ORDER BY u.seq, r.seq"
+            ),
+            Engine::Postgres => format!(
+                "INSERT INTO {table} (user_id, payload) \
+                 SELECT u, 'r' || r FROM generate_series({first}, {last}) u, \
+                 generate_series(1, {rows}) r ORDER BY u, r"
+            ),
+        }
+    }
+
     /// A statement that waits `seconds` inside a trigger body.
     pub fn sleep_statement(self, seconds: f64) -> String {
         match self {
@@ -374,5 +405,14 @@ pub async fn drop_postgres_world(root_url: &str, database: &str, roles: &[String
             .batch_execute(&format!("DROP ROLE \"{role}\""))
             .await
             .unwrap();
+    }
+}
+
+impl super::Setup {
+    /// Another PostgreSQL server than the shared one (root's URL on it), as
+    /// [`Setup::mysql_root`](super::Setup::mysql_root) is for MariaDB.
+    pub fn postgres_root(mut self, url: String) -> super::Setup {
+        self.postgres_root = url;
+        self
     }
 }

@@ -44,6 +44,7 @@ pub use user_purge::event::event_type;
 pub mod backlog;
 pub mod engine;
 pub mod erasure;
+pub mod postgres_cluster;
 pub mod private;
 pub mod proxy;
 pub mod replication;

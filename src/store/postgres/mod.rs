@@ -373,12 +373,21 @@ struct Replica {
 /// How far a streaming replica is behind: 0 when it has replayed all it
 /// received (an idle primary sends nothing, and is no lag), else the time
 /// since the last transaction it replayed was committed (none replayed yet:
-/// 0). Not in recovery: no replica. NULL: it receives no WAL by streaming.
+/// 0; a clock behind the primary's: 0). Not in recovery: no replica. NULL,
+/// replication stopped, as MariaDB's stopped IO or SQL thread: it has never
+/// streamed WAL, its replay is paused (`pg_wal_replay_pause()`: it receives
+/// and applies nothing, however idle the primary), or no WAL receiver runs
+/// (cut off from its primary, it would say it replayed all it received).
+/// Every function here is PUBLIC's, `pg_stat_wal_receiver`'s row too (its
+/// details are `pg_read_all_stats`'s, and not read).
 const LAG: &str = "SELECT pg_catalog.pg_is_in_recovery(), \
-     CASE WHEN pg_catalog.pg_last_wal_receive_lsn() IS NULL THEN NULL \
-          WHEN pg_catalog.pg_last_wal_receive_lsn() = pg_catalog.pg_last_wal_replay_lsn() THEN 0 \
-          ELSE COALESCE(floor(EXTRACT(EPOCH FROM now() - \
-               pg_catalog.pg_last_xact_replay_timestamp()))::bigint, 0) END";
+     CASE WHEN NOT pg_catalog.pg_is_in_recovery() THEN NULL \
+          WHEN pg_catalog.pg_last_wal_receive_lsn() IS NULL THEN NULL \
+          WHEN pg_catalog.pg_get_wal_replay_pause_state() <> 'not paused' THEN NULL \
+          WHEN NOT EXISTS (SELECT FROM pg_catalog.pg_stat_wal_receiver) THEN NULL \
+          WHEN pg_catalog.pg_last_wal_receive_lsn() <= pg_catalog.pg_last_wal_replay_lsn() THEN 0 \
+          ELSE GREATEST(COALESCE(floor(EXTRACT(EPOCH FROM now() - \
+               pg_catalog.pg_last_xact_replay_timestamp()))::bigint, 0), 0) END";
 
 /// The connection to a PostgreSQL primary, and to its replicas.
 pub struct Postgres {
@@ -504,7 +513,8 @@ impl Session for Postgres {
             let row = rows.first().cloned().unwrap_or_default();
             if text(&row, 0) != "t" {
                 anyhow::bail!(
-                    "{} is not a replica (pg_is_in_recovery() is false): check --replica-url",
+                    "replica {}: pg_is_in_recovery() is false: the server is not a replica; \
+                     check --replica-url",
                     replica.name
                 );
             }
