@@ -13,6 +13,9 @@
 //!   codes of `verify --help` that are an answer; before the Cloud SQL
 //!   component, both CronJobs get the proxy, and after it the docs' overlay
 //!   refuses to render.
+//! - `k8s/components/cloud-sql-proxy-postgres`: the Cloud SQL component with
+//!   the proxy on PostgreSQL's port, in the docs' overlay with the two lines
+//!   the docs change for PostgreSQL; nothing else of the pod differs.
 //! - Secrets (the variables whose values `--help` hides) are never a setting:
 //!   `DATABASE_URL` is one only without a password; the password and the key
 //!   are files, in the pod from the Secret's read-only volume (whose keys the
@@ -1615,6 +1618,128 @@ fn the_cloud_sql_component_after_verify_puts_the_proxy_in_both_cronjobs() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+// ---------------------------------------------------------------------------
+// The Cloud SQL component for PostgreSQL (`k8s/components/cloud-sql-proxy-postgres`):
+// the MySQL one with the proxy on 5432, in the docs' Cloud SQL overlay with the
+// component and the URL changed, as the docs' Cloud SQL section says.
+
+/// The component line of the docs' Cloud SQL overlay, and its PostgreSQL form.
+const PROXY_COMPONENT: &str = "  - ../../k8s/components/cloud-sql-proxy\n";
+const POSTGRES_PROXY_COMPONENT: &str = "  - ../../k8s/components/cloud-sql-proxy-postgres\n";
+
+/// The overlay's `DATABASE_URL`, and its PostgreSQL form: the proxy on the
+/// pod's loopback, no password, no TLS of the job's own (the proxy encrypts).
+const MYSQL_PROXY_URL: &str = "mysql://user_purge@127.0.0.1:3306/app";
+const POSTGRES_PROXY_URL: &str = "postgres://user_purge@127.0.0.1:5432/app?sslmode=disable";
+
+/// The docs' Cloud SQL overlay as the docs turn it into PostgreSQL's.
+fn docs_cloud_sql_postgres_overlay() -> String {
+    let overlay = docs_cloud_sql_overlay();
+    for line in [PROXY_COMPONENT, MYSQL_PROXY_URL] {
+        assert!(overlay.contains(line), "the docs' overlay has no {line:?}");
+    }
+    overlay
+        .replace(PROXY_COMPONENT, POSTGRES_PROXY_COMPONENT)
+        .replace(MYSQL_PROXY_URL, POSTGRES_PROXY_URL)
+}
+
+/// The proxy's arguments in a CronJob's pod.
+fn proxy_args(cronjob: &Value) -> Vec<&str> {
+    array(&cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["initContainers"][0]["args"])
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect()
+}
+
+#[test]
+fn the_postgres_cloud_sql_overlay_is_the_mysql_one_with_the_proxy_on_5432() {
+    let output = kustomize_overlay(&docs_cloud_sql_postgres_overlay());
+    assert_success(
+        "kubectl kustomize (the docs' Cloud SQL overlay, PostgreSQL)",
+        &output,
+    );
+    let rendered = String::from_utf8(output.stdout).unwrap();
+    assert_valid_kubernetes(&rendered, &[]);
+    let objects = yaml_documents(&rendered);
+    let job = cronjob(&objects);
+    let args = proxy_args(job);
+    assert_eq!(args.first(), Some(&"--port=5432"), "{args:?}");
+    assert!(!args.iter().any(|a| a.contains("3306")), "{args:?}");
+    assert_eq!(args.last(), Some(&INSTANCE), "{args:?}");
+
+    // Nothing else of the pod differs from the MySQL component's: the
+    // PostgreSQL one reuses it, and changes the port alone.
+    let mysql = yaml_documents(&render_docs_overlay());
+    let pod = |cronjob: &Value| {
+        let mut pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"].clone();
+        pod["initContainers"][0]["args"][0] = Value::Null;
+        // The settings' ConfigMap name carries a hash of its (other) URL.
+        for container in pod["containers"].as_array_mut().unwrap() {
+            container["envFrom"] = Value::Null;
+        }
+        pod
+    };
+    assert_eq!(pod(job), pod(cronjob(&mysql)));
+
+    // The URL names the proxy's port, without a password; the docs' Cloud SQL
+    // section and the component's comment show it.
+    let settings = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+        ["envFrom"][0]["configMapRef"]["name"]
+        .as_str()
+        .unwrap();
+    let config_map = objects
+        .iter()
+        .find(|o| o["kind"] == "ConfigMap" && o["metadata"]["name"] == settings)
+        .expect("the settings' ConfigMap is rendered");
+    assert_eq!(config_map["data"]["DATABASE_URL"], POSTGRES_PROXY_URL);
+    assert_eq!(url_password(POSTGRES_PROXY_URL), None);
+    let port = args[0].strip_prefix("--port=").unwrap();
+    assert!(POSTGRES_PROXY_URL.contains(&format!("@127.0.0.1:{port}/")));
+    let docs = read("docs/operations.md");
+    let section = &docs[docs.find("\n## Cloud SQL").expect("a Cloud SQL section")..];
+    for shown in [
+        format!("\n{POSTGRES_PROXY_URL}\n"),
+        POSTGRES_PROXY_COMPONENT.trim().to_owned(),
+    ] {
+        assert!(
+            section.contains(&shown),
+            "the Cloud SQL section must show {shown:?}"
+        );
+    }
+    assert!(
+        read("k8s/components/cloud-sql-proxy-postgres/kustomization.yaml")
+            .contains(POSTGRES_PROXY_URL),
+        "the component's comment must name {POSTGRES_PROXY_URL}"
+    );
+}
+
+#[test]
+fn the_postgres_cloud_sql_component_after_verify_puts_the_proxy_in_both_cronjobs() {
+    let overlay = docs_cloud_sql_postgres_overlay();
+    let verify_line = format!("  - {VERIFY_COMPONENT}\n");
+    let output = kustomize_overlay(&overlay.replace(
+        POSTGRES_PROXY_COMPONENT,
+        &format!("{verify_line}{POSTGRES_PROXY_COMPONENT}"),
+    ));
+    assert_success(
+        "kubectl kustomize (Cloud SQL for PostgreSQL with verify)",
+        &output,
+    );
+    let rendered = String::from_utf8(output.stdout).unwrap();
+    assert_valid_kubernetes(&rendered, &[]);
+    let objects = yaml_documents(&rendered);
+    let job = proxy_args(cronjob(&objects));
+    assert_eq!(job.first(), Some(&"--port=5432"), "{job:?}");
+    assert_eq!(proxy_args(verify_cronjob(&objects)), job, "the same proxy");
+
+    // The other order fails to render, as with the MySQL component.
+    let output = kustomize_overlay(&overlay.replace(
+        POSTGRES_PROXY_COMPONENT,
+        &format!("{POSTGRES_PROXY_COMPONENT}{verify_line}"),
+    ));
+    assert!(!output.status.success(), "verify after the proxy rendered");
 }
 
 // ---------------------------------------------------------------------------
