@@ -654,19 +654,6 @@ fn set(ids: &[u64]) -> BTreeSet<u64> {
     ids.iter().copied().collect()
 }
 
-/// The erasure record's table, as the README creates it.
-fn record_ddl(engine: Engine) -> String {
-    engine.create_table(
-        "erasure_record",
-        &format!(
-            "user_id {} NOT NULL PRIMARY KEY, erased_at {} NOT NULL, \
-             message_id VARCHAR(128) NOT NULL",
-            engine.id_type(),
-            engine.timestamp_type()
-        ),
-    )
-}
-
 async fn recorded(env: &TestEnv) -> BTreeSet<u64> {
     env.texts("SELECT user_id FROM erasure_record")
         .await
@@ -712,7 +699,7 @@ async fn a_via_map_erases_exactly_the_removed_users_items_addresses_and_newslett
 ) {
     let env = shop(engine).await;
     let emails = emails(engine);
-    env.sql(&record_ddl(engine)).await;
+    env.sql(&engine.record_table("erasure_record")).await;
     let maps = MapDir::new();
     let map = maps.write_arg(VIA_MAP);
     let before = snapshot(&env).await;

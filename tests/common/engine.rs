@@ -270,7 +270,10 @@ impl Db {
         match self {
             Db::MariaDb(pool) => {
                 let mut conn = pool.get_conn().await.unwrap();
-                let rows: Vec<mysql_async::Row> = conn.query(query).await.unwrap();
+                let rows: Vec<mysql_async::Row> = conn
+                    .query(query)
+                    .await
+                    .unwrap_or_else(|e| panic!("{query}: {e:?}"));
                 rows.into_iter()
                     .map(|row| {
                         (0..row.len())
