@@ -11,7 +11,8 @@
 //!   is refused, where `verify-ca` with the right CA accepts it (and still
 //!   refuses the wrong CA);
 //! - `require` encrypts without verifying: it connects to a server no CA it
-//!   knows signed; with a CA file it verifies the chain, as libpq's does.
+//!   knows signed; with a CA file it verifies the chain, as libpq's does,
+//!   and so does `prefer` (which libpq lets ignore the CA file).
 //!
 //! Every run is checked for the job's password, as everywhere.
 
@@ -167,8 +168,12 @@ async fn require_encrypts_without_verifying_unless_given_a_ca() {
     let world = World::new().await;
     let require = world.url("127.0.0.2", "require");
     // With a CA file, require verifies the chain (as verify-ca), as libpq's
-    // does when it has a root certificate.
+    // does when it has a root certificate; and so does prefer, which libpq
+    // would let ignore it.
     let wrong = world.run(&require, Some("other-ca.pem")).await;
+    world.assert_refused(&wrong, "certificate").await;
+    let prefer = world.url("127.0.0.2", "prefer");
+    let wrong = world.run(&prefer, Some("other-ca.pem")).await;
     world.assert_refused(&wrong, "certificate").await;
     // Without: a certificate from no CA the job knows, for another name.
     let unverified = world.run(&require, None).await;

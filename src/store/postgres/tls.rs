@@ -10,8 +10,9 @@
 //! - `verify-full`: and name the host connected to.
 //!
 //! `--database-ca-file` replaces the public CAs with the one given and makes
-//! `verify-full` the default (`verify-ca` if the URL asks for `require` or
-//! `verify-ca`), as the CA file does for MySQL.
+//! `verify-full` the default (`verify-ca` if the URL asks for `prefer`,
+//! `require` or `verify-ca`), as the CA file does for MySQL: a CA file given
+//! always verifies, and never falls back to plaintext.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -57,7 +58,8 @@ impl Mode {
     /// The mode in force: the URL's, or `prefer`, as a CA file changes them.
     pub fn with_ca(url_mode: Option<Mode>, ca_file: bool) -> Mode {
         match (url_mode, ca_file) {
-            (Some(Mode::Require | Mode::VerifyCa), true) => Mode::VerifyCa,
+            // libpq's `prefer` would ignore the CA, and fall back to plaintext.
+            (Some(Mode::Prefer | Mode::Require | Mode::VerifyCa), true) => Mode::VerifyCa,
             (Some(Mode::Disable) | None, true) => Mode::VerifyFull,
             (Some(mode), _) => mode,
             (None, false) => Mode::Prefer,
@@ -216,6 +218,8 @@ mod tests {
         assert_eq!(Mode::with_ca(None, false), Mode::Prefer);
         assert_eq!(Mode::with_ca(None, true), Mode::VerifyFull);
         assert_eq!(Mode::with_ca(Some(Mode::Require), true), Mode::VerifyCa);
+        assert_eq!(Mode::with_ca(Some(Mode::Prefer), true), Mode::VerifyCa);
+        assert_eq!(Mode::with_ca(Some(Mode::Prefer), false), Mode::Prefer);
         assert_eq!(Mode::with_ca(Some(Mode::Require), false), Mode::Require);
         assert_eq!(
             Mode::with_ca(Some(Mode::VerifyFull), false),
