@@ -16,9 +16,9 @@ use crate::logging::LogFormat;
 use crate::outcome::{self, Exit};
 
 /// Erases removed users: pulls the user service's events from a Pub/Sub
-/// subscription, erases the users named by USER_REMOVED events from MySQL
-/// (one table, or every table of an erasure map) in one transaction, and only
-/// then acknowledges the messages.
+/// subscription, erases the users named by USER_REMOVED events from MySQL,
+/// MariaDB or PostgreSQL (one table, or every table of an erasure map) in
+/// one transaction, and only then acknowledges the messages.
 ///
 /// Without a subcommand it runs one pass; the subcommands are for operators.
 #[derive(Parser, Debug)]
@@ -174,8 +174,9 @@ pub(super) struct RunArgs {
     #[arg(long, env = "LOCK_WAIT_TIMEOUT", default_value_t = LOCK_WAIT_TIMEOUT)]
     pub(super) lock_wait_timeout: u64,
 
-    /// Seconds one statement of the erasure may run (MariaDB's
-    /// max_statement_time; MySQL has none for DELETE and UPDATE).
+    /// Seconds one statement of the erasure may run (PostgreSQL's
+    /// statement_timeout, MariaDB's max_statement_time; MySQL has none for
+    /// DELETE and UPDATE).
     #[arg(long, env = "STATEMENT_TIMEOUT", default_value_t = STATEMENT_TIMEOUT)]
     pub(super) statement_timeout: u64,
 
@@ -192,8 +193,9 @@ pub(super) struct RunArgs {
     #[arg(long, env = "CHUNK_ROWS", default_value_t = super::CHUNK_ROWS as i64, allow_negative_numbers = true)]
     pub(super) chunk_rows: i64,
 
-    /// mysql:// URL of a replica whose lag the erasure waits for; repeat it
-    /// for each replica. Without a password it uses the primary's.
+    /// URL of a replica whose lag the erasure waits for, of the primary's
+    /// scheme; repeat it for each replica. Without a password it uses the
+    /// primary's.
     #[arg(
         long,
         env = "REPLICA_URLS",
@@ -211,7 +213,8 @@ pub(super) struct RunArgs {
 /// The database and what to erase in it: a run's and the check's.
 #[derive(Args, Debug)]
 pub(super) struct DatabaseArgs {
-    /// mysql://user:password@host:port/database (the password is never printed).
+    /// mysql://user:password@host:port/database, or postgres://...; the scheme
+    /// picks the engine (the password is never printed).
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub(super) database_url: Option<String>,
 
@@ -240,7 +243,8 @@ pub(super) struct DatabaseArgs {
     pub(super) erasure_record: Option<String>,
 
     /// CA certificate (PEM) to verify the database server with; turns TLS on.
-    /// TLS without a custom CA: add require_ssl=true to the URL.
+    /// TLS without a custom CA: add require_ssl=true (MySQL) or
+    /// sslmode=verify-full (PostgreSQL) to the URL.
     #[arg(long, env = "DATABASE_CA_FILE", value_name = "PEM")]
     pub(super) database_ca_file: Option<String>,
 }
@@ -250,13 +254,14 @@ pub(super) struct CheckArgs {
     #[command(flatten)]
     pub(super) database: DatabaseArgs,
 
-    /// Also report columns whose names match this MySQL REGEXP as references
-    /// to the user, e.g. '^(owner|author)_id$'.
+    /// Also report columns whose names match this regular expression (MySQL's
+    /// REGEXP, PostgreSQL's ~) as references to the user, e.g.
+    /// '^(owner|author)_id$'.
     #[arg(long, value_name = "REGEX")]
     pub(super) user_columns: Option<String>,
 
-    /// Also report columns whose names match this MySQL REGEXP as personal
-    /// data, as email columns are, e.g. '^(phone|address|birth_date)$'.
+    /// Also report columns whose names match this regular expression as
+    /// personal data, as email columns are, e.g. '^(phone|address|birth_date)$'.
     #[arg(long, value_name = "REGEX")]
     pub(super) personal_columns: Option<String>,
 
