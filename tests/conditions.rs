@@ -742,6 +742,22 @@ async fn a_signed_bigint_column_matches_no_id_beyond_its_range(engine: Engine) {
     run.assert_code(0);
     assert_eq!(run.count("deleted_rows"), 1);
     assert_eq!(run.count("acked"), 4);
+    // Matching nothing is no error, but the log says which ids and why.
+    let said: Vec<BTreeSet<u64>> = run
+        .stderr
+        .lines()
+        .filter_map(|line| {
+            let (_, rest) = line.split_once("): user ")?;
+            let (ids, _) = rest.split_once(" beyond what members.id can hold")?;
+            Some(ids.split(", ").map(|id| id.parse().unwrap()).collect())
+        })
+        .collect();
+    assert_eq!(
+        said,
+        [BTreeSet::from([(1 << 63) + 5, 1 << 63, u64::MAX])],
+        "one line must name the ids beyond the column's range:\n{}",
+        run.stderr
+    );
     let left: Vec<i64> = env
         .texts("SELECT id FROM members ORDER BY id")
         .await

@@ -296,6 +296,31 @@ impl<S: Session> SqlStore<S> {
         self.session.record(&statement, listed, &table, &what).await
     }
 
+    /// Says which ids an entry's column cannot hold (a signed or smaller
+    /// integer type): they are left out of its statements and match no row
+    /// there, which is not an error, but must not pass unseen.
+    fn log_beyond_range(&self, user_ids: &[u64]) {
+        for (i, (entry, kind)) in self.entries.iter().enumerate() {
+            let beyond: Vec<String> = user_ids
+                .iter()
+                .filter(|id| **id > kind.max())
+                .map(u64::to_string)
+                .collect();
+            if !beyond.is_empty() {
+                info!(
+                    "entry {} ({}): user {} beyond what {}.{} can hold (at most {}): no row \
+                     there can be theirs",
+                    i + 1,
+                    entry.describe(),
+                    beyond.join(", "),
+                    entry.table,
+                    entry.column,
+                    kind.max()
+                );
+            }
+        }
+    }
+
     /// The atomic entries' statements, then the record's (unless the record
     /// waits for the chunked entries), inside the savepoint.
     async fn erase_under_savepoint(
@@ -304,6 +329,7 @@ impl<S: Session> SqlStore<S> {
         deadline: tokio::time::Instant,
     ) -> Result<Erased, StoreError> {
         let user_ids: Vec<u64> = removals.iter().map(|r| r.user_id).collect();
+        self.log_beyond_range(&user_ids);
         let mut rows = vec![0; self.entries.len()];
         for (i, count) in rows.iter_mut().enumerate() {
             if self.entries[i].0.chunked {
