@@ -399,8 +399,10 @@ pub fn grants(
                 "-- where PUBLIC's defaults were revoked, also:\n\
                  -- GRANT CONNECT ON DATABASE {database} TO {grantee};\n\
                  -- GRANT USAGE ON SCHEMA \"public\" TO {grantee}; -- and each schema of the map's tables\n\
-                 -- on each --replica-url, for its lag: nothing more (pg_last_wal_replay_lsn() and\n\
-                 -- pg_last_xact_replay_timestamp() are PUBLIC's)\n\
+                 -- on each --replica-url, for its lag: nothing more (pg_is_in_recovery(),\n\
+                 -- pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn(), pg_last_xact_replay_timestamp(),\n\
+                 -- pg_get_wal_replay_pause_state() and pg_stat_wal_receiver are PUBLIC's; where that\n\
+                 -- was revoked: GRANT pg_monitor TO {grantee};)\n\
                  -- user-purge check reads pg_catalog only, which every role may read: CONNECT is enough\n\
                  -- for {check_account}\n"
             ));
