@@ -10,9 +10,14 @@
 //! Beside this file:
 //! - `backlog`: a mixed backlog, the invariant after it, and recovery runs;
 //! - `engine`: MariaDB or PostgreSQL, and what differs between them;
+//! - `erasure`: what the erasure map's tests read back (rows per table,
+//!   `check`'s findings and grants), and locks held on a test's tables;
+//! - `postgres_cluster`: private PostgreSQL 15 servers (a replica via
+//!   `pg_basebackup -R`, TLS);
 //! - `private`: MariaDB, emulator and Pushgateway instances of a test's own;
 //! - `proxy`: a slow link in front of the emulator;
-//! - `replication`: a private MariaDB primary and its replica, made to lag;
+//! - `replication`: a private primary and its replica on either engine (a
+//!   MariaDB binary-log replica, or a PostgreSQL streaming one), made to lag;
 //! - `scratch`: scratch directories, and openssl run in one;
 //! - `stand_ins`: sockets standing in for the services, for bad configuration;
 //! - `wait`: waiting for an event, never longer than a deadline.
