@@ -22,28 +22,103 @@ ensure_mariadb() {
   return 1
 }
 
-# PostgreSQL at 127.0.0.1:5432 (postgres, no password), started when it is
-# down: Debian's cluster, whatever its version.
+# PostgreSQL at 127.0.0.1:$POSTGRES_PORT (default 5432; user postgres, no
+# password), started when it is down: Debian's cluster on that port if there
+# is one (pg_lsclusters), whatever its version; otherwise, or if it does not
+# start, a private cluster of this checkout's own, made once by initdb under
+# target/postgres-<port>/ (trust authentication, listening on 127.0.0.1 only)
+# and started with pg_ctl. It keeps running after the script, as Debian's
+# would. PostgreSQL refuses to run as root: as root, both run as the postgres
+# OS user.
 ensure_postgres() {
-  if pg_isready -q -h 127.0.0.1 -p 5432 >/dev/null 2>&1; then
+  local port=${POSTGRES_PORT:-5432}
+  if pg_isready -q -h 127.0.0.1 -p "$port" >/dev/null 2>&1; then
     return 0
   fi
-  echo "PostgreSQL is not answering; starting it" >&2
-  local version
-  version=$(ls /etc/postgresql 2>/dev/null | sort -V | tail -n 1)
-  if [ -z "$version" ]; then
-    echo "error: no PostgreSQL cluster under /etc/postgresql (install the postgresql package)" >&2
-    return 1
+  echo "PostgreSQL is not answering at 127.0.0.1:$port; starting it" >&2
+  local version="" cluster=""
+  if command -v pg_lsclusters >/dev/null 2>&1; then
+    # "15 main 5432 down postgres /var/lib/postgresql/15/main ...": the
+    # newest cluster that listens on this port.
+    read -r version cluster < <(pg_lsclusters -h 2>/dev/null |
+      awk -v port="$port" '$3 == port { print $1, $2 }' | sort -V | tail -n 1) || true
   fi
-  pg_ctlcluster --skip-systemctl-redirect "$version" main start
-  for _ in $(seq 1 60); do
-    if pg_isready -q -h 127.0.0.1 -p 5432 >/dev/null 2>&1; then
+  if [ -n "$version" ] && [ -n "$cluster" ]; then
+    if pg_ctlcluster --skip-systemctl-redirect "$version" "$cluster" start &&
+      wait_for_postgres "$port" 60; then
+      return 0
+    fi
+    echo "Debian's cluster $version/$cluster did not start; trying a private one" >&2
+  fi
+  start_private_postgres "$port" || return 1
+  wait_for_postgres "$port" 60 || {
+    echo "error: PostgreSQL did not come up at 127.0.0.1:$port within 60 s" >&2
+    return 1
+  }
+}
+
+# Waits up to $2 seconds for PostgreSQL to answer at 127.0.0.1:$1.
+wait_for_postgres() {
+  local _
+  for _ in $(seq 1 "$2"); do
+    if pg_isready -q -h 127.0.0.1 -p "$1" >/dev/null 2>&1; then
       return 0
     fi
     sleep 1
   done
-  echo "error: PostgreSQL did not come up at 127.0.0.1:5432 within 60 s" >&2
   return 1
+}
+
+# The private cluster of ensure_postgres, on port $1: its programs are
+# $POSTGRES_BIN, else the newest /usr/lib/postgresql/*/bin, else initdb's
+# directory on the PATH.
+start_private_postgres() {
+  local port=$1 bin=${POSTGRES_BIN:-}
+  if [ -z "$bin" ]; then
+    bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+  fi
+  if [ -z "$bin" ] && command -v initdb >/dev/null 2>&1; then
+    bin=$(dirname "$(readlink -f "$(command -v initdb)")")
+  fi
+  if [ -z "$bin" ] || [ ! -x "$bin/initdb" ]; then
+    echo "error: no initdb (install the postgresql package, or set POSTGRES_BIN)" >&2
+    return 1
+  fi
+  local dir
+  # target/ of the checkout this file is in, wherever the caller stands.
+  dir="$(cd -P -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)/target/postgres-$port"
+  local run=()
+  if [ "$(id -u)" = 0 ]; then
+    if ! id postgres >/dev/null 2>&1; then
+      echo "error: running as root, and there is no postgres OS user to run PostgreSQL as" >&2
+      return 1
+    fi
+    run=(runuser -u postgres --)
+  fi
+  mkdir -p "$dir"
+  [ ${#run[@]} -eq 0 ] || chown postgres: "$dir"
+  chmod 0700 "$dir"
+  if [ ! -f "$dir/data/PG_VERSION" ]; then
+    echo "initdb: a private cluster in $dir/data" >&2
+    rm -rf -- "$dir/data"
+    "${run[@]}" "$bin/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 \
+      --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 || {
+      echo "error: initdb failed; its log:" >&2
+      cat "$dir/initdb.log" >&2
+      return 1
+    }
+  fi
+  # Settings on the command line, not in postgresql.conf: the same data
+  # directory serves whichever port it was made for.
+  "${run[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w -t 60 \
+    -o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories='$dir'" \
+    start >/dev/null || {
+    echo "error: the private PostgreSQL did not start; its log ($dir/log):" >&2
+    tail -n 20 "$dir/log" >&2
+    return 1
+  }
+  echo "private PostgreSQL up at 127.0.0.1:$port (data in $dir/data; stop it with" \
+    "${run[*]} $bin/pg_ctl -D $dir/data stop)" >&2
 }
 
 # Debian packages the tests need that a new machine may lack, installed once.
