@@ -1044,3 +1044,75 @@ async fn sigterm_while_receiving_hands_back_every_pull_and_a_rerun_takes_all() {
     assert_eq!(env.users().await, (10_001..=10_050).collect::<Vec<_>>());
     env.cleanup().await;
 }
+
+// ---------------------------------------------------------------------------
+// Names
+// ---------------------------------------------------------------------------
+
+/// PostgreSQL only: a MariaDB `db.table` would be another database's, which
+/// the job does not read. `audit.sessions` is outside the `search_path`, and
+/// named like `public.sessions`, which is on it: each entry erases its own
+/// table's rows, and `check` reads both schemas.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_table_outside_the_search_path_is_named_schema_table() {
+    use common::erasure::{finding, findings, tables};
+    use common::scratch::MapDir;
+
+    let env = TestEnv::on(Engine::Postgres, 4).await;
+    let user = &env.user;
+    env.sql(&format!(
+        "CREATE TABLE sessions (id BIGINT PRIMARY KEY, user_id BIGINT NOT NULL); \
+         CREATE SCHEMA audit; \
+         CREATE TABLE audit.sessions (id BIGINT PRIMARY KEY, user_id BIGINT NOT NULL); \
+         CREATE TABLE audit.exports (id BIGINT PRIMARY KEY, user_id BIGINT NOT NULL); \
+         CREATE INDEX sessions_by_user ON sessions (user_id); \
+         CREATE INDEX sessions_by_user ON audit.sessions (user_id); \
+         INSERT INTO sessions SELECT u * 10 + s, u FROM generate_series(1, 4) u, \
+           generate_series(1, 2) s; \
+         INSERT INTO audit.sessions SELECT u * 100 + s, u FROM generate_series(1, 4) u, \
+           generate_series(1, 3) s; \
+         GRANT USAGE ON SCHEMA audit TO \"{user}\"; \
+         GRANT SELECT, DELETE ON ALL TABLES IN SCHEMA audit TO \"{user}\""
+    ))
+    .await;
+    let maps = MapDir::new();
+    let entry = |table: &str, column: &str| {
+        format!("[[delete]]\ntable = \"{table}\"\ncolumn = \"{column}\"\n")
+    };
+    let map = maps.write_arg(
+        &[
+            entry("audit.sessions", "user_id"),
+            entry("sessions", "user_id"),
+            entry("users", "id"),
+        ]
+        .join("\n"),
+    );
+    env.publish_removals([1, 3]).await;
+
+    let run = env.run(&["--erasure-map", &map]).await;
+    println!("{}", run.stdout.trim());
+    run.assert_code(0);
+    assert_eq!(
+        tables(&run),
+        [
+            ("audit.sessions".to_owned(), 6),
+            ("sessions".to_owned(), 4),
+            ("users".to_owned(), 2)
+        ]
+    );
+    let owners = |table: &str| format!("SELECT DISTINCT user_id FROM {table} ORDER BY user_id");
+    assert_eq!(env.texts(&owners("audit.sessions")).await, ["2", "4"]);
+    assert_eq!(env.texts(&owners("public.sessions")).await, ["2", "4"]);
+    assert_eq!(env.number("SELECT COUNT(*) FROM audit.sessions").await, 6);
+
+    // The check follows the user into the other schema, and names its table
+    // as the map would.
+    let run = env.check(&["--erasure-map", &map], &[]).await;
+    println!("{}\n{}", run.stdout, run.stderr);
+    run.assert_code(1);
+    assert_eq!(
+        findings(&run),
+        BTreeSet::from([finding("audit.exports", "user_id", "not covered")])
+    );
+    env.cleanup().await;
+}

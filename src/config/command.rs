@@ -292,6 +292,9 @@ fn database(
     let identifier = |setting, value: &str| {
         Identifier::parse(value).map_err(|problem| invalid(setting, problem))
     };
+    let table_name = |setting, value: &str| {
+        Identifier::parse_table(value).map_err(|problem| invalid(setting, problem))
+    };
     let table = args.table.filter(|t| !t.is_empty());
     let id_column = args.id_column.filter(|c| !c.is_empty());
     let map = match args.erasure_map.filter(|m| !m.is_empty()) {
@@ -306,12 +309,12 @@ fn database(
             Map::load(&path).map_err(|problem| invalid("erasure_map", problem))?
         }
         None => Map::single(
-            identifier("table", table.as_deref().unwrap_or("users"))?,
+            table_name("table", table.as_deref().unwrap_or("users"))?,
             identifier("id_column", id_column.as_deref().unwrap_or("id"))?,
         ),
     };
     let record = match args.erasure_record.filter(|r| !r.is_empty()) {
-        Some(table) => Some(identifier("erasure_record", &table)?),
+        Some(table) => Some(table_name("erasure_record", &table)?),
         None => None,
     };
     let password = match args.database_password_file.filter(|f| !f.is_empty()) {

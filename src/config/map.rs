@@ -45,7 +45,9 @@ use toml::Spanned;
 
 /// A plain SQL identifier: ASCII letters, digits and `_`, not starting with a
 /// digit, at most 64 characters. Anything else is refused rather than escaped,
-/// so no configuration value can change a statement's meaning.
+/// so no configuration value can change a statement's meaning. A table's
+/// name may be two of them, `schema.table`, for a PostgreSQL table outside
+/// the `search_path` ([`Identifier::parse_table`]).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Identifier(String);
 
@@ -66,8 +68,35 @@ impl Identifier {
         }
     }
 
+    /// A table's name: a plain identifier, or `schema.table`, two of them.
+    pub fn parse_table(value: &str) -> Result<Identifier, String> {
+        match value.split_once('.') {
+            Some((schema, table)) => {
+                let (Ok(_), Ok(_)) = (Identifier::parse(schema), Identifier::parse(table)) else {
+                    return Err(format!(
+                        "{value:?} is not a plain SQL identifier, or two joined by a dot \
+                         (schema.table), each of ASCII letters, digits and _, not starting \
+                         with a digit, at most 64 characters"
+                    ));
+                };
+                Ok(Identifier(value.to_owned()))
+            }
+            None => Identifier::parse(value),
+        }
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The name without its schema: `users` for `app.users`.
+    pub fn unqualified(&self) -> &str {
+        self.0.rsplit('.').next().unwrap_or(&self.0)
+    }
+
+    /// The names it is made of: one, or the schema's and the table's.
+    pub fn parts(&self) -> impl Iterator<Item = &str> {
+        self.0.split('.')
     }
 }
 
@@ -434,7 +463,7 @@ fn hops(table: &Identifier, raw: Option<Vec<RawHop>>) -> Result<Vec<Hop>, String
     let mut hops = Vec::with_capacity(raw.len());
     for (i, hop) in raw.into_iter().enumerate() {
         let hop = Hop {
-            table: identifier("via table", &hop.table)?,
+            table: table_name("via table", &hop.table)?,
             key: identifier("via key", &hop.key)?,
             value: identifier("via value", &hop.value)?,
         };
@@ -454,9 +483,13 @@ fn identifier(key: &str, value: &str) -> Result<Identifier, String> {
     Identifier::parse(value).map_err(|problem| format!("{key}: {problem}"))
 }
 
+fn table_name(key: &str, value: &str) -> Result<Identifier, String> {
+    Identifier::parse_table(value).map_err(|problem| format!("{key}: {problem}"))
+}
+
 impl RawDelete {
     fn validate(self) -> Result<Entry, String> {
-        let table = identifier("table", &self.table)?;
+        let table = table_name("table", &self.table)?;
         Ok(Entry {
             column: identifier("column", &self.column)?,
             via: hops(&table, self.via)?,
@@ -469,7 +502,7 @@ impl RawDelete {
 
 impl RawRedact {
     fn validate(self) -> Result<Entry, String> {
-        let table = identifier("table", &self.table)?;
+        let table = table_name("table", &self.table)?;
         let column = identifier("column", &self.column)?;
         if self.null.is_empty() && self.replace.is_empty() {
             return Err("a redact sets nothing: give null = [...] or replace = { ... }".into());
@@ -855,5 +888,40 @@ via = [
             let problem = Identifier::parse(bad).unwrap_err();
             assert!(problem.contains("not a plain SQL identifier"), "{problem}");
         }
+    }
+
+    #[test]
+    fn a_table_may_be_named_with_its_schema() {
+        let table = Identifier::parse_table("audit.users").unwrap();
+        assert_eq!(table.unqualified(), "users");
+        assert_eq!(table.parts().collect::<Vec<_>>(), ["audit", "users"]);
+        assert_eq!(
+            Identifier::parse_table("users").unwrap().unqualified(),
+            "users"
+        );
+        for bad in [
+            "a.b.c",
+            ".users",
+            "audit.",
+            "au dit.users",
+            "audit.us`ers",
+            "a..b",
+        ] {
+            let problem = Identifier::parse_table(bad).unwrap_err();
+            assert!(
+                problem.contains("not a plain SQL identifier"),
+                "{bad}: {problem}"
+            );
+        }
+        // Columns are never qualified.
+        let map = "[[delete]]\ntable = \"audit.users\"\ncolumn = \"a.id\"\n";
+        assert!(Map::parse("m.toml", map).unwrap_err().contains("column"));
+        let map = "[[delete]]\ntable = \"audit.users\"\ncolumn = \"id\"\n";
+        assert_eq!(
+            Map::parse("m.toml", map).unwrap().entries()[0]
+                .table
+                .as_str(),
+            "audit.users"
+        );
     }
 }

@@ -160,7 +160,8 @@ pub fn findings(seen: &Seen, map: &Map, record: Option<&Identifier>) -> Vec<Find
 
     // Columns whose names refer to the user.
     let users = map.users_table().as_str();
-    let singular = users.strip_suffix('s').unwrap_or(users);
+    let unqualified = map.users_table().unqualified();
+    let singular = unqualified.strip_suffix('s').unwrap_or(unqualified);
     let mut names: BTreeSet<String> = ["user_id".to_owned(), format!("{singular}_id")].into();
     // The mapped columns that hold the user id, but the users table's own key
     // (often `id`, which every table has).
@@ -191,8 +192,9 @@ pub fn findings(seen: &Seen, map: &Map, record: Option<&Identifier>) -> Vec<Find
             continue;
         }
         let key = schema.primary.get(table).map_or("id", String::as_str);
-        let singular = table.strip_suffix('s').unwrap_or(table);
-        let names = [format!("{singular}_{key}"), format!("{table}_{key}")];
+        let unqualified = entry.table.unqualified();
+        let singular = unqualified.strip_suffix('s').unwrap_or(unqualified);
+        let names = [format!("{singular}_{key}"), format!("{unqualified}_{key}")];
         for column in schema.columns.keys() {
             if column.0 == table || !names.contains(&column.1.to_ascii_lowercase()) || !open(column)
             {

@@ -35,8 +35,12 @@ impl Dialect {
         }
     }
 
+    /// A name of the map quoted: each part of `schema.table` on its own.
     fn ident(self, name: &Identifier) -> String {
-        self.quote(name.as_str())
+        name.parts()
+            .map(|part| self.quote(part))
+            .collect::<Vec<_>>()
+            .join(".")
     }
 
     /// A text as a literal: a hex literal in utf8mb4 on MySQL, whatever the
@@ -106,7 +110,7 @@ pub fn quote(name: &str) -> String {
 
 /// An identifier of the map, quoted for a message.
 pub fn ident(name: &Identifier) -> String {
-    quote(name.as_str())
+    Dialect::MySql.ident(name)
 }
 
 /// `` `table`.`column` ``, for messages.
@@ -741,16 +745,21 @@ pub fn grant(
     grantee: &str,
 ) -> String {
     let privileges = privileges.join(", ");
+    // A name of the map: one identifier, or a schema's and a table's.
+    let on = table
+        .split('.')
+        .map(|part| dialect.quote(part))
+        .collect::<Vec<_>>()
+        .join(".");
     match dialect {
+        Dialect::MySql if table.contains('.') => {
+            format!("GRANT {privileges} ON {on} TO {grantee};")
+        }
         Dialect::MySql => format!(
-            "GRANT {privileges} ON {}.{} TO {grantee};",
-            quote(database),
-            quote(table)
+            "GRANT {privileges} ON {}.{on} TO {grantee};",
+            quote(database)
         ),
-        Dialect::Postgres => format!(
-            "GRANT {privileges} ON TABLE {} TO {grantee};",
-            dialect.quote(table)
-        ),
+        Dialect::Postgres => format!("GRANT {privileges} ON TABLE {on} TO {grantee};"),
     }
 }
 
@@ -1242,6 +1251,20 @@ mod tests {
         assert_eq!(
             grant(Dialect::Postgres, &["SELECT"], "app", "Us\"ers", "purger"),
             "GRANT SELECT ON TABLE \"Us\"\"ers\" TO purger;"
+        );
+        assert_eq!(
+            grant(
+                Dialect::Postgres,
+                &["SELECT"],
+                "app",
+                "audit.users",
+                "purger"
+            ),
+            "GRANT SELECT ON TABLE \"audit\".\"users\" TO purger;"
+        );
+        assert_eq!(
+            grant(MY, &["SELECT"], "app", "audit.users", "'u'@'%'"),
+            "GRANT SELECT ON `audit`.`users` TO 'u'@'%';"
         );
         assert_eq!(
             grant_schema_read("app", "'c'@'%'"),

@@ -277,13 +277,19 @@ fn refusals() -> Vec<(Vec<String>, &'static str)> {
         "us'ers",
         "us`ers",
         "users; DROP TABLE x",
-        "db.users",
+        "a.b.users",
+        "db.us`ers",
         "\u{0443}sers",
         &too_long,
     ] {
         cases.push((one("--table", bad), "--table (PURGE_TABLE)"));
         cases.push((one("--id-column", bad), "--id-column (PURGE_ID_COLUMN)"));
     }
+    // A table may be named with its schema; a column never.
+    cases.push((
+        one("--id-column", "users.id"),
+        "--id-column (PURGE_ID_COLUMN)",
+    ));
     cases
 }
 

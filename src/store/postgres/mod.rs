@@ -156,12 +156,13 @@ fn check_names(database: &Database) -> anyhow::Result<()> {
     names.extend(&database.record);
     match names
         .into_iter()
-        .find(|name| name.as_str().len() > NAME_BYTES)
+        .flat_map(Identifier::parts)
+        .find(|name| name.len() > NAME_BYTES)
     {
         Some(name) => anyhow::bail!(
             "the name {name} is {} bytes, and PostgreSQL cuts names to {NAME_BYTES}; nothing \
              was received",
-            name.as_str().len()
+            name.len()
         ),
         None => Ok(()),
     }
@@ -197,38 +198,78 @@ fn text(row: &[Vec<u8>], i: usize) -> String {
         .unwrap_or_default()
 }
 
-/// `pg_catalog`'s tables and columns visible on the `search_path` (the
-/// first of a name only, as an unqualified name finds it).
-const COLUMNS: &str = "SELECT c.relname, a.attname, t.typname, \
-     pg_catalog.format_type(a.atttypid, a.atttypmod), NOT a.attnotnull, \
-     CASE WHEN t.typname IN ('varchar', 'bpchar') AND a.atttypmod >= 4 THEN a.atttypmod - 4 END, \
-     co.collname \
-     FROM pg_catalog.pg_class c \
-     JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
-     JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
-     LEFT JOIN pg_catalog.pg_collation co ON co.oid = a.attcollation \
-     WHERE c.relkind IN ('r', 'p') AND pg_catalog.pg_table_is_visible(c.oid)";
+/// A table's name as the map writes it (`c` its `pg_class` row, joined by
+/// [`in_user_schema`]): plain when the `search_path` finds it by that name
+/// (the first table of a name only), `schema.table` when it does not.
+fn table_name(c: &str) -> String {
+    format!(
+        "CASE WHEN pg_catalog.pg_table_is_visible({c}.oid) THEN {c}.relname::text \
+         ELSE {c}_ns.nspname || '.' || {c}.relname END"
+    )
+}
+
+/// The join of `c`'s schema, and the condition that it is not the system's.
+fn in_user_schema(c: &str) -> (String, String) {
+    (
+        format!("JOIN pg_catalog.pg_namespace {c}_ns ON {c}_ns.oid = {c}.relnamespace"),
+        format!(
+            "{c}_ns.nspname NOT IN ('pg_catalog', 'information_schema') \
+             AND {c}_ns.nspname NOT LIKE 'pg\\_toast%' AND {c}_ns.nspname NOT LIKE 'pg\\_temp\\_%'"
+        ),
+    )
+}
+
+/// `pg_catalog`'s tables and their columns, in every schema but the system's.
+fn columns_query() -> String {
+    let (join, user) = in_user_schema("c");
+    format!(
+        "SELECT {}, a.attname, t.typname, \
+         pg_catalog.format_type(a.atttypid, a.atttypmod), NOT a.attnotnull, \
+         CASE WHEN t.typname IN ('varchar', 'bpchar') AND a.atttypmod >= 4 \
+           THEN a.atttypmod - 4 END, \
+         co.collname \
+         FROM pg_catalog.pg_class c {join} \
+         JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 \
+           AND NOT a.attisdropped \
+         JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
+         LEFT JOIN pg_catalog.pg_collation co ON co.oid = a.attcollation \
+         WHERE c.relkind IN ('r', 'p') AND {user}",
+        table_name("c")
+    )
+}
 
 /// Each foreign key's column pairs, with its `ON DELETE` action.
-const FOREIGN_KEYS: &str = "SELECT cc.relname, ca.attname, pc.relname, pa.attname, con.confdeltype \
-     FROM pg_catalog.pg_constraint con \
-     JOIN pg_catalog.pg_class cc ON cc.oid = con.conrelid \
-     JOIN pg_catalog.pg_class pc ON pc.oid = con.confrelid \
-     CROSS JOIN LATERAL unnest(con.conkey, con.confkey) AS k(child, parent) \
-     JOIN pg_catalog.pg_attribute ca ON ca.attrelid = con.conrelid AND ca.attnum = k.child \
-     JOIN pg_catalog.pg_attribute pa ON pa.attrelid = con.confrelid AND pa.attnum = k.parent \
-     WHERE con.contype = 'f' AND pg_catalog.pg_table_is_visible(cc.oid) \
-       AND pg_catalog.pg_table_is_visible(pc.oid)";
+fn foreign_keys_query() -> String {
+    let (child_join, child_user) = in_user_schema("cc");
+    let (parent_join, parent_user) = in_user_schema("pc");
+    format!(
+        "SELECT {}, ca.attname, {}, pa.attname, con.confdeltype \
+         FROM pg_catalog.pg_constraint con \
+         JOIN pg_catalog.pg_class cc ON cc.oid = con.conrelid {child_join} \
+         JOIN pg_catalog.pg_class pc ON pc.oid = con.confrelid {parent_join} \
+         CROSS JOIN LATERAL unnest(con.conkey, con.confkey) AS k(child, parent) \
+         JOIN pg_catalog.pg_attribute ca ON ca.attrelid = con.conrelid AND ca.attnum = k.child \
+         JOIN pg_catalog.pg_attribute pa ON pa.attrelid = con.confrelid AND pa.attnum = k.parent \
+         WHERE con.contype = 'f' AND {child_user} AND {parent_user}",
+        table_name("cc"),
+        table_name("pc")
+    )
+}
 
 /// Each index's first column (not an expression), whether it is unique,
 /// primary, and how many key columns it has; partial indexes do not count.
-const INDEXES: &str = "SELECT c.relname, i.relname, a.attname, x.indisunique, x.indisprimary, \
-     x.indnkeyatts \
-     FROM pg_catalog.pg_index x \
-     JOIN pg_catalog.pg_class c ON c.oid = x.indrelid \
-     JOIN pg_catalog.pg_class i ON i.oid = x.indexrelid \
-     JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = x.indkey[0] \
-     WHERE x.indpred IS NULL AND x.indisvalid AND pg_catalog.pg_table_is_visible(c.oid)";
+fn indexes_query() -> String {
+    let (join, user) = in_user_schema("c");
+    format!(
+        "SELECT {}, i.relname, a.attname, x.indisunique, x.indisprimary, x.indnkeyatts \
+         FROM pg_catalog.pg_index x \
+         JOIN pg_catalog.pg_class c ON c.oid = x.indrelid {join} \
+         JOIN pg_catalog.pg_class i ON i.oid = x.indexrelid \
+         JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = x.indkey[0] \
+         WHERE x.indpred IS NULL AND x.indisvalid AND {user}",
+        table_name("c")
+    )
+}
 
 /// PostgreSQL's type names in the words the checks use (`int4` is
 /// `integer`; `text` a `varchar` without a length).
@@ -247,17 +288,17 @@ fn data_type(typname: &str) -> &str {
 /// Reads what `pg_catalog` says of the tables on the `search_path`.
 async fn read_schema(client: &Client) -> anyhow::Result<Schema> {
     let columns = rows(
-        simple(client, COLUMNS)
+        simple(client, &columns_query())
             .await
             .context("cannot read the columns from pg_catalog")?,
     );
     let foreign_keys = rows(
-        simple(client, FOREIGN_KEYS)
+        simple(client, &foreign_keys_query())
             .await
             .context("cannot read the foreign keys from pg_catalog")?,
     );
     let indexes = rows(
-        simple(client, INDEXES)
+        simple(client, &indexes_query())
             .await
             .context("cannot read the indexes from pg_catalog")?,
     );
@@ -338,13 +379,16 @@ pub async fn schema(
     let mut named = [BTreeSet::new(), BTreeSet::new()];
     for ((setting, pattern), named) in patterns.into_iter().zip(&mut named) {
         let Some(pattern) = pattern else { continue };
-        let select = "SELECT c.relname::text, a.attname::text FROM pg_catalog.pg_class c \
+        let (join, user) = in_user_schema("c");
+        let select = format!(
+            "SELECT {}, a.attname::text FROM pg_catalog.pg_class c {join} \
              JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 \
                AND NOT a.attisdropped \
-             WHERE c.relkind IN ('r', 'p') AND pg_catalog.pg_table_is_visible(c.oid) \
-               AND a.attname ~ $1";
+             WHERE c.relkind IN ('r', 'p') AND {user} AND a.attname ~ $1",
+            table_name("c")
+        );
         *named = client
-            .query(select, &[&pattern])
+            .query(&select, &[&pattern])
             .await
             .map(|rows| {
                 rows.into_iter()
