@@ -128,6 +128,9 @@ ensure_packages() {
   command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
   command -v openssl >/dev/null 2>&1 || missing+=(openssl)
   command -v mariadb-install-db >/dev/null 2>&1 || missing+=(mariadb-server)
+  # PostgreSQL's server programs (Debian 12's are version 15), for
+  # ensure_postgres and the tests' private clusters.
+  compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
   if [ ${#missing[@]} -gt 0 ]; then
     echo "installing ${missing[*]}" >&2
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
