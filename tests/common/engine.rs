@@ -188,6 +188,65 @@ impl Engine {
             Engine::Postgres => format!("postgres://postgres@127.0.0.1:{port}/{database}"),
         }
     }
+
+    /// The statements that make a row trigger `name` on `table` run `body`
+    /// (one statement over `OLD` or `NEW`, no semicolon) at `when` (`AFTER
+    /// DELETE`, say): MariaDB's trigger body, PostgreSQL's function. A
+    /// BEFORE trigger lets the row go on.
+    pub fn row_trigger(self, name: &str, when: &str, table: &str, body: &str) -> Vec<String> {
+        match self {
+            Engine::MariaDb => vec![format!(
+                "CREATE TRIGGER {name} {when} ON {table} FOR EACH ROW {body}"
+            )],
+            Engine::Postgres => {
+                // An AFTER trigger's row is ignored; a BEFORE trigger's is
+                // the one written (OLD lets a DELETE go on, NEW the others).
+                let row = if when.ends_with("DELETE") {
+                    "OLD"
+                } else {
+                    "NEW"
+                };
+                vec![
+                    format!(
+                        "CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ \
+                         BEGIN {body}; RETURN {row}; END $$"
+                    ),
+                    format!(
+                        "CREATE TRIGGER {name} {when} ON {table} \
+                         FOR EACH ROW EXECUTE FUNCTION {name}()"
+                    ),
+                ]
+            }
+        }
+    }
+
+    /// `CREATE TABLE name` for an erasure record whose `user_id` holds every
+    /// id an event can carry, as a map with a text id column needs (checked
+    /// at connect): BIGINT UNSIGNED on MariaDB, VARCHAR(20) on PostgreSQL,
+    /// which has no unsigned type.
+    pub fn wide_record_table(self, name: &str) -> String {
+        let user_id = match self {
+            Engine::MariaDb => self.id_type(),
+            Engine::Postgres => "VARCHAR(20)",
+        };
+        self.create_table(
+            name,
+            &format!(
+                "user_id {user_id} NOT NULL PRIMARY KEY, erased_at {} NOT NULL, \
+                 message_id VARCHAR(128) NOT NULL",
+                self.timestamp_type()
+            ),
+        )
+    }
+
+    /// Words of the server's message when an account lacks the privilege
+    /// for a statement (a SELECT-only account's DELETE).
+    pub fn permission_refusal(self) -> &'static str {
+        match self {
+            Engine::MariaDb => "command denied",
+            Engine::Postgres => "permission denied",
+        }
+    }
 }
 
 /// Makes each named `async fn name(engine: Engine)` of the test file two
