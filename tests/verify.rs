@@ -1,14 +1,20 @@
-//! `user-purge verify`: erased users stay erased. Each test first runs the
-//! real job on the real emulator and MariaDB (USER_REMOVED for users 1, 2
-//! and 3, an erasure map with a `[[delete]]`, a `[[redact]]`, a `via` entry,
-//! a VARCHAR user column and the users table, and an erasure record); then
-//! writes some of their rows back, as a restore or a stale writer would, and
-//! runs `verify`, with a stand-in for Pub/Sub that it must never contact:
+//! `user-purge verify`: erased users stay erased, on MariaDB and (issue 20)
+//! on PostgreSQL 15, every test through [`on_both_engines!`]. Each test first
+//! runs the real job on the real emulator and the engine's database
+//! (USER_REMOVED for users 1, 2 and 3, an erasure map with a `[[delete]]`, a
+//! `[[redact]]`, a `via` entry, a VARCHAR user column and the users table,
+//! and an erasure record); then writes some of their rows back, as a restore
+//! or a stale writer would, and runs `verify`, with a stand-in for Pub/Sub
+//! that it must never contact:
 //!
 //! - rows written back into the users table, a delete entry's table, a table
 //!   reached `via` another, and a redacted column are exactly the findings
 //!   (exit 1); `--repair` erases them (exit 0) and leaves the record as it
 //!   was; `verify` then finds nothing (exit 0);
+//! - the same with an integer record and a map without the text column: the
+//!   world's record holds every id of the carts' VARCHAR(20), so it is text
+//!   on PostgreSQL, which has no unsigned type; an integer record is joined
+//!   to each integer entry, page by page;
 //! - a user never erased, with rows in every table (one of them an order
 //!   whose id is an erased user's), is never reported nor touched;
 //! - a user the database refuses during the repair (a trigger) is exit 6 and
@@ -18,13 +24,15 @@
 //! - a SELECT-only account is enough to verify (exit 1), and is exit 4 with
 //!   `--repair`, nothing changed;
 //! - ids compare as the erasure compares them: `'01'`, `'1 '` and their kin
-//!   in a VARCHAR column are not user 1;
+//!   in a VARCHAR column are not user 1 (on MariaDB under a PAD SPACE, case-
+//!   and accent-blind collation; on PostgreSQL under the database's own);
 //! - `--since` checks only the users erased at or after it;
 //! - `--max-findings` limits the lines printed, not the totals;
 //! - a real Pushgateway gets the places still holding data (after a repair,
 //!   the refused users' included) and the time; a `--since` look, nothing;
 //! - without `--erasure-record`, or with a `--since` that is no RFC 3339
-//!   time, it is exit 2 before anything is contacted.
+//!   time, it is exit 2 before anything is contacted (a `mysql://` or a
+//!   `postgres://` URL alike).
 
 mod common;
 
@@ -33,31 +41,70 @@ use std::collections::BTreeMap;
 use common::private::PrivatePushgateway;
 use common::scratch::MapDir;
 use common::stand_ins::{StandIns, listener};
-use common::{Run, TestEnv, job_command};
-use mysql_async::prelude::Queryable as _;
+use common::{Engine, Run, TestEnv, job_command};
 use serde_json::{Value, json};
 
 // ---------------------------------------------------------------------------
 // The world: a shop after a real erasure
 // ---------------------------------------------------------------------------
 
+/// A table's index, if it has one besides its key: (name, column).
+type Index = Option<(&'static str, &'static str)>;
+
 /// The schema, without foreign keys: each entry reads and erases on its own.
-const DDL: [&str; 6] = [
-    "CREATE TABLE users (id BIGINT UNSIGNED PRIMARY KEY, email VARCHAR(100) NOT NULL)",
-    "CREATE TABLE orders (id BIGINT UNSIGNED PRIMARY KEY, \
-     user_id BIGINT UNSIGNED NOT NULL, INDEX by_user (user_id))",
-    "CREATE TABLE order_items (id BIGINT UNSIGNED PRIMARY KEY, \
-     order_id BIGINT UNSIGNED NOT NULL, INDEX by_order (order_id))",
-    "CREATE TABLE profiles (user_id BIGINT UNSIGNED PRIMARY KEY, \
-     address VARCHAR(100) NULL, name VARCHAR(40) NOT NULL)",
-    // A legacy table naming its user by text, under a PAD SPACE,
-    // case- and accent-blind collation.
-    "CREATE TABLE carts (id BIGINT UNSIGNED PRIMARY KEY, \
-     user_ref VARCHAR(20) NOT NULL, INDEX by_user (user_ref)) \
-     DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci",
-    "CREATE TABLE erased (user_id BIGINT UNSIGNED NOT NULL PRIMARY KEY, \
-     erased_at DATETIME(3) NOT NULL, message_id VARCHAR(128) NOT NULL)",
+/// Each table as (name, columns, index), `{ID}` the engine's id type; the
+/// erasure record is made apart ([`erased_world_with`]).
+const SCHEMA: [(&str, &str, Index); 5] = [
+    (
+        "users",
+        "id {ID} PRIMARY KEY, email VARCHAR(100) NOT NULL",
+        None,
+    ),
+    (
+        "orders",
+        "id {ID} PRIMARY KEY, user_id {ID} NOT NULL",
+        Some(("by_user", "user_id")),
+    ),
+    (
+        "order_items",
+        "id {ID} PRIMARY KEY, order_id {ID} NOT NULL",
+        Some(("by_order", "order_id")),
+    ),
+    (
+        "profiles",
+        "user_id {ID} PRIMARY KEY, address VARCHAR(100) NULL, name VARCHAR(40) NOT NULL",
+        None,
+    ),
+    // A legacy table naming its user by text.
+    (
+        "carts",
+        "id {ID} PRIMARY KEY, user_ref VARCHAR(20) NOT NULL",
+        Some(("by_user", "user_ref")),
+    ),
 ];
+
+/// The carts' options on MariaDB: a PAD SPACE, case- and accent-blind
+/// collation. PostgreSQL's text compares under the database's collation.
+const CARTS_COLLATION: &str = "DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci";
+
+/// Creates [`SCHEMA`] on the test's engine, and the erasure record
+/// `erased` with `record`.
+async fn create_schema(env: &TestEnv, record: &str) {
+    let engine = env.engine;
+    for (name, columns, index) in SCHEMA {
+        let mut ddl = engine.create_table(name, &columns.replace("{ID}", engine.id_type()));
+        if name == "carts" && engine == Engine::MariaDb {
+            ddl = format!("{ddl} {CARTS_COLLATION}");
+        }
+        env.sql(&ddl).await;
+        if let Some((index, column)) = index {
+            // An index's name is the schema's on PostgreSQL: the table's prefixes it.
+            env.sql(&format!("CREATE INDEX {name}_{index} ON {name} ({column})"))
+                .await;
+        }
+    }
+    env.sql(record).await;
+}
 
 /// Every table, the record's included, as [`dump`] reads them.
 const TABLES: [&str; 6] = [
@@ -96,6 +143,14 @@ table = "users"
 column = "id"
 "#;
 
+/// [`MAP`] without the carts: every id column an integer, which an integer
+/// record holds (PostgreSQL's carts need a text one).
+fn integer_map() -> String {
+    let carts = "[[delete]]\ntable = \"carts\"\ncolumn = \"user_ref\"\n\n";
+    assert!(MAP.contains(carts));
+    MAP.replace(carts, "")
+}
+
 /// Users 1..=USERS; the job erases [`REMOVED`].
 const USERS: u64 = 6;
 const REMOVED: [u64; 3] = [1, 2, 3];
@@ -109,15 +164,20 @@ struct World {
 }
 
 /// User k has order k·10+1, its item (k·10+1)·10+1, a profile with an
-/// address, and cart k (`'k'`). The job erases 1, 2 and 3, and records them.
-async fn erased_world() -> World {
-    let env = TestEnv::new(0).await;
+/// address, and cart k (`'k'`). The job erases 1, 2 and 3 with [`MAP`],
+/// and records them in a record that holds every id of the carts' text
+/// column ([`Engine::wide_record_table`]: VARCHAR(20) on PostgreSQL).
+async fn erased_world(engine: Engine) -> World {
+    erased_world_with(engine, MAP, &engine.wide_record_table("erased")).await
+}
+
+/// [`erased_world`] with `map` and the record made by `record`.
+async fn erased_world_with(engine: Engine, map: &str, record: &str) -> World {
+    let env = TestEnv::on(engine, 0).await;
     // The harness's users and orders (with a cascade) make way for these.
     env.sql("DROP TABLE orders").await;
     env.sql("DROP TABLE users").await;
-    for ddl in DDL {
-        env.sql(&format!("{ddl} ENGINE=InnoDB")).await;
-    }
+    create_schema(&env, record).await;
     for k in 1..=USERS {
         let order = k * 10 + 1;
         env.sql(&format!(
@@ -139,7 +199,7 @@ async fn erased_world() -> World {
             .await;
     }
     let maps = MapDir::new();
-    let map = maps.write_arg(MAP);
+    let map = maps.write_arg(map);
     env.publish_removals(REMOVED).await;
     let run = env
         .run(&["--erasure-map", &map, "--erasure-record", "erased"])
@@ -162,26 +222,20 @@ async fn erased_world() -> World {
 
 /// The users in the erasure record.
 async fn recorded(env: &TestEnv) -> Vec<u64> {
-    let mut conn = env.pool().get_conn().await.unwrap();
-    conn.query("SELECT user_id FROM erased ORDER BY user_id")
+    env.texts("SELECT user_id FROM erased ORDER BY user_id")
         .await
-        .unwrap()
+        .iter()
+        .map(|id| id.parse().unwrap())
+        .collect()
 }
 
 /// Every row of every table (the record's erased_at to the millisecond),
-/// each as its values in SQL, in the order of the first column.
+/// each as its values in text (NULL as "NULL"), in the order of the first
+/// column.
 async fn dump(env: &TestEnv) -> BTreeMap<&'static str, Vec<Vec<String>>> {
-    let mut conn = env.pool().get_conn().await.unwrap();
     let mut tables = BTreeMap::new();
     for table in TABLES {
-        let rows: Vec<mysql_async::Row> = conn
-            .query(format!("SELECT * FROM {table} ORDER BY 1"))
-            .await
-            .unwrap();
-        let rows = rows
-            .into_iter()
-            .map(|row| row.unwrap().iter().map(|v| v.as_sql(false)).collect())
-            .collect();
+        let rows = env.rows(&format!("SELECT * FROM {table} ORDER BY 1")).await;
         tables.insert(table, rows);
     }
     tables
@@ -201,11 +255,15 @@ async fn write_back_five(env: &TestEnv) {
 
 /// A legal hold on user 1: a trigger refuses to delete its users row.
 async fn hold_user_1(env: &TestEnv) {
-    env.sql(
-        "CREATE TRIGGER users_hold BEFORE DELETE ON users FOR EACH ROW \
-         IF OLD.id = 1 THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'legal hold'; END IF",
-    )
-    .await;
+    let hold = env.engine.refusing_trigger(
+        "users_hold",
+        "DELETE",
+        "users",
+        "OLD.id = 1",
+        "legal hold",
+        "",
+    );
+    env.sql_all(&hold).await;
 }
 
 /// The findings [`write_back_five`] leaves, as `verify` prints them.
@@ -296,9 +354,22 @@ fn closing(run: &Run) -> Value {
 // The tests
 // ---------------------------------------------------------------------------
 
-#[tokio::test(flavor = "multi_thread")]
-async fn rows_written_back_are_found_repaired_and_then_gone() {
-    let world = erased_world().await;
+on_both_engines!(
+    rows_written_back_are_found_repaired_and_then_gone,
+    an_integer_record_finds_and_repairs_the_same_rows,
+    a_user_never_erased_is_never_reported_nor_repaired,
+    a_user_refused_during_the_repair_is_exit_6_and_the_others_are_repaired,
+    rows_written_again_while_the_repair_runs_are_exit_1_and_named,
+    verify_pushes_the_places_still_holding_data_and_a_look_since_pushes_nothing,
+    a_select_only_account_verifies_and_cannot_repair,
+    text_ids_compare_as_the_erasure_compares_them,
+    since_checks_only_the_users_erased_at_or_after_it,
+    max_findings_limits_the_lines_not_the_totals,
+    a_verify_without_a_record_or_with_a_bad_since_is_exit_2_before_any_contact,
+);
+
+async fn rows_written_back_are_found_repaired_and_then_gone(engine: Engine) {
+    let world = erased_world(engine).await;
     let env = &world.env;
     let after_job = dump(env).await;
     write_back_five(env).await;
@@ -339,9 +410,35 @@ async fn rows_written_back_are_found_repaired_and_then_gone() {
     world.env.cleanup().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_user_never_erased_is_never_reported_nor_repaired() {
-    let world = erased_world().await;
+/// The world's record is an integer on MariaDB, text on PostgreSQL: there,
+/// an integer record (joined to each integer entry, page by page) is this one.
+async fn an_integer_record_finds_and_repairs_the_same_rows(engine: Engine) {
+    let world = erased_world_with(engine, &integer_map(), &engine.record_table("erased")).await;
+    let env = &world.env;
+    let after_job = dump(env).await;
+    write_back_five(env).await;
+
+    let run = verify(&world, &[], &[]).await;
+    run.assert_code(1);
+    assert_eq!(findings(&run), five_findings());
+    assert_eq!(
+        closing(&run),
+        json!({"command": "verify", "outcome": "findings", "users_checked": 3,
+               "findings": 5, "tables": five_tables()})
+    );
+
+    let run = verify(&world, &["--repair"], &[]).await;
+    run.assert_code(0);
+    assert_eq!(closing(&run)["repaired_rows"], 5, "{}", run.stdout);
+    assert_eq!(dump(env).await, after_job);
+    let run = verify(&world, &[], &[]).await;
+    run.assert_code(0);
+    assert_eq!(closing(&run)["findings"], 0, "{}", run.stdout);
+    world.env.cleanup().await;
+}
+
+async fn a_user_never_erased_is_never_reported_nor_repaired(engine: Engine) {
+    let world = erased_world(engine).await;
     let env = &world.env;
     // User 7 was never removed. It has rows in every table, and its order's
     // id is 1, an erased user's id, with an item on it; user 4's cart says '4'.
@@ -373,9 +470,8 @@ async fn a_user_never_erased_is_never_reported_nor_repaired() {
     world.env.cleanup().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_user_refused_during_the_repair_is_exit_6_and_the_others_are_repaired() {
-    let world = erased_world().await;
+async fn a_user_refused_during_the_repair_is_exit_6_and_the_others_are_repaired(engine: Engine) {
+    let world = erased_world(engine).await;
     let env = &world.env;
     hold_user_1(env).await;
     let after_job = dump(env).await;
@@ -406,9 +502,7 @@ async fn a_user_refused_during_the_repair_is_exit_6_and_the_others_are_repaired(
     // User 1 keeps every row written back (its order too, which the
     // refusal rolled back); user 2's row and user 3's order are gone.
     let mut expected = after_job;
-    // (The text protocol sends every value as a string.)
-    let row =
-        |values: &[&str]| -> Vec<String> { values.iter().map(|v| format!("'{v}'")).collect() };
+    let row = |values: &[&str]| -> Vec<String> { values.iter().map(|v| v.to_string()).collect() };
     expected
         .get_mut("users")
         .unwrap()
@@ -431,17 +525,18 @@ async fn a_user_refused_during_the_repair_is_exit_6_and_the_others_are_repaired(
     world.env.cleanup().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn rows_written_again_while_the_repair_runs_are_exit_1_and_named() {
-    let world = erased_world().await;
+async fn rows_written_again_while_the_repair_runs_are_exit_1_and_named(engine: Engine) {
+    let world = erased_world(engine).await;
     let env = &world.env;
     // A writer that re-creates a cart whenever a user row goes: the map
     // erases the carts before the users, so the repair leaves it behind.
-    env.sql(
-        "CREATE TRIGGER users_rewrite AFTER DELETE ON users FOR EACH ROW \
-         INSERT INTO carts VALUES (OLD.id + 100, OLD.id)",
-    )
-    .await;
+    let rewrite = engine.row_trigger(
+        "users_rewrite",
+        "AFTER DELETE",
+        "users",
+        "INSERT INTO carts VALUES (OLD.id + 100, OLD.id)",
+    );
+    env.sql_all(&rewrite).await;
     env.sql("INSERT INTO users VALUES (2, 'user2@example.com')")
         .await;
 
@@ -466,10 +561,11 @@ async fn rows_written_again_while_the_repair_runs_are_exit_1_and_named() {
     world.env.cleanup().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn verify_pushes_the_places_still_holding_data_and_a_look_since_pushes_nothing() {
+async fn verify_pushes_the_places_still_holding_data_and_a_look_since_pushes_nothing(
+    engine: Engine,
+) {
     let gateway = PrivatePushgateway::start().await;
-    let world = erased_world().await;
+    let world = erased_world(engine).await;
     let env = &world.env;
     hold_user_1(env).await;
     write_back_five(env).await;
@@ -518,9 +614,8 @@ async fn verify_pushes_the_places_still_holding_data_and_a_look_since_pushes_not
     world.env.cleanup().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_select_only_account_verifies_and_cannot_repair() {
-    let world = erased_world().await;
+async fn a_select_only_account_verifies_and_cannot_repair(engine: Engine) {
+    let world = erased_world(engine).await;
     let env = &world.env;
     let password = "Pw-ro-verify-3Kd";
     let url = env.create_user("ro", password, "SELECT", "*").await;
@@ -539,14 +634,13 @@ async fn a_select_only_account_verifies_and_cannot_repair() {
     let run = verify(&world, &["--repair"], &[("DATABASE_URL", &url)]).await;
     run.assert_no_secret(&[password]).assert_code(4);
     assert_eq!(closing(&run)["outcome"], "database_error", "{}", run.stdout);
-    run.assert_logged("command denied");
+    run.assert_logged(engine.permission_refusal());
     assert_eq!(dump(env).await, before, "a failed repair changes nothing");
     world.env.cleanup().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn text_ids_compare_as_the_erasure_compares_them() {
-    let world = erased_world().await;
+async fn text_ids_compare_as_the_erasure_compares_them(engine: Engine) {
+    let world = erased_world(engine).await;
     let env = &world.env;
     // Each equals '1' under the column's collation or as a number, none is
     // user 1's id as the job writes it.
@@ -591,16 +685,25 @@ async fn text_ids_compare_as_the_erasure_compares_them() {
     world.env.cleanup().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn since_checks_only_the_users_erased_at_or_after_it() {
-    let world = erased_world().await;
+async fn since_checks_only_the_users_erased_at_or_after_it(engine: Engine) {
+    let world = erased_world(engine).await;
     let env = &world.env;
     // User 1 was erased long ago, user 2 at 2015-06-01 00:00 UTC exactly,
-    // user 3 just now; all three are back.
-    env.sql("UPDATE erased SET erased_at = '2000-01-01 00:00:00' WHERE user_id = 1")
-        .await;
-    env.sql("UPDATE erased SET erased_at = '2015-06-01 00:00:00.000' WHERE user_id = 2")
-        .await;
+    // user 3 just now; all three are back. (PostgreSQL's record is text.)
+    let user = |id: u64| match engine {
+        Engine::MariaDb => id.to_string(),
+        Engine::Postgres => format!("'{id}'"),
+    };
+    env.sql(&format!(
+        "UPDATE erased SET erased_at = '2000-01-01 00:00:00' WHERE user_id = {}",
+        user(1)
+    ))
+    .await;
+    env.sql(&format!(
+        "UPDATE erased SET erased_at = '2015-06-01 00:00:00.000' WHERE user_id = {}",
+        user(2)
+    ))
+    .await;
     env.sql(
         "INSERT INTO users VALUES (1, 'user1@example.com'), (2, 'user2@example.com'), \
          (3, 'user3@example.com')",
@@ -641,9 +744,8 @@ async fn since_checks_only_the_users_erased_at_or_after_it() {
     world.env.cleanup().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn max_findings_limits_the_lines_not_the_totals() {
-    let world = erased_world().await;
+async fn max_findings_limits_the_lines_not_the_totals(engine: Engine) {
+    let world = erased_world(engine).await;
     write_back_five(&world.env).await;
 
     let run = verify(&world, &["--max-findings", "2"], &[]).await;
@@ -664,9 +766,15 @@ async fn max_findings_limits_the_lines_not_the_totals() {
     world.env.cleanup().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_verify_without_a_record_or_with_a_bad_since_is_exit_2_before_any_contact() {
+async fn a_verify_without_a_record_or_with_a_bad_since_is_exit_2_before_any_contact(
+    engine: Engine,
+) {
     let stand_ins = StandIns::new();
+    // The stand-in database under the engine's scheme.
+    let url = match engine {
+        Engine::MariaDb => stand_ins.url(),
+        Engine::Postgres => stand_ins.url_with("postgres", "/app"),
+    };
     let maps = MapDir::new();
     let map = maps.write_arg(MAP);
     for (args, error) in [
@@ -689,6 +797,7 @@ async fn a_verify_without_a_record_or_with_a_bad_since_is_exit_2_before_any_cont
     ] {
         let mut command = job_command(&args);
         command.envs(stand_ins.env());
+        command.env("DATABASE_URL", &url);
         let run = Run::from(command.output().await.unwrap());
         run.assert_code(2).assert_logged(error);
         assert!(
