@@ -20,8 +20,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::postgres_cluster::{PrivatePostgres, make_certificates};
+use common::postgres_cluster::PrivatePostgres;
 use common::scratch::Scratch;
+use common::scratch::make_certificates;
 use common::{Engine, Run, Setup, TestEnv, decoded, removals};
 
 /// A TLS-only server with the test's certificates, and a world on it with

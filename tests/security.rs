@@ -7,76 +7,9 @@
 
 mod common;
 
-use std::path::Path;
-
 use common::Setup;
 use common::private::PrivateMariaDb;
-use common::scratch::{Scratch, openssl};
-
-/// A CA, and a server certificate it signed for 127.0.0.1; plus a second,
-/// unrelated CA.
-fn make_certificates(dir: &Path) {
-    for ca in ["ca", "other-ca"] {
-        openssl(
-            dir,
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-days",
-                "2",
-                "-keyout",
-                &format!("{ca}.key"),
-                "-out",
-                &format!("{ca}.pem"),
-                "-subj",
-                &format!("/CN=user-purge test {ca}"),
-            ],
-        );
-    }
-    std::fs::write(
-        dir.join("server.ext"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
-    )
-    .unwrap();
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=127.0.0.1",
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-out",
-            "server.pem",
-            "-extfile",
-            "server.ext",
-        ],
-    );
-}
+use common::scratch::{Scratch, make_certificates};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_job_verifies_the_database_server_certificate() {

@@ -9,8 +9,9 @@
 //! Root (`postgres`) connects without a password, over TCP from 127.0.0.0/8
 //! and for replication; every other role must give its password
 //! (SCRAM), so that a test's run shows the job's account really logged in.
-//! [`make_certificates`] makes the CA, the server certificate and the
-//! unrelated CA that a TLS server of the test's own serves and is checked with.
+//! A TLS server serves the certificates that
+//! [`make_certificates`](super::scratch::make_certificates) makes, and is
+//! checked with its CA, or the unrelated one.
 
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
@@ -309,63 +310,4 @@ impl Drop for PrivatePostgres {
         self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-/// Writes into `dir` a CA (`ca.pem`, `ca.key`), a server certificate it
-/// signed for 127.0.0.1 and localhost (`server.pem`, `server.key`), and a
-/// second, unrelated CA (`other-ca.pem`).
-pub fn make_certificates(dir: &Path) {
-    use super::scratch::openssl;
-    for ca in ["ca", "other-ca"] {
-        let key = format!("{ca}.key");
-        let pem = format!("{ca}.pem");
-        let subject = format!("/CN=user-purge test {ca}");
-        openssl(
-            dir,
-            &[
-                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-keyout", &key,
-                "-out", &pem, "-subj", &subject,
-            ],
-        );
-    }
-    std::fs::write(
-        dir.join("server.ext"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
-    )
-    .unwrap();
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=127.0.0.1",
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-out",
-            "server.pem",
-            "-extfile",
-            "server.ext",
-        ],
-    );
 }

@@ -84,3 +84,61 @@ pub fn openssl(dir: &Path, args: &[&str]) {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// Writes into `dir` a CA (`ca.pem`, `ca.key`), a server certificate it
+/// signed for 127.0.0.1 and localhost (`server.pem`, `server.key`), and a
+/// second, unrelated CA (`other-ca.pem`).
+pub fn make_certificates(dir: &Path) {
+    for ca in ["ca", "other-ca"] {
+        let key = format!("{ca}.key");
+        let pem = format!("{ca}.pem");
+        let subject = format!("/CN=user-purge test {ca}");
+        openssl(
+            dir,
+            &[
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-keyout", &key,
+                "-out", &pem, "-subj", &subject,
+            ],
+        );
+    }
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-out",
+            "server.pem",
+            "-extfile",
+            "server.ext",
+        ],
+    );
+}
