@@ -571,38 +571,57 @@ impl Session for Postgres {
     }
 }
 
-/// Sorts a server error by what happens next, by SQLSTATE: class 23
-/// (integrity: a foreign key), 22 (data: a value too long) and P0 (PL/pgSQL),
-/// and any code a trigger `RAISE`s, belong to rows; 40P01 (deadlock) and
-/// 40001 (serialization) are tried again; 57014 is `statement_timeout`;
-/// anything else (55P03 `lock_timeout`, connection, resources, permissions,
-/// a read-only server) fails the transaction.
+/// What happens next after a server error, by its SQLSTATE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    /// The rows refused: the users are isolated.
+    Refused,
+    /// A deadlock or serialization failure: the transaction is tried again.
+    Retry,
+    /// `statement_timeout`: split as refusals are, a user alone carried over.
+    TimedOut,
+    /// Anything else fails the transaction.
+    Failed,
+}
+
+/// Class 23 (integrity: a foreign key), 22 (data: a value too long) and P0
+/// (PL/pgSQL), and any code a trigger `RAISE`s (`raised`: a trigger may use
+/// any ERRCODE), belong to rows; 40P01 (deadlock) and 40001 (serialization)
+/// are tried again; 57014 is `statement_timeout`; anything else (55P03
+/// `lock_timeout`, as MySQL's lock wait timeout; connection, resources,
+/// permissions, a read-only server) fails the transaction.
+fn next(code: &str, raised: bool) -> Next {
+    match code {
+        "40P01" | "40001" => Next::Retry,
+        "57014" => Next::TimedOut,
+        _ if raised || matches!(code.get(..2), Some("22" | "23" | "P0")) => Next::Refused,
+        _ => Next::Failed,
+    }
+}
+
+/// Sorts a server error by [`next`].
 fn classify(error: tokio_postgres::Error, table: &str, what: &str) -> StoreError {
-    if let Some(db) = error.as_db_error() {
-        let code = db.code().code();
-        let raised = db.routine() == Some("exec_stmt_raise");
-        match code {
-            "40P01" | "40001" => {
-                return StoreError::Deadlock(
-                    anyhow::Error::new(error).context(format!("{what} failed")),
-                );
-            }
-            "57014" => {
-                return StoreError::TimedOut(Refusal {
-                    table: table.to_owned(),
-                    reason: format!("{what} ran past --statement-timeout (SQLSTATE 57014)"),
-                });
-            }
-            _ => {}
+    let Some(db) = error.as_db_error() else {
+        return StoreError::Failed(anyhow::Error::new(error).context(format!("{what} failed")));
+    };
+    let code = db.code().code();
+    let raised = db.routine() == Some("exec_stmt_raise");
+    match next(code, raised) {
+        Next::Refused => StoreError::Refused(Refusal {
+            table: table.to_owned(),
+            reason: refusal_reason(code, raised, db.message()),
+        }),
+        Next::TimedOut => StoreError::TimedOut(Refusal {
+            table: table.to_owned(),
+            reason: format!("{what} ran past --statement-timeout (SQLSTATE 57014)"),
+        }),
+        Next::Retry => {
+            StoreError::Deadlock(anyhow::Error::new(error).context(format!("{what} failed")))
         }
-        if raised || matches!(code.get(..2), Some("22" | "23" | "P0")) {
-            return StoreError::Refused(Refusal {
-                table: table.to_owned(),
-                reason: refusal_reason(code, raised, db.message()),
-            });
+        Next::Failed => {
+            StoreError::Failed(anyhow::Error::new(error).context(format!("{what} failed")))
         }
     }
-    StoreError::Failed(anyhow::Error::new(error).context(format!("{what} failed")))
 }
 
 /// The server's reason, when its message names only tables, columns and
@@ -638,6 +657,29 @@ mod tests {
             "postgres://u@db.example:5433/app"
         );
         assert_eq!(database_name("postgres://u@h/app"), "app");
+    }
+
+    #[test]
+    fn errors_are_sorted_by_their_sqlstate() {
+        let cases = [
+            ("23503", false, Next::Refused), // foreign_key_violation
+            ("23502", false, Next::Refused), // not_null_violation
+            ("22001", false, Next::Refused), // string_data_right_truncation
+            ("P0001", true, Next::Refused),  // raise_exception
+            ("UP001", true, Next::Refused),  // a trigger's own ERRCODE
+            ("40P01", false, Next::Retry),   // deadlock_detected
+            ("40001", false, Next::Retry),   // serialization_failure
+            ("57014", false, Next::TimedOut),
+            ("55P03", false, Next::Failed), // lock_not_available: lock_timeout
+            ("08006", false, Next::Failed), // connection_failure
+            ("53100", false, Next::Failed), // disk_full
+            ("42501", false, Next::Failed), // insufficient_privilege
+            ("25006", false, Next::Failed), // read_only_sql_transaction
+            ("UP001", false, Next::Failed), // not from a RAISE: unknown
+        ];
+        for (code, raised, expected) in cases {
+            assert_eq!(next(code, raised), expected, "{code} raised: {raised}");
+        }
     }
 
     #[test]
