@@ -7,8 +7,13 @@
 //!   the refused users' messages are handed back, and the run exits 6;
 //! - a slow link (a latency proxy in front of the emulator) never passes for
 //!   an empty subscription: every run erases everything or exits 3;
-//! - ids are written by the id column's type: strings match exactly, and a
-//!   column of any other type is refused at connect;
+//! - on PostgreSQL, a deferred foreign key refuses at its statement, a
+//!   trigger's own ERRCODE is a refusal, and a statement past
+//!   `--statement-timeout` carries its user over;
+//! - ids are written by the id column's type: strings match exactly, an id
+//!   beyond an integer column's range matches nothing (and the log says so),
+//!   and a column of any other type is refused at connect; a PostgreSQL
+//!   table outside the `search_path` is named `schema.table`;
 //! - one run repeats rounds, so ordered subscriptions and backlogs drain;
 //! - kills during isolation and between rounds, and SIGTERM while receiving,
 //!   lose nothing.
@@ -1113,6 +1118,68 @@ async fn a_table_outside_the_search_path_is_named_schema_table() {
     assert_eq!(
         findings(&run),
         BTreeSet::from([finding("audit.exports", "user_id", "not covered")])
+    );
+    env.cleanup().await;
+}
+
+// ---------------------------------------------------------------------------
+// PostgreSQL's own refusals
+// ---------------------------------------------------------------------------
+
+/// PostgreSQL only, for what MariaDB has no counterpart of. Among users 1 to
+/// 6: 2 is held by a `DEFERRABLE INITIALLY DEFERRED` foreign key, which
+/// would refuse only at COMMIT, outside every savepoint, and fail the whole
+/// run, but is made to refuse at its statement; 3 by a trigger that RAISEs
+/// an ERRCODE of its own (`UP001`); and 4's delete runs past
+/// `--statement-timeout` (SQLSTATE 57014), so 4 is carried over. 1, 5 and 6
+/// are erased, and the run exits 6.
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_refusals_by_deferred_keys_own_errcodes_and_statement_timeouts_are_isolated() {
+    let engine = Engine::Postgres;
+    let env = TestEnv::on(engine, 6).await;
+    env.sql(
+        "CREATE TABLE contracts (id BIGINT PRIMARY KEY, \
+           user_id BIGINT NOT NULL REFERENCES users (id) DEFERRABLE INITIALLY DEFERRED); \
+         INSERT INTO contracts VALUES (1, 2); \
+         CREATE FUNCTION users_guard() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN \
+           IF OLD.id = 3 THEN \
+             RAISE EXCEPTION 'export pending' USING ERRCODE = 'UP001'; \
+           END IF; \
+           IF OLD.id = 4 THEN PERFORM pg_sleep(30); END IF; \
+           RETURN OLD; \
+         END $$; \
+         CREATE TRIGGER users_guard BEFORE DELETE ON users \
+           FOR EACH ROW EXECUTE FUNCTION users_guard()",
+    )
+    .await;
+    env.publish_removals(1..=6).await;
+
+    let run = env.run(&["--statement-timeout", "1"]).await;
+    println!("{}", run.stdout.trim());
+    run.assert_code(6);
+    assert_eq!(run.count("received"), 6);
+    assert_eq!(run.count("acked"), 3, "{}", run.stderr);
+    assert_eq!(run.count("refused"), 2, "{}", run.stderr);
+    assert_eq!(run.count("carried_over"), 1, "{}", run.stderr);
+    assert_eq!(
+        users_refused_in_log(&run.stderr, "users", "contracts"),
+        BTreeSet::from([2]),
+        "the deferred key refuses at its statement, naming its table:\n{}",
+        run.stderr
+    );
+    assert_eq!(
+        users_refused_in_log(&run.stderr, "users", "export pending (SQLSTATE UP001)"),
+        BTreeSet::from([3]),
+        "{}",
+        run.stderr
+    );
+    run.assert_logged("user 4 carried over to the next run");
+    assert_eq!(env.users().await, [2, 3, 4]);
+    assert_eq!(
+        decoded(&env.drain(Duration::from_secs(1)).await),
+        removals([2, 3, 4]),
+        "the refused and carried-over users' removals are handed back"
     );
     env.cleanup().await;
 }
