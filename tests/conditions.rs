@@ -44,6 +44,7 @@ on_both_engines!(
     a_lock_wait_timeout_on_one_row_is_exit_4_not_a_refusal,
     a_varchar_id_column_matches_only_the_exact_string,
     a_signed_bigint_column_matches_no_id_beyond_its_range,
+    a_narrow_integer_column_matches_no_id_beyond_its_range,
     an_id_column_of_another_type_is_refused_at_connect,
 );
 
@@ -774,27 +775,44 @@ async fn a_signed_bigint_column_matches_no_id_beyond_its_range(engine: Engine) {
     env.cleanup().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_narrow_unsigned_column_matches_no_id_beyond_its_range() {
-    let env = TestEnv::new(3).await;
-    env.sql("CREATE TABLE members (id INT UNSIGNED NOT NULL PRIMARY KEY) ENGINE=InnoDB")
-        .await;
-    env.sql("INSERT INTO members VALUES (1),(2),(4294967295)")
-        .await;
-    // 2^32 + 1 wraps to 1, and clamps to 4294967295.
-    env.publish_removals([2, (1 << 32) + 1]).await;
+/// MariaDB's `INT UNSIGNED`, PostgreSQL's `smallint` and `integer`: an id
+/// above the column's largest value, which the server would wrap or clamp
+/// onto a stored one, matches nothing.
+async fn a_narrow_integer_column_matches_no_id_beyond_its_range(engine: Engine) {
+    let env = TestEnv::on(engine, 3).await;
+    let narrow: &[(&str, u64)] = match engine {
+        Engine::MariaDb => &[("INT UNSIGNED", u32::MAX as u64)],
+        Engine::Postgres => &[("SMALLINT", i16::MAX as u64), ("INTEGER", i32::MAX as u64)],
+    };
+    for (i, (column_type, max)) in narrow.iter().enumerate() {
+        let table = format!("members_{i}");
+        env.sql(&engine.create_table(&table, &format!("id {column_type} NOT NULL PRIMARY KEY")))
+            .await;
+        env.sql(&format!("INSERT INTO {table} VALUES (1),(2),({max})"))
+            .await;
+        // max + 2 wraps to 1 on an unsigned column, and clamps to max.
+        env.publish_removals([2, max + 2]).await;
 
-    let run = env.run(&["--table", "members"]).await;
-    run.assert_code(0);
-    assert_eq!(run.count("deleted_rows"), 1);
-    assert_eq!(run.count("acked"), 2);
-    let mut conn = env.pool().get_conn().await.unwrap();
-    let left: Vec<u64> = conn
-        .query("SELECT id FROM members ORDER BY id")
-        .await
-        .unwrap();
-    drop(conn);
-    assert_eq!(left, [1, 4_294_967_295]);
+        let run = env.run(&["--table", &table]).await;
+        run.assert_code(0);
+        assert_eq!(run.count("deleted_rows"), 1, "{column_type}");
+        assert_eq!(run.count("acked"), 2, "{column_type}");
+        assert!(
+            run.stderr.contains(&format!(
+                "user {} beyond what {table}.id can hold (at most {max})",
+                max + 2
+            )),
+            "{column_type}: the log must say why {} matched nothing:\n{}",
+            max + 2,
+            run.stderr
+        );
+        assert_eq!(
+            env.texts(&format!("SELECT id FROM {table} ORDER BY id"))
+                .await,
+            ["1".to_owned(), max.to_string()],
+            "{column_type}"
+        );
+    }
     env.cleanup().await;
 }
 
