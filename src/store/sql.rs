@@ -189,7 +189,9 @@ pub fn entry_statement(
     user_ids: &[u64],
 ) -> Option<String> {
     let parts = Parts::new(d, entry, kind, user_ids)?;
-    Some(parts.statement(entry, ""))
+    // A redaction leaves the rows redacted already alone: PostgreSQL counts
+    // every row an UPDATE matches, MySQL only those it changed.
+    Some(parts.statement(entry, &parts.not_redacted(entry)))
 }
 
 /// The rows of one chunk, by key (literals from [`key_literal`]).
@@ -857,7 +859,8 @@ mod tests {
         assert_eq!(
             sql,
             "UPDATE `invoices` SET `email` = NULL, `name` = _utf8mb4 X'4F27427269656E205C203B' \
-             WHERE `customer_id` IN (7)"
+             WHERE `customer_id` IN (7) \
+             AND NOT (`email` <=> NULL AND `name` <=> _utf8mb4 X'4F27427269656E205C203B')"
         );
     }
 
@@ -928,7 +931,8 @@ mod tests {
             Some(
                 "UPDATE `shipping` AS `t0` JOIN `orders` AS `h1` ON `t0`.`order_id` = `h1`.`id` \
                  SET `t0`.`address` = NULL, `t0`.`name` = _utf8mb4 X'78' \
-                 WHERE `h1`.`user_ref` IN ('1','20') AND `h1`.`user_ref` REGEXP '^[0-9]+$'"
+                 WHERE `h1`.`user_ref` IN ('1','20') AND `h1`.`user_ref` REGEXP '^[0-9]+$' \
+                 AND NOT (`t0`.`address` <=> NULL AND `t0`.`name` <=> _utf8mb4 X'78')"
             )
         );
         // No id fits a signed first key: no statement.
@@ -1323,7 +1327,8 @@ mod tests {
             Some(
                 "UPDATE \"shipping\" AS \"t0\" SET \"address\" = NULL, \"name\" = 'O''x' \
                  FROM \"orders\" AS \"h1\" WHERE \"t0\".\"order_id\" = \"h1\".\"id\" \
-                 AND \"h1\".\"user_id\" IN (3)"
+                 AND \"h1\".\"user_id\" IN (3) AND NOT (\"t0\".\"address\" IS NOT DISTINCT FROM NULL \
+                 AND \"t0\".\"name\" IS NOT DISTINCT FROM 'O''x')"
             )
         );
         // A chunk's range keeps the not-yet-redacted test, null-safely.
