@@ -43,6 +43,7 @@ on_both_engines!(
     five_refused_users_among_two_hundred_are_isolated,
     a_lock_wait_timeout_on_one_row_is_exit_4_not_a_refusal,
     a_varchar_id_column_matches_only_the_exact_string,
+    a_char_id_column_matches_only_the_exact_string,
     a_signed_bigint_column_matches_no_id_beyond_its_range,
     a_narrow_integer_column_matches_no_id_beyond_its_range,
     an_id_column_of_another_type_is_refused_at_connect,
@@ -659,6 +660,13 @@ const LOOKALIKES: [&str; 10] = [
 /// look-alikes too.
 async fn only_exact_strings_match(engine: Engine, column_type: &str) {
     let env = TestEnv::on(engine, 5).await;
+    if column_type.ends_with("COLLATE blind") {
+        env.sql(
+            "CREATE COLLATION blind \
+             (provider = icu, locale = 'und-u-ks-level1', deterministic = false)",
+        )
+        .await;
+    }
     env.sql(&engine.create_table(
         "accounts",
         &format!("uid {column_type} NOT NULL PRIMARY KEY, note VARCHAR(20) NOT NULL"),
@@ -707,22 +715,16 @@ async fn a_varchar_id_column_matches_only_the_exact_string(engine: Engine) {
     only_exact_strings_match(engine, "VARCHAR(20)").await;
 }
 
-mod a_char_id_column_matches_only_the_exact_string {
-    use super::*;
-
-    #[tokio::test(flavor = "multi_thread")]
-    async fn on_mariadb() {
-        super::a_char_id_column_matches_only_the_exact_string(Engine::MariaDb).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread")]
-    async fn on_postgres() {
-        super::a_char_id_column_matches_only_the_exact_string(Engine::Postgres).await;
-    }
-}
-
 async fn a_char_id_column_matches_only_the_exact_string(engine: Engine) {
     only_exact_strings_match(engine, "CHAR(8)").await;
+}
+
+/// PostgreSQL only: an ICU collation blind to case, accents and width (a
+/// nondeterministic one, as MariaDB's `_ci` collations are) equates a
+/// full-width digit with an ASCII one, and refuses regular expressions.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_text_id_column_under_a_nondeterministic_collation_matches_only_the_exact_string() {
+    only_exact_strings_match(Engine::Postgres, "VARCHAR(20) COLLATE blind").await;
 }
 
 async fn a_signed_bigint_column_matches_no_id_beyond_its_range(engine: Engine) {

@@ -143,10 +143,11 @@ fn users_in(d: Dialect, column: &str, kind: IdKind, user_ids: &[u64]) -> Option<
     if matches!(kind, IdKind::Text { .. }) {
         // Under a PAD SPACE or accent-blind collation '1' also equals '1 ' or
         // a full-width '１': only plain ASCII digits are the user's id.
-        // PostgreSQL matches a char(n) with its padding: as text, it has none.
+        // PostgreSQL matches a char(n) with its padding: as text, it has none;
+        // in "C", since a nondeterministic collation refuses regular expressions.
         let _ = match d {
             Dialect::MySql => write!(sql, " AND {column} REGEXP '^[0-9]+$'"),
-            Dialect::Postgres => write!(sql, " AND {column}::text ~ '^[0-9]+$'"),
+            Dialect::Postgres => write!(sql, " AND {column}::text COLLATE \"C\" ~ '^[0-9]+$'"),
         };
     }
     Some(sql)
@@ -1297,7 +1298,7 @@ mod tests {
         assert_eq!(
             entry_statement(PG, &delete("accounts", "uid"), TEXT, &[1, 20]).as_deref(),
             Some(
-                "DELETE FROM \"accounts\" WHERE \"uid\" IN ('1','20') AND \"uid\"::text ~ '^[0-9]+$'"
+                "DELETE FROM \"accounts\" WHERE \"uid\" IN ('1','20') AND \"uid\"::text COLLATE \"C\" ~ '^[0-9]+$'"
             )
         );
     }
