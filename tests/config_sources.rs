@@ -1,13 +1,18 @@
 //! Configuration as platforms pass it, through the real binary: an empty
 //! variable counts as unset for every setting; an empty PUBSUB_EMULATOR_HOST
 //! is no emulator; the database password and the service-account key read
-//! from files (a mounted Secret, a systemd credential). Every run goes through
+//! from files (a mounted Secret, a systemd credential), on MariaDB and on a
+//! private PostgreSQL that checks passwords (the shared one trusts every
+//! role), whose unix socket the job also reaches. Every run goes through
 //! `TestEnv::checked`: neither the password nor the key may show.
 
 mod common;
 
+use common::postgres_cluster::PrivatePostgres;
 use common::scratch::Scratch;
-use common::{TestEnv, fake_key};
+use common::{Engine, Setup, TestEnv, fake_key};
+
+on_both_engines!(the_password_file_wins_over_the_urls_password);
 
 /// A file in a scratch directory of its own, removed with it when dropped.
 struct TempFile {
@@ -83,10 +88,22 @@ async fn an_empty_emulator_host_means_application_default_credentials() {
     env.cleanup().await;
 }
 
-/// The URL's password is wrong; the file's is right, and wins.
-#[tokio::test(flavor = "multi_thread")]
-async fn the_password_file_wins_over_the_urls_password() {
-    let env = TestEnv::new(4).await;
+/// The URL's password is wrong; the file's is right, and wins. On
+/// PostgreSQL, the same through the server's unix socket too.
+async fn the_password_file_wins_over_the_urls_password(engine: Engine) {
+    let server = match engine {
+        Engine::MariaDb => None,
+        Engine::Postgres => Some(PrivatePostgres::start(&[]).await),
+    };
+    let mut setup = Setup::new(5).engine(engine);
+    if let Some(server) = &server {
+        setup = setup.postgres_root(server.root_url("postgres"));
+    }
+    let env = setup.create().await;
+    let denied = match engine {
+        Engine::MariaDb => "Access denied",
+        Engine::Postgres => "password authentication failed",
+    };
     let wrong = env.database_url_as(&env.user, "not-the-password");
     // One trailing newline, as `echo` and kubectl --from-file leave it.
     let right = TempFile::new("password", &format!("{}\n", env.password));
@@ -117,7 +134,7 @@ async fn the_password_file_wins_over_the_urls_password() {
         .await;
     run.assert_code(0);
     assert_eq!(run.count("deleted_rows"), 1);
-    assert_eq!(env.users().await, [1, 4]);
+    assert_eq!(env.users().await, [1, 4, 5]);
 
     // Only one newline goes: a second is part of the password, which is then wrong.
     let two = TempFile::new("password2", &format!("{}\n\n", env.password));
@@ -125,7 +142,7 @@ async fn the_password_file_wins_over_the_urls_password() {
         .run_with_env(&[], &[("DATABASE_PASSWORD_FILE", two.path())])
         .await;
     run.assert_code(4);
-    run.assert_logged("Access denied");
+    run.assert_logged(denied);
 
     // A file that is not there: exit 2, naming the setting and the path.
     let run = env
@@ -136,7 +153,29 @@ async fn the_password_file_wins_over_the_urls_password() {
         "invalid --database-password-file (DATABASE_PASSWORD_FILE): cannot read \"/no/such/password\"",
     );
     assert!(run.stdout.is_empty());
-    assert_eq!(env.users().await, [1, 4]);
+    assert_eq!(env.users().await, [1, 4, 5]);
+
+    // PostgreSQL's unix socket: a URL with no TCP host at all, as Cloud SQL's
+    // `host=/cloudsql/...` is.
+    if let Some(server) = &server {
+        env.publish_removals([4]).await;
+        let socket = format!(
+            "postgres://{}@/{}?host={}&port={}",
+            env.user,
+            env.database,
+            server.dir.display(),
+            server.port
+        );
+        let run = env
+            .run_with_env(
+                &["--database-password-file", right.path()],
+                &[("DATABASE_URL", &socket)],
+            )
+            .await;
+        run.assert_code(0);
+        assert_eq!(run.count("deleted_rows"), 1);
+        assert_eq!(env.users().await, [1, 5]);
+    }
     env.cleanup().await;
 }
 
