@@ -455,27 +455,24 @@ impl Session for Postgres {
             .await
             .context("cannot set up the session")?;
         let schema = read_schema(&client).await?;
+        // A replica's URL without a password takes the primary's: the
+        // file's, or else the primary URL's.
+        let url_password = |url: &str| {
+            parse_url(url).ok().and_then(|url| {
+                url.config
+                    .get_password()
+                    .map(|p| String::from_utf8_lossy(p).into_owned())
+            })
+        };
+        let primary = password
+            .map(str::to_owned)
+            .or_else(|| url_password(database.url.expose()));
         let mut replicas = Vec::with_capacity(database.replicas.len());
         for url in &database.replicas {
             let name = describe(url.expose());
-            // A replica's URL without a password takes the primary's.
-            let own = parse_url(url.expose())
-                .ok()
-                .and_then(|url| url.config.get_password().map(<[u8]>::to_vec));
-            let primary = database
-                .password
-                .as_ref()
-                .map(|p| p.expose().to_owned())
-                .or_else(|| {
-                    parse_url(database.url.expose()).ok().and_then(|url| {
-                        url.config
-                            .get_password()
-                            .map(|p| String::from_utf8_lossy(p).into_owned())
-                    })
-                });
-            let password = match own {
+            let password = match url_password(url.expose()) {
                 Some(_) => None,
-                None => primary,
+                None => primary.clone(),
             };
             let client = connect(database, url.expose(), password.as_deref())
                 .await
