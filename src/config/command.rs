@@ -292,8 +292,21 @@ fn database(
     let identifier = |setting, value: &str| {
         Identifier::parse(value).map_err(|problem| invalid(setting, problem))
     };
+    // `schema.table` is PostgreSQL's; on MySQL it would name another
+    // database, which the job neither reads nor may erase from.
+    let qualified = |table: &Identifier| match engine {
+        Engine::MySql if table.parts().count() > 1 => Some(format!(
+            "{table} names another database's table; on MySQL and MariaDB the map's \
+             tables are the URL's database's, named plainly"
+        )),
+        _ => None,
+    };
     let table_name = |setting, value: &str| {
-        Identifier::parse_table(value).map_err(|problem| invalid(setting, problem))
+        let table = Identifier::parse_table(value).map_err(|problem| invalid(setting, problem))?;
+        match qualified(&table) {
+            Some(problem) => Err(invalid(setting, problem)),
+            None => Ok(table),
+        }
     };
     let table = args.table.filter(|t| !t.is_empty());
     let id_column = args.id_column.filter(|c| !c.is_empty());
@@ -306,7 +319,14 @@ fn database(
                      (PURGE_TABLE, PURGE_ID_COLUMN), not both",
                 ));
             }
-            Map::load(&path).map_err(|problem| invalid("erasure_map", problem))?
+            let map = Map::load(&path).map_err(|problem| invalid("erasure_map", problem))?;
+            let tables = map.entries().iter().flat_map(|entry| {
+                std::iter::once(&entry.table).chain(entry.via.iter().map(|hop| &hop.table))
+            });
+            if let Some(problem) = tables.filter_map(qualified).next() {
+                return Err(invalid("erasure_map", format!("{path}: {problem}")));
+            }
+            map
         }
         None => Map::single(
             table_name("table", table.as_deref().unwrap_or("users"))?,

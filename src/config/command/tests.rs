@@ -285,10 +285,15 @@ fn refusals() -> Vec<(Vec<String>, &'static str)> {
         cases.push((one("--table", bad), "--table (PURGE_TABLE)"));
         cases.push((one("--id-column", bad), "--id-column (PURGE_ID_COLUMN)"));
     }
-    // A table may be named with its schema; a column never.
+    // A table may be named with its schema, on PostgreSQL only; a column never.
     cases.push((
         one("--id-column", "users.id"),
         "--id-column (PURGE_ID_COLUMN)",
+    ));
+    cases.push((one("--table", "app.users"), "--table (PURGE_TABLE)"));
+    cases.push((
+        one("--erasure-record", "audit.erased"),
+        "--erasure-record (ERASURE_RECORD)",
     ));
     cases
 }
