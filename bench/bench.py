@@ -2420,28 +2420,7 @@ def report(args, facts, build, results):
             "the moments its first and last log lines reached the benchmark (a few ms of jitter), and the "
             "Pub/Sub connect is what remains of the wall time.\n"
         )
-        L.append("| phase | ms |")
-        L.append("|---|---|")
-        elapsed = (r["summary"] or {}).get("elapsed_ms")
-        startup = at.get("start_log")
-        tail = r["wall"] - at["acked"] if "acked" in at else None
-        if startup is not None:
-            L.append(f"| process start to its first log line (exec, runtime, configuration) | {startup * 1000:.0f} |")
-        if None not in (startup, tail, elapsed):
-            pubsub = r["wall"] * 1000 - elapsed - startup * 1000 - tail * 1000
-            L.append(f"| connect to Pub/Sub (the rest of the wall time) | {pubsub:.0f} |")
-        if elapsed is not None and len(ph) == 3:
-            L.append(f"| connect to MariaDB (the pass's `elapsed_ms` less its three phases) | {elapsed - sum(ph.values())} |")
-        for k, name in [
-            ("receive", "receive: Pulls, 4 in flight, 100 messages each, and decoding"),
-            ("delete", "delete 10,000 users (20,000 orders by cascade) and commit"),
-            ("ack", "acknowledge: 10 requests of 1,000 ack ids, all at once"),
-        ]:
-            if k in ph:
-                L.append(f"| {name} | {ph[k]} |")
-        if tail is not None:
-            L.append(f"| after the last phase: summary line, runtime shutdown, exit | {tail * 1000:.0f} |")
-        L.append(f"| **whole process** | **{r['wall'] * 1000:.0f}** |")
+        L.extend(phase_rows(r, ph, at, "connect to MariaDB"))
         L.append(f"\nPeak RSS of that run: {r['rss_mib']:.1f} MiB.\n")
     if "drain" in results:
         L.extend(drain_report(args, results["drain"]))
@@ -2485,6 +2464,33 @@ def time_split(rust, python):
         L.append(f"| delete and commit | {med([p['delete'] for p in rp]):.0f} | {med([p['delete_ms'] for p in pp]):.0f} (connect included) |")
         L.append(f"| acknowledge | {med([p['ack'] for p in rp]):.0f} | {med([p['ack_ms'] for p in pp]):.0f} |")
         L.append(f"| everything else (process start, connects, exit) | {r_rest:.0f} | {med([p['setup_ms'] for p in pp]):.0f} (client setup) |")
+    return L
+
+
+def phase_rows(r, ph, at, connect):
+    """The phase-by-phase table of one debug run `r` (its `phases`), the
+    database connect named `connect`."""
+    L = ["| phase | ms |", "|---|---|"]
+    elapsed = (r["summary"] or {}).get("elapsed_ms")
+    startup = at.get("start_log")
+    tail = r["wall"] - at["acked"] if "acked" in at else None
+    if startup is not None:
+        L.append(f"| process start to its first log line (exec, runtime, configuration) | {startup * 1000:.0f} |")
+    if None not in (startup, tail, elapsed):
+        pubsub = r["wall"] * 1000 - elapsed - startup * 1000 - tail * 1000
+        L.append(f"| connect to Pub/Sub (the rest of the wall time) | {pubsub:.0f} |")
+    if elapsed is not None and len(ph) == 3:
+        L.append(f"| {connect} (the pass's `elapsed_ms` less its three phases) | {elapsed - sum(ph.values())} |")
+    for k, name in [
+        ("receive", "receive: Pulls, 4 in flight, 100 messages each, and decoding"),
+        ("delete", "delete 10,000 users (20,000 orders by cascade) and commit"),
+        ("ack", "acknowledge: 10 requests of 1,000 ack ids, all at once"),
+    ]:
+        if k in ph:
+            L.append(f"| {name} | {ph[k]} |")
+    if tail is not None:
+        L.append(f"| after the last phase: summary line, runtime shutdown, exit | {tail * 1000:.0f} |")
+    L.append(f"| **whole process** | **{r['wall'] * 1000:.0f}** |")
     return L
 
 
@@ -2546,27 +2552,7 @@ def postgres_report(args, facts, pg):
         "A user-purge run with `RUST_LOG=user_purge=debug`, after the timed ones (so its debug lines cost the "
         "timed runs nothing): the job's own phase timings and its summary's `elapsed_ms`, as in results.md.\n"
     )
-    L.append("| phase | ms |")
-    L.append("|---|---|")
-    elapsed = (d["summary"] or {}).get("elapsed_ms")
-    startup = at.get("start_log")
-    tail = d["wall"] - at["acked"] if "acked" in at else None
-    if startup is not None:
-        L.append(f"| process start to its first log line (exec, runtime, configuration) | {startup * 1000:.0f} |")
-    if None not in (startup, tail, elapsed):
-        L.append(f"| connect to Pub/Sub (the rest of the wall time) | {d['wall'] * 1000 - elapsed - startup * 1000 - tail * 1000:.0f} |")
-    if elapsed is not None and len(ph) == 3:
-        L.append(f"| connect to PostgreSQL and read its schema (the pass's `elapsed_ms` less its three phases) | {elapsed - sum(ph.values())} |")
-    for k, name in [
-        ("receive", "receive: Pulls, 4 in flight, 100 messages each, and decoding"),
-        ("delete", "delete 10,000 users (20,000 orders by cascade) and commit"),
-        ("ack", "acknowledge: 10 requests of 1,000 ack ids, all at once"),
-    ]:
-        if k in ph:
-            L.append(f"| {name} | {ph[k]} |")
-    if tail is not None:
-        L.append(f"| after the last phase: summary line, runtime shutdown, exit | {tail * 1000:.0f} |")
-    L.append(f"| **whole process** | **{d['wall'] * 1000:.0f}** |")
+    L.extend(phase_rows(d, ph, at, "connect to PostgreSQL and read its schema"))
     pulls = [(when, line) for when, line in d["stderr"] if "a Pull returned" in line]
     shown_lines = [(when, line) for when, line in d["stderr"] if "a Pull returned" not in line]
     L.append(

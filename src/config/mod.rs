@@ -38,13 +38,13 @@ pub enum Engine {
 }
 
 impl Engine {
-    /// The engine of a URL; anything not PostgreSQL's goes to MySQL's
-    /// check, which names the schemes it takes.
-    pub fn of(url: &str) -> Engine {
-        let scheme = url.split_once("://").map_or("", |(scheme, _)| scheme);
+    /// The engine a URL's scheme names (case-insensitively), if any.
+    pub fn of(url: &str) -> Option<Engine> {
+        let (scheme, _) = url.split_once("://")?;
         match scheme.to_ascii_lowercase().as_str() {
-            "postgres" | "postgresql" => Engine::Postgres,
-            _ => Engine::MySql,
+            "mysql" => Some(Engine::MySql),
+            "postgres" | "postgresql" => Some(Engine::Postgres),
+            _ => None,
         }
     }
 }

@@ -95,7 +95,7 @@ pub enum Checked {
 pub async fn check(check: &Check) -> Result<Checked, Outcome> {
     let database = &check.database;
     if let Some(grantee) = &check.grants {
-        let name = store::url::database_name(database.url.expose());
+        let name = store::url::database_name(database.engine, database.url.expose());
         let dialect = match database.engine {
             Engine::MySql => Dialect::MySql,
             Engine::Postgres => Dialect::Postgres,

@@ -66,7 +66,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = Signal>) -> Repo
     info!(
         "purging users named by {} from {}: {}{}{}",
         config.subscription,
-        store::url::describe(database.url.expose()),
+        store::url::describe(database.engine, database.url.expose()),
         entries.join(", "),
         match &database.record {
             Some(record) => format!("; recording each erasure in {record}"),

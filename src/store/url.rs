@@ -10,14 +10,10 @@ use crate::store::{mysql, postgres};
 pub fn check_url(url: &str) -> Result<Engine, String> {
     const FORMS: &str =
         "mysql://user:password@host:port/database or postgres://user:password@host:port/database";
-    let Some((scheme, _)) = url.split_once("://") else {
-        return Err(format!("it is not a URL of the form {FORMS}"));
-    };
-    match scheme.to_ascii_lowercase().as_str() {
-        "mysql" | "postgres" | "postgresql" => {}
-        _ => return Err(format!("the scheme is {scheme:?}; it must be {FORMS}")),
-    }
-    let engine = Engine::of(url);
+    let engine = Engine::of(url).ok_or_else(|| match url.split_once("://") {
+        Some((scheme, _)) => format!("the scheme is {scheme:?}; it must be {FORMS}"),
+        None => format!("it is not a URL of the form {FORMS}"),
+    })?;
     match engine {
         Engine::MySql => mysql::check_url(url)?,
         Engine::Postgres => postgres::check_url(url)?,
@@ -25,17 +21,18 @@ pub fn check_url(url: &str) -> Result<Engine, String> {
     Ok(engine)
 }
 
-/// Where a URL points, without its password: for log lines.
-pub fn describe(url: &str) -> String {
-    match Engine::of(url) {
+/// Where a URL of `engine` (checked by [`check_url`]) points, without its
+/// password: for log lines.
+pub fn describe(engine: Engine, url: &str) -> String {
+    match engine {
         Engine::MySql => mysql::describe(url),
         Engine::Postgres => postgres::describe(url),
     }
 }
 
-/// The database a URL names (checked by [`check_url`]).
-pub fn database_name(url: &str) -> String {
-    match Engine::of(url) {
+/// The database a URL of `engine` (checked by [`check_url`]) names.
+pub fn database_name(engine: Engine, url: &str) -> String {
+    match engine {
         Engine::MySql => mysql::database_name(url),
         Engine::Postgres => postgres::database_name(url),
     }
